@@ -1,0 +1,1 @@
+//! Applying a fix plan: guarded, archived, batched writes.

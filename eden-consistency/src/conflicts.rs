@@ -1,0 +1,1 @@
+//! The replication_conflicts table: creation (init), recording, listing.

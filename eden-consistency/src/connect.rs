@@ -1,0 +1,1 @@
+//! Connecting to every region concurrently, with fixed session settings and TLS.

@@ -1,0 +1,1 @@
+//! Exact, typed, length-prefixed row encoding hashed with blake3.

@@ -1,0 +1,35 @@
+//! # eden-consistency
+//!
+//! Keeps an active-active, multi-region PostgreSQL deployment consistent: **detect**
+//! divergence between regions (Merkle-hash chunked comparison, exact to the row and column),
+//! **resolve** conflicts by per-table rules, **record** them in `replication_conflicts`, and
+//! **reconcile** (`fix`) with nothing lost.
+//!
+//! The `eden-reconcile` binary is a thin layer over this crate; services embed the same
+//! calls.
+
+pub mod error;
+pub mod ident;
+pub mod value;
+
+pub mod config;
+pub mod conninfo;
+pub mod connect;
+
+pub mod schema;
+pub mod conflicts;
+
+pub mod digest;
+pub mod merkle;
+pub mod source;
+pub mod check;
+pub mod report;
+
+pub mod resolve;
+
+pub mod plan;
+pub mod apply;
+pub mod undo;
+
+pub use error::{Error, Result};
+pub use ident::TableName;

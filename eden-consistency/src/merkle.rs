@@ -1,0 +1,1 @@
+//! Merkle trees over key-range chunk digests, and their comparison.

@@ -1,0 +1,1 @@
+//! Planning a fix: per region, the inserts, updates and deletes that make regions agree.

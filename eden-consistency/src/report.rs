@@ -1,0 +1,1 @@
+//! Report types that serialize to the contract's JSON and print for humans.

@@ -1,0 +1,1 @@
+//! Conflict resolution: which version of a row wins across regions (pure, no I/O).

@@ -1,0 +1,1 @@
+//! Keyed sources: anything the diff engine can compare (PostgreSQL tables today).

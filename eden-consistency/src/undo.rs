@@ -1,0 +1,1 @@
+//! Undoing a fix run from the archive in replication_conflicts.

@@ -1,0 +1,1 @@
+//! Test harness: per-test region databases and throwaway PostgreSQL clusters.
