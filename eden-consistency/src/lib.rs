@@ -22,6 +22,7 @@ pub mod conflicts;
 pub mod digest;
 pub mod merkle;
 pub mod source;
+pub mod filter;
 pub mod check;
 pub mod report;
 
