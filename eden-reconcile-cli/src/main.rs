@@ -1,6 +1,64 @@
 //! `eden-reconcile`: the command-line face of eden-consistency.
+//!
+//! A thin layer: parse the command line, load the config, call the library, print the
+//! result, and map it to the exit codes of the contract: **0** all consistent / all done,
+//! **1** differences found or conflicts left unresolved, **2** usage, config, connection or
+//! any other error (printed once, as `eden-reconcile: <sentence>` on stderr).
+
+mod cli;
+mod commands;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use clap::Parser;
+
+use crate::cli::Cli;
+
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return cli::report_parse_error(e),
+    };
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eden-reconcile: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Errors are one sentence on one line, whatever the layers below wrote.
+fn one_line(text: &str) -> String {
+    text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Logs go to stderr through `tracing`; `EDEN_LOG` (or `RUST_LOG`) overrides the level.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,tokio_postgres=warn",
+        _ => "debug,tokio_postgres=info",
+    };
+    let filter = std::env::var("EDEN_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
