@@ -1,11 +1,15 @@
 //! One function per subcommand: load, call the library, print, pick the exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use eden_consistency::config::Config;
+use eden_consistency::conflicts;
+use eden_consistency::connect::{self, ConnectOptions, Region};
+use eden_consistency::ident::TableName;
 
-use crate::cli::{Cli, Command, GlobalOpts};
+use crate::cli::{Cli, Command, ConflictsArgs, DbArg, Format, GlobalOpts};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -28,10 +32,12 @@ impl Outcome {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome> {
     let config = load_config(&cli.global)?;
+    let format = cli.global.format;
     match cli.command {
-        Command::Check(_) | Command::Fix(_) | Command::Init(_) | Command::Conflicts(_) | Command::Undo(_) | Command::ValidateConfig(_) => {
-            let _ = config;
-            anyhow::bail!("this command is not available yet")
+        Command::Init(args) => init(&config, &args, format).await,
+        Command::Conflicts(args) => list_conflicts(config, &args, format).await,
+        Command::Check(_) | Command::Fix(_) | Command::Undo(_) | Command::ValidateConfig(_) => {
+            bail!("this command is not available yet")
         }
     }
 }
@@ -46,4 +52,79 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
         config.apply_region_flag(spec)?;
     }
     Ok(config)
+}
+
+/// Connects to every region of `config` for `--db`.
+async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
+    Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+}
+
+/// Where `replication_conflicts` lives for this database.
+fn conflicts_table(config: &Config, db: &DbArg) -> TableName {
+    let schema = db
+        .db
+        .as_deref()
+        .and_then(|d| config.node_group(d))
+        .and_then(|g| g.conflicts_schema.as_deref());
+    conflicts::table_name(schema)
+}
+
+/// `init`: create `replication_conflicts` in every region.
+async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> {
+    let regions = connect(config, args).await?;
+    let table = conflicts_table(config, args);
+    let mut created = Vec::new();
+    for r in &regions {
+        let new = conflicts::init(&r.client, &r.name, &table).await?;
+        created.push((r, new));
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let regions: Vec<_> = created
+                .iter()
+                .map(|(r, new)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": new}))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"regions": regions}))?)?;
+        }
+        Format::Human => {
+            for (r, new) in &created {
+                let what = if *new { "created" } else { "already present" };
+                writeln!(out, "{:<16} {}  {table}: {what}", r.name, r.dbname)?;
+            }
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+/// `conflicts`: list records, newest first, from every region (or `--in` one).
+async fn list_conflicts(mut config: Config, args: &ConflictsArgs, format: Format) -> Result<Outcome> {
+    let now = chrono::Utc::now();
+    let since = match &args.since {
+        Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    if let Some(name) = &args.in_region {
+        if config.region_index(name).is_none() {
+            let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+            bail!("--in {name}: no such region (defined: {})", known.join(", "));
+        }
+        config.regions.retain(|r| &r.name == name);
+    }
+    let regions = connect(&config, &args.db).await?;
+    let table = conflicts_table(&config, &args.db);
+    let filter = conflicts::ListFilter {
+        table: args.table.clone(),
+        since,
+        unresolved: args.unresolved,
+        limit: args.limit,
+    };
+    let pairs: Vec<(&str, &tokio_postgres::Client)> = regions.iter().map(|r| (r.name.as_str(), &r.client)).collect();
+    let rows = conflicts::list(&pairs, &table, &filter).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&conflicts::to_json(&rows))?)?,
+        Format::Human => conflicts::print_human(&mut out, &rows, now)?,
+    }
+    Ok(Outcome::Clean)
 }

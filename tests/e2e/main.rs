@@ -1,1 +1,7 @@
 //! End-to-end tests of the real `eden-reconcile` binary.
+
+mod common;
+mod cli;
+mod init;
+mod conflicts;
+mod errors;
