@@ -417,6 +417,15 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
         )
     };
     let guard = "to_jsonb(t)::text = (i.j->>'o')";
+    // n."col", or JSON null for json/jsonb columns listed in the item's "jn"
+    let val = |c: &str| -> String {
+        let q = quote_ident(c);
+        if shape.columns.iter().any(|x| x.name == c && x.is_json()) {
+            format!("CASE WHEN (i.j->'jn') ? {} THEN 'null' ELSE n.{q} END", sql_literal(c))
+        } else {
+            format!("n.{q}")
+        }
+    };
     match kind {
         ActionKind::Update => {
             let cols = shape.update_columns();
@@ -430,7 +439,7 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {
-                cols.iter().map(|c| format!("{q} = n.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(", ")
+                cols.iter().map(|c| format!("{} = {}", quote_ident(c), val(c))).collect::<Vec<_>>().join(", ")
             };
             format!(
                 "WITH {items},\n w AS (UPDATE {tbl} AS t SET {set} FROM items AS i {k} {n} WHERE {join} AND {guard} \
@@ -451,7 +460,7 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
         ActionKind::Insert => {
             let cols = shape.insert_columns();
             let list = cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-            let vals = cols.iter().map(|c| format!("n.{}", quote_ident(c))).collect::<Vec<_>>().join(", ");
+            let vals = cols.iter().map(|c| val(c)).collect::<Vec<_>>().join(", ");
             let ret_keys = shape
                 .key_columns
                 .iter()
@@ -510,6 +519,8 @@ pub struct WriteItem {
     pub remote_region: Option<String>,
     /// Recorded `decided_by`.
     pub decided_by: String,
+    /// json/jsonb columns of `new_row` holding JSON `null` rather than SQL NULL.
+    pub json_nulls: Vec<String>,
 }
 
 impl WriteItem {
@@ -525,6 +536,7 @@ impl WriteItem {
             "rr": self.remote_region,
             "by": self.decided_by,
             "act": self.action.as_str(),
+            "jn": self.json_nulls,
         })
     }
 }
@@ -880,6 +892,7 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
                         winner_region: if a.action == ActionKind::Manual { None } else { k.winner_region.clone() },
                         remote_region,
                         decided_by: if a.action == ActionKind::Manual { "manual".into() } else { k.decided_by.clone() },
+                        json_nulls: k.winner_json_nulls.clone(),
                     });
                     origin.push((ti, ki, ai));
                     item_table.push(ti);
@@ -898,20 +911,34 @@ pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str)
     crate::conflicts::init(client, region, &crate::conflicts::table_name(Some(schema))).await.map(|_| ())
 }
 
-/// SQL creating `replication_conflicts` when missing, for `--sql-out` scripts: the columns
-/// of CONTRACT §4 plus the `action` column this module fills (added to an older table).
-/// `eden-reconcile init` creates the same table with its indexes.
+/// SQL creating `replication_conflicts` when missing, for `--sql-out` scripts: the same
+/// table, columns and indexes [`crate::conflicts::init`] creates (CONTRACT §4 columns plus
+/// `action`, `changed_columns`, `details`), adding what an older table lacks.
+// NOTE: mirrors conflicts::init; a `conflicts::init_sql` would let both share one text.
 pub fn conflicts_init_sql(schema: &str) -> String {
-    let rc = conflicts_table(schema);
-    format!(
+    let table = crate::conflicts::table_name(Some(schema));
+    let rc = table.quoted();
+    let base: String = table.name.chars().take(40).collect();
+    let idx = [
+        (format!("{base}_table_created_idx"), "(table_name, created_at DESC, id DESC)"),
+        (format!("{base}_created_idx"), "(created_at DESC, id DESC)"),
+        (format!("{base}_unresolved_idx"), "(created_at DESC) WHERE resolved_at IS NULL"),
+        (format!("{base}_run_id_idx"), "(run_id)"),
+    ];
+    let mut s = format!(
         "CREATE SCHEMA IF NOT EXISTS {schema_q};\n\
-         CREATE TABLE IF NOT EXISTS {rc} (\n  id bigserial PRIMARY KEY,\n  created_at timestamptz NOT NULL DEFAULT now(),\n  \
-         table_name text NOT NULL,\n  key jsonb NOT NULL,\n  conflict_type text NOT NULL,\n  local_region text NOT NULL,\n  \
-         remote_region text,\n  local_row jsonb,\n  remote_row jsonb,\n  resolution text,\n  winner_region text,\n  \
-         decided_by text,\n  resolved_at timestamptz,\n  run_id text,\n  action text,\n  changed_columns text[],\n  details jsonb\n);\n\
-         ALTER TABLE {rc} ADD COLUMN IF NOT EXISTS action text;",
-        schema_q = quote_ident(schema)
-    )
+         CREATE TABLE IF NOT EXISTS {rc} (\n    id bigserial PRIMARY KEY,\n    created_at timestamptz NOT NULL DEFAULT now(),\n    \
+         table_name text NOT NULL,\n    key jsonb NOT NULL,\n    conflict_type text NOT NULL,\n    local_region text NOT NULL,\n    \
+         remote_region text,\n    local_row jsonb,\n    remote_row jsonb,\n    resolution text,\n    winner_region text,\n    \
+         decided_by text,\n    resolved_at timestamptz,\n    run_id text,\n    action text,\n    changed_columns text[],\n    details jsonb\n);\n\
+         ALTER TABLE {rc} ADD COLUMN IF NOT EXISTS action text, ADD COLUMN IF NOT EXISTS changed_columns text[], \
+         ADD COLUMN IF NOT EXISTS details jsonb;\n",
+        schema_q = quote_ident(&table.schema)
+    );
+    for (name, def) in idx {
+        s.push_str(&format!("CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n", quote_ident(&name)));
+    }
+    s
 }
 
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
@@ -967,19 +994,40 @@ pub async fn apply_plan_on(clients: &[&Client], plan: &FixPlan, opts: &ApplyOpti
         if !t.deferred.is_empty() || t.unresolved() > 0 {
             consistent = false;
         }
+        if per_table.get(&ti).is_some_and(|(e, _)| !e.is_empty()) {
+            consistent = false;
+        }
         if !opts.recheck || t.keys.is_empty() {
             continue;
         }
-        let still = recheck_table(clients, &plan.regions, &t.shape, &t.keys.iter().map(|k| &k.key).collect::<Vec<_>>()).await?;
+        let keys: Vec<&KeyMap> = t.keys.iter().map(|k| &k.key).collect();
+        let still = recheck_table(clients, &plan.regions, &t.shape, &keys).await?;
         if !still.is_empty() {
             consistent = false;
             per_table.entry(ti).or_default().1 = still;
         }
-        if per_table.get(&ti).is_some_and(|(e, _)| !e.is_empty()) {
-            consistent = false;
-        }
+    }
+    if !opts.recheck && !plan.is_empty() {
+        consistent = false;
     }
     Ok(build_report(plan, &statuses, false, consistent, &[], &per_table))
+}
+
+/// Applies a plan to connected regions (CONTRACT §3a report). Each region is written
+/// through a session of its own ([`crate::connect::Region::open_another`]), so the
+/// replication origin of `no_replicate` and the batches' transactions stay apart from the
+/// regions' main sessions. `regions` must hold every region named in the plan.
+pub async fn apply_plan(regions: &[crate::connect::Region], plan: &FixPlan, opts: &ApplyOptions) -> Result<FixReport> {
+    let mut sessions = Vec::new();
+    for name in &plan.regions {
+        let r = regions
+            .iter()
+            .find(|r| &r.name == name)
+            .ok_or_else(|| Error::Usage(format!("apply_plan: region {name} of the plan is not connected")))?;
+        sessions.push(r.open_another().await?);
+    }
+    let refs: Vec<&Client> = sessions.iter().collect();
+    apply_plan_on(&refs, plan, opts).await
 }
 
 /// Reads `keys` in every region and returns those on which regions still differ (excluded

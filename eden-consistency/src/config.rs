@@ -190,10 +190,18 @@ impl Config {
                 "the config file is empty; it needs at least a regions: list (see postgresql-multi-region.yaml)".into(),
             ));
         }
-        if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-            return Err(cerr(yaml_message(&e, true)));
-        }
-        let raw: raw::Root = serde_yaml_ng::from_str(text).map_err(|e| cerr(yaml_message(&e, false)))?;
+        let mut value = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+            Ok(v) => v,
+            Err(e) => return Err(cerr(yaml_message(&e, true))),
+        };
+        // Merge keys (`<<: *defaults`) need the generic value; without them, reading the
+        // text directly keeps line and column in type errors.
+        let raw: raw::Root = if text.contains("<<") {
+            value.apply_merge().map_err(|e| cerr(yaml_message(&e, true)))?;
+            serde_yaml_ng::from_value(value).map_err(|e| cerr(yaml_message(&e, false)))?
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| cerr(yaml_message(&e, false)))?
+        };
         raw::build(raw).map_err(cerr)
     }
 
@@ -931,6 +939,15 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("regions: invalid type: map, expected a sequence"), "{e}");
         assert!(err("# only a comment\n").contains("the config file is empty"));
         assert!(err("- a\n- b\n").contains("invalid type: sequence"));
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let text = "x-instance: &inst\n  port: 6432\n  sslmode: require\n  parameters: {wal_level: logical}\nregions:\n  - name: a\n    instance:\n      <<: *inst\n      host: h1\n  - name: b\n    instance: {<<: *inst, host: h2}\n";
+        let cfg = Config::from_yaml_str(text, "c").unwrap();
+        assert_eq!(cfg.regions[0].conn.port, Some(6432));
+        assert_eq!(cfg.regions[1].conn.host.as_deref(), Some("h2"));
+        assert_eq!(cfg.regions[1].conn.sslmode, Some(crate::conninfo::SslMode::Require));
     }
 
     #[test]

@@ -83,6 +83,26 @@ fn indexes(table: &TableName) -> Vec<(String, String)> {
     ]
 }
 
+/// The same table, columns and indexes as [`init`], as an idempotent SQL script (for
+/// psql-runnable `--sql-out` files): creates the schema and table when missing, adds the
+/// columns an older table lacks, and creates missing indexes.
+pub fn init_sql(table: &TableName) -> String {
+    let rc = table.quoted();
+    let cols: Vec<String> = COLUMNS.iter().map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n))).collect();
+    let mut s = format!(
+        "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {rc} (\n    id bigserial PRIMARY KEY,\n{}\n);\n",
+        quote_ident(&table.schema),
+        cols.join(",\n")
+    );
+    let adds: Vec<String> =
+        COLUMNS.iter().map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n))).collect();
+    s.push_str(&format!("ALTER TABLE {rc} {};\n", adds.join(", ")));
+    for (name, def) in indexes(table) {
+        s.push_str(&format!("CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n", quote_ident(&name)));
+    }
+    s
+}
+
 /// Creates `table` (see [`table_name`]) in this region's database if it is missing, adds
 /// columns and indexes an older version lacks, and creates the schema if needed.
 /// Returns true when the table was created. Idempotent; concurrent calls serialize on an

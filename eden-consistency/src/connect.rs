@@ -215,7 +215,7 @@ fn describe(err: &tokio_postgres::Error, params: &ResolvedParams) -> String {
         if db.code() == &tokio_postgres::error::SqlState::INVALID_PASSWORD {
             if let Some(src) = params.password_source {
                 let from = match src {
-                    crate::conninfo::PasswordSource::Explicit => "the connection string",
+                    crate::conninfo::PasswordSource::Explicit => "the config or connection string",
                     crate::conninfo::PasswordSource::Environment => "PGPASSWORD",
                     crate::conninfo::PasswordSource::PassFile => "the password file",
                 };

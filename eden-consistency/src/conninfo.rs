@@ -1155,4 +1155,67 @@ mod tests {
         assert_eq!(redact(r"password = 'a\'b c' host=h"), "password=******** host=h");
         assert!(!format!("{:?}", ConnParams::parse("password=zz").unwrap()).contains("zz"));
     }
+
+    fn quote_kv(v: &str) -> String {
+        let mut q = String::from("'");
+        for c in v.chars() {
+            if c == '\'' || c == '\\' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('\'');
+        q
+    }
+
+    fn pct(v: &str) -> String {
+        v.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keyvalue_round_trip(user in "[^\\x00]{1,12}", pw in "[^\\x00]{1,12}", db in "[^\\x00]{1,12}", port in 1u16..) {
+            let ci = format!("host=h port={port} user={} password={} dbname={}", quote_kv(&user), quote_kv(&pw), quote_kv(&db));
+            let p = ConnParams::parse_keyvalue(&ci).unwrap();
+            proptest::prop_assert_eq!(p.user.as_deref(), Some(user.as_str()));
+            proptest::prop_assert_eq!(p.password.as_deref(), Some(pw.as_str()));
+            proptest::prop_assert_eq!(p.dbname.as_deref(), Some(db.as_str()));
+            proptest::prop_assert_eq!(p.port, Some(port));
+        }
+
+        #[test]
+        fn url_round_trip(user in "[^\\x00]{1,12}", pw in "[^\\x00]{1,12}", db in "[^\\x00]{1,12}", host in "[a-z0-9.-]{1,20}", port in 1u16..) {
+            let url = format!("postgresql://{}:{}@{host}:{port}/{}?application_name={}", pct(&user), pct(&pw), pct(&db), pct(&db));
+            let p = ConnParams::parse(&url).unwrap();
+            proptest::prop_assert_eq!(p.user.as_deref(), Some(user.as_str()));
+            proptest::prop_assert_eq!(p.password.as_deref(), Some(pw.as_str()));
+            proptest::prop_assert_eq!(p.dbname.as_deref(), Some(db.as_str()));
+            proptest::prop_assert_eq!(p.application_name.as_deref(), Some(db.as_str()));
+            proptest::prop_assert_eq!(p.host.as_deref(), Some(host.as_str()));
+            proptest::prop_assert_eq!(p.port, Some(port));
+        }
+
+        #[test]
+        fn redaction_hides_password(pw in "ZQ[a-zA-Z0-9 '\\\\]{2,12}", rest in "[a-y0-9]{1,8}") {
+            let kv = format!("host={rest} password={} user={rest}", quote_kv(&pw));
+            proptest::prop_assert!(!redact(&kv).contains(&pw));
+            let url = format!("postgres://{rest}:{}@{rest}/{rest}?password={}", pct(&pw), pct(&pw));
+            let r = redact(&url);
+            proptest::prop_assert!(!r.contains(&pw) && !r.contains(&pct(&pw)), "{}", r);
+        }
+
+        #[test]
+        fn parse_never_panics_nor_leaks(text in ".{0,60}") {
+            let with_pw = format!("{text} password=ZQsecretZQ {text}");
+            if let Err(e) = ConnParams::parse(&with_pw) {
+                proptest::prop_assert!(!e.contains("ZQsecretZQ"), "{}", e);
+            }
+            let url = format!("postgres://u:ZQsecretZQ@{text}");
+            if let Err(e) = ConnParams::parse(&url) {
+                proptest::prop_assert!(!e.contains("ZQsecretZQ"), "{}", e);
+            }
+        }
+    }
 }

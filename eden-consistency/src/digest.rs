@@ -416,6 +416,23 @@ pub fn digest_copy_tuple(t: &CopyTuple<'_>, oids: &[u32], buf: &mut Vec<u8>) -> 
                 put_bytes(buf, tag::TEXT, raw);
             }
             Wire::Binary(oid::BYTEA) => put_bytes(buf, tag::BYTES, raw),
+            Wire::Binary(oid::JSONB) | Wire::Binary(oid::JSON) => {
+                let text = if o == oid::JSONB {
+                    match raw.split_first() {
+                        Some((1, t)) => t,
+                        _ => return Err("unsupported jsonb binary version".into()),
+                    }
+                } else {
+                    raw
+                };
+                let text = std::str::from_utf8(text).map_err(|_| "value is not valid UTF-8".to_string())?;
+                buf.push(tag::JSON);
+                let at = buf.len();
+                buf.extend_from_slice(&[0; 4]);
+                crate::value::canonical_json_into(text, buf)?;
+                let n = (buf.len() - at - 4) as u32;
+                buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            }
             Wire::Text => {
                 std::str::from_utf8(raw).map_err(|_| "value is not valid UTF-8".to_string())?;
                 put_bytes(buf, tag::OTHER, raw);

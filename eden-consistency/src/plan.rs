@@ -100,6 +100,14 @@ pub struct ColumnInfo {
     pub base_type_oid: u32,
 }
 
+impl ColumnInfo {
+    /// True for `json`, `jsonb` and domains over them.
+    pub fn is_json(&self) -> bool {
+        let oid = if self.base_type_oid != 0 { self.base_type_oid } else { self.type_oid };
+        oid == 114 || oid == 3802
+    }
+}
+
 impl crate::value::ColumnType for ColumnInfo {
     fn column_name(&self) -> &str {
         &self.name
@@ -251,6 +259,9 @@ pub struct FetchedRow {
     pub commit_ts_micros: Option<i64>,
     /// The compared columns ([`TableShape::compared_columns`]) decoded as values.
     pub values: Vec<crate::value::Value>,
+    /// `json`/`jsonb` columns holding JSON `null` (not SQL NULL): `to_jsonb` shows both as
+    /// `null`, so writes need to be told which is which.
+    pub json_nulls: Vec<String>,
 }
 
 impl FetchedRow {
@@ -292,7 +303,7 @@ pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
     } else {
         "NULL::int8"
     };
-    let mut sql = format!("SELECT (e.ord - 1)::int4, to_jsonb(t)::text, {ts}");
+    let mut sql = format!("SELECT (e.ord - 1)::int4, to_jsonb(t)::text, {ts}, {}", json_nulls_expr(shape, "t"));
     for c in shape.compared_columns() {
         sql.push_str(", ");
         sql.push_str(&crate::value::select_expr(c, Some("t")));
@@ -305,6 +316,24 @@ pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
         shape.key_join("t", "k")
     );
     sql
+}
+
+/// `text[]` of the json/jsonb columns of row `alias` that hold JSON `null`.
+pub fn json_nulls_expr(shape: &TableShape, alias: &str) -> String {
+    let parts: Vec<String> = shape
+        .columns
+        .iter()
+        .filter(|c| c.is_json() && !c.generated)
+        .map(|c| {
+            let q = quote_ident(&c.name);
+            format!("CASE WHEN {alias}.{q} IS NOT NULL AND {alias}.{q}::text = 'null' THEN {} END", sql_literal(&c.name))
+        })
+        .collect();
+    if parts.is_empty() {
+        "'{}'::text[]".into()
+    } else {
+        format!("array_remove(ARRAY[{}]::text[], NULL)", parts.join(", "))
+    }
 }
 
 /// Reads the rows of `keys` in one region: `result[i]` is the row of `keys[i]`, or `None`
@@ -330,12 +359,13 @@ pub async fn fetch_rows(
         let i: i32 = r.get(0);
         let image: String = r.get(1);
         let ts: Option<i64> = r.get(2);
-        let values = crate::value::decode_row(&r, 3, &cols).map_err(|m| Error::Table {
+        let json_nulls: Vec<String> = r.get(3);
+        let values = crate::value::decode_row(&r, 4, &cols).map_err(|m| Error::Table {
             table: shape.table.to_string(),
             message: format!("in region {region}: {m}"),
         })?;
         if let Some(slot) = out.get_mut(i as usize) {
-            *slot = Some(FetchedRow { image, commit_ts_micros: ts, values });
+            *slot = Some(FetchedRow { image, commit_ts_micros: ts, values, json_nulls });
         }
     }
     Ok(out)
@@ -374,6 +404,9 @@ pub struct KeyPlan {
     /// winner is a delete or there is no winner.
     #[serde(skip)]
     pub winner_row: Option<String>,
+    /// The winner's json/jsonb columns holding JSON `null` (see [`FetchedRow::json_nulls`]).
+    #[serde(skip)]
+    pub winner_json_nulls: Vec<String>,
     /// What decided (CONTRACT §4 `decided_by`).
     pub decided_by: String,
     /// True when a human must decide (manual rule, or a resolver that could not).
@@ -823,12 +856,20 @@ pub fn plan_key(
             key: key.clone(),
             winner_region: None,
             winner_row: None,
+            winner_json_nulls: Vec::new(),
             decided_by: res.decided_by,
             needs_human: true,
             actions,
         }));
     }
     let bad = |m: String| Error::Table { table: shape.table.to_string(), message: m };
+    let winner_json_nulls: Vec<String> = match &res.winner {
+        Winner::Region(i) => views.get(*i).and_then(|v| v.row).map(|r| r.json_nulls.clone()).unwrap_or_default(),
+        Winner::Merged { based_on, .. } => {
+            views.get(*based_on).and_then(|v| v.row).map(|r| r.json_nulls.clone()).unwrap_or_default()
+        }
+        Winner::Delete { .. } => Vec::new(),
+    };
     let (winner_region, winner_row, winner_view) = match &res.winner {
         Winner::Region(i) => {
             let v = views.get(*i).ok_or_else(|| bad(format!("the resolver named version {i} of {}", views.len())))?;
@@ -880,6 +921,7 @@ pub fn plan_key(
         key: key.clone(),
         winner_region,
         winner_row,
+        winner_json_nulls,
         decided_by: res.decided_by,
         needs_human: false,
         actions,
@@ -918,6 +960,223 @@ pub async fn plan_targets(
         not_planned: Vec::new(),
         fk_cycles,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry point: from a check's differences to a plan
+
+/// The differences of one table, as `check` reports them (CONTRACT §3).
+#[derive(Debug, Clone)]
+pub struct TableDifferences {
+    /// The table.
+    pub table: TableName,
+    /// Its key columns (as in the report).
+    pub key_columns: Vec<String>,
+    /// Differing keys to fix.
+    pub keys: Vec<KeyMap>,
+    /// Differing keys still in flight (left for the next run).
+    pub in_flight: Vec<KeyMap>,
+    /// Why the table cannot be fixed (`skipped`, `schema_mismatch`, `error`), if so.
+    pub not_fixable: Option<String>,
+}
+
+impl TableDifferences {
+    /// Reads the tables of a `check` report in CONTRACT §3's JSON shape (e.g.
+    /// `serde_json::to_value(&check_report)`). Tables with status `consistent` are left out.
+    pub fn from_check_json(report: &serde_json::Value) -> Result<Vec<TableDifferences>> {
+        let bad = |m: &str| Error::Usage(format!("check report: {m}"));
+        let tables = report.get("tables").and_then(|t| t.as_array()).ok_or_else(|| bad("no tables array"))?;
+        let mut out = Vec::new();
+        for t in tables {
+            let name = t.get("table").and_then(|v| v.as_str()).ok_or_else(|| bad("a table without a name"))?;
+            let table = split_qualified(name).ok_or_else(|| bad(&format!("table name {name} is not schema-qualified")))?;
+            let status = t.get("status").and_then(|v| v.as_str()).unwrap_or("divergent");
+            let key_columns: Vec<String> = t
+                .get("key_columns")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            let mut d = TableDifferences { table, key_columns, keys: Vec::new(), in_flight: Vec::new(), not_fixable: None };
+            match status {
+                "consistent" => continue,
+                "divergent" => {}
+                other => {
+                    let msg = t.get("message").and_then(|v| v.as_str()).unwrap_or("");
+                    d.not_fixable = Some(format!("{other}: {msg}"));
+                }
+            }
+            for diff in t.get("differences").and_then(|v| v.as_array()).into_iter().flatten() {
+                let Some(key) = diff.get("key").and_then(|k| k.as_object()) else { continue };
+                if diff.get("in_flight").and_then(|v| v.as_bool()) == Some(true) {
+                    d.in_flight.push(key.clone());
+                } else {
+                    d.keys.push(key.clone());
+                }
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+}
+
+impl TableDifferences {
+    /// The tables of a typed check report (tables with status `consistent` left out).
+    pub fn from_check_report(report: &crate::report::CheckReport) -> Vec<TableDifferences> {
+        use crate::report::TableStatus;
+        let mut out = Vec::new();
+        for t in &report.tables {
+            let Some(table) = split_qualified(&t.table) else { continue };
+            let mut d = TableDifferences {
+                table,
+                key_columns: t.key_columns.clone(),
+                keys: Vec::new(),
+                in_flight: Vec::new(),
+                not_fixable: None,
+            };
+            match t.status {
+                TableStatus::Consistent => continue,
+                TableStatus::Divergent => {}
+                other => {
+                    d.not_fixable = Some(format!("{}: {}", other.as_str(), t.message.clone().unwrap_or_default()))
+                }
+            }
+            for diff in &t.differences {
+                if diff.in_flight {
+                    d.in_flight.push(diff.key.clone());
+                } else {
+                    d.keys.push(diff.key.clone());
+                }
+            }
+            out.push(d);
+        }
+        out
+    }
+}
+
+/// Checks, then plans the fix of every difference found: the library path of `eden-reconcile
+/// fix` (and of `--dry-run`, which prints the plan and stops). `check` is used as given,
+/// except that every difference is listed (`max_differences` = none) and nothing is
+/// recorded. Returns the check's report too (for its tables' statuses).
+pub async fn plan_fix_checked(
+    checker: &crate::check::Checker,
+    check: &crate::check::CheckOptions,
+    opts: &FixOptions,
+) -> Result<(crate::report::CheckReport, FixPlan)> {
+    let mut check = check.clone();
+    check.max_differences = None;
+    check.record = false;
+    let report = checker.run(&check).await?;
+    let diffs = TableDifferences::from_check_report(&report);
+    let mut plan = plan_fix(checker.regions(), checker.config(), checker.database(), &diffs, opts).await?;
+    if opts.run_id.is_none() {
+        plan.run_id = report.run_id.clone();
+    }
+    Ok((report, plan))
+}
+
+/// `schema.name` → TableName, splitting at the dot that leaves an existing-looking schema
+/// (first dot; schema names with dots are not supported here).
+fn split_qualified(text: &str) -> Option<TableName> {
+    let (s, n) = text.split_once('.')?;
+    Some(TableName::new(s, n))
+}
+
+/// Options of [`plan_fix`].
+#[derive(Default)]
+pub struct FixOptions {
+    /// Only these tables (empty: every table of the differences).
+    pub tables: Vec<TableName>,
+    /// Rust resolvers for `custom_rust` rules.
+    pub registry: crate::resolve::Registry,
+    /// Use this run id instead of a new one.
+    pub run_id: Option<String>,
+}
+
+/// The rule, exclusions and tombstone source of a table, from the config.
+pub fn table_settings(
+    config: &crate::config::Config,
+    db: &str,
+    table: &TableName,
+) -> (crate::config::Resolution, Vec<String>, Option<crate::config::Tombstone>) {
+    match config.table_rule(db, table) {
+        Some(rule) => (rule.resolution.clone(), rule.exclude_columns.clone(), rule.tombstone.clone()),
+        None => (config.default_resolution(), Vec::new(), None),
+    }
+}
+
+/// Plans a fix from a check's differences: per table its rule from the config (or the
+/// global default), each key's versions read in every region and resolved, tables ordered
+/// by foreign keys. Reads only; changes nothing anywhere.
+///
+/// `regions` in tie-break order (as [`crate::connect::connect_all`] returns them).
+pub async fn plan_fix(
+    regions: &[crate::connect::Region],
+    config: &crate::config::Config,
+    db: &str,
+    diffs: &[TableDifferences],
+    opts: &FixOptions,
+) -> Result<FixPlan> {
+    let clients: Vec<&Client> = regions.iter().map(|r| &r.client).collect();
+    let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let mut targets = Vec::new();
+    let mut resolvers = HashMap::new();
+    let mut not_planned = Vec::new();
+    for d in diffs {
+        if !opts.tables.is_empty() && !opts.tables.contains(&d.table) {
+            continue;
+        }
+        if let Some(why) = &d.not_fixable {
+            not_planned.push((d.table.to_string(), why.clone()));
+            continue;
+        }
+        if d.keys.is_empty() && d.in_flight.is_empty() {
+            continue;
+        }
+        let (rule, exclude, tombstone) = table_settings(config, db, &d.table);
+        let Some(first) = clients.first() else { break };
+        let shape = TableShape::load(first, &names[0], &d.table, &d.key_columns, &exclude).await?;
+        let cols: Vec<String> = shape.compared_columns().iter().map(|c| c.name.clone()).collect();
+        let resolver = match crate::resolve::Resolver::new(&rule, tombstone.as_ref(), &cols, &opts.registry) {
+            Ok(r) => r,
+            Err(m) => {
+                not_planned.push((d.table.to_string(), format!("resolution {}: {m}", rule.name())));
+                continue;
+            }
+        };
+        let tombstone_table = match &tombstone {
+            Some(crate::config::Tombstone::Table { table, deleted_at_column }) => {
+                let (schema, name) = TableName::parse_user(table).map_err(|m| Error::Table {
+                    table: d.table.to_string(),
+                    message: format!("tombstone table: {m}"),
+                })?;
+                Some((TableName::new(schema.unwrap_or_else(|| d.table.schema.clone()), name), deleted_at_column.clone()))
+            }
+            _ => None,
+        };
+        resolvers.insert(d.table.clone(), resolver);
+        targets.push(FixTarget {
+            table: d.table.clone(),
+            key_columns: d.key_columns.clone(),
+            exclude_columns: exclude,
+            resolution: rule.name().to_string(),
+            keys: d.keys.clone(),
+            deferred: d.in_flight.iter().map(|k| (k.clone(), "in flight (changed within the replication lag window)".to_string())).collect(),
+            tombstone_table,
+        });
+    }
+    let mut plan = plan_targets(&clients, &names, db, &targets, &mut |t: &FixTarget| {
+        let r = resolvers.get(&t.table).cloned().ok_or_else(|| Error::Table {
+            table: t.table.to_string(),
+            message: "no resolver".into(),
+        })?;
+        Ok(resolver_decider(r))
+    })
+    .await?;
+    if let Some(id) = &opts.run_id {
+        plan.run_id = id.clone();
+    }
+    plan.not_planned = not_planned;
+    Ok(plan)
 }
 
 // ---------------------------------------------------------------------------------------

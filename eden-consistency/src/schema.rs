@@ -40,6 +40,10 @@ pub struct Column {
     pub is_array: bool,
     /// The element type of an array (base) type.
     pub elem_type_oid: Option<u32>,
+    /// A generated column (`GENERATED ALWAYS AS (...) STORED`): computed, never written.
+    pub generated: bool,
+    /// `GENERATED ALWAYS AS IDENTITY`: writing it needs `OVERRIDING SYSTEM VALUE`.
+    pub identity_always: bool,
 }
 
 /// Where a table's key came from.
@@ -294,7 +298,8 @@ pub async fn load_table(
     let col_rows = client
         .query(
             "SELECT a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-                    CASE WHEN a.attcollation <> 0 THEN co.collname::text END \
+                    CASE WHEN a.attcollation <> 0 THEN co.collname::text END, \
+                    a.attgenerated <> '', a.attidentity = 'a' \
              FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation \
              WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
@@ -375,6 +380,8 @@ pub async fn load_table(
                 collation: r.get(4),
                 is_array: elem != 0,
                 elem_type_oid: (elem != 0).then_some(elem),
+                generated: r.get(5),
+                identity_always: r.get(6),
             }
         })
         .collect();

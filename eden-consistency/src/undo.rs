@@ -230,6 +230,18 @@ async fn find_table(client: &Client, region: &str, text: &str) -> Result<Option<
     Ok(row.map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
 
+/// Undoes run `opts.run_id` in every connected region (each written through a session of
+/// its own).
+pub async fn undo_run(regions: &[crate::connect::Region], opts: &UndoOptions) -> Result<UndoReport> {
+    let mut sessions = Vec::new();
+    for r in regions {
+        sessions.push(r.open_another().await?);
+    }
+    let refs: Vec<&Client> = sessions.iter().collect();
+    let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    undo_run_on(&refs, &names, opts).await
+}
+
 /// Undoes run `opts.run_id` in every region. `clients[i]` is the write session of
 /// `regions[i]`.
 pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOptions) -> Result<UndoReport> {
@@ -339,6 +351,7 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
                     winner_region: None,
                     remote_region: None,
                     decided_by: "undo".into(),
+                    json_nulls: Vec::new(),
                 });
                 item_table.push(ti);
                 item_action.push(idx);

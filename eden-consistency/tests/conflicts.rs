@@ -336,3 +336,57 @@ async fn init_inside_the_callers_transaction() {
     c.batch_execute("INSERT INTO after_init VALUES (2); COMMIT").await.unwrap();
     assert_eq!(dbs.query_texts(0, "SELECT count(*)::text FROM after_init").await, vec![Some("2".into())]);
 }
+
+mod since_props {
+    use chrono::{TimeZone, Utc};
+    use eden_consistency::conflicts::parse_since;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of `<n><unit>` parts means the sum of its parts.
+        #[test]
+        fn durations_add_up(parts in proptest::collection::vec((0i64..10_000, 0usize..5), 1..5)) {
+            let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+            let units = [("s", 1i64), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800)];
+            let text: String = parts.iter().map(|(n, u)| format!("{n}{}", units[*u].0)).collect();
+            let secs: i64 = parts.iter().map(|(n, u)| n * units[*u].1).sum();
+            prop_assert_eq!(parse_since(&text, now).unwrap(), now - chrono::Duration::seconds(secs));
+        }
+
+        /// Whatever the text, an answer or a one-sentence error naming --since; never a panic.
+        #[test]
+        fn never_panics(text in "\\PC{0,30}") {
+            let now = Utc::now();
+            if let Err(e) = parse_since(&text, now) {
+                prop_assert!(e.starts_with("--since"));
+                prop_assert!(!e.contains('\n'));
+            }
+        }
+
+        /// RFC 3339 times come back as the same instant.
+        #[test]
+        fn rfc3339_round_trips(secs in 0i64..4_000_000_000, offset_min in -720i32..720) {
+            let t = Utc.timestamp_opt(secs, 0).unwrap();
+            let off = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+            let text = t.with_timezone(&off).to_rfc3339();
+            prop_assert_eq!(parse_since(&text, Utc::now()).unwrap(), t);
+        }
+    }
+}
+
+#[tokio::test]
+async fn init_sql_script_matches_init() {
+    let dbs = TestDbs::new("conflicts_init_sql", 2).await;
+    let t = conflicts::table_name(Some("audit"));
+    let c0 = dbs.client(0).await;
+    conflicts::init(&c0, "r1", &t).await.unwrap();
+    let script = conflicts::init_sql(&t);
+    dbs.exec(1, &script).await;
+    dbs.exec(1, &script).await; // idempotent
+    assert_eq!(columns(&dbs, 0, "audit").await, columns(&dbs, 1, "audit").await);
+    let idx = "SELECT string_agg(indexdef, '; ' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'audit'";
+    assert_eq!(dbs.query_texts(0, idx).await, dbs.query_texts(1, idx).await);
+    // And init accepts what the script made.
+    let c1 = dbs.client(1).await;
+    assert!(!conflicts::init(&c1, "r2", &t).await.unwrap());
+}

@@ -158,7 +158,7 @@ async fn connect_password_auth() {
     let e = connect_all(&cfg, None, &opts).await.unwrap_err().to_string();
     assert_eq!(
         e,
-        format!("region pw (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the connection string)")
+        format!("region pw (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the config or connection string)")
     );
     assert!(!e.contains("WrongPass"));
     // No password at all (the test runs with whatever PG* the environment has; give an
@@ -171,6 +171,12 @@ async fn connect_password_auth() {
             assert!(e.ends_with("the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass"), "{e}");
         }
     }
+    // Over the Unix socket (trusted there), addressed by directory.
+    let sock = cluster.dir.path().join("sock");
+    let cfg = config(&[format!("unix=host={} port={port} user=postgres dbname=postgres", sock.display())]);
+    let r = connect_all(&cfg, None, &opts).await.unwrap();
+    assert_eq!(r[0].addr, format!("{}:{port}", sock.display()));
+    assert_eq!(show(&r[0].client, "TimeZone").await, "UTC");
     // sslmode=require against a server without TLS.
     let cfg = config(&[format!("pw=postgres://postgres:Corr3ct-Horse@127.0.0.1:{port}/postgres?sslmode=require")]);
     let e = connect_all(&cfg, None, &opts).await.unwrap_err().to_string();
@@ -197,7 +203,10 @@ async fn ssl_in_use(client: &tokio_postgres::Client) -> bool {
 
 #[tokio::test]
 async fn connect_tls_modes() {
-    let cluster = TestCluster::start(ClusterOptions::new().ssl());
+    // TLS sessions log in with SCRAM (channel binding over rustls), plain ones are trusted.
+    let cluster = TestCluster::start(
+        ClusterOptions::new().ssl().password("Tls-Pw-4u").hba_line("hostssl all all 127.0.0.1/32 scram-sha-256"),
+    );
     let port = cluster.port;
     let ca = cluster.ca_cert_path().unwrap();
     let ca = ca.display();
@@ -207,30 +216,36 @@ async fn connect_tls_modes() {
         let opts = opts.clone();
         async move { connect_all(&cfg, None, &opts).await.map(|mut v| v.remove(0)) }
     };
-    let base = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let base = format!("host=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres");
 
     let r = connect(format!("{base} sslmode=disable")).await.unwrap();
     assert!(!ssl_in_use(&r.client).await);
     let r = connect(format!("{base} sslmode=prefer")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
+    // Over TLS the password is required (hostssl ... scram-sha-256).
+    let e = connect(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres password=nope sslmode=require"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("password authentication failed for user \"postgres\" (password taken from the config or connection string)"), "{e}");
     // require: encrypted, certificate not verified (self-made CA unknown here).
     let r = connect(format!("{base} sslmode=require")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
     // verify-ca: the chain is checked, the host name is not.
     let r = connect(format!("{base} sslmode=verify-ca sslrootcert={ca}")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
-    let r = connect(format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-ca sslrootcert={ca}"))
+    let r = connect(format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres sslmode=verify-ca sslrootcert={ca}"))
         .await
         .unwrap();
     assert!(ssl_in_use(&r.client).await);
     // verify-full: chain and host name (the certificate names 127.0.0.1 and localhost).
     let r = connect(format!("{base} sslmode=verify-full sslrootcert={ca}")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
-    let r = connect(format!("host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={ca}"))
+    let r = connect(format!("host=localhost hostaddr=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres sslmode=verify-full sslrootcert={ca}"))
         .await
         .unwrap();
     assert!(ssl_in_use(&r.client).await);
-    let e = connect(format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={ca}"))
+    let e = connect(format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres sslmode=verify-full sslrootcert={ca}"))
         .await
         .unwrap_err()
         .to_string();
@@ -258,4 +273,104 @@ async fn connect_tls_modes() {
     // Web roots do not know the test CA.
     let e = connect(format!("{base} sslmode=verify-full sslrootcert=system")).await.unwrap_err().to_string();
     assert!(e.contains("not signed by a trusted root"), "{e}");
+}
+
+/// Runs [`connect_process_env_child`] in a child process with `envs` (and no inherited
+/// `PG*` variables, `HOME` an empty directory unless given): the real process environment
+/// is read there, without touching this process's.
+fn child(region_spec: &str, envs: &[(&str, &str)]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["connect_process_env_child", "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("HOME", home.path()).env("EDEN_CONNECT_CHILD_REGION", region_spec);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD: ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("child said nothing:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .to_string()
+}
+
+/// The child side of [`child`]; does nothing in a normal test run.
+#[tokio::test]
+async fn connect_process_env_child() {
+    let Ok(spec) = std::env::var("EDEN_CONNECT_CHILD_REGION") else { return };
+    let cfg = config(&[spec]);
+    match connect_all(&cfg, None, &ConnectOptions::default()).await {
+        Ok(r) => {
+            let c = &r[0].client;
+            println!("CHILD: ok db={} user={} app={}", r[0].dbname, r[0].user(), show(c, "application_name").await);
+        }
+        Err(e) => println!("CHILD: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_env_variables() {
+    let dbs = TestDbs::new("connect_env_variables", 1).await;
+    let db = dbs.name(0);
+    // PGHOST, PGPORT, PGUSER, PGDATABASE, PGAPPNAME fill what the conninfo leaves out.
+    let got = child(
+        "r1=sslmode=disable",
+        &[("PGHOST", "127.0.0.1"), ("PGPORT", "5432"), ("PGUSER", "postgres"), ("PGDATABASE", db), ("PGAPPNAME", "from-env")],
+    );
+    assert_eq!(got, format!("ok db={db} user=postgres app=from-env"));
+    // Explicit beats the environment.
+    let got = child(
+        &format!("r1=host=127.0.0.1 port=5432 user=postgres dbname={db} application_name=explicit"),
+        &[("PGHOST", "nowhere.invalid"), ("PGPORT", "1"), ("PGDATABASE", "nope"), ("PGAPPNAME", "from-env")],
+    );
+    assert_eq!(got, format!("ok db={db} user=postgres app=explicit"));
+    // PGCONNECT_TIMEOUT applies; a bad PGPORT is named.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = listener.local_addr().unwrap().port();
+    let got = child(&format!("r1=host=127.0.0.1 port={slow} user=postgres dbname=x"), &[("PGCONNECT_TIMEOUT", "2")]);
+    assert_eq!(got, format!("region r1 (127.0.0.1:{slow}): timed out after 2s"));
+    let got = child("r1=host=127.0.0.1 user=postgres dbname=x", &[("PGPORT", "fivefour")]);
+    assert_eq!(got, "region r1 (127.0.0.1:5432): PGPORT: invalid port number \"fivefour\" (expected 1-65535)");
+}
+
+#[tokio::test]
+async fn connect_env_passwords() {
+    let cluster = TestCluster::start(
+        ClusterOptions::new().password("Env-Right-9").hba_line("host all all 127.0.0.1/32 scram-sha-256"),
+    );
+    let port = cluster.port;
+    let spec = format!("r1=postgres://postgres@127.0.0.1:{port}/postgres");
+    // PGPASSWORD.
+    assert!(child(&spec, &[("PGPASSWORD", "Env-Right-9")]).starts_with("ok db=postgres"));
+    // ~/.pgpass (0600), with a non-matching line first and an escaped ':' in another.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("other\\:host:*:*:*:nope\n127.0.0.1:{}:*:someone:nope\n127.0.0.1:{port}:postgres:postgres:Env-Right-9\n", port),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let h = home.path().display().to_string();
+    assert!(child(&spec, &[("HOME", &h)]).starts_with("ok db=postgres"));
+    // PGPASSWORD beats the file.
+    let got = child(&spec, &[("HOME", &h), ("PGPASSWORD", "Env-Wrong-1")]);
+    assert!(got.ends_with("(password taken from PGPASSWORD)"), "{got}");
+    // PGPASSFILE beats ~/.pgpass.
+    let other = home.path().join("other.pass");
+    std::fs::write(&other, "*:*:*:*:File-Wrong-2\n").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let got = child(&spec, &[("HOME", &h), ("PGPASSFILE", &other.display().to_string())]);
+    assert!(got.ends_with("(password taken from the password file)"), "{got}");
+    // A file others may read is ignored.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let got = child(&spec, &[("HOME", &h)]);
+    assert!(got.ends_with("the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass"), "{got}");
 }

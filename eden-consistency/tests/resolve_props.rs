@@ -12,6 +12,7 @@ use eden_consistency::config::{Resolution, Tombstone};
 use eden_consistency::resolve::{Action, CustomResolver, Decision, Registry, Resolver, Row, Version, Winner};
 use eden_consistency::value::Value;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-south-1"];
 const COLUMNS: [&str; 6] = ["id", "v", "w", "ts", "a_ts", "deleted_at"];
@@ -88,10 +89,14 @@ enum Slot {
     Absent(Option<i64>),
 }
 
+fn maybe(p: f64, range: std::ops::Range<i64>) -> BoxedStrategy<Option<i64>> {
+    if p > 0.0 { prop::option::weighted(p, range).boxed() } else { Just(None).boxed() }
+}
+
 fn slot(tombstones: bool) -> impl Strategy<Value = Slot> {
-    let row = (a_row(), prop::option::weighted(0.8, 0i64..4), prop::option::weighted(if tombstones { 0.2 } else { 0.0 }, 0i64..5))
+    let row = (a_row(), prop::option::weighted(0.8, 0i64..4), maybe(if tombstones { 0.2 } else { 0.0 }, 0..5))
         .prop_map(|(r, c, soft)| Slot::Row(r, c, soft));
-    let absent = prop::option::weighted(if tombstones { 0.6 } else { 0.0 }, 0i64..5).prop_map(Slot::Absent);
+    let absent = maybe(if tombstones { 0.6 } else { 0.0 }, 0..5).prop_map(Slot::Absent);
     prop_oneof![4 => row, 1 => absent]
 }
 
@@ -236,8 +241,18 @@ fn distinct_merge_values(v: &mut [Version]) {
     }
 }
 
+/// Failure seeds are kept in `eden-consistency/proptest-regressions/resolve_props.txt`
+/// (cargo runs tests from the package root).
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/resolve_props.txt"))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn deterministic_and_winner_is_an_input(v in versions(true)) {

@@ -426,3 +426,52 @@ fn custom_expression_over_non_orders_is_still_deterministic() {
     let rev: Vec<Version> = v.iter().rev().cloned().collect();
     assert_eq!(r.resolve(&rev).winner, Winner::Row(2));
 }
+
+#[test]
+fn resolvers_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Resolver>();
+    assert_send_sync::<Registry>();
+    assert_send_sync::<Version>();
+}
+
+#[test]
+fn decided_by_per_action() {
+    let v = [
+        Version::present("r1", 0, row(1, "a", Some(2 * DAY))),
+        Version::present("r2", 1, row(1, "b", Some(DAY))),
+        Version::absent("r3", 2),
+    ];
+    let d = lww().resolve(&v);
+    assert_eq!(d.decided_by, "updated_at");
+    assert_eq!(d.decided_by_for(1, &v), "updated_at");
+    assert_eq!(d.decided_by_for(2, &v), "missing_row");
+}
+
+/// Throughput, for the record: `cargo test -p eden-consistency --test resolve_rules -- --ignored --nocapture throughput`.
+#[test]
+#[ignore]
+fn throughput() {
+    let r = lww();
+    let expr = Resolver::new(&Resolution::Custom { expression: "a.updated_at > b.updated_at OR (a.updated_at = b.updated_at AND region(a) < region(b))".into() }, None, &[], &Registry::new()).unwrap();
+    let n = 100_000;
+    let sets: Vec<Vec<Version>> = (0..1000)
+        .map(|i| {
+            vec![
+                Version::present("us-east-1", 0, row(i, "a", Some(i * 7 % 13))).with_commit_ts(i),
+                Version::present("us-west-2", 1, row(i, "b", Some(i * 5 % 11))).with_commit_ts(i + 1),
+                Version::absent("eu-west-1", 2),
+            ]
+        })
+        .collect();
+    for (name, res) in [("last_write_wins", &r), ("custom expression", &expr)] {
+        let t = std::time::Instant::now();
+        let mut updates = 0usize;
+        for k in 0..n {
+            let d = res.resolve(&sets[k % sets.len()]);
+            updates += d.actions.iter().filter(|(_, a)| *a != Action::None).count();
+        }
+        let el = t.elapsed();
+        println!("{name}: {n} keys × 3 regions in {el:?} ({:.0} keys/s), {updates} actions", n as f64 / el.as_secs_f64());
+    }
+}

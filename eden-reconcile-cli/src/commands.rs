@@ -4,12 +4,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use eden_consistency::check::{CheckOptions, Checker};
 use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
 
-use crate::cli::{Cli, Command, ConflictsArgs, DbArg, Format, GlobalOpts};
+use crate::cli::{CheckArgs, Cli, Command, ConflictsArgs, DbArg, Format, GlobalOpts, ModeArg};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -36,7 +37,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init(&config, &args, format).await,
         Command::Conflicts(args) => list_conflicts(config, &args, format).await,
-        Command::Check(_) | Command::Fix(_) | Command::Undo(_) | Command::ValidateConfig(_) => {
+        Command::Check(args) => check(config, &args, format).await,
+        Command::Fix(_) | Command::Undo(_) | Command::ValidateConfig(_) => {
             bail!("this command is not available yet")
         }
     }
@@ -57,6 +59,58 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
 /// Connects to every region of `config` for `--db`.
 async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
     Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+}
+
+/// Connects a [`Checker`] to every region; the report names `--db`, else the first
+/// region's database.
+async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
+    let regions = connect(&config, db).await?;
+    let database = db.db.clone().or_else(|| regions.first().map(|r| r.dbname.clone())).unwrap_or_default();
+    Ok(Checker::new(config, database, regions))
+}
+
+impl From<ModeArg> for eden_consistency::source::Mode {
+    fn from(m: ModeArg) -> Self {
+        use eden_consistency::source::Mode;
+        match m {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Pushdown => Mode::Pushdown,
+            ModeArg::Stream => Mode::Stream,
+        }
+    }
+}
+
+/// True when progress may be drawn on stderr.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// `check`: compare tables across regions; exit 1 when anything is not consistent.
+async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
+    let checker = checker(config, &args.db).await?;
+    let opts = CheckOptions {
+        tables: args.tables.clone(),
+        exclude_tables: args.exclude_tables.clone(),
+        filter: args.where_clause.clone(),
+        max_differences: args.max_differences,
+        jobs: args.jobs.unwrap_or(1).max(1),
+        mode: args.mode.into(),
+        record: args.record,
+        progress: stderr_is_terminal(),
+        ..CheckOptions::default()
+    };
+    let report = checker.run(&opts).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
+        Format::Human => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            report.print_human(&mut out, color)?;
+        }
+    }
+    Ok(if report.consistent { Outcome::Clean } else { Outcome::Differences })
 }
 
 /// Where `replication_conflicts` lives for this database.

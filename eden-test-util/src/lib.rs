@@ -99,7 +99,8 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 /// The database name for region `i` (1-based in the name) of test `test_name`:
-/// `eden_t_<sanitized>_<i>`, at most 63 bytes (a hash suffix replaces the tail of long names).
+/// `eden_t_<name>_<i>`, at most 63 bytes; a name that is not plain lower-case ASCII
+/// letters, digits and `_`, or is long, is sanitized and gets a hash of the original.
 pub fn db_name(test_name: &str, i: usize) -> String {
     let mut clean: String = test_name
         .chars()
@@ -107,7 +108,9 @@ pub fn db_name(test_name: &str, i: usize) -> String {
         .collect();
     let suffix = format!("_{}", i + 1);
     let prefix = "eden_t_";
-    if prefix.len() + clean.len() + suffix.len() > 63 {
+    // A hash of the exact name when the name was shortened or changed by sanitizing, so
+    // `a-b`, `a_b` and `A_B` stay distinct.
+    if prefix.len() + clean.len() + suffix.len() > 63 || clean != test_name {
         let hash = format!("{:08x}", fnv1a(test_name) as u32);
         let room = 63 - prefix.len() - suffix.len() - hash.len() - 1;
         clean.truncate(room);
@@ -411,8 +414,10 @@ fn free_port() -> u16 {
 impl TestCluster {
     /// initdb + start. Panics (with the server log) when the cluster cannot start.
     pub fn start(opts: ClusterOptions) -> TestCluster {
+        reap_orphans();
         let dir = tempfile::Builder::new().prefix("eden-cluster-").tempdir().expect("eden-test-util: tempdir");
         let root = dir.path().to_path_buf();
+        std::fs::write(root.join("owner.pid"), std::process::id().to_string()).expect("owner.pid");
         std::fs::create_dir(root.join("sock")).expect("sock dir");
         {
             use std::os::unix::fs::PermissionsExt;
@@ -543,6 +548,32 @@ impl TestCluster {
             let _ = conn.await;
         });
         client
+    }
+}
+
+/// Stops and deletes clusters left behind by test processes that died without dropping
+/// them (killed, aborted): their `owner.pid` names a process that no longer exists.
+fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_ours = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("eden-cluster-"));
+        if !is_ours {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join("owner.pid")) else { continue };
+        let Ok(pid) = owner.trim().parse::<u32>() else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let data = path.join("data");
+        if data.join("postmaster.pid").exists() {
+            let mut stop = pg_command("pg_ctl");
+            stop.arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]);
+            stop.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            let _ = stop.status();
+        }
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 
@@ -687,12 +718,27 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(db_name("simple", 0), "eden_t_simple_1");
-        assert_eq!(db_name("With Space-X", 1), "eden_t_with_space_x_2");
+        assert!(db_name("With Space-X", 1).starts_with("eden_t_with_space_x_"));
+        assert_ne!(db_name("a-b", 0), db_name("a_b", 0));
+        assert_ne!(db_name("A_B", 0), db_name("a_b", 0));
         let long = "a".repeat(100);
         let n = db_name(&long, 0);
         assert!(n.len() <= 63, "{n}");
         assert_ne!(db_name(&long, 0), db_name(&"a".repeat(101), 0));
         assert_eq!(db_name(&long, 0), db_name(&long, 0));
+    }
+
+    proptest::proptest! {
+        /// Any test name gives a valid, bounded, deterministic database name.
+        #[test]
+        fn db_names_are_valid(name in "\\PC{0,100}", i in 0usize..20) {
+            let n = db_name(&name, i);
+            proptest::prop_assert!(n.len() <= 63, "{}", n);
+            proptest::prop_assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            proptest::prop_assert_eq!(n.clone(), db_name(&name, i));
+            let suffix = format!("_{}", i + 1);
+            proptest::prop_assert!(n.ends_with(&suffix));
+        }
     }
 
     #[test]

@@ -79,3 +79,33 @@ fn cluster_with_ssl() {
     out.assert_code(0);
     assert_eq!(out.stdout.trim(), "t");
 }
+
+#[test]
+fn cluster_with_icu_locale() {
+    let c = TestCluster::start(
+        ClusterOptions::new().initdb_arg("--locale-provider=icu").initdb_arg("--icu-locale=de-DE"),
+    );
+    let out = c.psql("postgres", "SELECT datlocprovider::text || ' ' || daticulocale FROM pg_database WHERE datname = 'template1'");
+    assert_eq!(out.trim(), "i de-DE");
+}
+
+#[test]
+fn clusters_in_parallel_get_distinct_ports() {
+    let a = std::thread::spawn(|| TestCluster::start(ClusterOptions::new()));
+    let b = std::thread::spawn(|| TestCluster::start(ClusterOptions::new()));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_ne!(a.port, b.port);
+    assert_eq!(a.psql("postgres", "SELECT 1").trim(), "1");
+    assert_eq!(b.psql("postgres", "SELECT 1").trim(), "1");
+}
+
+#[test]
+fn clusters_of_dead_processes_are_reaped() {
+    let c = TestCluster::start(ClusterOptions::new());
+    let dir = c.dir.path().to_path_buf();
+    // Pretend the owner died: a pid that cannot exist.
+    std::fs::write(dir.join("owner.pid"), "4194399").unwrap();
+    std::mem::forget(c);
+    let _d = TestCluster::start(ClusterOptions::new());
+    assert!(!dir.exists(), "orphan cluster dir still there");
+}

@@ -51,7 +51,7 @@ fn errors_wrong_password() {
     );
     assert_error(
         &out,
-        &format!("region r1 ({}): password authentication failed for user \"postgres\" (password taken from the connection string)", format_args!("127.0.0.1:{port}")),
+        &format!("region r1 ({}): password authentication failed for user \"postgres\" (password taken from the config or connection string)", format_args!("127.0.0.1:{port}")),
         &[url_pw, env_pw, "Right-Pw-71zq"],
     );
     // Only PGPASSWORD (wrong).
@@ -65,6 +65,32 @@ fn errors_wrong_password() {
         &format!("region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from PGPASSWORD)"),
         &[env_pw],
     );
+    // A wrong password from ~/.pgpass.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, format!("# test\n127.0.0.1:{port}:*:postgres:Pgpass-Pw-31\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let home_s = home.path().display().to_string();
+    let region = format!("r1=postgres://postgres@127.0.0.1:{port}");
+    let args = ["check", "--db", "postgres", "--region", region.as_str()];
+    let out = run_bin(EXE, args, &[("HOME", home_s.as_str())]);
+    assert_error(
+        &out,
+        &format!("region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the password file)"),
+        &["Pgpass-Pw-31"],
+    );
+    // A password file others can read is ignored, with libpq's warning.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_bin(EXE, args, &[("HOME", home_s.as_str())]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("has group or world access"), "{}", out.stderr);
+    let last = out.stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("eden-reconcile: region r1 (127.0.0.1:{port}): the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass")
+    );
+    assert!(!out.stderr.contains("Pgpass-Pw-31") && !out.stderr.contains("panicked"));
 }
 
 #[test]

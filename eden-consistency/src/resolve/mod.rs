@@ -1,9 +1,235 @@
 //! Conflict resolution: which version of a row wins across regions (pure, no I/O).
 //!
-//! DOCS_PLACEHOLDER
+//! For one key, every region's version of the row goes in (a [`Version`]: the row or its
+//! absence, the commit timestamp, the region and its place in the tie-break order, and for
+//! an absent row the deletion time its tombstone source remembers); a [`Decision`] comes
+//! out: the winner (a version, a delete, or for `column_merge` a merged row), what each
+//! region must do ([`Action`]), what decided (`decided_by`, CONTRACT §4) and whether a human
+//! must decide. `fix` uses it for every difference it found; services embed the same
+//! [`Resolver`] in their own write paths.
+//!
+//! # A service resolving in its write path
+//!
+//! ```
+//! use eden_consistency::config::Resolution;
+//! use eden_consistency::resolve::{datetime_to_micros, Action, Registry, Resolver, Row, Version, Winner};
+//! use eden_consistency::value::Value;
+//!
+//! // Once, at startup: the table's rule (as in the config) and its columns.
+//! let columns = ["id", "secret", "last_updated_at"].map(String::from);
+//! let resolver = Resolver::new(
+//!     &Resolution::LastWriteWins { tracking_column: Some("last_updated_at".into()) },
+//!     None,
+//!     &columns,
+//!     &Registry::new(),
+//! )?;
+//!
+//! // In the write path: the row this region holds and the one arriving from another region.
+//! let at = |rfc3339: &str| {
+//!     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
+//!     Value::TimestampTz(datetime_to_micros(t).unwrap())
+//! };
+//! let local = Version::present("us-east-1", 0, Row::from_pairs([
+//!     ("id", Value::Int(42)),
+//!     ("secret", Value::Text("old".into())),
+//!     ("last_updated_at", at("2026-01-01T10:00:00Z")),
+//! ]));
+//! let incoming = Version::present("us-west-2", 1, Row::from_pairs([
+//!     ("id", Value::Int(42)),
+//!     ("secret", Value::Text("new".into())),
+//!     ("last_updated_at", at("2026-01-01T10:00:05Z")),
+//! ]));
+//! let versions = [local, incoming];
+//! let decision = resolver.resolve(&versions);
+//!
+//! match decision.action_for("us-east-1") {
+//!     Some(Action::Update) | Some(Action::Insert) => {
+//!         let row = decision.winning_row(&versions).expect("a row wins");
+//!         // ... write `row` locally, keeping the old image (CONTRACT: nothing is lost) ...
+//!         assert_eq!(row.get("secret"), Some(&Value::Text("new".into())));
+//!     }
+//!     Some(Action::Delete) => { /* delete locally */ }
+//!     Some(Action::Manual) => { /* record for a human, change nothing */ }
+//!     Some(Action::None) | None => { /* keep the local row */ }
+//! }
+//! assert_eq!(decision.winner, Winner::Row(1));
+//! assert_eq!(decision.winner_region(&versions), Some("us-west-2"));
+//! assert_eq!(decision.decided_by, "last_updated_at");
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! # A service registering its own resolver
+//!
+//! A [`CustomResolver`] registered in a [`Registry`] is used wherever the config says
+//! `resolution: custom_rust` with its `name:`.
+//!
+//! ```
+//! use std::cmp::Ordering;
+//! use eden_consistency::config::Resolution;
+//! use eden_consistency::resolve::{CustomResolver, Registry, Resolver, Row, Version, Winner};
+//! use eden_consistency::value::Value;
+//!
+//! /// The version approved by more reviewers wins.
+//! struct MostApprovals;
+//!
+//! impl CustomResolver for MostApprovals {
+//!     fn name(&self) -> &str {
+//!         "most_approvals"
+//!     }
+//!     fn compare(&self, a: &Version, b: &Version) -> Ordering {
+//!         let approvals = |v: &Version| match v.get("approvals") {
+//!             Some(Value::Int(n)) => *n,
+//!             _ => 0,
+//!         };
+//!         approvals(a).cmp(&approvals(b)) // Equal: the tie-break order decides
+//!     }
+//! }
+//!
+//! let mut registry = Registry::new();
+//! registry.register(MostApprovals)?;
+//! let rule = Resolution::CustomRust { name: "most_approvals".into() };
+//! let resolver = Resolver::new(&rule, None, &[], &registry)?;
+//!
+//! let doc = |approvals: i64| Row::from_pairs([("id", Value::Int(1)), ("approvals", Value::Int(approvals))]);
+//! let versions = [
+//!     Version::present("us-east-1", 0, doc(2)),
+//!     Version::present("us-west-2", 1, doc(5)),
+//! ];
+//! let decision = resolver.resolve(&versions);
+//! assert_eq!(decision.winner, Winner::Row(1));
+//! assert_eq!(decision.decided_by, "custom_rust:most_approvals");
+//!
+//! // A name nobody registered is refused when the resolver is built.
+//! let unknown = Resolution::CustomRust { name: "nope".into() };
+//! assert!(Resolver::new(&unknown, None, &[], &registry).unwrap_err().contains("`nope`"));
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! # The order: rule, then commit timestamp, then region order, then digest
+//!
+//! Versions are ranked by a strict, deterministic total order that never depends on the order
+//! in which regions answered:
+//!
+//! 1. **the rule's value** (below);
+//! 2. **the commit timestamp** (`pg_xact_commit_timestamp(xmin)`): the newer wins, except
+//!    under `first_write_wins` where the older wins; skipped when the rule's value already is
+//!    the commit timestamp;
+//! 3. **the region order**: the region earlier in the config (then in the `--region` flags)
+//!    wins ([`Version::region_order`], then the region name);
+//! 4. **the row digest**: the greater wins. Only two identical rows of one region can tie
+//!    here, and then either is the same data.
+//!
+//! A NULL tracking value and an unknown commit timestamp are **older than every value**.
+//! Values compare as values ([`Value::compare`]); values of kinds with no common order (which a
+//! single column never mixes) rank by a fixed order of kinds.
+//!
+//! `decided_by` names the step at which the winner beat the best version holding *different*
+//! data: the rule's name for it (table below), or `tiebreak:commit_timestamp`,
+//! `tiebreak:region_order`, `tiebreak:digest`.
+//!
+//! | rule (`resolution:`) | the rule's value | `decided_by` |
+//! |---|---|---|
+//! | `last_write_wins` + `tracking_column` (timestamp, timestamptz, date, integer, bigint, numeric) | the column; greatest wins | the column's name |
+//! | `last_write_wins` without `tracking_column` | the commit timestamp; newest wins | `commit_timestamp` |
+//! | `first_write_wins` (+ `tracking_column`) | the same; smallest wins (NULL, being oldest, wins: the exact mirror) | the column's name / `commit_timestamp` |
+//! | `region_priority` + `regions:` | position in the list; regions not listed come after all listed ones | `region_priority` |
+//! | `highest_value` + `column:` | the column; greatest wins, NULL lowest | the column's name |
+//! | `custom` + `expression:` | how many other versions it beats (below) | `expression` |
+//! | `custom_rust` + `name:` | how many other versions it beats, by the registered [`CustomResolver`] | `custom_rust:<name>` |
+//! | `column_merge` + `columns: {col: tracking_col}` (+ `tracking_column`) | per column group (below) | the deciding steps of the groups that differed, joined by `,` |
+//! | `manual` | none: the tie-break order suggests a winner, nothing is changed, [`Decision::needs_human`] | `manual` |
+//!
+//! [`Resolver::check_column_types`] refuses a tracking column of another type once the
+//! table's column types are known.
+//!
+//! # Missing rows and deletes
+//!
+//! The default loses nothing: a row present in some regions and absent from others is
+//! copied to the others. A delete only wins when it is remembered, with its time, by the
+//! table's tombstone source ([`Tombstone`]):
+//!
+//! * a **tombstone table** (key + deletion time): the caller reads it and passes the time as
+//!   [`Version::tombstone`] of the region where the row is absent;
+//! * a **soft-delete column** (e.g. `deleted_at`): the row is present with the column set;
+//!   the column's value is the deletion time (a boolean `true` flag takes the row's own write
+//!   time).
+//!
+//! A version's *write time*, compared with deletion times, is the rule's tracking column
+//! when it holds a date or timestamp (or NULL), otherwise its commit timestamp (NULL when
+//! unknown, older than every deletion). A delete **kills every version written before it**;
+//! the rule then picks among the versions that survive; when none survive the newest delete
+//! wins (ties by the tie-break order). A delete at the very time of a write does not kill
+//! it. A deletion time that cannot be compared with a write time (an integer against a
+//! timestamp) kills nothing.
+//!
+//! | regions hold | outcome | actions | `decided_by` |
+//! |---|---|---|---|
+//! | the same row everywhere | nothing to do | none | (the rule's name) |
+//! | different rows | the rule's winner | `update` where the row differs | the deciding step |
+//! | a row in some, nothing (no tombstone) in others | the row (the rule's winner among present ones) | `insert` where absent | `missing_row` (or the deciding step if present rows also differ) |
+//! | nothing anywhere | nothing to do ([`Winner::Delete`], no winner index) | none | `missing_row` |
+//! | a row written after the newest delete, a tombstone elsewhere | the row: the delete is undone | `insert` where absent | `tombstone` (or the deciding step if surviving rows differ) |
+//! | rows all written before the newest delete (hard tombstone) | [`Winner::Delete`] | `delete` where present | `tombstone` |
+//! | some rows before, some after the newest delete | the rule's winner among those written after | `update`/`insert` elsewhere | the deciding step, or `tombstone` |
+//! | soft-deleted row whose `deleted_at` is newer than every live version's write | that soft-deleted row, copied as a row (never a hard delete) | `update`/`insert` elsewhere | `tombstone` |
+//! | live row written after another region's `deleted_at` | the live row: the soft delete is undone | `update` of the soft-deleted row | the deciding step or `tombstone` |
+//! | a hard tombstone newer than a soft-deleted row | [`Winner::Delete`] | `delete` of the soft-deleted row | `tombstone` |
+//! | any of the above under `manual` | the suggestion above, applied nowhere | `manual` where it differs | `manual` |
+//!
+//! Soft deletes propagate as *updates* of the soft-delete column, so the application's own
+//! view of deleted rows (and any later undelete) stays intact; only a remembered hard delete
+//! deletes rows.
+//!
+//! # Column merge
+//!
+//! `column_merge` maps columns to their tracking columns (`columns: {price: price_updated_at}`).
+//! Each tracking column and the columns it tracks travel together as a group: the group's
+//! values come from the version whose tracking value is greatest (then the tie-break order).
+//! All other columns, with `tracking_column`, come from the version that wins by
+//! `tracking_column` (or the commit timestamp). When the result equals one version it is
+//! [`Winner::Row`]; otherwise [`Winner::Merged`], with [`Decision::column_sources`] telling
+//! where each column came from.
+//!
+//! # Custom expressions
+//!
+//! `resolution: custom` with `expression:` is a SQL boolean over two candidate versions `a`
+//! and `b`, true when `a` beats `b` (see [`Expression`] for what is allowed). It is parsed with
+//! sqlparser when the config is loaded ([`validate_rule_syntax`]), its columns are checked
+//! against the table ([`validate_against_columns`]), and it is evaluated here, in Rust, with
+//! SQL's three-valued logic: NULL is not true, so a version does not beat another by it.
+//!
+//! An expression need not be a strict order, so the winner never depends on the order of
+//! comparisons: every version is compared with every other; the one that beats the most
+//! others wins, ties broken by the tie-break order. For an expression that is a strict weak
+//! order (e.g. `a.version > b.version` over non-NULL versions) this is simply its greatest
+//! version. [`check_expression_order`] samples pairs and triples and warns when an expression
+//! is not antisymmetric or not transitive (`eden-reconcile validate-config` reports these).
+//!
+//! # What is proven (`tests/resolve_props.rs`)
+//!
+//! For every rule, custom expressions and Rust resolvers: the decision is deterministic; it
+//! does not depend on the order the versions are given in; resolving data that already
+//! agrees changes nothing; the winner is one of the inputs (for a merge, every column comes
+//! from some input); a tombstone newer than every version always wins, one older than every
+//! version never does. Resolving N regions at once gives the same data as resolving them two
+//! at a time in any grouping, for every rule whose ranking is a total order (all built-in
+//! rules; custom expressions and resolvers that are strict weak orders; a column merge whose
+//! tracking values do not tie), so regions converge whatever the order of repairs.
+//!
+//! With deletes, two-at-a-time convergence holds for the rules ordered by time
+//! (`last_write_wins` on the commit timestamp or on a date/timestamp tracking column), and
+//! **cannot** hold for the others, whatever the semantics: take `region_priority` with
+//! versions `x` (preferred region, written at 1) and `y` (written at 100), and a delete at 50.
+//! The delete must beat `x` alone (it is newer than every version there) and lose to `y`
+//! alone (older than every version), while `x` beats `y`: no total order, so no repair order
+//! can agree with every grouping. `fix` therefore decides each key once over all regions at
+//! once, which is what [`Resolver::resolve`] does. (Repairs also rewrite commit timestamps,
+//! another reason to decide over all regions in one pass.)
 
 mod custom;
+mod eval;
 mod expr;
+mod lint;
 mod order;
 mod rules;
 mod tombstone;
@@ -11,7 +237,8 @@ mod tombstone;
 use std::sync::Arc;
 
 pub use custom::{CustomResolver, Registry};
-pub use expr::{Expression, check_expression_order, synthetic_samples};
+pub use expr::Expression;
+pub use lint::{check_expression_order, synthetic_samples};
 
 use crate::config::{Resolution, Tombstone};
 use crate::value::Value;
@@ -266,6 +493,16 @@ impl Decision {
         self.actions.iter().find(|(r, _)| r == region).map(|(_, a)| *a)
     }
 
+    /// `decided_by` for the action at `index` (of the input versions): `missing_row` for an
+    /// insert into a region that lacked the row and remembered no delete, else
+    /// [`Decision::decided_by`].
+    pub fn decided_by_for(&self, index: usize, versions: &[Version]) -> &str {
+        match (self.actions.get(index), versions.get(index)) {
+            (Some((_, Action::Insert)), Some(v)) if v.row.is_none() && v.tombstone.is_none() => "missing_row",
+            _ => &self.decided_by,
+        }
+    }
+
     /// The winning region's name, given the versions the decision was made from.
     pub fn winner_region<'a>(&self, versions: &'a [Version]) -> Option<&'a str> {
         self.winner_index.and_then(|i| versions.get(i)).map(|v| v.region.as_str())
@@ -285,7 +522,7 @@ impl Decision {
 /// (PostgreSQL dialect) and checked to use only the allowed constructs; the other rules get
 /// their settings checked for emptiness and contradictions. `Err` is one sentence quoting the
 /// offending part, e.g. "expression uses `pg_sleep(1)`, which is not allowed: only a.col/b.col,
-/// literals, comparisons, AND/OR/NOT, arithmetic, IS [NOT] NULL, COALESCE, GREATEST, LEAST,
+/// literals, comparisons, AND/OR/NOT, arithmetic, IS \[NOT\] NULL, COALESCE, GREATEST, LEAST,
 /// region() and commit_ts() are".
 ///
 /// ```
@@ -330,7 +567,7 @@ impl Resolver {
             compiled.check_columns(columns)?;
             if let Some(Tombstone::Column { column }) = tombstone {
                 if !columns.iter().any(|c| c == column) {
-                    return Err(format!("the soft-delete column `{column}` does not exist in the table"));
+                    return Err(format!("the soft-delete column `{column}` is not a compared column of the table (missing or excluded)"));
                 }
             }
         }

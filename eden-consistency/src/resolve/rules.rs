@@ -153,8 +153,8 @@ impl Rule {
             return e.check_columns(columns);
         }
         for (c, role) in self.used_columns() {
-            if !columns.iter().any(|x| *x == c) {
-                return Err(format!("the {role} `{c}` does not exist in the table (columns: {})", columns.join(", ")));
+            if !columns.contains(&c) {
+                return Err(format!("the {role} `{c}` is not a compared column of the table (columns: {})", columns.join(", ")));
             }
         }
         Ok(())
@@ -353,7 +353,7 @@ fn pick_merge(groups: &[Group], base: Option<&str>, versions: &[Version], cands:
     let group_differs = |cols: &[usize], i: usize, j: usize| {
         cols.iter().any(|&p| {
             let c = &base_row.columns()[p];
-            !super::expr::sql_equal(&value_of(&versions[i], c), &value_of(&versions[j], c))
+            !super::eval::sql_equal(&value_of(&versions[i], c), &value_of(&versions[j], c))
         })
     };
     if let Some(s) = base_rank.decisive(base_idx, cands, |j| group_differs(&base_cols, base_idx, j)) {
