@@ -182,9 +182,16 @@ pub struct FixReport {
 
 impl FixReport {
     /// The exit code CONTRACT §2 asks for: 0 when consistent, 1 when differences or
-    /// unresolved conflicts remain. (Errors are the caller's 2.)
+    /// unresolved conflicts remain (always for a dry run that found any), 2 when a batch
+    /// failed.
     pub fn exit_code(&self) -> i32 {
-        if self.consistent { 0 } else { 1 }
+        if self.has_errors() {
+            2
+        } else if self.consistent {
+            0
+        } else {
+            1
+        }
     }
 
     /// Total rows written.
@@ -197,10 +204,11 @@ impl FixReport {
         self.tables.iter().any(|t| !t.errors.is_empty())
     }
 
-    /// A report of a plan that is not applied (dry run): every action `planned`.
+    /// A report of a plan that is not applied (dry run): every action `planned`;
+    /// `consistent` only when there is nothing to do at all.
     pub fn from_plan(plan: &FixPlan) -> FixReport {
         let statuses: HashMap<(usize, usize, usize), ActionStatus> = HashMap::new();
-        build_report(plan, &statuses, true, false, &[], &BTreeMap::new())
+        build_report(plan, &statuses, true, plan_is_clean(plan), &[], &BTreeMap::new())
     }
 
     /// Prints the report for humans: one readable table per table.
@@ -293,6 +301,56 @@ impl FixReport {
         }
         Ok(())
     }
+}
+
+fn plan_is_clean(plan: &FixPlan) -> bool {
+    plan.is_empty() && plan.not_planned.is_empty() && plan.tables.iter().all(|t| t.deferred.is_empty())
+}
+
+/// What `eden-reconcile fix` does after parsing its flags.
+#[derive(Default)]
+pub struct FixRun {
+    /// `--dry-run`: plan and report, change nothing.
+    pub dry_run: bool,
+    /// `--sql-out FILE`: write the scripts instead of applying.
+    pub sql_out: Option<PathBuf>,
+    /// Planning options (`--table`, registry of Rust resolvers, run id).
+    pub fix: crate::plan::FixOptions,
+    /// Applying options (`--batch-size`, `--max-rows-per-second`, `--no-replicate`).
+    pub apply: ApplyOptions,
+}
+
+/// The whole `fix` command as a library call: check, plan, then report (`dry_run`), write
+/// scripts (`sql_out`) or apply and re-check. Print the result with
+/// [`FixReport::print_human`] or as JSON (`serde_json::to_string(&report)`), exit with
+/// [`FixReport::exit_code`].
+///
+/// ```no_run
+/// # async fn f() -> eden_consistency::Result<()> {
+/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::check::{CheckOptions, Checker};
+/// use eden_consistency::config::Config;
+///
+/// let config = Config::load(std::path::Path::new("postgresql-multi-region.yaml"))?;
+/// let checker = Checker::connect(config, "eden_vault").await?;
+/// let report = run_fix(&checker, &CheckOptions::default(), &FixRun { dry_run: true, ..Default::default() }).await?;
+/// println!("{}", serde_json::to_string_pretty(&report).unwrap());
+/// std::process::exit(report.exit_code());
+/// # }
+/// ```
+pub async fn run_fix(
+    checker: &crate::check::Checker,
+    check: &crate::check::CheckOptions,
+    run: &FixRun,
+) -> Result<FixReport> {
+    let (_check_report, plan) = crate::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    if let Some(file) = &run.sql_out {
+        return write_sql_scripts(&plan, file, &run.apply);
+    }
+    if run.dry_run {
+        return Ok(FixReport::from_plan(&plan));
+    }
+    apply_plan(checker.regions(), &plan, &run.apply).await
 }
 
 /// `id=7, name=x` for a key map.

@@ -31,6 +31,7 @@ pub mod resolve;
 pub mod plan;
 pub mod apply;
 pub mod undo;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use ident::TableName;

@@ -216,7 +216,8 @@ impl Value {
     ///
     /// Exact for every kind except `Numeric` (printed normalized: PostgreSQL keeps the
     /// column's scale, `1.50`), `Json` (canonical key order and numbers), `Float` read from
-    /// `real` (printed as the widened double) and arrays of those. For report keys of such
+    /// `real` (printed as the widened double), `Float` in rare boundary cases where
+    /// PostgreSQL prints one more digit (the same double either way), and arrays of those. For report keys of such
     /// types select `k::text` and pass it to [`key_json`].
     ///
     /// ```
@@ -1081,12 +1082,22 @@ impl FastJson<'_> {
                         continue;
                     }
                 }
-                b'"' => {
-                    let (a, b) = self.plain_string()?;
-                    self.out.push(b'"');
-                    self.out.extend_from_slice(&self.s[a..b]);
-                    self.out.push(b'"');
-                }
+                b'"' => match self.plain_string() {
+                    Some((a, b)) => {
+                        self.out.push(b'"');
+                        self.out.extend_from_slice(&self.s[a..b]);
+                        self.out.push(b'"');
+                    }
+                    None => {
+                        // Escapes: decode and re-escape canonically.
+                        let mut p = JsonParser { s: self.s, pos: self.pos, depth: 0 };
+                        let text = p.string().ok()?;
+                        self.pos = p.pos;
+                        let mut esc = String::with_capacity(text.len() + 2);
+                        write_json_string(&mut esc, &text);
+                        self.out.extend_from_slice(esc.as_bytes());
+                    }
+                },
                 b't' => self.lit(b"true")?,
                 b'f' => self.lit(b"false")?,
                 b'n' => self.lit(b"null")?,

@@ -176,7 +176,7 @@ async fn fix_kill_child_entry() {
     let urls: Vec<(String, String)> = serde_json::from_str(&spec).unwrap();
     let cfg = config_for(&urls);
     let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
-    let opts = ApplyOptions { progress: false, batch_size: 7, max_rows_per_second: Some(3000.0), ..Default::default() };
+    let opts = ApplyOptions { progress: false, batch_size: 7, max_rows_per_second: Some(800.0), ..Default::default() };
     let r = run_fix(&regions, &cfg, &opts).await;
     eprintln!("child finished: {} applied", r.applied());
 }
@@ -191,6 +191,8 @@ async fn fix_killed_at_random_moments_converges() {
     let iterations: usize = std::env::var("EDEN_FIX_KILL_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let mut rng = Rng(seed.max(1));
     let exe = std::env::current_exe().unwrap();
+    let mut killed_mid_apply = 0;
+    let mut archived_before = 0i64;
     for it in 0..iterations {
         dbs.exec_all("TRUNCATE t").await;
         let (a, b) = divergent_data(400, &format!("k{it}"));
@@ -201,7 +203,7 @@ async fn fix_killed_at_random_moments_converges() {
         for i in 0..2 {
             images.push(dbs.query_texts(i, "SELECT to_jsonb(t)::text FROM t").await);
         }
-        let delay = Duration::from_millis(rng.below(900));
+        let delay = Duration::from_millis(rng.below(1200));
         let mut child = std::process::Command::new(&exe)
             .args(["--exact", "fix_kill_child_entry", "--nocapture", "--test-threads=1"])
             .env("EDEN_FIX_KILL_CHILD", serde_json::to_string(&urls).unwrap())
@@ -216,8 +218,23 @@ async fn fix_killed_at_random_moments_converges() {
         eprintln!("iteration {it}: killed after {:?} ({status})", started.elapsed());
 
         let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
+        let partial: i64 = {
+            let mut n = 0;
+            for r in &regions {
+                let exists: bool = r.client.query_one("SELECT to_regclass('replication_conflicts') IS NOT NULL", &[]).await.unwrap().get(0);
+                if exists {
+                    n += r.client.query_one("SELECT count(*) FROM replication_conflicts", &[]).await.unwrap().get::<_, i64>(0);
+                }
+            }
+            n - archived_before
+        };
         let opts = ApplyOptions { progress: false, batch_size: 50, ..Default::default() };
         let r = run_fix(&regions, &cfg, &opts).await;
+        eprintln!("iteration {it}: the killed run had written {partial} row(s); the rerun wrote {}", r.applied());
+        if partial > 0 && r.applied() > 0 {
+            killed_mid_apply += 1;
+        }
+        archived_before += partial + r.applied() as i64;
         assert!(r.consistent, "iteration {it}: {r:#?}");
         let again = run_fix(&regions, &cfg, &opts).await;
         assert_eq!(again.applied(), 0, "iteration {it}: not idempotent");
@@ -241,4 +258,5 @@ async fn fix_killed_at_random_moments_converges() {
             }
         }
     }
+    assert!(iterations < 5 || killed_mid_apply > 0, "no iteration killed the fix while it was writing");
 }

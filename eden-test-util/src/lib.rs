@@ -12,7 +12,12 @@
 //! * [`TestCluster`]: a whole separate cluster (`initdb` + `pg_ctl`, run as the OS user
 //!   `postgres` when we are root) on a free port, for tests that need server settings the
 //!   shared server lacks: another `TimeZone`, `wal_level=logical`, ICU locales, TLS,
-//!   password authentication. Stopped (`-m immediate`) and deleted when dropped.
+//!   password authentication. Stopped (`-m immediate`) and deleted when dropped; a cluster
+//!   left behind by a test process that was killed is stopped and deleted by the next
+//!   [`TestCluster::start`].
+//! * [`run_bin`]: runs a program (the `eden-reconcile` binary) in a hermetic environment
+//!   (no `PG*` variables, no `EDEN_RECONCILE_CONFIG`, an empty `HOME`) and captures
+//!   its exit code and output.
 //!
 //! ```no_run
 //! use eden_test_util::{ClusterOptions, TestCluster, TestDbs};
