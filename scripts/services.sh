@@ -11,6 +11,14 @@ if ! command -v pg_isready >/dev/null 2>&1; then
   say "PostgreSQL client tools are missing; installing postgresql-15"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
+# pglogical: the replication tests (eden-consistency/tests/pglogical.rs, tests/e2e/pglogical.rs)
+# run real pglogical between throwaway clusters and fail without it.
+if [ ! -f /usr/lib/postgresql/15/lib/pglogical.so ]; then
+  say "pglogical is missing; installing postgresql-15-pglogical"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-pglogical >/dev/null
+  [ -f /usr/lib/postgresql/15/lib/pglogical.so ] \
+    || { say "FAILED: postgresql-15-pglogical did not provide /usr/lib/postgresql/15/lib/pglogical.so"; exit 1; }
+fi
 if ! pg_up; then
   say "PostgreSQL is not answering on 127.0.0.1:5432; starting the 15/main cluster"
   pg_ctlcluster --skip-systemctl-redirect 15 main start || true

@@ -9,6 +9,8 @@
 //!   (the straightforward stream path).
 //! * `copy_digest_direct`: binary `COPY` stream → digest without building values
 //!   ([`digest_copy_tuple`], the fast path).
+//! * `copy_batch_par_digest`: the same, 1 MB pushed at a time, in batches of up to 4096 rows
+//!   on rayon's pool (all cores).
 //! * `blake3_only`: hashing the already encoded rows (the floor).
 //! * `parallel_values_row_digest`: [`digest_rows_parallel`] on all cores.
 
@@ -21,6 +23,10 @@ use eden_consistency::digest::{
 use eden_consistency::value::{oid, Value};
 
 const ROWS: usize = 10_000;
+
+thread_local! {
+    static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Column oids in the canonical (name-sorted) order: id, last_updated_at, metadata, path,
 /// secret, tenant_id, version.
@@ -152,6 +158,21 @@ fn bench(c: &mut Criterion) {
                     p.push(c);
                     while let Some(t) = p.next_tuple().unwrap() {
                         black_box(digest_copy_tuple(&t, &OIDS, &mut buf).unwrap());
+                    }
+                }
+            })
+        });
+        g.bench_function("copy_batch_par_digest", |b| {
+            b.iter(|| {
+                let mut p = CopyBinaryParser::new();
+                for group in pieces.chunks(128) {
+                    for c in group {
+                        p.push(c);
+                    }
+                    while let Some(batch) = p.next_batch(4096).unwrap() {
+                        black_box(batch.par_map(|t| {
+                            BUF.with(|buf| digest_copy_tuple(&t, &OIDS, &mut buf.borrow_mut()).unwrap())
+                        }));
                     }
                 }
             })

@@ -1014,6 +1014,22 @@ pub async fn apply_plan_on(clients: &[&Client], plan: &FixPlan, opts: &ApplyOpti
     let prepared = prepare(plan, opts.batch_size);
     let shapes: Vec<&TableShape> = plan.tables.iter().map(|t| &t.shape).collect();
     let names: Vec<String> = plan.tables.iter().map(|t| t.table.to_string()).collect();
+    // Every session is set up (settings, replication origin, replication_conflicts) before
+    // any region is written: a role that may not use --no-replicate fails with nothing done.
+    for (w, c) in prepared.work.iter().zip(clients.iter()) {
+        if w.items.is_empty() {
+            continue;
+        }
+        if let Err(e) = prepare_session(c, &w.region, opts.no_replicate).await {
+            for (w2, c2) in prepared.work.iter().zip(clients.iter()) {
+                if !w2.items.is_empty() {
+                    finish_session(c2, opts.no_replicate).await;
+                }
+            }
+            return Err(e);
+        }
+        ensure_conflicts_table(c, &w.region, &opts.conflicts_schema).await?;
+    }
     let futs = prepared.work.iter().zip(clients.iter()).map(|(w, c)| {
         let shapes = &shapes;
         let names = &names;
@@ -1022,8 +1038,6 @@ pub async fn apply_plan_on(clients: &[&Client], plan: &FixPlan, opts: &ApplyOpti
             if w.items.is_empty() {
                 return Ok(RegionOutcome::default());
             }
-            prepare_session(c, &w.region, opts.no_replicate).await?;
-            ensure_conflicts_table(c, &w.region, &opts.conflicts_schema).await?;
             let r = run_region(c, w, shapes, names, &plan.run_id, opts, hard).await;
             finish_session(c, opts.no_replicate).await;
             r

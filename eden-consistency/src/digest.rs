@@ -79,9 +79,12 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
             out.extend_from_slice(&canonical_float(*f).to_bits().to_le_bytes());
         }
         Value::Numeric(n) => {
-            // Already normalized when decoded; normalize again only if it is not.
-            let norm = crate::value::normalize_decimal(n);
-            put_bytes(out, tag::NUMERIC, norm.as_bytes());
+            // Decoded numerics are already normalized; others are normalized here.
+            if crate::value::is_normalized_decimal(n) {
+                put_bytes(out, tag::NUMERIC, n.as_bytes());
+            } else {
+                put_bytes(out, tag::NUMERIC, crate::value::normalize_decimal(n).as_bytes());
+            }
         }
         Value::Text(s) => put_bytes(out, tag::TEXT, s.as_bytes()),
         Value::Bytes(b) => put_bytes(out, tag::BYTES, b),
@@ -312,25 +315,53 @@ impl CopyBinaryParser {
 
     /// The next complete tuple, `None` when more bytes are needed (or after the trailer).
     pub fn next_tuple(&mut self) -> Result<Option<CopyTuple<'_>>, String> {
+        match self.scan()? {
+            Some((start, end, n)) => Ok(Some(CopyTuple { data: &self.buf[start..end], nfields: n })),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes up to `max_rows` complete tuples out at once, as an owned batch that can be
+    /// processed on other threads (e.g. [`CopyBatch::par_map`]); `None` when no complete
+    /// tuple is buffered.
+    pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<CopyBatch>, String> {
+        let mut tuples = Vec::new();
+        let mut first = None;
+        while tuples.len() < max_rows {
+            match self.scan()? {
+                Some((start, end, n)) => {
+                    let base = *first.get_or_insert(start - 2);
+                    tuples.push((start - base, end - base, n));
+                }
+                None => break,
+            }
+        }
+        let Some(base) = first else { return Ok(None) };
+        let end = tuples.last().map_or(base, |t| base + t.1);
+        Ok(Some(CopyBatch { data: self.buf[base..end].to_vec(), tuples }))
+    }
+
+    /// Finds the next complete tuple: (start of its fields, end, field count), advancing.
+    fn scan(&mut self) -> Result<Option<(usize, usize, usize)>, String> {
         if self.finished {
             return Ok(None);
         }
-        let avail = &self.buf[self.pos..];
         if !self.header_done {
+            let avail = &self.buf[self.pos..];
             if avail.len() < COPY_SIGNATURE.len() + 8 {
                 return Ok(None);
             }
             if &avail[..COPY_SIGNATURE.len()] != COPY_SIGNATURE {
                 return Err("COPY output does not start with the binary signature".into());
             }
-            let ext = u32::from_be_bytes(avail[15..19].try_into().unwrap_or_default()) as usize;
+            let ext = u32::from_be_bytes([avail[15], avail[16], avail[17], avail[18]]) as usize;
             if avail.len() < 19 + ext {
                 return Ok(None);
             }
             self.pos += 19 + ext;
             self.header_done = true;
-            return self.next_tuple();
         }
+        let avail = &self.buf[self.pos..];
         if avail.len() < 2 {
             return Ok(None);
         }
@@ -359,7 +390,54 @@ impl CopyBinaryParser {
         }
         let start = self.pos + 2;
         self.pos += p;
-        Ok(Some(CopyTuple { data: &self.buf[start..self.pos], nfields: n as usize }))
+        Ok(Some((start, self.pos, n as usize)))
+    }
+}
+
+/// Complete binary `COPY` tuples taken out of a [`CopyBinaryParser`], owned, so that they
+/// can be hashed on rayon's pool while the next bytes arrive.
+///
+/// ```
+/// use eden_consistency::digest::CopyBinaryParser;
+/// let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+/// data.extend_from_slice(&[0; 8]);
+/// for v in [1u8, 2, 3] {
+///     data.extend_from_slice(&[0, 1, 0, 0, 0, 1, v]);
+/// }
+/// let mut p = CopyBinaryParser::new();
+/// p.push(&data);
+/// let batch = p.next_batch(2).unwrap().unwrap();
+/// assert_eq!(batch.par_map(|t| t.fields().next().flatten().unwrap()[0]), vec![1, 2]);
+/// assert_eq!(p.next_batch(10).unwrap().unwrap().len(), 1);
+/// assert!(p.next_batch(10).unwrap().is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CopyBatch {
+    data: Vec<u8>,
+    /// (start, end, field count) of each tuple's fields in `data`.
+    tuples: Vec<(usize, usize, usize)>,
+}
+
+impl CopyBatch {
+    /// Number of tuples.
+    pub fn len(&self) -> usize {
+        self.tuples.len()
+    }
+
+    /// True when the batch holds no tuple.
+    pub fn is_empty(&self) -> bool {
+        self.tuples.is_empty()
+    }
+
+    /// Tuple `i`.
+    pub fn tuple(&self, i: usize) -> CopyTuple<'_> {
+        let (a, b, n) = self.tuples[i];
+        CopyTuple { data: &self.data[a..b], nfields: n }
+    }
+
+    /// Applies `f` to every tuple on rayon's pool; results in tuple order.
+    pub fn par_map<T: Send>(&self, f: impl Fn(CopyTuple<'_>) -> T + Sync + Send) -> Vec<T> {
+        (0..self.tuples.len()).into_par_iter().with_min_len(512).map(|i| f(self.tuple(i))).collect()
     }
 }
 

@@ -79,25 +79,26 @@ const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "table
 
 /// Checks a `--where` expression against the table's columns and returns the SQL to embed
 /// (re-emitted from the parsed tree, columns quoted), or one sentence saying what is wrong,
-/// quoting the offending part.
+/// quoting the offending part (it calls the expression "the filter"; callers add the option
+/// and table, e.g. `--where: ... (table public.t)`).
 pub fn validate_where(text: &str, columns: &[String]) -> Result<String, String> {
     let dialect = PostgreSqlDialect {};
     if text.trim().is_empty() {
-        return Err("the --where expression is empty".into());
+        return Err("the filter is empty".into());
     }
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize()
-        .map_err(|e| format!("the --where expression cannot be read: {}", e.message))?;
+        .map_err(|e| format!("the filter cannot be read: {}", e.message))?;
     for t in &tokens {
         match t {
             Token::SemiColon => {
-                return Err("the --where expression must be one expression, without ';'".into());
+                return Err("the filter must be one expression, without ';'".into());
             }
             Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
-                return Err("comments are not allowed in the --where expression".into());
+                return Err("comments are not allowed in the filter".into());
             }
             Token::Placeholder(p) => {
-                return Err(format!("parameter '{p}' is not allowed in the --where expression"));
+                return Err(format!("parameter '{p}' is not allowed in the filter"));
             }
             _ => {}
         }
@@ -105,14 +106,14 @@ pub fn validate_where(text: &str, columns: &[String]) -> Result<String, String> 
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(64)
         .try_with_sql(text)
-        .map_err(|e| format!("the --where expression cannot be parsed: {e}"))?;
+        .map_err(|e| format!("the filter cannot be parsed: {e}"))?;
     let mut expr = parser
         .parse_expr()
-        .map_err(|e| format!("the --where expression cannot be parsed: {e}"))?;
+        .map_err(|e| format!("the filter cannot be parsed: {e}"))?;
     let rest = parser.peek_token();
     if rest.token != Token::EOF {
         return Err(format!(
-            "the --where expression must be a single boolean expression, but continues at '{}'",
+            "the filter must be a single boolean expression, but continues at '{}'",
             rest.token
         ));
     }
@@ -125,7 +126,7 @@ struct Checker<'a> {
 }
 
 fn refuse(what: &str, e: &dyn std::fmt::Display) -> String {
-    format!("{what} '{e}' is not allowed in the --where expression")
+    format!("{what} '{e}' is not allowed in the filter")
 }
 
 impl Checker<'_> {
@@ -140,9 +141,9 @@ impl Checker<'_> {
             return Ok(Ident::with_quote('"', c.clone()));
         }
         if SYSTEM_COLUMNS.contains(&name.as_str()) {
-            return Err(format!("system column '{id}' is not allowed in the --where expression"));
+            return Err(format!("system column '{id}' is not allowed in the filter"));
         }
-        Err(format!("'{id}' in the --where expression is not a column of the table"))
+        Err(format!("'{id}' is not a column of the table"))
     }
 
     fn check(&self, e: &mut Expr) -> Result<(), String> {
@@ -152,10 +153,12 @@ impl Checker<'_> {
                 Ok(())
             }
             Expr::CompoundIdentifier(_) => Err(format!(
-                "qualified name '{e}' is not allowed in the --where expression; name the column alone"
+                "qualified name '{e}' is not allowed in the filter; name the column alone"
             )),
-            Expr::Value(v) => match &v.value {
-                SqlValue::Number(..) | SqlValue::SingleQuotedString(_) | SqlValue::Boolean(_) | SqlValue::Null => {
+            Expr::Value(v) => match &mut v.value {
+                SqlValue::Number(_, false) | SqlValue::Boolean(_) | SqlValue::Null => Ok(()),
+                SqlValue::SingleQuotedString(_) => {
+                    scs_proof(&mut v.value);
                     Ok(())
                 }
                 _ => Err(refuse("the literal", e)),
@@ -185,7 +188,7 @@ impl Checker<'_> {
                 paren(expr);
                 match target {
                     InTarget::List(list) => list.iter_mut().try_for_each(|x| self.check(x)),
-                    _ => Err(format!("'{e}' is not allowed in the --where expression; use IN with a list of values")),
+                    _ => Err(format!("'{e}' is not allowed in the filter; use IN with a list of values")),
                 }
             }
             Expr::Between { expr, low, high, .. } => {
@@ -204,7 +207,7 @@ impl Checker<'_> {
                     Plus | Minus | Multiply | Divide | Modulo | StringConcat | Gt | Lt | GtEq | LtEq | Eq | NotEq
                         | And | Or
                 ) {
-                    return Err(format!("operator '{op}' is not allowed in the --where expression"));
+                    return Err(format!("operator '{op}' is not allowed in the filter"));
                 }
                 self.check(left)?;
                 self.check(right)?;
@@ -229,7 +232,7 @@ impl Checker<'_> {
             }
             Expr::UnaryOp { op, expr } => {
                 if !matches!(op, UnaryOperator::Not | UnaryOperator::Minus | UnaryOperator::Plus) {
-                    return Err(format!("operator '{op}' is not allowed in the --where expression"));
+                    return Err(format!("operator '{op}' is not allowed in the filter"));
                 }
                 self.check(expr)?;
                 paren(expr);
@@ -251,10 +254,14 @@ impl Checker<'_> {
                 if ts.uses_odbc_syntax || !matches!(ts.value.value, SqlValue::SingleQuotedString(_)) {
                     return Err(refuse("the literal", e));
                 }
+                scs_proof(&mut ts.value.value);
                 Ok(())
             }
-            Expr::Interval(iv) => match iv.value.as_ref() {
-                Expr::Value(v) if matches!(v.value, SqlValue::SingleQuotedString(_)) => Ok(()),
+            Expr::Interval(iv) => match iv.value.as_mut() {
+                Expr::Value(v) if matches!(v.value, SqlValue::SingleQuotedString(_)) => {
+                    scs_proof(&mut v.value);
+                    Ok(())
+                }
                 _ => Err(refuse("the interval", e)),
             },
             Expr::AtTimeZone { timestamp, time_zone } => {
@@ -282,7 +289,7 @@ impl Checker<'_> {
                 let shown = f.to_string();
                 let name = match f.name.0.as_slice() {
                     [ObjectNamePart::Identifier(id)] if id.quote_style.is_none() => id.value.to_lowercase(),
-                    _ => return Err(format!("function '{shown}' is not allowed in the --where expression")),
+                    _ => return Err(format!("function '{shown}' is not allowed in the filter")),
                 };
                 if !SAFE_FUNCTIONS.contains(&name.as_str())
                     || f.uses_odbc_syntax
@@ -293,7 +300,7 @@ impl Checker<'_> {
                     || f.over.is_some()
                 {
                     return Err(format!(
-                        "function '{shown}' is not allowed in the --where expression (allowed: {})",
+                        "function '{shown}' is not allowed in the filter (allowed: {})",
                         SAFE_FUNCTIONS.join(", ")
                     ));
                 }
@@ -301,14 +308,14 @@ impl Checker<'_> {
                     FunctionArguments::None => Ok(()),
                     FunctionArguments::List(list) => {
                         if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-                            return Err(format!("function call '{shown}' is not allowed in the --where expression"));
+                            return Err(format!("function call '{shown}' is not allowed in the filter"));
                         }
                         for a in &mut list.args {
                             match a {
                                 FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => self.check(x)?,
                                 _ => {
                                     return Err(format!(
-                                        "argument '{a}' of '{shown}' is not allowed in the --where expression"
+                                        "argument '{a}' of '{shown}' is not allowed in the filter"
                                     ));
                                 }
                             }
@@ -321,6 +328,17 @@ impl Checker<'_> {
             Expr::Subquery(_) | Expr::Exists { .. } => Err(refuse("the subquery", e)),
             _ => Err(refuse("the expression", e)),
         }
+    }
+}
+
+/// A string literal with a backslash is emitted as `E'...'` (backslashes doubled), which
+/// means the same whatever the server's `standard_conforming_strings`; a plain `'...'`
+/// would let a backslash escape the closing quote where that setting is off.
+fn scs_proof(v: &mut SqlValue) {
+    if let SqlValue::SingleQuotedString(s) = v
+        && s.contains('\\')
+    {
+        *v = SqlValue::EscapedStringLiteral(std::mem::take(s));
     }
 }
 
@@ -358,7 +376,7 @@ fn check_type(t: &DataType) -> Result<(), String> {
             if !args.trim_end().ends_with(')')
                 || !args.trim_matches(['(', ')']).split(',').all(|p| p.trim().bytes().all(|b| b.is_ascii_digit()))
             {
-                return Err(format!("cast to '{shown}' is not allowed in the --where expression"));
+                return Err(format!("cast to '{shown}' is not allowed in the filter"));
             }
             shown[..i].trim().to_string()
         }
@@ -367,6 +385,6 @@ fn check_type(t: &DataType) -> Result<(), String> {
     if SAFE_TYPES.iter().any(|s| s.eq_ignore_ascii_case(&base)) {
         Ok(())
     } else {
-        Err(format!("cast to '{shown}' is not allowed in the --where expression"))
+        Err(format!("cast to '{shown}' is not allowed in the filter"))
     }
 }

@@ -2,31 +2,54 @@
 //!
 //! # How a plan is made
 //!
-//! 1. The differing keys of each table come from `check` (JSON key maps exactly as in the
-//!    report: integers as numbers, everything else as PostgreSQL's text under `TimeZone=UTC`).
-//!    Keys marked in flight are left for the next run (CONTRACT §2).
-//! 2. For a batch of keys, every region is asked with **one generic statement** per table
-//!    ([`fetch_rows`]):
+//! 1. The differing keys of each table come from `check` ([`plan_fix_checked`], or
+//!    [`plan_fix`] with [`TableDifferences`]): JSON key maps exactly as in the report
+//!    (integers as numbers, everything else as PostgreSQL's text under `TimeZone=UTC`).
+//!    Keys marked in flight are left for the next run (CONTRACT §2) and listed as deferred.
+//! 2. For a batch of keys ([`FETCH_BATCH`]), every region is asked with **one generic
+//!    statement** per table ([`fetch_sql`]):
 //!
 //!    ```sql
-//!    SELECT e.ord, to_jsonb(t)::text, pg_xact_commit_timestamp(t.xmin), <typed columns>
+//!    SELECT e.ord, to_jsonb(t)::text, <commit ts>, <json-null columns>, <compared columns, typed>
 //!    FROM jsonb_array_elements($1) WITH ORDINALITY AS e(j, ord)
 //!    CROSS JOIN LATERAL jsonb_populate_record(NULL::tbl, e.j) AS k
 //!    JOIN tbl AS t ON t.key1 = k.key1 AND ...
 //!    ```
 //!
 //!    `jsonb_populate_record` turns the key text into the key columns' types with their own
-//!    input functions, so keys of any type are matched by value and use the key's index. The
-//!    commit timestamp is read only where `track_commit_timestamp` is on (else NULL).
-//! 3. Each key's versions go to the table's resolver (`crate::resolve`), which names the
-//!    winner, the action per region and what decided it.
+//!    input functions, so keys of any type are matched by value, through the key's index.
+//!    The commit timestamp (`pg_xact_commit_timestamp(xmin)`) is read only where
+//!    `track_commit_timestamp` is on (else unknown, which the resolver ranks oldest). The
+//!    compared columns (all but excluded and generated ones) are decoded as typed
+//!    [`crate::value::Value`]s, so regions compare as values, whatever the session.
+//! 3. Each key's versions go to the table's [`crate::resolve::Resolver`] (rule and tombstone
+//!    source from the config; tombstone tables are read by key too), which names the winner,
+//!    the action per region and what decided it. Column merges are assembled from the
+//!    versions' own `to_jsonb` texts, column by column ([`merge_images`]).
 //! 4. The plan keeps, per key and region, the **row image read** (`to_jsonb(t)::text`, or
 //!    absence): `apply` writes only where the row is still exactly that image (the guard),
 //!    and archives it in `replication_conflicts`. Images stay PostgreSQL's own jsonb text
 //!    end to end (never parsed into floating point), so numerics of any precision, bytea,
-//!    timestamps etc. round-trip exactly through `jsonb_populate_record`.
+//!    arrays and timestamps round-trip exactly through `jsonb_populate_record`. Since
+//!    `to_jsonb` shows SQL NULL and a JSON `null` in a json/jsonb column alike, the plan
+//!    also carries which json columns of the winner hold JSON `null`
+//!    ([`FetchedRow::json_nulls`]).
+//! 5. Tables are ordered by their foreign keys (parents first, [`order_tables`]), cycles
+//!    found. A delete from a table that others reference with `ON DELETE CASCADE`,
+//!    `SET NULL` or `SET DEFAULT` is held back (the key is listed as deferred, naming the
+//!    constraint): it would change rows that fix could not archive first.
 //!
-//! A plan changes nothing anywhere: planning only reads.
+//! A plan changes nothing anywhere: planning only reads (`--dry-run` prints it). A table
+//! that cannot be planned is listed in [`FixPlan::not_planned`] and the others go on.
+//!
+//! # Known limits
+//!
+//! * Triggers on the fixed tables fire on the repair's writes (a `BEFORE UPDATE` trigger
+//!   that stamps `updated_at = now()` makes the copy differ from the winner); the re-check
+//!   after applying reports such keys as still differing.
+//! * Inserting explicit key values does not advance the table's sequences.
+//! * `undo` restores a json/jsonb column that held JSON `null` as SQL NULL (the archive's
+//!   `to_jsonb` image cannot tell them apart).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -938,9 +961,22 @@ pub async fn plan_targets(
     decide_for: &mut (dyn FnMut(&FixTarget) -> Result<Box<Decide<'static>>> + Send),
 ) -> Result<FixPlan> {
     let mut tables = Vec::new();
+    let mut not_planned = Vec::new();
     for t in targets {
-        let mut decide = decide_for(t)?;
-        tables.push(plan_table(clients, regions, t, &mut *decide).await?);
+        // A table that cannot be planned (vanished, unreadable key, ...) is reported and the
+        // others go on; a lost connection stops everything.
+        let planned = match decide_for(t) {
+            Ok(mut decide) => plan_table(clients, regions, t, &mut *decide).await,
+            Err(e) => Err(e),
+        };
+        match planned {
+            Ok(tp) => tables.push(tp),
+            Err(e) if e.is_connection() || client_closed(clients) => return Err(e),
+            Err(e) => {
+                tracing::warn!(table = %t.table, "not planned: {e}");
+                not_planned.push((t.table.to_string(), e.to_string()));
+            }
+        }
     }
     let names: Vec<TableName> = tables.iter().map(|t| t.table.clone()).collect();
     let (order, fk_cycles) = match clients.first() {
@@ -951,15 +987,67 @@ pub async fn plan_targets(
         None => (names.clone(), Vec::new()),
     };
     let mut by_name: HashMap<TableName, TablePlan> = tables.into_iter().map(|t| (t.table.clone(), t)).collect();
-    let tables: Vec<TablePlan> = order.iter().filter_map(|n| by_name.remove(n)).collect();
+    let mut tables: Vec<TablePlan> = order.iter().filter_map(|n| by_name.remove(n)).collect();
+    if let Some(c) = clients.first() {
+        hold_back_cascading_deletes(c, &regions[0], &mut tables).await?;
+    }
     Ok(FixPlan {
         run_id: new_run_id(),
         database: database.to_string(),
         regions: regions.to_vec(),
         tables,
-        not_planned: Vec::new(),
+        not_planned,
         fk_cycles,
     })
+}
+
+fn client_closed(clients: &[&Client]) -> bool {
+    clients.iter().any(|c| c.is_closed())
+}
+
+/// A delete from a table that other tables reference with `ON DELETE CASCADE`, `SET NULL`
+/// or `SET DEFAULT` would change rows fix cannot archive: such keys are not deleted but
+/// left for a human (moved to the table's `deferred`, with the constraint named).
+async fn hold_back_cascading_deletes(client: &Client, region: &str, tables: &mut [TablePlan]) -> Result<()> {
+    if !tables.iter().any(|t| t.keys.iter().any(|k| k.actions.iter().any(|a| a.action == ActionKind::Delete))) {
+        return Ok(());
+    }
+    let rows = client
+        .query(
+            "SELECT pn.nspname::text, pc.relname::text, format('%I.%I.%I', cn.nspname, cc.relname, con.conname)
+             FROM pg_catalog.pg_constraint con
+             JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid
+             JOIN pg_catalog.pg_namespace cn ON cn.oid = cc.relnamespace
+             JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid
+             JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+             WHERE con.contype = 'f' AND con.confdeltype IN ('c', 'n', 'd')",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+    for t in tables.iter_mut() {
+        let Some(r) = rows.iter().find(|r| r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name)
+        else {
+            continue;
+        };
+        let con: String = r.get(2);
+        let mut kept = Vec::new();
+        for k in std::mem::take(&mut t.keys) {
+            if k.actions.iter().any(|a| a.action == ActionKind::Delete) {
+                t.deferred.push((
+                    k.key.clone(),
+                    format!(
+                        "a delete won, but deleting would cascade through {con} (ON DELETE CASCADE/SET NULL/SET DEFAULT) \
+                         to rows fix cannot archive; delete it by hand"
+                    ),
+                ));
+            } else {
+                kept.push(k);
+            }
+        }
+        t.keys = kept;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1175,6 +1263,7 @@ pub async fn plan_fix(
     if let Some(id) = &opts.run_id {
         plan.run_id = id.clone();
     }
+    not_planned.append(&mut plan.not_planned);
     plan.not_planned = not_planned;
     Ok(plan)
 }

@@ -287,9 +287,27 @@ impl<'a> PgSource<'a> {
         Ok(rows)
     }
 
+    /// The table's size from the catalog: `(reltuples, bytes)` summed over partitions
+    /// (`reltuples` is 0 when never analyzed).
+    pub async fn table_size(&mut self) -> Result<(u64, u64)> {
+        let sql = "SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, COALESCE(sum(pg_relation_size(c.oid)), 0)::int8 \
+                   FROM pg_class c WHERE c.oid = $1::text::regclass \
+                      OR c.oid IN (SELECT relid FROM pg_partition_tree($1::text::regclass))";
+        let name = self.spec.table.quoted();
+        let rows = self.query("sizing", sql, &[&name]).await?;
+        let r = &rows[0];
+        Ok((r.get::<_, f64>(0).max(0.0) as u64, r.get::<_, i64>(1).max(0) as u64))
+    }
+
     /// Chooses the chunk bounds from this region's keys, for a table of about
-    /// `estimated_rows` rows.
+    /// `estimated_rows` rows (0: estimated from the catalog).
     pub async fn sample_bounds(&mut self, estimated_rows: u64) -> Result<Chunking> {
+        let estimated_rows = if estimated_rows > 0 {
+            estimated_rows
+        } else {
+            let (tuples, bytes) = self.table_size().await?;
+            if tuples > 0 { tuples } else { bytes / 100 }
+        };
         let spec = self.spec.clone();
         let k0 = &spec.key[0];
         let target = target_chunks(estimated_rows);
@@ -306,7 +324,7 @@ impl<'a> PgSource<'a> {
             format!(" TABLESAMPLE SYSTEM ({pct:.6})")
         };
         let sql = format!(
-            "SELECT {sel}, k::text FROM (SELECT DISTINCT {k0raw} AS k FROM {tbl} t{sample}{w}) s ORDER BY k{coll}",
+            "SELECT {sel}, s.k::text AS kt FROM (SELECT DISTINCT {k0raw} AS k FROM {tbl} t{sample}{w}) s ORDER BY s.k{coll}",
             sel = value::select_expr(&Column { name: "k".into(), ..k0.clone() }, Some("s")),
             k0raw = TableSpec::col_ref(k0),
             tbl = spec.table.quoted(),

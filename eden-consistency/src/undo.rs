@@ -246,6 +246,7 @@ pub async fn undo_run(regions: &[crate::connect::Region], opts: &UndoOptions) ->
 /// `regions[i]`.
 pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOptions) -> Result<UndoReport> {
     let undo_id = new_run_id();
+    let mut any_record = false;
     let mut report = UndoReport {
         run_id: undo_id.clone(),
         undone_run: opts.run_id.clone(),
@@ -255,11 +256,19 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
         changed: 0,
         errors: Vec::new(),
     };
+    if !opts.dry_run && opts.apply.no_replicate {
+        // Check every region may use the replication origin before restoring anything.
+        for (client, region) in clients.iter().zip(regions) {
+            prepare_session(client, region, true).await?;
+            finish_session(client, true).await;
+        }
+    }
     for (client, region) in clients.iter().zip(regions) {
         let records = read_records(client, region, &opts.apply.conflicts_schema, &opts.run_id).await?;
         if records.is_empty() {
             continue;
         }
+        any_record = true;
         // Tables, in foreign-key order.
         let mut by_table: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for r in records {
@@ -385,6 +394,13 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
             report.actions[a].status = st;
         }
         report.errors.extend(outcome.errors.into_iter().map(|(_, e)| e));
+    }
+    if !any_record {
+        return Err(Error::Usage(format!(
+            "no change of run {} is archived in replication_conflicts of any region ({})",
+            opts.run_id,
+            regions.join(", ")
+        )));
     }
     Ok(report)
 }

@@ -28,9 +28,9 @@
 //! | arrays of the above | same dimensions, lower bounds and elements (NULL elements included) | mostly: `hash_array` ignores dimensions and lower bounds (`'{1,2}'` and `'{{1},{2}}'` hash alike) and inherits the element type's caveats |
 //! | anything else (enums, domains over other types, composites, ranges, `timetz`, `citext`, geometric, user types) | same canonical text under the fixed session settings, bytewise | **no** in general (e.g. `numeric` scale inside a composite or range prints differently; `citext` hashes case-insensitively). Hash `col::text` in pushdown to agree |
 //!
-//! Domains are compared as their base type. The simplest way for pushdown to agree with this
-//! module everywhere is to hash exactly the expressions of [`select_expr`], with `::text`
-//! added for `interval` and composite-like fallbacks and `::jsonb` for `json`.
+//! Domains are compared as their base type. Pushdown agrees with this module everywhere when
+//! it hashes the expressions of [`pushdown_exprs`] (which adds `COLLATE "C"`, `::text` for
+//! intervals and text-read types, `::jsonb` for `json`, and `array_dims` for arrays).
 //!
 //! [`Value::compare`] is a different thing: an *ordering* for resolution rules (newest
 //! tracking value, highest value), where intervals order as PostgreSQL orders them.
@@ -713,6 +713,58 @@ pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -
         Wire::Text => s.push_str("::text"),
     }
     s
+}
+
+/// The expressions to put into the `ROW(...)` that pushdown mode hashes in the server
+/// (`hash_record_extended`) for this column, chosen so that the server's hash equality is
+/// this module's equality (see the module table):
+///
+/// * `text`-like columns (and arrays of them) get `COLLATE "C"` (bytewise even under a
+///   nondeterministic collation);
+/// * `interval` and `interval[]` are hashed as `::text` (the stored fields, as printed with
+///   `IntervalStyle=postgres`), since `interval_hash` equates `'1 day'` and `'24 hours'`;
+/// * `json` becomes `::jsonb`, `money` `::numeric` (arrays alike);
+/// * arrays also hash `array_dims(col)`, since `hash_array` ignores dimensions and lower
+///   bounds;
+/// * types read as text here (enums, composites, ranges, ...) are hashed as
+///   `::text COLLATE "C"`, exactly what stream mode compares.
+///
+/// Hash with a **nonzero seed** (`hash_record_extended(ROW(...), 1)`): with seed 0,
+/// `hashfloat8` returns 0 for `0.0`, which is also what a NULL field contributes, so a float
+/// column that is 0 in one region and NULL in another would look equal.
+///
+/// Requires the session settings of [`crate::connect`] (`IntervalStyle=postgres`,
+/// `TimeZone=UTC`, `DateStyle=ISO`, `extra_float_digits=3`, `bytea_output=hex`), like the
+/// text fallback of [`select_expr`].
+///
+/// ```
+/// use eden_consistency::value::{pushdown_exprs, ColumnSpec, oid};
+/// assert_eq!(pushdown_exprs(&ColumnSpec::new("n", oid::NUMERIC), Some("t")), vec!["\"t\".\"n\""]);
+/// assert_eq!(pushdown_exprs(&ColumnSpec::new("a", oid::INT4_ARRAY), None),
+///            vec!["\"a\"", "array_dims(\"a\")"]);
+/// assert_eq!(pushdown_exprs(&ColumnSpec::new("i", oid::INTERVAL), None), vec!["\"i\"::text"]);
+/// ```
+pub fn pushdown_exprs<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -> Vec<String> {
+    use oid::*;
+    let mut r = String::new();
+    if let Some(a) = table_alias {
+        r.push_str(&quote_ident(a));
+        r.push('.');
+    }
+    r.push_str(&quote_ident(col.column_name()));
+    let dims = format!("array_dims({r})");
+    match col.effective_oid() {
+        JSON => vec![format!("{r}::jsonb")],
+        JSON_ARRAY => vec![format!("{r}::jsonb[]"), dims],
+        MONEY => vec![format!("{r}::numeric")],
+        MONEY_ARRAY => vec![format!("{r}::numeric[]"), dims],
+        INTERVAL | INTERVAL_ARRAY => vec![format!("{r}::text")],
+        TEXT | VARCHAR | BPCHAR | NAME => vec![format!("{r} COLLATE \"C\"")],
+        TEXT_ARRAY | VARCHAR_ARRAY | BPCHAR_ARRAY | NAME_ARRAY => vec![format!("{r} COLLATE \"C\""), dims],
+        t if is_binary_scalar(t) => vec![r],
+        t if binary_array_elem(t).is_some() => vec![r, dims],
+        _ => vec![format!("{r}::text COLLATE \"C\"")],
+    }
 }
 
 /// A column's raw wire bytes, whatever its type (`None` for NULL).
@@ -1430,7 +1482,10 @@ fn normalize_json_number(t: &str) -> Option<String> {
         None => (body, 0),
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     // All digits, and the position of the decimal point within them after the exponent.
@@ -1442,7 +1497,7 @@ fn normalize_json_number(t: &str) -> Option<String> {
     }
     let point = int.len() as i64 - lead as i64 + exp; // digits before the point
     let sign = if neg { "-" } else { "" };
-    if point > 100_000 || point < -100_000 {
+    if !(-100_000..=100_000).contains(&point) {
         let (first, rest) = digits.split_at(1);
         let dot = if rest.is_empty() { "" } else { "." };
         return Some(format!("{sign}{first}{dot}{rest}e{}", point - 1));
@@ -1480,18 +1535,57 @@ fn parse_num(s: &str) -> f64 {
     s.parse().unwrap_or(f64::NAN)
 }
 
+/// True when `t` is already what [`normalize_decimal`] returns for a number (the common
+/// case for decoded values, checked without allocating).
+pub(crate) fn is_normalized_decimal(t: &str) -> bool {
+    if matches!(t, "NaN" | "Infinity" | "-Infinity" | "0") {
+        return true;
+    }
+    let body = t.strip_prefix('-').unwrap_or(t).as_bytes();
+    let (int, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let int_ok = !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int[0] != b'0' || int.len() == 1);
+    let frac_ok = match frac {
+        None => int != b"0",
+        Some(f) => !f.is_empty() && f.iter().all(u8::is_ascii_digit) && f.last() != Some(&b'0'),
+    };
+    int_ok && frac_ok
+}
+
 /// Normalizes decimal text: strips a leading `+`, leading integer zeros and trailing
-/// fractional zeros; every zero becomes `0`. `NaN` and the infinities pass through.
+/// fractional zeros, applies an exponent (`1.5e3` → `1500`); every zero becomes `0`. `NaN`
+/// and the infinities (any case, as PostgreSQL accepts them) become `NaN`, `Infinity`,
+/// `-Infinity`; other text without digits passes through.
 ///
 /// ```
 /// use eden_consistency::value::normalize_decimal;
 /// assert_eq!(normalize_decimal("-001.2300"), "-1.23");
 /// assert_eq!(normalize_decimal("-0.000"), "0");
 /// assert_eq!(normalize_decimal("10"), "10");
+/// assert_eq!(normalize_decimal("+1.25E2"), "125");
+/// assert_eq!(normalize_decimal("-inf"), "-Infinity");
 /// ```
 pub fn normalize_decimal(text: &str) -> String {
     let t = text.trim();
+    if is_normalized_decimal(t) {
+        return t.to_string();
+    }
     if !t.bytes().any(|b| b.is_ascii_digit()) {
+        let lower = t.to_ascii_lowercase();
+        return match lower.as_str() {
+            "nan" => "NaN".into(),
+            "infinity" | "+infinity" | "inf" | "+inf" => "Infinity".into(),
+            "-infinity" | "-inf" => "-Infinity".into(),
+            _ => t.to_string(),
+        };
+    }
+    if t.bytes().any(|b| b == b'e' || b == b'E') {
+        let body = t.strip_prefix('+').unwrap_or(t);
+        if let Some(n) = normalize_json_number(body) {
+            return n;
+        }
         return t.to_string();
     }
     let (neg, body) = match t.as_bytes().first() {
@@ -1725,6 +1819,22 @@ mod tests {
                 prop_assert_eq!(&ca, &slow_canonical(&b).unwrap());
                 // Canonical text is a fixed point.
                 prop_assert_eq!(&canonical_json(&ca).unwrap(), &ca);
+            }
+
+            #[test]
+            fn normalize_decimal_is_idempotent(sign in "[-+]?", int in "[0-9]{0,6}", frac in "(\\.[0-9]{0,6})?",
+                                               exp in "([eE][-+]?[0-9]{1,2})?") {
+                let text = format!("{sign}{int}{frac}{exp}");
+                prop_assume!(int.bytes().chain(frac.bytes()).any(|b| b.is_ascii_digit()));
+                let n = normalize_decimal(&text);
+                prop_assert!(is_normalized_decimal(&n), "{} -> {}", text, n);
+                prop_assert_eq!(normalize_decimal(&n), n.clone());
+                prop_assert_eq!(cmp_decimal(&text, &n), Ordering::Equal);
+                if exp.is_empty() {
+                    let f: f64 = text.parse().unwrap_or(0.0);
+                    let g: f64 = n.parse().unwrap();
+                    prop_assert!((f - g).abs() <= f.abs() * 1e-12);
+                }
             }
 
             #[test]

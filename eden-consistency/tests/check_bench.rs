@@ -17,6 +17,7 @@ async fn bench_vault_secrets() {
     let r = c.run(&opts).await.unwrap();
     let el = t0.elapsed();
     let t = &r.tables[0];
+    println!("{:?}", t.message);
     println!("mode={} elapsed={:.3}s diffs={} status={:?}", t.mode, el.as_secs_f64(), t.difference_count, t.status);
     println!("{}", serde_json::to_string(&t.stats).unwrap());
     if let Ok(exp) = std::fs::read_to_string("/tmp/eden-bench/expected_keys") {

@@ -46,6 +46,10 @@ fn filter_accepts_ordinary_conditions() {
     assert_eq!(ok("version is not null and metadata is not null"),
                "(\"version\" IS NOT NULL) AND (\"metadata\" IS NOT NULL)");
     assert_eq!(ok("version::numeric(10,2) > 1.5"), "\"version\"::NUMERIC(10,2) > 1.5");
+    // Backslashes cannot escape the quote, whatever standard_conforming_strings says.
+    assert_eq!(ok(r"path = 'a\' or id = 1 or path = 'b'"),
+               r#"(("path" = E'a\\') OR ("id" = 1)) OR ("path" = 'b')"#);
+    assert_eq!(ok(r"path like 'x\_%'"), r#""path" LIKE E'x\\_%'"#);
     // Precedence is made explicit: the emitted SQL means what was parsed.
     assert_eq!(ok("1 + 2 * version = 7 or not id = 1 and id < 3"),
                "((1 + (2 * \"version\")) = 7) OR ((NOT (\"id\" = 1)) AND (\"id\" < 3))");
@@ -134,6 +138,14 @@ async fn filter_emitted_sql_runs_and_injection_executes_nothing() {
     assert_eq!(count(ok("last_updated_at > now() - interval '5 days' - interval '1 hour'")).await, 5);
     assert_eq!(count(ok("lower(path) like 'p/1%'")).await, 11);
     assert_eq!(count(ok("version::text = '2' or path is null")).await, 7);
+    // A backslash in a literal is a backslash, under either standard_conforming_strings.
+    client.batch_execute("INSERT INTO t (id, path) VALUES (100, 'back\\slash')").await.unwrap();
+    for scs in ["on", "off"] {
+        client.batch_execute(&format!("SET standard_conforming_strings = {scs}")).await.unwrap();
+        assert_eq!(count(ok(r"path = 'back\slash' or id = 1 or path = 'x'")).await, 2, "scs {scs}");
+        assert_eq!(count(ok(r"path = 'x\' or id = 1 or path = 'b'")).await, 1, "scs {scs}");
+    }
+    client.batch_execute("SET standard_conforming_strings = on; DELETE FROM t WHERE id = 100").await.unwrap();
     for evil in ["true; DROP TABLE t", "true) OR (SELECT pg_sleep(0)) IS NULL OR (true", "true --"] {
         assert!(validate_where(evil, &cols()).is_err());
     }

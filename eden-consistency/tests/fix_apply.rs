@@ -190,3 +190,87 @@ async fn fix_apply_fk_parents_first_and_cycles() {
         assert_eq!(dump(&dbs, 0, q).await, dump(&dbs, 1, q).await);
     }
 }
+
+#[tokio::test]
+async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
+    let dbs = TestDbs::new("fix_apply_no_replicate", 2).await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
+    let cs = clients(&dbs).await;
+    let p = plan(&cs, &dbs, "t", vec![key(1), key(2)]).await;
+
+    // A role without replication-origin rights: a clear error before anything is written.
+    let role = "eden_t_norep_role";
+    dbs.exec(0, &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")).await;
+    dbs.exec_all(&format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; GRANT ALL ON SCHEMA public TO {role}")).await;
+    let mut plain = Vec::new();
+    for i in 0..2 {
+        let url = dbs.url(i).replacen("postgres@", &format!("{role}@"), 1);
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        plain.push(c);
+    }
+    let refs: Vec<&Client> = plain.iter().collect();
+    let opts = ApplyOptions { progress: false, no_replicate: true, ..Default::default() };
+    let err = apply_plan_on(&refs, &p, &opts).await.unwrap_err().to_string();
+    assert!(err.contains("region r2") && err.contains("--no-replicate") && err.contains("superuser"), "{err}");
+    assert_eq!(dump(&dbs, 1, "SELECT count(*)::text FROM t").await, vec![Some("0".into())]);
+    drop(plain);
+
+    // A superuser: the repair is written under the origin eden_reconcile.
+    let r = apply(&cs, &p).await;
+    let _ = r;
+    let p = plan(&cs, &dbs, "t", vec![key(1), key(2)]).await;
+    assert!(p.is_empty());
+    dbs.exec(0, "INSERT INTO t VALUES (3, 'c')").await;
+    let p = plan(&cs, &dbs, "t", vec![key(3)]).await;
+    let refs: Vec<&Client> = cs.iter().collect();
+    let r = apply_plan_on(&refs, &p, &opts).await.unwrap();
+    assert!(r.consistent);
+    assert_eq!(
+        dump(&dbs, 1, "SELECT roname FROM pg_replication_origin WHERE roname = 'eden_reconcile'").await,
+        vec![Some("eden_reconcile".into())]
+    );
+    // the session was reset: the same connection can be used again
+    let r = apply_plan_on(&refs, &p, &opts).await.unwrap();
+    assert_eq!(r.applied(), 0);
+    dbs.exec(0, &format!("DROP OWNED BY {role}")).await;
+    dbs.exec(1, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+}
+
+#[tokio::test]
+async fn fix_apply_holds_back_cascading_deletes() {
+    use eden_consistency::plan::{Resolved, TableShape, VersionView, Winner};
+    let dbs = TestDbs::new("fix_apply_holds_back_cascading_deletes", 2).await;
+    dbs.exec_all(
+        "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p int REFERENCES p(id) ON DELETE CASCADE);
+         CREATE TABLE plain (id int PRIMARY KEY);",
+    )
+    .await;
+    dbs.exec(0, "INSERT INTO p VALUES (1); INSERT INTO c VALUES (10, 1); INSERT INTO plain VALUES (1)").await;
+    let cs = clients(&dbs).await;
+    let refs: Vec<&Client> = cs.iter().collect();
+    let mk = |t: &str| FixTarget {
+        table: TableName::new("public", t),
+        key_columns: vec!["id".into()],
+        exclude_columns: vec![],
+        resolution: "last_write_wins".into(),
+        keys: vec![key(1)],
+        deferred: vec![],
+        tombstone_table: None,
+    };
+    let mut delete_wins = |_t: &FixTarget| -> eden_consistency::Result<Box<Decide<'static>>> {
+        Ok(Box::new(|_s: &TableShape, _v: &[VersionView<'_>]| {
+            Ok(Resolved { winner: Winner::Delete { by: Some(1) }, decided_by: "tombstone".into(), needs_human: false, actions: None })
+        }))
+    };
+    let p = plan_targets(&refs, &dbs.region_names(), "db", &[mk("p"), mk("plain")], &mut delete_wins).await.unwrap();
+    let tp = p.tables.iter().find(|t| t.table.name == "p").unwrap();
+    assert!(tp.keys.is_empty());
+    assert!(tp.deferred[0].1.contains("cascade"), "{:?}", tp.deferred);
+    let r = apply(&cs, &p).await;
+    assert!(!r.consistent);
+    assert_eq!(r.applied(), 1, "{r:#?}");
+    assert_eq!(dump(&dbs, 0, "SELECT count(*)::text FROM c").await, vec![Some("1".into())]);
+    assert_eq!(dump(&dbs, 0, "SELECT count(*)::text FROM plain").await, vec![Some("0".into())]);
+}

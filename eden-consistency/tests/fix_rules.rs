@@ -249,3 +249,37 @@ async fn fix_rules_three_regions() {
     assert_eq!(k2[0].region, "r2");
     assert_eq!(k2[0].action.as_str(), "insert");
 }
+
+#[tokio::test]
+async fn fix_rules_through_the_checker() {
+    use eden_consistency::apply::{run_fix, FixRun};
+    use eden_consistency::check::{CheckOptions, Checker};
+    let dbs = TestDbs::new("fix_rules_through_the_checker", 2).await;
+    dbs.exec_all(
+        "CREATE TABLE parent (id int PRIMARY KEY, v text, updated_at timestamptz);
+         CREATE TABLE child (id bigint PRIMARY KEY, parent_id int REFERENCES parent(id), v text, updated_at timestamptz);",
+    )
+    .await;
+    dbs.exec(0, "INSERT INTO parent VALUES (1, 'a', '2024-02-01'), (2, 'x', '2024-01-01'); INSERT INTO child VALUES (5000000000, 2, 'c', '2024-01-01')").await;
+    dbs.exec(1, "INSERT INTO parent VALUES (1, 'b', '2024-01-01')").await;
+    let cfg = config(
+        &dbs,
+        "        - {table: parent, resolution: last_write_wins, tracking_column: updated_at}
+        - {table: child, resolution: last_write_wins, tracking_column: updated_at}
+",
+    );
+    let checker = Checker::connect(cfg.clone(), "app").await.unwrap();
+    let dry = run_fix(&checker, &CheckOptions::default(), &FixRun { dry_run: true, ..Default::default() }).await.unwrap();
+    assert_eq!(dry.exit_code(), 1);
+    assert_eq!(dry.tables.iter().map(|t| t.actions.len()).sum::<usize>(), 3, "{dry:#?}");
+    assert_eq!(dbs.query_texts(1, "SELECT to_regclass('replication_conflicts')::text").await, vec![None]);
+    let run = FixRun { apply: ApplyOptions { progress: false, ..Default::default() }, ..Default::default() };
+    let r = run_fix(&checker, &CheckOptions::default(), &run).await.unwrap();
+    assert!(r.consistent, "{r:#?}");
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(rows(&dbs, 0, "child").await, rows(&dbs, 1, "child").await);
+    assert_eq!(rows(&dbs, 1, "parent").await[0], "(1,a,\"2024-02-01 00:00:00+00\")");
+    let again = run_fix(&checker, &CheckOptions::default(), &run).await.unwrap();
+    assert_eq!(again.applied(), 0);
+    assert!(again.consistent);
+}

@@ -138,6 +138,7 @@ async fn fix_sql_out_equals_fix_and_dry_run_changes_nothing() {
     dry.print_human(&mut human).unwrap();
     let human = String::from_utf8(human).unwrap();
     assert!(human.contains("public.parent (last_write_wins)"), "{human}");
+    eprintln!("{human}");
     let json = serde_json::to_value(&dry).unwrap();
     assert_eq!(json["dry_run"], true);
     assert_eq!(json["consistent"], false);
@@ -157,12 +158,19 @@ async fn fix_sql_out_equals_fix_and_dry_run_changes_nothing() {
     let opts = ApplyOptions { progress: false, batch_size: 2, ..Default::default() };
     let report = apply_plan(&ra, &plan, &opts).await.unwrap();
     assert!(report.consistent, "{report:#?}");
+    let mut h = Vec::new();
+    report.print_human(&mut h).unwrap();
+    eprintln!("{}", String::from_utf8(h).unwrap());
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap().lines().take(30).collect::<Vec<_>>().join("\n"));
 
     // --sql-out for the other pair, run with psql
     let dir = tempfile::tempdir().unwrap();
     let plan_b = plan_fix(&rb, &cfg_b, "app", &diffs(&rb).await, &FixOptions::default()).await.unwrap();
     let out = write_sql_scripts(&plan_b, &dir.path().join("fix.sql"), &opts).unwrap();
     assert_eq!(out.sql_files.len(), 2);
+    if std::env::var("EDEN_SHOW_SCRIPT").is_ok() {
+        eprintln!("{}", std::fs::read_to_string(&out.sql_files[0]).unwrap());
+    }
     // writing scripts changed nothing
     assert_eq!(dbs.query_texts(2, "SELECT to_regclass('replication_conflicts')::text").await, vec![None]);
     for (i, region) in ["r1", "r2"].iter().enumerate() {

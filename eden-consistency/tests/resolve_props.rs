@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use eden_consistency::config::{Resolution, Tombstone};
-use eden_consistency::resolve::{Action, CustomResolver, Decision, Registry, Resolver, Row, Version, Winner};
+use eden_consistency::resolve::{
+    Action, CustomResolver, Decision, Registry, Resolver, Row, Version, Winner,
+};
 use eden_consistency::value::Value;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -46,18 +48,69 @@ fn rules() -> Vec<(Resolution, bool)> {
     let mut merge = BTreeMap::new();
     merge.insert("w".to_string(), "a_ts".to_string());
     vec![
-        (Resolution::LastWriteWins { tracking_column: Some("ts".into()) }, true),
-        (Resolution::LastWriteWins { tracking_column: None }, true),
-        (Resolution::FirstWriteWins { tracking_column: Some("ts".into()) }, true),
-        (Resolution::FirstWriteWins { tracking_column: None }, true),
-        (Resolution::RegionPriority { regions: vec!["eu-west-1".into(), "us-east-1".into()] }, true),
+        (
+            Resolution::LastWriteWins {
+                tracking_column: Some("ts".into()),
+            },
+            true,
+        ),
+        (
+            Resolution::LastWriteWins {
+                tracking_column: None,
+            },
+            true,
+        ),
+        (
+            Resolution::FirstWriteWins {
+                tracking_column: Some("ts".into()),
+            },
+            true,
+        ),
+        (
+            Resolution::FirstWriteWins {
+                tracking_column: None,
+            },
+            true,
+        ),
+        (
+            Resolution::RegionPriority {
+                regions: vec!["eu-west-1".into(), "us-east-1".into()],
+            },
+            true,
+        ),
         (Resolution::HighestValue { column: "v".into() }, true),
-        (Resolution::Custom { expression: "COALESCE(a.v, -1) > COALESCE(b.v, -1)".into() }, true),
-        (Resolution::Custom { expression: "a.w > b.w OR (a.w = b.w AND region(a) < region(b))".into() }, false),
-        (Resolution::Custom { expression: "(a.v - b.v + 3) % 3 = 1".into() }, false),
-        (Resolution::CustomRust { name: "highest_w".into() }, true),
+        (
+            Resolution::Custom {
+                expression: "COALESCE(a.v, -1) > COALESCE(b.v, -1)".into(),
+            },
+            true,
+        ),
+        (
+            Resolution::Custom {
+                expression: "a.w > b.w OR (a.w = b.w AND region(a) < region(b))".into(),
+            },
+            false,
+        ),
+        (
+            Resolution::Custom {
+                expression: "(a.v - b.v + 3) % 3 = 1".into(),
+            },
+            false,
+        ),
+        (
+            Resolution::CustomRust {
+                name: "highest_w".into(),
+            },
+            true,
+        ),
         (Resolution::Manual, true),
-        (Resolution::ColumnMerge { columns: merge, tracking_column: Some("ts".into()) }, false),
+        (
+            Resolution::ColumnMerge {
+                columns: merge,
+                tracking_column: Some("ts".into()),
+            },
+            false,
+        ),
     ]
 }
 
@@ -90,11 +143,19 @@ enum Slot {
 }
 
 fn maybe(p: f64, range: std::ops::Range<i64>) -> BoxedStrategy<Option<i64>> {
-    if p > 0.0 { prop::option::weighted(p, range).boxed() } else { Just(None).boxed() }
+    if p > 0.0 {
+        prop::option::weighted(p, range).boxed()
+    } else {
+        Just(None).boxed()
+    }
 }
 
 fn slot(tombstones: bool) -> impl Strategy<Value = Slot> {
-    let row = (a_row(), prop::option::weighted(0.8, 0i64..4), maybe(if tombstones { 0.2 } else { 0.0 }, 0..5))
+    let row = (
+        a_row(),
+        prop::option::weighted(0.8, 0i64..4),
+        maybe(if tombstones { 0.2 } else { 0.0 }, 0..5),
+    )
         .prop_map(|(r, c, soft)| Slot::Row(r, c, soft));
     let absent = maybe(if tombstones { 0.6 } else { 0.0 }, 0..5).prop_map(Slot::Absent);
     prop_oneof![4 => row, 1 => absent]
@@ -128,7 +189,12 @@ fn build(slots: &[Slot]) -> Vec<Version> {
 }
 
 fn set(r: &Row, col: &str, val: Value) -> Row {
-    Row::from_pairs(r.iter().map(|(c, v)| (c.to_string(), if c == col { val.clone() } else { v.clone() })))
+    Row::from_pairs(r.iter().map(|(c, v)| {
+        (
+            c.to_string(),
+            if c == col { val.clone() } else { v.clone() },
+        )
+    }))
 }
 
 fn versions(tombstones: bool) -> impl Strategy<Value = Vec<Version>> {
@@ -140,7 +206,9 @@ fn resolver(rule: &Resolution, tomb: Option<&Tombstone>) -> Resolver {
 }
 
 fn soft() -> Tombstone {
-    Tombstone::Column { column: "deleted_at".into() }
+    Tombstone::Column {
+        column: "deleted_at".into(),
+    }
 }
 
 /// The decision as something independent of input order: winning content, the winner's
@@ -214,12 +282,20 @@ fn pairwise(r: &Resolver, versions: &[Version], picks: &[(usize, usize)]) -> Ver
 fn winner_is_an_input(d: &Decision, v: &[Version]) -> Result<(), TestCaseError> {
     match &d.winner {
         Winner::Row(i) => prop_assert!(*i < v.len() && v[*i].row.is_some()),
-        Winner::Delete => prop_assert!(v.iter().all(|x| x.row.is_none()) || d.winner_index.is_some_and(|i| i < v.len())),
+        Winner::Delete => prop_assert!(
+            v.iter().all(|x| x.row.is_none()) || d.winner_index.is_some_and(|i| i < v.len())
+        ),
         Winner::Merged(row) => {
             prop_assert_eq!(d.column_sources.len(), row.columns().len());
             for (c, i) in &d.column_sources {
                 prop_assert!(*i < v.len());
-                prop_assert_eq!(v[*i].get(c), row.get(c), "column {} not from version {}", c, i);
+                prop_assert_eq!(
+                    v[*i].get(c),
+                    row.get(c),
+                    "column {} not from version {}",
+                    c,
+                    i
+                );
             }
         }
     }
@@ -236,7 +312,11 @@ fn distinct_merge_values(v: &mut [Version]) {
         if let Some(r) = &x.row {
             let mut r = set(r, "ts", Value::TimestampTz(10 + (k as i64 * 7) % 5));
             r = set(&r, "a_ts", Value::TimestampTz(20 + (k as i64 * 3) % 5));
-            *x = Version { row: Some(r.clone()), digest: r.digest(), ..x.clone() };
+            *x = Version {
+                row: Some(r.clone()),
+                digest: r.digest(),
+                ..x.clone()
+            };
         }
     }
 }
@@ -246,7 +326,9 @@ fn distinct_merge_values(v: &mut [Version]) {
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/resolve_props.txt"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/resolve_props.txt",
+        ))),
         ..ProptestConfig::default()
     }
 }
@@ -404,5 +486,62 @@ proptest! {
             let expect = if matches!(rule, Resolution::Manual) { Action::Manual } else { Action::Insert };
             prop_assert_eq!(d.actions[pos].1, expect);
         }
+    }
+}
+
+/// SQL-ish fragments, so that random text often parses.
+fn sqlish() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("a.v".to_string()),
+        Just("b.v".to_string()),
+        Just("a.ts".to_string()),
+        Just("b.w".to_string()),
+        Just(" AND ".to_string()),
+        Just(" OR ".to_string()),
+        Just(" NOT ".to_string()),
+        Just(" > ".to_string()),
+        Just(" = ".to_string()),
+        Just(" + ".to_string()),
+        Just(" - ".to_string()),
+        Just(" * ".to_string()),
+        Just(" / ".to_string()),
+        Just(" % ".to_string()),
+        Just("(".to_string()),
+        Just(")".to_string()),
+        Just(", ".to_string()),
+        Just("COALESCE(".to_string()),
+        Just("GREATEST(".to_string()),
+        Just("LEAST(".to_string()),
+        Just("region(a)".to_string()),
+        Just("commit_ts(b)".to_string()),
+        Just(" IS NULL".to_string()),
+        Just(" IS NOT DISTINCT FROM ".to_string()),
+        Just("NULL".to_string()),
+        Just("'x'".to_string()),
+        Just("INTERVAL '1 day'".to_string()),
+        Just("DATE '2000-01-01'".to_string()),
+        Just("-".to_string()),
+        (0i64..100).prop_map(|n| n.to_string()),
+        "[a-z0-9_'\\.\\(\\) <>=!:;\"\\\\é]{1,6}",
+    ];
+    prop::collection::vec(token, 1..12).prop_map(|t| t.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn expressions_never_panic(text in sqlish(), v in versions(true)) {
+        if let Ok(e) = eden_consistency::resolve::Expression::parse(&text) {
+            for a in &v {
+                for b in &v {
+                    let _ = e.eval(a, b);
+                }
+            }
+            let r = resolver(&Resolution::Custom { expression: text.clone() }, None);
+            let d = r.resolve(&v);
+            winner_is_an_input(&d, &v)?;
+        }
+        let _ = eden_consistency::resolve::check_expression_order(&text, &v);
     }
 }

@@ -4,13 +4,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use eden_consistency::apply::{ApplyOptions, FixRun, run_fix};
 use eden_consistency::check::{CheckOptions, Checker};
+use eden_consistency::undo::{UndoOptions, undo_run};
 use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
 
-use crate::cli::{CheckArgs, Cli, Command, ConflictsArgs, DbArg, Format, GlobalOpts, ModeArg, ValidateArgs};
+use crate::cli::{CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs, ValidateArgs};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -39,9 +41,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Conflicts(args) => list_conflicts(config, &args, format).await,
         Command::Check(args) => check(config, &args, format).await,
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
-        Command::Fix(_) | Command::Undo(_) => {
-            bail!("this command is not available yet")
-        }
+        Command::Fix(args) => fix(config, &args, format).await,
+        Command::Undo(args) => undo(config, &args, format).await,
     }
 }
 
@@ -112,6 +113,65 @@ async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outco
         }
     }
     Ok(if report.consistent { Outcome::Clean } else { Outcome::Differences })
+}
+
+/// Writing options shared by `fix` and `undo`.
+fn apply_options(config: &Config, db: &DbArg, batch_size: Option<usize>, max_rps: Option<u64>, no_replicate: bool) -> Result<ApplyOptions> {
+    let mut opts = ApplyOptions {
+        conflicts_schema: conflicts_table(config, db).schema,
+        no_replicate,
+        progress: stderr_is_terminal(),
+        ..ApplyOptions::default()
+    };
+    if let Some(n) = batch_size {
+        if n == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        opts.batch_size = n;
+    }
+    if let Some(n) = max_rps {
+        if n == 0 {
+            bail!("--max-rows-per-second must be at least 1");
+        }
+        opts.max_rows_per_second = Some(n as f64);
+    }
+    Ok(opts)
+}
+
+/// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
+/// apply and re-check. Exit 0 only when every region agrees afterwards.
+async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+    let apply = apply_options(&config, &args.db, args.batch_size, args.max_rows_per_second, args.no_replicate)?;
+    let checker = checker(config, &args.db).await?;
+    let check = CheckOptions {
+        tables: args.tables.clone(),
+        exclude_tables: args.exclude_tables.clone(),
+        mode: args.mode.into(),
+        progress: stderr_is_terminal(),
+        ..CheckOptions::default()
+    };
+    let run = FixRun { dry_run: args.dry_run, sql_out: args.sql_out.clone(), apply, ..FixRun::default() };
+    let report = run_fix(&checker, &check, &run).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => report.print_human(&mut out)?,
+    }
+    Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
+}
+
+/// `undo --run ID`: restore what a fix run changed, from the archive.
+async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome> {
+    let apply = apply_options(&config, &args.db, None, None, false)?;
+    let regions = connect(&config, &args.db).await?;
+    let opts = UndoOptions { run_id: args.run.clone(), dry_run: args.dry_run, apply };
+    let report = undo_run(&regions, &opts).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => report.print_human(&mut out)?,
+    }
+    Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
 }
 
 /// Where `replication_conflicts` lives for this database.

@@ -5,3 +5,5 @@ mod cli;
 mod init;
 mod conflicts;
 mod errors;
+mod fix;
+mod pglogical;

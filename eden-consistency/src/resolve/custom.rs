@@ -53,7 +53,9 @@ impl Registry {
             return Err("a custom resolver needs a non-empty name".into());
         }
         if self.resolvers.contains_key(&name) {
-            return Err(format!("a custom resolver named `{name}` is already registered"));
+            return Err(format!(
+                "a custom resolver named `{name}` is already registered"
+            ));
         }
         self.resolvers.insert(name, resolver);
         Ok(())

@@ -10,11 +10,15 @@ use super::expr::{ArithOp, CmpOp, Ev, Func, Node, Side, is_decimal, number, show
 use crate::value::{Value, normalize_decimal};
 
 fn epoch() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default()
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default()
 }
 
 pub(crate) fn date_of(days: i32) -> Option<NaiveDate> {
-    epoch().date().checked_add_signed(TimeDelta::try_days(days as i64)?)
+    epoch()
+        .date()
+        .checked_add_signed(TimeDelta::try_days(days as i64)?)
 }
 
 pub(crate) fn ts_of(micros: i64) -> Option<NaiveDateTime> {
@@ -35,12 +39,19 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 
 fn parse_naive_ts(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 fn parse_tstz(s: &str) -> Option<i64> {
@@ -48,12 +59,19 @@ fn parse_tstz(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return micros_of(t.naive_utc());
     }
-    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f %#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, f) {
             return micros_of(t.naive_utc());
         }
     }
-    let s = s.strip_suffix(" UTC").or_else(|| s.strip_suffix('Z')).unwrap_or(s);
+    let s = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix('Z'))
+        .unwrap_or(s);
     parse_naive_ts(s).and_then(micros_of)
 }
 
@@ -68,7 +86,13 @@ pub(crate) fn parse_interval(s: &str) -> Option<Value> {
         let n: f64 = pair[0].parse().ok()?;
         let unit = pair[1].to_lowercase();
         let unit = unit.trim_end_matches('s');
-        let whole = |x: f64| if x.fract() == 0.0 { Some(x as i64) } else { None };
+        let whole = |x: f64| {
+            if x.fract() == 0.0 {
+                Some(x as i64)
+            } else {
+                None
+            }
+        };
         match unit {
             "microsecond" | "u" | "usec" => micros += whole(n)?,
             "millisecond" | "m" | "msec" => micros += (n * 1_000.0).round() as i64,
@@ -82,7 +106,11 @@ pub(crate) fn parse_interval(s: &str) -> Option<Value> {
             _ => return None,
         }
     }
-    Some(Value::Interval { months: i32::try_from(months).ok()?, days: i32::try_from(days).ok()?, micros })
+    Some(Value::Interval {
+        months: i32::try_from(months).ok()?,
+        days: i32::try_from(days).ok()?,
+        micros,
+    })
 }
 
 /// Gives an untyped literal the kind of `like`.
@@ -115,10 +143,13 @@ pub(crate) fn coerce(s: &str, like: &Value) -> Option<Value> {
         Value::Json(_) => Value::Json(crate::value::canonical_json(s).ok()?),
         Value::Bytes(_) => {
             let hex = s.trim().strip_prefix("\\x")?;
-            if hex.len() % 2 != 0 {
+            if hex.len() % 2 != 0 || !hex.is_ascii() {
                 return None;
             }
-            let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
             Value::Bytes(bytes)
         }
         _ => return None,
@@ -130,11 +161,21 @@ fn unify(x: Ev, y: Ev) -> Result<(Value, Value), String> {
     match (x, y) {
         (Ev::V(a), Ev::V(b)) => Ok((a, b)),
         (Ev::Unknown(s), Ev::V(b)) => {
-            let a = coerce(&s, &b).ok_or_else(|| format!("'{s}' is not a valid value to compare with {}", show_value(&b)))?;
+            let a = coerce(&s, &b).ok_or_else(|| {
+                format!(
+                    "'{s}' is not a valid value to compare with {}",
+                    show_value(&b)
+                )
+            })?;
             Ok((a, b))
         }
         (Ev::V(a), Ev::Unknown(s)) => {
-            let b = coerce(&s, &a).ok_or_else(|| format!("'{s}' is not a valid value to compare with {}", show_value(&a)))?;
+            let b = coerce(&s, &a).ok_or_else(|| {
+                format!(
+                    "'{s}' is not a valid value to compare with {}",
+                    show_value(&a)
+                )
+            })?;
             Ok((a, b))
         }
         (Ev::Unknown(a), Ev::Unknown(b)) => Ok((Value::Text(a), Value::Text(b))),
@@ -142,14 +183,20 @@ fn unify(x: Ev, y: Ev) -> Result<(Value, Value), String> {
 }
 
 pub(crate) fn column(v: &Version, name: &str) -> Value {
-    v.row.as_ref().and_then(|r| r.get(name)).cloned().unwrap_or(Value::Null)
+    v.row
+        .as_ref()
+        .and_then(|r| r.get(name))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn to_bool(e: Ev) -> Result<Option<bool>, String> {
     match e {
         Ev::V(Value::Bool(b)) => Ok(Some(b)),
         Ev::V(Value::Null) => Ok(None),
-        Ev::Unknown(s) => parse_bool(&s).map(Some).ok_or_else(|| format!("'{s}' is not a boolean")),
+        Ev::Unknown(s) => parse_bool(&s)
+            .map(Some)
+            .ok_or_else(|| format!("'{s}' is not a boolean")),
         Ev::V(v) => Err(format!("{} is not a boolean", show_value(&v))),
     }
 }
@@ -203,7 +250,9 @@ pub(crate) fn eval(n: &Node, a: &Version, b: &Version) -> Result<Ev, String> {
             let o = if matches!(op, CmpOp::Eq | CmpOp::Ne) && sql_equal(&l, &r) {
                 Ordering::Equal
             } else {
-                l.compare(&r).ok_or_else(|| format!("cannot compare {} with {}", show_value(&l), show_value(&r)))?
+                l.compare(&r).ok_or_else(|| {
+                    format!("cannot compare {} with {}", show_value(&l), show_value(&r))
+                })?
             };
             b3(Some(match op {
                 CmpOp::Eq => o == Ordering::Equal,
@@ -234,7 +283,9 @@ pub(crate) fn eval(n: &Node, a: &Version, b: &Version) -> Result<Ev, String> {
         }
         Node::Neg(x) => match eval(x, a, b)? {
             Ev::V(v) => Ev::V(negate(v)?),
-            Ev::Unknown(s) => Ev::V(negate(number(s.trim()).ok_or_else(|| format!("'{s}' is not a number"))?)?),
+            Ev::Unknown(s) => Ev::V(negate(
+                number(s.trim()).ok_or_else(|| format!("'{s}' is not a number"))?,
+            )?),
         },
         Node::Arith(op, x, y) => {
             let (l, r) = match (eval(x, a, b)?, eval(y, a, b)?) {
@@ -257,7 +308,10 @@ pub(crate) fn eval(n: &Node, a: &Version, b: &Version) -> Result<Ev, String> {
                 Ev::V(Value::Null)
             }
             Func::Greatest | Func::Least => {
-                let vals = args.iter().map(|x| eval(x, a, b)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args
+                    .iter()
+                    .map(|x| eval(x, a, b))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let like = vals.iter().find_map(|v| match v {
                     Ev::V(x) if !x.is_null() => Some(x.clone()),
                     _ => None,
@@ -266,7 +320,8 @@ pub(crate) fn eval(n: &Node, a: &Version, b: &Version) -> Result<Ev, String> {
                 for v in vals {
                     let v = match (v, &like) {
                         (Ev::V(x), _) => x,
-                        (Ev::Unknown(s), Some(l)) => coerce(&s, l).ok_or_else(|| format!("'{s}' is not a valid value here"))?,
+                        (Ev::Unknown(s), Some(l)) => coerce(&s, l)
+                            .ok_or_else(|| format!("'{s}' is not a valid value here"))?,
                         (Ev::Unknown(s), None) => Value::Text(s),
                     };
                     if v.is_null() {
@@ -275,8 +330,18 @@ pub(crate) fn eval(n: &Node, a: &Version, b: &Version) -> Result<Ev, String> {
                     best = Some(match best {
                         None => v,
                         Some(cur) => {
-                            let o = v.compare(&cur).ok_or_else(|| format!("cannot compare {} with {}", show_value(&v), show_value(&cur)))?;
-                            let take = if *f == Func::Greatest { o == Ordering::Greater } else { o == Ordering::Less };
+                            let o = v.compare(&cur).ok_or_else(|| {
+                                format!(
+                                    "cannot compare {} with {}",
+                                    show_value(&v),
+                                    show_value(&cur)
+                                )
+                            })?;
+                            let take = if *f == Func::Greatest {
+                                o == Ordering::Greater
+                            } else {
+                                o == Ordering::Less
+                            };
                             if take { v } else { cur }
                         }
                     });
@@ -291,12 +356,19 @@ fn arith_unify(x: Ev, y: Ev) -> Result<(Value, Value), String> {
     // An untyped literal next to a date/timestamp in arithmetic is an interval or a number.
     match (&x, &y) {
         (Ev::V(v), Ev::Unknown(s)) | (Ev::Unknown(s), Ev::V(v))
-            if matches!(v, Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)) =>
+            if matches!(
+                v,
+                Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)
+            ) =>
         {
             let lit = parse_interval(s)
                 .or_else(|| number(s.trim()))
                 .ok_or_else(|| format!("'{s}' is not an interval or a number"))?;
-            if matches!(x, Ev::Unknown(_)) { Ok((lit, v.clone())) } else { Ok((v.clone(), lit)) }
+            if matches!(x, Ev::Unknown(_)) {
+                Ok((lit, v.clone()))
+            } else {
+                Ok((v.clone(), lit))
+            }
         }
         _ => unify(x, y),
     }
@@ -312,7 +384,11 @@ fn negate(v: Value) -> Result<Value, String> {
             None if s == "0" || s == "NaN" => s,
             None => format!("-{s}"),
         }),
-        Value::Interval { months, days, micros } => Value::Interval {
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => Value::Interval {
             months: months.checked_neg().ok_or("interval out of range")?,
             days: days.checked_neg().ok_or("interval out of range")?,
             micros: micros.checked_neg().ok_or("interval out of range")?,
@@ -344,7 +420,11 @@ fn dec_text(m: i128, scale: u32) -> String {
     let neg = m < 0;
     let digits = m.unsigned_abs().to_string();
     let scale = scale as usize;
-    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
+    let padded = if digits.len() <= scale {
+        format!("{}{digits}", "0".repeat(scale + 1 - digits.len()))
+    } else {
+        digits
+    };
     let (i, f) = padded.split_at(padded.len() - scale);
     normalize_decimal(&format!("{}{i}.{f}", if neg { "-" } else { "" }))
 }
@@ -364,7 +444,14 @@ fn arith(op: ArithOp, l: Value, r: Value) -> Result<Value, String> {
         return Ok(Null);
     }
     let oor = || "value out of range".to_string();
-    let bad = |l: &Value, r: &Value| format!("cannot compute {} {} {}", show_value(l), op_sym(op), show_value(r));
+    let bad = |l: &Value, r: &Value| {
+        format!(
+            "cannot compute {} {} {}",
+            show_value(l),
+            op_sym(op),
+            show_value(r)
+        )
+    };
     match (&l, &r) {
         (Int(x), Int(y)) => {
             let (x, y) = (*x, *y);
@@ -378,7 +465,9 @@ fn arith(op: ArithOp, l: Value, r: Value) -> Result<Value, String> {
                 ArithOp::Mod => x.checked_rem(y).unwrap_or(0),
             }));
         }
-        (Int(_) | Numeric(_), Int(_) | Numeric(_)) if matches!(op, ArithOp::Add | ArithOp::Sub | ArithOp::Mul) => {
+        (Int(_) | Numeric(_), Int(_) | Numeric(_))
+            if matches!(op, ArithOp::Add | ArithOp::Sub | ArithOp::Mul) =>
+        {
             if let (Some((a, sa)), Some((b, sb))) = (dec(&l), dec(&r)) {
                 let exact = match op {
                     ArithOp::Mul => a.checked_mul(b).map(|m| (m, sa + sb)),
@@ -387,7 +476,9 @@ fn arith(op: ArithOp, l: Value, r: Value) -> Result<Value, String> {
                         let a = 10i128.checked_pow(s - sa).and_then(|p| a.checked_mul(p));
                         let b = 10i128.checked_pow(s - sb).and_then(|p| b.checked_mul(p));
                         match (a, b) {
-                            (Some(a), Some(b)) if op == ArithOp::Add => a.checked_add(b).map(|m| (m, s)),
+                            (Some(a), Some(b)) if op == ArithOp::Add => {
+                                a.checked_add(b).map(|m| (m, s))
+                            }
                             (Some(a), Some(b)) => a.checked_sub(b).map(|m| (m, s)),
                             _ => None,
                         }
@@ -413,26 +504,68 @@ fn arith(op: ArithOp, l: Value, r: Value) -> Result<Value, String> {
         }));
     }
     match (op, &l, &r) {
-        (ArithOp::Sub, Timestamp(x), Timestamp(y)) | (ArithOp::Sub, TimestampTz(x), TimestampTz(y)) => {
-            Ok(Interval { months: 0, days: 0, micros: x.checked_sub(*y).ok_or_else(oor)? })
-        }
+        (ArithOp::Sub, Timestamp(x), Timestamp(y))
+        | (ArithOp::Sub, TimestampTz(x), TimestampTz(y)) => Ok(Interval {
+            months: 0,
+            days: 0,
+            micros: x.checked_sub(*y).ok_or_else(oor)?,
+        }),
         (ArithOp::Sub, Date(x), Date(y)) => Ok(Int(*x as i64 - *y as i64)),
         (ArithOp::Add | ArithOp::Sub, Date(d), Int(n)) => {
-            let n = if op == ArithOp::Add { *n } else { n.checked_neg().ok_or_else(oor)? };
+            let n = if op == ArithOp::Add {
+                *n
+            } else {
+                n.checked_neg().ok_or_else(oor)?
+            };
             Ok(Date(i32::try_from(*d as i64 + n).map_err(|_| oor())?))
         }
-        (ArithOp::Add, Int(n), Date(d)) => Ok(Date(i32::try_from(*d as i64 + n).map_err(|_| oor())?)),
+        (ArithOp::Add, Int(n), Date(d)) => {
+            Ok(Date(i32::try_from(*d as i64 + n).map_err(|_| oor())?))
+        }
         (ArithOp::Add | ArithOp::Sub, Timestamp(_) | TimestampTz(_) | Date(_), Interval { .. }) => {
-            let iv = if op == ArithOp::Add { r.clone() } else { negate(r.clone())? };
+            let iv = if op == ArithOp::Add {
+                r.clone()
+            } else {
+                negate(r.clone())?
+            };
             add_interval(&l, &iv).ok_or_else(oor)
         }
-        (ArithOp::Add, Interval { .. }, Timestamp(_) | TimestampTz(_) | Date(_)) => add_interval(&r, &l).ok_or_else(oor),
-        (ArithOp::Add | ArithOp::Sub, Interval { months: m1, days: d1, micros: u1 }, Interval { months: m2, days: d2, micros: u2 }) => {
+        (ArithOp::Add, Interval { .. }, Timestamp(_) | TimestampTz(_) | Date(_)) => {
+            add_interval(&r, &l).ok_or_else(oor)
+        }
+        (
+            ArithOp::Add | ArithOp::Sub,
+            Interval {
+                months: m1,
+                days: d1,
+                micros: u1,
+            },
+            Interval {
+                months: m2,
+                days: d2,
+                micros: u2,
+            },
+        ) => {
             let add = op == ArithOp::Add;
             Ok(Interval {
-                months: if add { m1.checked_add(*m2) } else { m1.checked_sub(*m2) }.ok_or_else(oor)?,
-                days: if add { d1.checked_add(*d2) } else { d1.checked_sub(*d2) }.ok_or_else(oor)?,
-                micros: if add { u1.checked_add(*u2) } else { u1.checked_sub(*u2) }.ok_or_else(oor)?,
+                months: if add {
+                    m1.checked_add(*m2)
+                } else {
+                    m1.checked_sub(*m2)
+                }
+                .ok_or_else(oor)?,
+                days: if add {
+                    d1.checked_add(*d2)
+                } else {
+                    d1.checked_sub(*d2)
+                }
+                .ok_or_else(oor)?,
+                micros: if add {
+                    u1.checked_add(*u2)
+                } else {
+                    u1.checked_sub(*u2)
+                }
+                .ok_or_else(oor)?,
             })
         }
         _ => Err(bad(&l, &r)),
@@ -440,7 +573,14 @@ fn arith(op: ArithOp, l: Value, r: Value) -> Result<Value, String> {
 }
 
 fn add_interval(t: &Value, iv: &Value) -> Option<Value> {
-    let Value::Interval { months, days, micros } = iv else { return None };
+    let Value::Interval {
+        months,
+        days,
+        micros,
+    } = iv
+    else {
+        return None;
+    };
     let (base, tz) = match t {
         Value::Timestamp(x) => (ts_of(*x)?, Some(false)),
         Value::TimestampTz(x) => (ts_of(*x)?, Some(true)),
@@ -471,4 +611,3 @@ fn op_sym(op: ArithOp) -> &'static str {
         ArithOp::Mod => "%",
     }
 }
-

@@ -149,7 +149,10 @@ impl Expression {
             return Err("the custom expression is empty: write a SQL boolean over a.col and b.col that is true when a beats b".into());
         }
         if trimmed.len() > MAX_LEN {
-            return Err(format!("the custom expression is {} characters long, more than the {MAX_LEN} allowed", trimmed.len()));
+            return Err(format!(
+                "the custom expression is {} characters long, more than the {MAX_LEN} allowed",
+                trimmed.len()
+            ));
         }
         let dialect = PostgreSqlDialect {};
         let mut parser = Parser::new(&dialect)
@@ -165,7 +168,10 @@ impl Expression {
                 next.token
             ));
         }
-        let mut ctx = Ctx { names: BTreeSet::new(), depth: 0 };
+        let mut ctx = Ctx {
+            names: BTreeSet::new(),
+            depth: 0,
+        };
         let root = convert(&parsed, &mut ctx)?;
         let columns = ctx.names;
         match kind(&root) {
@@ -177,7 +183,11 @@ impl Expression {
             Kind::Bool | Kind::Any => {}
         }
         check_bool_operands(&root)?;
-        Ok(Expression { text: trimmed.to_string(), root, columns })
+        Ok(Expression {
+            text: trimmed.to_string(),
+            root,
+            columns,
+        })
     }
 
     /// The expression's text.
@@ -197,7 +207,7 @@ impl Expression {
                 return Err(format!(
                     "expression `{}` refers to column `{c}`, which is not a compared column of the table (columns: {})",
                     self.text,
-                    columns.join(", ")
+                    super::list_columns(columns)
                 ));
             }
         }
@@ -233,7 +243,11 @@ fn refuse(e: &impl std::fmt::Display) -> String {
 }
 
 fn side_of(ident: &ast::Ident) -> Option<Side> {
-    let v = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
+    let v = if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    };
     match v.as_str() {
         "a" => Some(Side::A),
         "b" => Some(Side::B),
@@ -242,7 +256,11 @@ fn side_of(ident: &ast::Ident) -> Option<Side> {
 }
 
 fn column_name(ident: &ast::Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
 }
 
 /// What conversion collects and how deep it is.
@@ -260,7 +278,9 @@ const MAX_LEN: usize = 4096;
 fn convert(e: &ast::Expr, cols: &mut Ctx) -> Result<Node, String> {
     cols.depth += 1;
     if cols.depth > MAX_DEPTH {
-        return Err(format!("the custom expression is nested more than {MAX_DEPTH} levels deep: simplify it"));
+        return Err(format!(
+            "the custom expression is nested more than {MAX_DEPTH} levels deep: simplify it"
+        ));
     }
     let node = convert_inner(e, cols);
     cols.depth -= 1;
@@ -297,7 +317,9 @@ fn convert_inner(e: &ast::Expr, cols: &mut Ctx) -> Result<Node, String> {
                 _ => return Err(refuse(e)),
             };
             let ty = ts.data_type.to_string();
-            Node::Lit(Ev::V(typed_literal(&ty, &text).map_err(|m| format!("expression literal `{e}` is not valid: {m}"))?))
+            Node::Lit(Ev::V(typed_literal(&ty, &text).map_err(|m| {
+                format!("expression literal `{e}` is not valid: {m}")
+            })?))
         }
         E::Interval(iv) => {
             let text = match iv.value.as_ref() {
@@ -308,14 +330,19 @@ fn convert_inner(e: &ast::Expr, cols: &mut Ctx) -> Result<Node, String> {
                 },
                 _ => return Err(refuse(e)),
             };
-            if iv.last_field.is_some() || iv.leading_precision.is_some() || iv.fractional_seconds_precision.is_some() {
+            if iv.last_field.is_some()
+                || iv.leading_precision.is_some()
+                || iv.fractional_seconds_precision.is_some()
+            {
                 return Err(refuse(e));
             }
             let text = match &iv.leading_field {
                 Some(f) => format!("{text} {f}"),
                 None => text,
             };
-            Node::Lit(Ev::V(parse_interval(&text).ok_or_else(|| format!("expression literal `{e}` is not a valid interval"))?))
+            Node::Lit(Ev::V(parse_interval(&text).ok_or_else(|| {
+                format!("expression literal `{e}` is not a valid interval")
+            })?))
         }
         E::UnaryOp { op, expr } => match op {
             UnaryOperator::Not => Node::Not(b(convert(expr, cols)?)),
@@ -350,7 +377,9 @@ fn convert_inner(e: &ast::Expr, cols: &mut Ctx) -> Result<Node, String> {
         E::IsFalse(x) => Node::IsBool(false, false, b(convert(x, cols)?)),
         E::IsNotFalse(x) => Node::IsBool(false, true, b(convert(x, cols)?)),
         E::IsDistinctFrom(x, y) => Node::Distinct(true, b(convert(x, cols)?), b(convert(y, cols)?)),
-        E::IsNotDistinctFrom(x, y) => Node::Distinct(false, b(convert(x, cols)?), b(convert(y, cols)?)),
+        E::IsNotDistinctFrom(x, y) => {
+            Node::Distinct(false, b(convert(x, cols)?), b(convert(y, cols)?))
+        }
         E::Function(f) => convert_function(e, f, cols)?,
         _ => return Err(refuse(e)),
     })
@@ -391,20 +420,31 @@ fn convert_function(e: &ast::Expr, f: &ast::Function, cols: &mut Ctx) -> Result<
                 _ => None,
             };
             let Some(side) = side else {
-                return Err(format!("expression uses `{e}`, which is not allowed: {name}() takes a or b, as in {name}(a)"));
+                return Err(format!(
+                    "expression uses `{e}`, which is not allowed: {name}() takes a or b, as in {name}(a)"
+                ));
             };
-            Ok(if name == "region" { Node::Region(side) } else { Node::CommitTs(side) })
+            Ok(if name == "region" {
+                Node::Region(side)
+            } else {
+                Node::CommitTs(side)
+            })
         }
         "coalesce" | "greatest" | "least" => {
             if args.is_empty() {
-                return Err(format!("expression uses `{e}`, which is not allowed: {name}() needs at least one argument"));
+                return Err(format!(
+                    "expression uses `{e}`, which is not allowed: {name}() needs at least one argument"
+                ));
             }
             let func = match name.as_str() {
                 "coalesce" => Func::Coalesce,
                 "greatest" => Func::Greatest,
                 _ => Func::Least,
             };
-            let nodes = args.into_iter().map(|x| convert(x, cols)).collect::<Result<Vec<_>, _>>()?;
+            let nodes = args
+                .into_iter()
+                .map(|x| convert(x, cols))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Node::Call(func, nodes))
         }
         _ => Err(refuse(e)),
@@ -431,7 +471,11 @@ pub(crate) fn number(s: &str) -> Option<Value> {
     if s.contains(['e', 'E']) {
         return s.parse::<f64>().ok().map(Value::Float);
     }
-    if is_decimal(s) { Some(Value::Numeric(normalize_decimal(s))) } else { None }
+    if is_decimal(s) {
+        Some(Value::Numeric(normalize_decimal(s)))
+    } else {
+        None
+    }
 }
 
 pub(crate) fn is_decimal(s: &str) -> bool {
@@ -452,11 +496,17 @@ fn typed_literal(ty: &str, text: &str) -> Result<Value, String> {
         "timestamp" | "timestamp without time zone" => Value::Timestamp(0),
         "timestamptz" | "timestamp with time zone" => Value::TimestampTz(0),
         "time" | "time without time zone" => Value::Time(0),
-        "interval" => Value::Interval { months: 0, days: 0, micros: 0 },
+        "interval" => Value::Interval {
+            months: 0,
+            days: 0,
+            micros: 0,
+        },
         "int" | "integer" | "int4" | "bigint" | "int8" | "smallint" | "int2" => Value::Int(0),
         "numeric" | "decimal" => Value::Numeric("0".into()),
         "real" | "float4" | "double precision" | "float8" | "float" => Value::Float(0.0),
-        "text" | "varchar" | "character varying" | "char" | "character" => Value::Text(String::new()),
+        "text" | "varchar" | "character varying" | "char" | "character" => {
+            Value::Text(String::new())
+        }
         "boolean" | "bool" => Value::Bool(false),
         "uuid" => Value::Uuid(uuid::Uuid::nil()),
         "json" | "jsonb" => Value::Json("null".into()),
@@ -476,7 +526,9 @@ fn kind(n: &Node) -> Kind {
         | Node::IsNull(..)
         | Node::IsBool(..) => Kind::Bool,
         Node::Arith(..) | Node::Neg(_) | Node::Region(_) | Node::CommitTs(_) => Kind::NotBool,
-        Node::Lit(Ev::V(Value::Bool(_))) | Node::Lit(Ev::V(Value::Null)) | Node::Lit(Ev::Unknown(_)) => Kind::Any,
+        Node::Lit(Ev::V(Value::Bool(_)))
+        | Node::Lit(Ev::V(Value::Null))
+        | Node::Lit(Ev::Unknown(_)) => Kind::Any,
         Node::Lit(_) => Kind::NotBool,
         Node::Col(..) => Kind::Any,
         Node::Call(_, args) => {
@@ -508,8 +560,14 @@ fn check_bool_operands(n: &Node) -> Result<(), String> {
         }
     }
     match n {
-        Node::Not(x) | Node::Neg(x) | Node::IsNull(_, x) | Node::IsBool(_, _, x) => check_bool_operands(x),
-        Node::And(x, y) | Node::Or(x, y) | Node::Cmp(_, x, y) | Node::Distinct(_, x, y) | Node::Arith(_, x, y) => {
+        Node::Not(x) | Node::Neg(x) | Node::IsNull(_, x) | Node::IsBool(_, _, x) => {
+            check_bool_operands(x)
+        }
+        Node::And(x, y)
+        | Node::Or(x, y)
+        | Node::Cmp(_, x, y)
+        | Node::Distinct(_, x, y)
+        | Node::Arith(_, x, y) => {
             check_bool_operands(x)?;
             check_bool_operands(y)
         }
@@ -548,9 +606,10 @@ pub(crate) fn show_value(v: &Value) -> String {
         Value::Text(s) => format!("'{s}'"),
         Value::Uuid(u) => format!("'{u}'"),
         Value::Date(d) => date_of(*d).map_or_else(|| format!("date {d}"), |x| format!("'{x}'")),
-        Value::Timestamp(t) | Value::TimestampTz(t) => {
-            ts_of(*t).map_or_else(|| format!("timestamp {t}"), |x| format!("'{}'", x.format("%Y-%m-%d %H:%M:%S%.f")))
-        }
+        Value::Timestamp(t) | Value::TimestampTz(t) => ts_of(*t).map_or_else(
+            || format!("timestamp {t}"),
+            |x| format!("'{}'", x.format("%Y-%m-%d %H:%M:%S%.f")),
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -581,8 +640,16 @@ mod tests {
 
     #[test]
     fn evaluates_with_three_valued_logic() {
-        let a = Version::present("r1", 0, super::super::Row::from_pairs([("v", Value::Int(2)), ("w", Value::Null)]));
-        let b = Version::present("r2", 1, super::super::Row::from_pairs([("v", Value::Int(1)), ("w", Value::Int(5))]));
+        let a = Version::present(
+            "r1",
+            0,
+            super::super::Row::from_pairs([("v", Value::Int(2)), ("w", Value::Null)]),
+        );
+        let b = Version::present(
+            "r2",
+            1,
+            super::super::Row::from_pairs([("v", Value::Int(1)), ("w", Value::Int(5))]),
+        );
         let e = Expression::parse("a.v > b.v AND (a.w > b.w OR TRUE)").unwrap();
         assert_eq!(e.eval(&a, &b), Ok(Some(true)));
         let e = Expression::parse("a.w > b.w").unwrap();
@@ -599,7 +666,11 @@ mod tests {
 
     #[test]
     fn untyped_literals_take_the_other_type() {
-        let a = Version::present("r1", 0, super::super::Row::from_pairs([("t", Value::TimestampTz(86_400_000_000))]));
+        let a = Version::present(
+            "r1",
+            0,
+            super::super::Row::from_pairs([("t", Value::TimestampTz(86_400_000_000))]),
+        );
         let e = Expression::parse("a.t > '2000-01-01 12:00:00+00' AND a.t < TIMESTAMPTZ '2000-01-03' AND a.t - INTERVAL '1 day' = '2000-01-01'").unwrap();
         assert_eq!(e.eval(&a, &a), Ok(Some(true)));
         let e = Expression::parse("commit_ts(a) IS NULL").unwrap();

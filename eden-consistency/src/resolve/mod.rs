@@ -116,8 +116,8 @@
 //!    the commit timestamp;
 //! 3. **the region order**: the region earlier in the config (then in the `--region` flags)
 //!    wins ([`Version::region_order`], then the region name);
-//! 4. **the row digest**: the greater wins. Only two identical rows of one region can tie
-//!    here, and then either is the same data.
+//! 4. **the row digest**: the greater wins. Only two versions of the same region (as when
+//!    repairs are folded two at a time) get this far; equal digests are equal data.
 //!
 //! A NULL tracking value and an unknown commit timestamp are **older than every value**.
 //! Values compare as values ([`Value::compare`]); values of kinds with no common order (which a
@@ -125,7 +125,8 @@
 //!
 //! `decided_by` names the step at which the winner beat the best version holding *different*
 //! data: the rule's name for it (table below), or `tiebreak:commit_timestamp`,
-//! `tiebreak:region_order`, `tiebreak:digest`.
+//! `tiebreak:region_order`, `tiebreak:digest`. [`Decision::decided_by_for`] gives it per
+//! region: `missing_row` for an insert into a region that simply lacked the row.
 //!
 //! | rule (`resolution:`) | the rule's value | `decided_by` |
 //! |---|---|---|
@@ -164,14 +165,14 @@
 //!
 //! | regions hold | outcome | actions | `decided_by` |
 //! |---|---|---|---|
-//! | the same row everywhere | nothing to do | none | (the rule's name) |
+//! | the same row everywhere | nothing to do | none | the rule's own step name (tracking column, `commit_timestamp`, ...) |
 //! | different rows | the rule's winner | `update` where the row differs | the deciding step |
 //! | a row in some, nothing (no tombstone) in others | the row (the rule's winner among present ones) | `insert` where absent | `missing_row` (or the deciding step if present rows also differ) |
-//! | nothing anywhere | nothing to do ([`Winner::Delete`], no winner index) | none | `missing_row` |
+//! | nothing anywhere (absent, maybe with tombstones) | nothing to do ([`Winner::Delete`]) | none | `missing_row`, or `tombstone` when a tombstone is remembered |
 //! | a row written after the newest delete, a tombstone elsewhere | the row: the delete is undone | `insert` where absent | `tombstone` (or the deciding step if surviving rows differ) |
 //! | rows all written before the newest delete (hard tombstone) | [`Winner::Delete`] | `delete` where present | `tombstone` |
 //! | some rows before, some after the newest delete | the rule's winner among those written after | `update`/`insert` elsewhere | the deciding step, or `tombstone` |
-//! | soft-deleted row whose `deleted_at` is newer than every live version's write | that soft-deleted row, copied as a row (never a hard delete) | `update`/`insert` elsewhere | `tombstone` |
+//! | soft-deleted row whose `deleted_at` is newer than every live version's write | that soft-deleted row (of several, the newest `deleted_at`), copied as a row (never a hard delete) | `update`/`insert` elsewhere | `tombstone` |
 //! | live row written after another region's `deleted_at` | the live row: the soft delete is undone | `update` of the soft-deleted row | the deciding step or `tombstone` |
 //! | a hard tombstone newer than a soft-deleted row | [`Winner::Delete`] | `delete` of the soft-deleted row | `tombstone` |
 //! | any of the above under `manual` | the suggestion above, applied nowhere | `manual` where it differs | `manual` |
@@ -256,7 +257,11 @@ impl Row {
     /// lengths and duplicate column names.
     pub fn new(columns: Arc<[String]>, values: Vec<Value>) -> Result<Row, String> {
         if columns.len() != values.len() {
-            return Err(format!("a row has {} column names but {} values", columns.len(), values.len()));
+            return Err(format!(
+                "a row has {} column names but {} values",
+                columns.len(),
+                values.len()
+            ));
         }
         for (i, c) in columns.iter().enumerate() {
             if columns[..i].contains(c) {
@@ -292,12 +297,18 @@ impl Row {
                 }
             }
         }
-        Row { columns: columns.into(), values }
+        Row {
+            columns: columns.into(),
+            values,
+        }
     }
 
     /// The value of `column`, `None` when the row has no such column.
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.columns.iter().position(|c| c == column).map(|i| &self.values[i])
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .map(|i| &self.values[i])
     }
 
     /// Column names, in order.
@@ -317,7 +328,10 @@ impl Row {
 
     /// `(column, value)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.columns.iter().map(String::as_str).zip(self.values.iter())
+        self.columns
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter())
     }
 
     /// True when both rows have the same columns with equal values (equality as
@@ -367,12 +381,26 @@ impl Version {
     /// A region that has the row (digest computed from it; no commit timestamp yet).
     pub fn present(region: impl Into<String>, region_order: usize, row: Row) -> Version {
         let digest = row.digest();
-        Version { region: region.into(), region_order, row: Some(row), commit_ts: None, digest, tombstone: None }
+        Version {
+            region: region.into(),
+            region_order,
+            row: Some(row),
+            commit_ts: None,
+            digest,
+            tombstone: None,
+        }
     }
 
     /// A region that has no row for the key.
     pub fn absent(region: impl Into<String>, region_order: usize) -> Version {
-        Version { region: region.into(), region_order, row: None, commit_ts: None, digest: [0; 16], tombstone: None }
+        Version {
+            region: region.into(),
+            region_order,
+            row: None,
+            commit_ts: None,
+            digest: [0; 16],
+            tombstone: None,
+        }
     }
 
     /// Sets the commit timestamp (µs since 2000-01-01 UTC).
@@ -397,6 +425,21 @@ impl Version {
     pub fn get(&self, column: &str) -> Option<&Value> {
         self.row.as_ref()?.get(column)
     }
+}
+
+/// A table's column names for a message: the first 12, then how many more.
+pub(crate) fn list_columns(columns: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let mut s = columns
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if columns.len() > SHOWN {
+        s.push_str(&format!(" and {} more", columns.len() - SHOWN));
+    }
+    s
 }
 
 /// Converts microseconds since 2000-01-01 UTC to a `chrono` time.
@@ -490,7 +533,10 @@ impl Decision {
 
     /// The action for `region`.
     pub fn action_for(&self, region: &str) -> Option<Action> {
-        self.actions.iter().find(|(r, _)| r == region).map(|(_, a)| *a)
+        self.actions
+            .iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, a)| *a)
     }
 
     /// `decided_by` for the action at `index` (of the input versions): `missing_row` for an
@@ -498,14 +544,18 @@ impl Decision {
     /// [`Decision::decided_by`].
     pub fn decided_by_for(&self, index: usize, versions: &[Version]) -> &str {
         match (self.actions.get(index), versions.get(index)) {
-            (Some((_, Action::Insert)), Some(v)) if v.row.is_none() && v.tombstone.is_none() => "missing_row",
+            (Some((_, Action::Insert)), Some(v)) if v.row.is_none() && v.tombstone.is_none() => {
+                "missing_row"
+            }
             _ => &self.decided_by,
         }
     }
 
     /// The winning region's name, given the versions the decision was made from.
     pub fn winner_region<'a>(&self, versions: &'a [Version]) -> Option<&'a str> {
-        self.winner_index.and_then(|i| versions.get(i)).map(|v| v.region.as_str())
+        self.winner_index
+            .and_then(|i| versions.get(i))
+            .map(|v| v.region.as_str())
     }
 
     /// The row every region must end up with (`None` for a delete).
@@ -553,7 +603,10 @@ pub struct Resolver {
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver").field("rule", &self.name).field("tombstone", &self.tombstone).finish()
+        f.debug_struct("Resolver")
+            .field("rule", &self.name)
+            .field("tombstone", &self.tombstone)
+            .finish()
     }
 }
 
@@ -561,17 +614,28 @@ impl Resolver {
     /// Builds the resolver for a table: its rule, its tombstone source, its columns (empty:
     /// not known, column checks skipped) and the registry of Rust resolvers (for
     /// `custom_rust`). `Err` is one sentence naming the offending setting.
-    pub fn new(rule: &Resolution, tombstone: Option<&Tombstone>, columns: &[String], registry: &Registry) -> Result<Resolver, String> {
+    pub fn new(
+        rule: &Resolution,
+        tombstone: Option<&Tombstone>,
+        columns: &[String],
+        registry: &Registry,
+    ) -> Result<Resolver, String> {
         let compiled = rules::Rule::compile(rule, registry)?;
         if !columns.is_empty() {
             compiled.check_columns(columns)?;
             if let Some(Tombstone::Column { column }) = tombstone {
                 if !columns.iter().any(|c| c == column) {
-                    return Err(format!("the soft-delete column `{column}` is not a compared column of the table (missing or excluded)"));
+                    return Err(format!(
+                        "the soft-delete column `{column}` is not a compared column of the table (missing or excluded)"
+                    ));
                 }
             }
         }
-        Ok(Resolver { rule: compiled, name: rule.name().to_string(), tombstone: tombstone.cloned() })
+        Ok(Resolver {
+            rule: compiled,
+            name: rule.name().to_string(),
+            tombstone: tombstone.cloned(),
+        })
     }
 
     /// The rule's name as in the config (`last_write_wins`, ...).

@@ -9,7 +9,8 @@ use crate::value::Value;
 /// A total order over values: [`Value::compare`] (NULL lowest), and for kinds that have no
 /// common order a fixed rank of kinds, so that sorting never depends on input order.
 pub(crate) fn total_cmp(a: &Value, b: &Value) -> Ordering {
-    a.compare(b).unwrap_or_else(|| kind_rank(a).cmp(&kind_rank(b)))
+    a.compare(b)
+        .unwrap_or_else(|| kind_rank(a).cmp(&kind_rank(b)))
 }
 
 fn kind_rank(v: &Value) -> u8 {
@@ -96,7 +97,13 @@ pub(crate) struct Ranking<'v> {
 impl<'v> Ranking<'v> {
     /// A ranking by the tie-break order alone (newer commit, region order, digest).
     pub fn tiebreak_only(versions: &'v [Version]) -> Ranking<'v> {
-        Ranking { versions, primary: Primary::None, smaller_wins: false, name: String::new(), commit: CommitStep::NewerWins }
+        Ranking {
+            versions,
+            primary: Primary::None,
+            smaller_wins: false,
+            name: String::new(),
+            commit: CommitStep::NewerWins,
+        }
     }
 
     /// Compares versions `i` and `j`: `Greater` when `i` is better; with the deciding step.
@@ -121,7 +128,10 @@ impl<'v> Ranking<'v> {
         if c != Ordering::Equal {
             return (c, Step::Commit);
         }
-        let r = b.region_order.cmp(&a.region_order).then_with(|| b.region.cmp(&a.region));
+        let r = b
+            .region_order
+            .cmp(&a.region_order)
+            .then_with(|| b.region.cmp(&a.region));
         if r != Ordering::Equal {
             return (r, Step::Region);
         }
@@ -152,8 +162,17 @@ impl<'v> Ranking<'v> {
 
     /// The name of the step that made `winner` beat the best of the `candidates` for which
     /// `differs` holds; `None` when there is no such rival.
-    pub fn decisive(&self, winner: usize, candidates: &[usize], differs: impl Fn(usize) -> bool) -> Option<String> {
-        let rivals: Vec<usize> = candidates.iter().copied().filter(|&j| j != winner && differs(j)).collect();
+    pub fn decisive(
+        &self,
+        winner: usize,
+        candidates: &[usize],
+        differs: impl Fn(usize) -> bool,
+    ) -> Option<String> {
+        let rivals: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&j| j != winner && differs(j))
+            .collect();
         let runner = self.best(&rivals)?;
         Some(self.step_name(self.cmp(winner, runner).1))
     }

@@ -30,12 +30,19 @@ pub(crate) enum Rule {
     Highest(String),
     Expr(Arc<Expression>),
     Rust(Option<Arc<dyn CustomResolver>>, String),
-    Merge { groups: Vec<Group>, base: Option<String> },
+    Merge {
+        groups: Vec<Group>,
+        base: Option<String>,
+    },
     Manual,
 }
 
 fn nonempty(what: &str, s: &str) -> Result<(), String> {
-    if s.trim().is_empty() { Err(format!("the {what} is empty")) } else { Ok(()) }
+    if s.trim().is_empty() {
+        Err(format!("the {what} is empty"))
+    } else {
+        Ok(())
+    }
 }
 
 impl Rule {
@@ -56,7 +63,10 @@ impl Rule {
             }
             Resolution::RegionPriority { regions } => {
                 if regions.is_empty() {
-                    return Err("region_priority needs a non-empty `regions:` list, most trusted first".into());
+                    return Err(
+                        "region_priority needs a non-empty `regions:` list, most trusted first"
+                            .into(),
+                    );
                 }
                 for (i, r) in regions.iter().enumerate() {
                     nonempty("region name in region_priority's `regions:`", r)?;
@@ -70,12 +80,17 @@ impl Rule {
                 nonempty("column of highest_value", column)?;
                 Rule::Highest(column.clone())
             }
-            Resolution::Custom { expression } => Rule::Expr(Arc::new(Expression::parse(expression)?)),
+            Resolution::Custom { expression } => {
+                Rule::Expr(Arc::new(Expression::parse(expression)?))
+            }
             Resolution::CustomRust { name } => {
                 nonempty("name of the custom_rust resolver", name)?;
                 Rule::Rust(None, name.clone())
             }
-            Resolution::ColumnMerge { columns, tracking_column } => {
+            Resolution::ColumnMerge {
+                columns,
+                tracking_column,
+            } => {
                 let mut groups: BTreeMap<&String, Vec<String>> = BTreeMap::new();
                 for (c, t) in columns {
                     nonempty("column name in column_merge's `columns:`", c)?;
@@ -100,8 +115,17 @@ impl Rule {
                         ));
                     }
                 }
-                let groups = groups.into_iter().map(|(t, cs)| Group { tracking: t.clone(), columns: cs }).collect();
-                Rule::Merge { groups, base: tracking_column.clone() }
+                let groups = groups
+                    .into_iter()
+                    .map(|(t, cs)| Group {
+                        tracking: t.clone(),
+                        columns: cs,
+                    })
+                    .collect();
+                Rule::Merge {
+                    groups,
+                    base: tracking_column.clone(),
+                }
             }
             Resolution::Manual => Rule::Manual,
         })
@@ -116,7 +140,11 @@ impl Rule {
                     let known: Vec<&str> = registry.names().collect();
                     Err(format!(
                         "no custom resolver named `{name}` is registered ({}): register it with Registry::register before building the resolver",
-                        if known.is_empty() { "none are".to_string() } else { format!("registered: {}", known.join(", ")) }
+                        if known.is_empty() {
+                            "none are".to_string()
+                        } else {
+                            format!("registered: {}", known.join(", "))
+                        }
                     ))
                 }
             },
@@ -129,7 +157,10 @@ impl Rule {
         match self {
             Rule::Lww(Some(c)) | Rule::Fww(Some(c)) => vec![(c.clone(), "tracking column")],
             Rule::Highest(c) => vec![(c.clone(), "highest_value column")],
-            Rule::Expr(e) => e.columns().map(|c| (c.to_string(), "expression column")).collect(),
+            Rule::Expr(e) => e
+                .columns()
+                .map(|c| (c.to_string(), "expression column"))
+                .collect(),
             Rule::Merge { groups, base } => {
                 let mut v = Vec::new();
                 for g in groups {
@@ -154,20 +185,43 @@ impl Rule {
         }
         for (c, role) in self.used_columns() {
             if !columns.contains(&c) {
-                return Err(format!("the {role} `{c}` is not a compared column of the table (columns: {})", columns.join(", ")));
+                return Err(format!(
+                    "the {role} `{c}` is not a compared column of the table (columns: {})",
+                    super::list_columns(columns)
+                ));
             }
         }
         Ok(())
     }
 
     /// Checks column types (see `Resolver::check_column_types`).
-    pub fn check_types(&self, types: &[(String, String)], tombstone: Option<&Tombstone>) -> Result<(), String> {
-        let ty = |c: &str| types.iter().find(|(n, _)| n == c).map(|(_, t)| base_type(t));
+    pub fn check_types(
+        &self,
+        types: &[(String, String)],
+        tombstone: Option<&Tombstone>,
+    ) -> Result<(), String> {
+        let ty = |c: &str| {
+            types
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, t)| base_type(t))
+        };
         let tracking_ok = |t: &str| {
             matches!(
                 t,
-                "timestamp" | "timestamp without time zone" | "timestamptz" | "timestamp with time zone" | "date"
-                    | "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "numeric" | "decimal"
+                "timestamp"
+                    | "timestamp without time zone"
+                    | "timestamptz"
+                    | "timestamp with time zone"
+                    | "date"
+                    | "smallint"
+                    | "integer"
+                    | "bigint"
+                    | "int2"
+                    | "int4"
+                    | "int8"
+                    | "numeric"
+                    | "decimal"
             )
         };
         let mut tracking: Vec<&String> = Vec::new();
@@ -180,7 +234,9 @@ impl Rule {
             Rule::Highest(c) => {
                 if let Some(t) = ty(c) {
                     if t == "json" || t == "xml" || t == "point" {
-                        return Err(format!("the highest_value column `{c}` is of type {t}, which has no order"));
+                        return Err(format!(
+                            "the highest_value column `{c}` is of type {t}, which has no order"
+                        ));
                     }
                 }
             }
@@ -199,7 +255,13 @@ impl Rule {
             if let Some(t) = ty(column) {
                 if !matches!(
                     t.as_str(),
-                    "timestamp" | "timestamp without time zone" | "timestamptz" | "timestamp with time zone" | "date" | "boolean" | "bool"
+                    "timestamp"
+                        | "timestamp without time zone"
+                        | "timestamptz"
+                        | "timestamp with time zone"
+                        | "date"
+                        | "boolean"
+                        | "bool"
                 ) {
                     return Err(format!(
                         "the soft-delete column `{column}` is of type {t}; it must be timestamp, timestamptz, date or boolean"
@@ -208,6 +270,21 @@ impl Rule {
             }
         }
         Ok(())
+    }
+
+    /// `decided_by` when the rule's own value decides.
+    fn step_name(&self) -> String {
+        match self {
+            Rule::Lww(Some(c)) | Rule::Fww(Some(c)) | Rule::Highest(c) => c.clone(),
+            Rule::Lww(None) | Rule::Fww(None) | Rule::Merge { base: None, .. } => {
+                "commit_timestamp".into()
+            }
+            Rule::Merge { base: Some(c), .. } => c.clone(),
+            Rule::Priority(_) => "region_priority".into(),
+            Rule::Expr(_) => "expression".into(),
+            Rule::Rust(_, name) => format!("custom_rust:{name}"),
+            Rule::Manual => "manual".into(),
+        }
     }
 
     /// The column whose value tells when a row was written, if the rule has one.
@@ -240,18 +317,44 @@ fn value_of(v: &Version, column: &str) -> Value {
 fn ranking<'v>(rule: &Rule, versions: &'v [Version], cands: &[usize]) -> Ranking<'v> {
     let n = versions.len();
     let values = |f: &dyn Fn(&Version) -> Value| Primary::Values(versions.iter().map(f).collect());
-    let mk = |primary, smaller_wins, name: &str, commit| Ranking { versions, primary, smaller_wins, name: name.to_string(), commit };
+    let mk = |primary, smaller_wins, name: &str, commit| Ranking {
+        versions,
+        primary,
+        smaller_wins,
+        name: name.to_string(),
+        commit,
+    };
     match rule {
         Rule::Lww(Some(c)) => mk(values(&|v| value_of(v, c)), false, c, CommitStep::NewerWins),
-        Rule::Lww(None) => mk(values(&commit_value), false, "commit_timestamp", CommitStep::Skip),
+        Rule::Lww(None) => mk(
+            values(&commit_value),
+            false,
+            "commit_timestamp",
+            CommitStep::Skip,
+        ),
         Rule::Fww(Some(c)) => mk(values(&|v| value_of(v, c)), true, c, CommitStep::OlderWins),
-        Rule::Fww(None) => mk(values(&commit_value), true, "commit_timestamp", CommitStep::Skip),
+        Rule::Fww(None) => mk(
+            values(&commit_value),
+            true,
+            "commit_timestamp",
+            CommitStep::Skip,
+        ),
         Rule::Priority(list) => {
             let ranks = versions
                 .iter()
-                .map(|v| -(list.iter().position(|r| *r == v.region).unwrap_or(list.len()) as i64))
+                .map(|v| {
+                    -(list
+                        .iter()
+                        .position(|r| *r == v.region)
+                        .unwrap_or(list.len()) as i64)
+                })
                 .collect();
-            mk(Primary::Ranks(ranks), false, "region_priority", CommitStep::NewerWins)
+            mk(
+                Primary::Ranks(ranks),
+                false,
+                "region_priority",
+                CommitStep::NewerWins,
+            )
         }
         Rule::Highest(c) => mk(values(&|v| value_of(v, c)), false, c, CommitStep::NewerWins),
         Rule::Expr(e) => {
@@ -263,7 +366,12 @@ fn ranking<'v>(rule: &Rule, versions: &'v [Version], cands: &[usize]) -> Ranking
                     }
                 }
             }
-            mk(Primary::Ranks(score), false, "expression", CommitStep::NewerWins)
+            mk(
+                Primary::Ranks(score),
+                false,
+                "expression",
+                CommitStep::NewerWins,
+            )
         }
         Rule::Rust(res, name) => {
             let mut score = vec![0i64; n];
@@ -272,7 +380,11 @@ fn ranking<'v>(rule: &Rule, versions: &'v [Version], cands: &[usize]) -> Ranking
                 for (k, &i) in cands.iter().enumerate() {
                     for &j in &cands[k + 1..] {
                         // Ask in the tie-break order, never in input order.
-                        let (x, y) = if chain.cmp(i, j).0 == Ordering::Less { (j, i) } else { (i, j) };
+                        let (x, y) = if chain.cmp(i, j).0 == Ordering::Less {
+                            (j, i)
+                        } else {
+                            (i, j)
+                        };
                         match res.compare(&versions[x], &versions[y]) {
                             Ordering::Greater => score[x] += 1,
                             Ordering::Less => score[y] += 1,
@@ -281,9 +393,16 @@ fn ranking<'v>(rule: &Rule, versions: &'v [Version], cands: &[usize]) -> Ranking
                     }
                 }
             }
-            mk(Primary::Ranks(score), false, &format!("custom_rust:{name}"), CommitStep::NewerWins)
+            mk(
+                Primary::Ranks(score),
+                false,
+                &format!("custom_rust:{name}"),
+                CommitStep::NewerWins,
+            )
         }
-        Rule::Manual | Rule::Merge { .. } => mk(Primary::None, false, "manual", CommitStep::NewerWins),
+        Rule::Manual | Rule::Merge { .. } => {
+            mk(Primary::None, false, "manual", CommitStep::NewerWins)
+        }
     }
 }
 
@@ -309,10 +428,20 @@ fn pick_single(rule: &Rule, versions: &[Version], cands: &[usize]) -> Option<Pic
     let best = r.best(cands)?;
     let wrow = versions[best].row.as_ref();
     let step = r.decisive(best, cands, |j| !same_rows(versions[j].row.as_ref(), wrow));
-    Some(Pick { winner: Winner::Row(best), index: best, sources: Vec::new(), step })
+    Some(Pick {
+        winner: Winner::Row(best),
+        index: best,
+        sources: Vec::new(),
+        step,
+    })
 }
 
-fn pick_merge(groups: &[Group], base: Option<&str>, versions: &[Version], cands: &[usize]) -> Option<Pick> {
+fn pick_merge(
+    groups: &[Group],
+    base: Option<&str>,
+    versions: &[Version],
+    cands: &[usize],
+) -> Option<Pick> {
     let base_rank = match base {
         Some(c) => Ranking {
             versions,
@@ -356,7 +485,8 @@ fn pick_merge(groups: &[Group], base: Option<&str>, versions: &[Version], cands:
             !super::eval::sql_equal(&value_of(&versions[i], c), &value_of(&versions[j], c))
         })
     };
-    if let Some(s) = base_rank.decisive(base_idx, cands, |j| group_differs(&base_cols, base_idx, j)) {
+    if let Some(s) = base_rank.decisive(base_idx, cands, |j| group_differs(&base_cols, base_idx, j))
+    {
         steps.push(s);
     }
     for (g, cols) in groups.iter().zip(&group_cols) {
@@ -367,7 +497,9 @@ fn pick_merge(groups: &[Group], base: Option<&str>, versions: &[Version], cands:
             name: g.tracking.clone(),
             commit: CommitStep::NewerWins,
         };
-        let Some(src) = rank.best(cands) else { continue };
+        let Some(src) = rank.best(cands) else {
+            continue;
+        };
         for &p in cols {
             let c = &base_row.columns()[p];
             values[p] = value_of(&versions[src], c);
@@ -379,30 +511,60 @@ fn pick_merge(groups: &[Group], base: Option<&str>, versions: &[Version], cands:
             }
         }
     }
-    let merged = Row { columns: base_row.shared_columns().clone(), values };
+    let merged = Row {
+        columns: base_row.shared_columns().clone(),
+        values,
+    };
     // A merge that equals one of the versions is that version.
-    let equal_to = |i: usize| versions[i].row.as_ref().is_some_and(|r| r.same_values(&merged));
+    let equal_to = |i: usize| {
+        versions[i]
+            .row
+            .as_ref()
+            .is_some_and(|r| r.same_values(&merged))
+    };
     let ordered = {
         let mut o: Vec<usize> = cands.to_vec();
         o.sort_by(|&a, &b| base_rank.cmp(b, a).0);
         o
     };
-    let step = if steps.is_empty() { None } else { Some(steps.join(",")) };
+    let step = if steps.is_empty() {
+        None
+    } else {
+        Some(steps.join(","))
+    };
     if let Some(&i) = ordered.iter().find(|&&i| equal_to(i)) {
         let step = if step.is_some() {
             // The winner as a whole: the rule's step between it and the best differing rival.
-            base_rank.decisive(i, cands, |j| !same_rows(versions[j].row.as_ref(), versions[i].row.as_ref())).or(step)
+            base_rank
+                .decisive(i, cands, |j| {
+                    !same_rows(versions[j].row.as_ref(), versions[i].row.as_ref())
+                })
+                .or(step)
         } else {
             None
         };
-        return Some(Pick { winner: Winner::Row(i), index: i, sources: Vec::new(), step });
+        return Some(Pick {
+            winner: Winner::Row(i),
+            index: i,
+            sources: Vec::new(),
+            step,
+        });
     }
     let sources = merged.columns().iter().cloned().zip(source).collect();
-    Some(Pick { winner: Winner::Merged(merged), index: base_idx, sources, step })
+    Some(Pick {
+        winner: Winner::Merged(merged),
+        index: base_idx,
+        sources,
+        step,
+    })
 }
 
 /// Resolves one key.
-pub(crate) fn resolve(rule: &Rule, tombstone: Option<&Tombstone>, versions: &[Version]) -> Decision {
+pub(crate) fn resolve(
+    rule: &Rule,
+    tombstone: Option<&Tombstone>,
+    versions: &[Version],
+) -> Decision {
     let tc = rule.time_column();
     let mut live: Vec<usize> = Vec::new();
     let mut deletions: Vec<(usize, Value)> = Vec::new();
@@ -424,18 +586,28 @@ pub(crate) fn resolve(rule: &Rule, tombstone: Option<&Tombstone>, versions: &[Ve
         None
     } else {
         match rule {
-            Rule::Merge { groups, base } => pick_merge(groups, base.as_deref(), versions, &survivors),
+            Rule::Merge { groups, base } => {
+                pick_merge(groups, base.as_deref(), versions, &survivors)
+            }
             _ => pick_single(rule, versions, &survivors),
         }
     };
 
     let (winner, index, sources, decided_by) = match picked {
         Some(p) => {
-            let by = p.step.unwrap_or_else(|| if deletions.is_empty() { "missing_row".into() } else { "tombstone".into() });
+            let by = p.step.unwrap_or_else(|| {
+                if deletions.is_empty() {
+                    "missing_row".into()
+                } else {
+                    "tombstone".into()
+                }
+            });
             (p.winner, Some(p.index), p.sources, by)
         }
         None => match best_deletion(versions, &deletions) {
-            Some(i) if versions[i].row.is_some() => (Winner::Row(i), Some(i), Vec::new(), "tombstone".to_string()),
+            Some(i) if versions[i].row.is_some() => {
+                (Winner::Row(i), Some(i), Vec::new(), "tombstone".to_string())
+            }
             Some(i) => (Winner::Delete, Some(i), Vec::new(), "tombstone".to_string()),
             None => (Winner::Delete, None, Vec::new(), "missing_row".to_string()),
         },
@@ -457,11 +629,22 @@ pub(crate) fn resolve(rule: &Rule, tombstone: Option<&Tombstone>, versions: &[Ve
                 (None, Some(_)) => Action::Delete,
                 (None, None) => Action::None,
             };
-            let a = if manual && a != Action::None { Action::Manual } else { a };
+            let a = if manual && a != Action::None {
+                Action::Manual
+            } else {
+                a
+            };
             (v.region.clone(), a)
         })
         .collect();
     let needs_human = manual && actions.iter().any(|(_, a)| *a != Action::None);
+    let noop = actions.iter().all(|(_, a)| *a == Action::None);
+    // Nothing to do while rows exist: the data agrees; name the rule's own step.
+    let decided_by = if noop && target.is_some() {
+        rule.step_name()
+    } else {
+        decided_by
+    };
     Decision {
         winner,
         winner_index: index,

@@ -10,7 +10,10 @@ use crate::value::Value;
 
 /// True for the kinds that are points in time.
 pub(crate) fn is_time(v: &Value) -> bool {
-    matches!(v, Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_))
+    matches!(
+        v,
+        Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_)
+    )
 }
 
 /// When a present row was last written, for comparing with deletion times: the rule's
@@ -32,11 +35,17 @@ pub(crate) fn row_time(v: &Version, time_column: Option<&str>) -> Value {
 /// * absent with [`Version::tombstone`] set: that time;
 /// * present, with a soft-delete column that is non-NULL and not `false`: the column's value,
 ///   or for a boolean `true` the row's own time ([`row_time`]).
-pub(crate) fn deletion_time(v: &Version, tombstone: Option<&Tombstone>, time_column: Option<&str>) -> Option<Value> {
+pub(crate) fn deletion_time(
+    v: &Version,
+    tombstone: Option<&Tombstone>,
+    time_column: Option<&str>,
+) -> Option<Value> {
     match &v.row {
         None => v.tombstone.clone(),
         Some(row) => {
-            let Some(Tombstone::Column { column }) = tombstone else { return None };
+            let Some(Tombstone::Column { column }) = tombstone else {
+                return None;
+            };
             match row.get(column)? {
                 Value::Null | Value::Bool(false) => None,
                 Value::Bool(true) => Some(row_time(v, time_column)),
