@@ -969,36 +969,6 @@ pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str)
     crate::conflicts::init(client, region, &crate::conflicts::table_name(Some(schema))).await.map(|_| ())
 }
 
-/// SQL creating `replication_conflicts` when missing, for `--sql-out` scripts: the same
-/// table, columns and indexes [`crate::conflicts::init`] creates (CONTRACT §4 columns plus
-/// `action`, `changed_columns`, `details`), adding what an older table lacks.
-// NOTE: mirrors conflicts::init; a `conflicts::init_sql` would let both share one text.
-pub fn conflicts_init_sql(schema: &str) -> String {
-    let table = crate::conflicts::table_name(Some(schema));
-    let rc = table.quoted();
-    let base: String = table.name.chars().take(40).collect();
-    let idx = [
-        (format!("{base}_table_created_idx"), "(table_name, created_at DESC, id DESC)"),
-        (format!("{base}_created_idx"), "(created_at DESC, id DESC)"),
-        (format!("{base}_unresolved_idx"), "(created_at DESC) WHERE resolved_at IS NULL"),
-        (format!("{base}_run_id_idx"), "(run_id)"),
-    ];
-    let mut s = format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema_q};\n\
-         CREATE TABLE IF NOT EXISTS {rc} (\n    id bigserial PRIMARY KEY,\n    created_at timestamptz NOT NULL DEFAULT now(),\n    \
-         table_name text NOT NULL,\n    key jsonb NOT NULL,\n    conflict_type text NOT NULL,\n    local_region text NOT NULL,\n    \
-         remote_region text,\n    local_row jsonb,\n    remote_row jsonb,\n    resolution text,\n    winner_region text,\n    \
-         decided_by text,\n    resolved_at timestamptz,\n    run_id text,\n    action text,\n    changed_columns text[],\n    details jsonb\n);\n\
-         ALTER TABLE {rc} ADD COLUMN IF NOT EXISTS action text, ADD COLUMN IF NOT EXISTS changed_columns text[], \
-         ADD COLUMN IF NOT EXISTS details jsonb;\n",
-        schema_q = quote_ident(&table.schema)
-    );
-    for (name, def) in idx {
-        s.push_str(&format!("CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n", quote_ident(&name)));
-    }
-    s
-}
-
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
 /// (`plan.regions`). Regions are written concurrently, each in its own order. Returns the
 /// report (CONTRACT §3a); a failed batch is reported in its table's `errors`, a lost
@@ -1219,7 +1189,7 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
     let prepared = prepare(plan, opts.batch_size);
     let shapes: Vec<&TableShape> = plan.tables.iter().map(|t| &t.shape).collect();
     let names: Vec<String> = plan.tables.iter().map(|t| t.table.to_string()).collect();
-    let create = conflicts_init_sql(&opts.conflicts_schema);
+    let create = crate::conflicts::init_sql(&crate::conflicts::table_name(Some(&opts.conflicts_schema)));
     let mut files = Vec::new();
     for w in &prepared.work {
         if w.items.is_empty() {

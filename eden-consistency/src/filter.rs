@@ -7,7 +7,7 @@
 //! Allowed: references to the table's own columns, literals (numbers, `'strings'`, `true`,
 //! `false`, `NULL`, `DATE '…'`, `INTERVAL '…'`), comparisons, `BETWEEN`, `IN (list)`,
 //! `LIKE`/`ILIKE`, `IS [NOT] NULL|TRUE|FALSE|DISTINCT FROM`, `AND`/`OR`/`NOT`, arithmetic,
-//! `||`, `CASE`, `EXTRACT`, `AT TIME ZONE`, casts to simple type names, and the functions
+//! `||`, the JSON operators `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?`, `CASE`, `EXTRACT`, `AT TIME ZONE`, casts to simple type names, and the functions
 //! of [`SAFE_FUNCTIONS`]. Refused: subqueries, other functions, qualified names, system
 //! columns, parameters, comments, `;`. Compound operands are parenthesized in the emitted
 //! SQL, so its meaning never depends on precedence rules.
@@ -205,7 +205,7 @@ impl Checker<'_> {
                 if !matches!(
                     op,
                     Plus | Minus | Multiply | Divide | Modulo | StringConcat | Gt | Lt | GtEq | LtEq | Eq | NotEq
-                        | And | Or
+                        | And | Or | Arrow | LongArrow | HashArrow | HashLongArrow | AtArrow | ArrowAt | Question
                 ) {
                     return Err(format!("operator '{op}' is not allowed in the filter"));
                 }

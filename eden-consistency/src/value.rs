@@ -12,25 +12,28 @@
 //! *drift detection*: two values are equal when they are the same data, whatever session
 //! printed them.
 //!
-//! | type | equal when | agrees with the server's hash opclass (`hash_record_extended`)? |
-//! |---|---|---|
-//! | `bool`, `int2/4/8`, `oid` | same integer | yes |
-//! | `float4`, `float8` | same bits, except every NaN is one NaN and `-0 = 0` | yes (`hashfloat8` does the same) |
-//! | `numeric` | same number: `1.0 = 1.00`, `-0 = 0`; `NaN = NaN`; `±Infinity` | yes (`hash_numeric` ignores scale) |
-//! | `money` | read as `numeric` (`col::numeric`), so locale-independent | yes |
-//! | `text`, `varchar`, `name` | same bytes (UTF-8) | yes for deterministic collations; **no** for nondeterministic (ICU `deterministic=false`) collations, where the server hashes the collation key |
-//! | `char(n)` / `bpchar` | same bytes after trailing spaces are removed (PostgreSQL's `bpchar` semantics) | yes (`hashbpchar` ignores trailing spaces) |
-//! | `bytea`, `uuid` | same bytes | yes |
-//! | `date`, `time`, `timestamp` | same stored value | yes |
-//! | `timestamptz` | same instant (stored UTC microseconds), whatever `TimeZone` | yes |
-//! | `interval` | same *stored* (months, days, microseconds): `'1 day' ≠ '24 hours'`, `'1 mon' ≠ '30 days'` | **no**: `interval_hash` hashes the normalized span, so `'1 day'` and `'24 hours'` hash alike on the server. Hash `col::text` (IntervalStyle fixed) in pushdown to agree |
-//! | `jsonb`, `json` | same JSON value: key order and whitespace irrelevant, numbers by numeric value (`1.0 = 1`), duplicate keys in `json` keep the last (as the cast to `jsonb` does); JSON `null` ≠ SQL NULL | yes for `jsonb`; `json` has no hash opclass at all: hash `col::jsonb` in pushdown |
-//! | arrays of the above | same dimensions, lower bounds and elements (NULL elements included) | mostly: `hash_array` ignores dimensions and lower bounds (`'{1,2}'` and `'{{1},{2}}'` hash alike) and inherits the element type's caveats |
-//! | anything else (enums, domains over other types, composites, ranges, `timetz`, `citext`, geometric, user types) | same canonical text under the fixed session settings, bytewise | **no** in general (e.g. `numeric` scale inside a composite or range prints differently; `citext` hashes case-insensitively). Hash `col::text` in pushdown to agree |
+//! The last column says whether the server's own hash opclass (what `hash_record_extended`
+//! uses on the bare column) has the same equality, and what [`pushdown_exprs`] hashes
+//! instead where it does not.
 //!
-//! Domains are compared as their base type. Pushdown agrees with this module everywhere when
-//! it hashes the expressions of [`pushdown_exprs`] (which adds `COLLATE "C"`, `::text` for
-//! intervals and text-read types, `::jsonb` for `json`, and `array_dims` for arrays).
+//! | type | equal when | the server's hash of the bare column | [`pushdown_exprs`] |
+//! |---|---|---|---|
+//! | `bool`, `int2/4/8`, `oid` | same integer | agrees | the column |
+//! | `float4`, `float8` | same bits, except every NaN is one NaN and `-0 = 0` (PostgreSQL's float equality; one ulp is a difference) | agrees (`hashfloat8` does the same); but with seed 0 it hashes `0.0` like a NULL field | the column (use a nonzero seed) |
+//! | `numeric` | same number: `1.0 = 1.00`, `-0 = 0`; `NaN = NaN`; `±Infinity` | agrees (`hash_numeric` ignores scale) | the column |
+//! | `money` | read as `col::numeric`, so `lc_monetary` never matters | no hash opclass; `::text` depends on `lc_monetary` | `col::numeric` |
+//! | `text`, `varchar`, `name` | same bytes (UTF-8) | agrees for deterministic collations; not for nondeterministic (ICU `deterministic=false`) ones, hashed by collation key | `col COLLATE "C"` |
+//! | `char(n)` / `bpchar` | same bytes after trailing spaces are removed (PostgreSQL's `bpchar` semantics) | agrees (`hashbpchar` ignores trailing spaces) | `col COLLATE "C"` |
+//! | `bytea`, `uuid` | same bytes | agrees | the column |
+//! | `date`, `time`, `timestamp` | same stored value | agrees | the column |
+//! | `timestamptz` | same instant (stored UTC microseconds), whatever `TimeZone` | agrees | the column |
+//! | `interval` | same *stored* fields (months, days, microseconds): `'1 day' ≠ '24 hours'`, `'1 mon' ≠ '30 days'`. A deliberate choice: for drift detection these are different data (they add differently to timestamps across DST and month ends), although PostgreSQL's `=` calls them equal | **differs**: `interval_hash` hashes the normalized span | `col::text` (exact fields under `IntervalStyle=postgres`) |
+//! | `jsonb`, `json` | same JSON value: key order and whitespace irrelevant, numbers by numeric value (`1.0 = 1`), duplicate keys in `json` keep the last (as the cast to `jsonb` does); JSON `null` ≠ SQL NULL | agrees for `jsonb`; `json` has no hash opclass | the column; `col::jsonb` for `json` |
+//! | arrays of the above | same dimensions, lower bounds and elements (NULL elements included) | **differs**: `hash_array` ignores dimensions and lower bounds (`'{1,2}'`, `'{{1},{2}}'` and `'[0:1]={1,2}'` hash alike); elements as above | the column (with the element rules) and `array_dims(col)`; `interval[]` as `::text` |
+//! | anything else (enums, domains over other types, composites, ranges, `timetz`, `citext`, `inet`, geometric, user types) | same canonical text under the fixed session settings, bytewise | **differs** in general: `numeric` scale inside a composite or range prints differently but hashes alike; `citext` hashes case-insensitively; some have no hash opclass | `col::text COLLATE "C"` |
+//!
+//! Domains are compared as their base type. With [`pushdown_exprs`] and a nonzero seed, pushdown
+//! and stream mode find exactly the same differing rows (tested per type against the server).
 //!
 //! [`Value::compare`] is a different thing: an *ordering* for resolution rules (newest
 //! tracking value, highest value), where intervals order as PostgreSQL orders them.
@@ -894,10 +897,11 @@ fn decode_array(raw: &[u8]) -> Result<Value, String> {
         dims.push(len as usize);
         lbs.push(take_i32(raw, &mut pos)?);
     }
-    let total: usize = if dims.is_empty() { 0 } else { dims.iter().product() };
-    if total > raw.len() {
-        return Err("array value is truncated".into());
-    }
+    let total = if dims.is_empty() { Some(0) } else { dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) };
+    let total = match total {
+        Some(t) if t <= raw.len() => t,
+        _ => return Err("array value is truncated".into()),
+    };
     let mut flat = Vec::with_capacity(total);
     for _ in 0..total {
         let len = take_i32(raw, &mut pos)?;
@@ -934,7 +938,7 @@ fn nest(flat: Vec<Value>, dims: &[usize]) -> Vec<Value> {
 
 /// Decodes `numeric_send` format into normalized decimal text: ndigits, weight, sign,
 /// dscale (all 16-bit), then ndigits base-10000 digits; the value is
-/// Σ digit[i] · 10000^(weight − i). The display scale is ignored (`1.0 = 1.00`).
+/// Σ `digit[i]` · 10000^(weight − i). The display scale is ignored (`1.0 = 1.00`).
 pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
     let h = |i: usize| -> Result<u16, String> {
         raw.get(i..i + 2)
@@ -1819,6 +1823,46 @@ mod tests {
                 prop_assert_eq!(&ca, &slow_canonical(&b).unwrap());
                 // Canonical text is a fixed point.
                 prop_assert_eq!(&canonical_json(&ca).unwrap(), &ca);
+            }
+
+            #[test]
+            fn decode_binary_never_panics(raw in prop::collection::vec(any::<u8>(), 0..64), pick in 0usize..44) {
+                use oid::*;
+                let oids = [BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID, JSON, FLOAT4, FLOAT8, BPCHAR, VARCHAR,
+                    DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB, JSON_ARRAY, BOOL_ARRAY,
+                    BYTEA_ARRAY, NAME_ARRAY, INT2_ARRAY, INT4_ARRAY, TEXT_ARRAY, BPCHAR_ARRAY, VARCHAR_ARRAY,
+                    INT8_ARRAY, FLOAT4_ARRAY, FLOAT8_ARRAY, OID_ARRAY, TIMESTAMP_ARRAY, DATE_ARRAY, TIME_ARRAY,
+                    TIMESTAMPTZ_ARRAY, INTERVAL_ARRAY, NUMERIC_ARRAY, UUID_ARRAY, JSONB_ARRAY, MONEY, 12345];
+                let o = oids[pick % oids.len()];
+                if let Ok(v) = decode_wire(Some(&raw), o) {
+                    let _ = v.pg_text();
+                    let mut buf = Vec::new();
+                    crate::digest::encode_value(&mut buf, &v);
+                }
+                // Arrays with a plausible header and random elements.
+                let mut arr = vec![0, 0, 0, 1, 0, 0, 0, 0];
+                arr.extend_from_slice(&INT4.to_be_bytes());
+                arr.extend_from_slice(&[0, 0, 0, (raw.len() % 5) as u8, 0, 0, 0, 1]);
+                arr.extend_from_slice(&raw);
+                let _ = decode_binary(INT4_ARRAY, &arr);
+            }
+
+            #[test]
+            fn copy_parser_never_panics(raw in prop::collection::vec(any::<u8>(), 0..200), cut in 0usize..200) {
+                let mut data = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+                data.extend_from_slice(&raw);
+                let mut p = crate::digest::CopyBinaryParser::new();
+                let cut = cut.min(data.len());
+                p.push(&data[..cut]);
+                let mut buf = Vec::new();
+                for _ in 0..2 {
+                    while let Ok(Some(t)) = p.next_tuple() {
+                        let oids = vec![oid::TEXT; t.len()];
+                        let _ = crate::digest::digest_copy_tuple(&t, &oids, &mut buf);
+                        let _ = crate::digest::decode_copy_tuple(&t, &oids);
+                    }
+                    p.push(&data[cut..]);
+                }
             }
 
             #[test]

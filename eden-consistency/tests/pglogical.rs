@@ -417,6 +417,31 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
         r.to_json()
     );
     assert_eq!(r.exit_code(), 1);
+    // With a lag window (max_replication_lag_seconds), these fresh differences are
+    // replication lag: rechecked, still differing, listed in flight, not divergent.
+    let lagged = CheckOptions {
+        lag_window: Some(Duration::from_secs(300)),
+        recheck_pause: Some(Duration::from_millis(200)),
+        ..CheckOptions::default()
+    };
+    let r = p.checker().await.run(&lagged).await.unwrap();
+    let flagged: Vec<(String, serde_json::Value, bool)> = r
+        .tables
+        .iter()
+        .flat_map(|t| t.differences.iter().map(|d| (t.table.clone(), serde_json::Value::Object(d.key.clone()), d.in_flight)))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            ("public.tenants".into(), json!({"id": 12}), true),
+            ("public.vault_secrets".into(), json!({"id": 2}), true),
+            ("public.vault_secrets".into(), json!({"id": 3}), true),
+        ],
+        "{:#}",
+        r.to_json()
+    );
+    assert_eq!(r.in_flight_count, 3, "{:#}", r.to_json());
+    assert!(r.consistent, "in-flight differences alone do not make a table divergent: {:#}", r.to_json());
 
     // Re-enabled and caught up: the drift was only lag, and is gone.
     p.resume(b);

@@ -157,6 +157,11 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => report.print_human(&mut out)?,
     }
+    drop(out);
+    if report.has_errors() {
+        let failed: Vec<&str> = report.tables.iter().filter(|t| !t.errors.is_empty()).map(|t| t.table.as_str()).collect();
+        bail!("fix could not apply every batch (tables: {}); rerun it once the cause is fixed, nothing was lost", failed.join(", "));
+    }
     Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
 }
 
@@ -170,6 +175,10 @@ async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => report.print_human(&mut out)?,
+    }
+    drop(out);
+    if let Some(first) = report.errors.first() {
+        bail!("undo of run {} could not restore everything: {first}", args.run);
     }
     Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
 }
