@@ -583,7 +583,7 @@ impl Checker {
             _ => None,
         }?;
         let c = first.column(&col)?;
-        matches!(c.base_type_oid, oid::TIMESTAMP | oid::TIMESTAMPTZ).then(|| format!("t.{}::timestamptz", crate::ident::quote_ident(&col)))
+        matches!(value::ColumnType::effective_oid(c), oid::TIMESTAMP | oid::TIMESTAMPTZ).then(|| format!("t.{}::timestamptz", crate::ident::quote_ident(&col)))
     }
 
     async fn record(&self, conns: &[Client], spec: &TableSpec, diffs: &[DiffKey], found: &[Found], run_id: &str) -> Result<()> {

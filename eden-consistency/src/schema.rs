@@ -153,10 +153,12 @@ pub async fn covered_tables(client: &Client, region: &str, pglogical: bool, own:
     let rows = match ext_schema {
         Some(_) => {
             // pglogical creates its catalog in schema "pglogical" (extension not relocatable).
+            // A partition in a set (replication_set_add_all_tables adds them too) stands for
+            // its root table: the root is compared once, never each partition as well.
             let sql = format!(
                 "SELECT DISTINCT n.nspname::text, c.relname::text \
                  FROM pglogical.replication_set_table rst \
-                 JOIN pg_class c ON c.oid = rst.set_reloid \
+                 JOIN pg_class c ON c.oid = COALESCE(pg_partition_root(rst.set_reloid), rst.set_reloid) \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMA_FILTER}"
             );

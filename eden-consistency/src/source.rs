@@ -142,7 +142,7 @@ impl TableSpec {
             .iter()
             .map(|c| {
                 let r = Self::col_ref(c);
-                let base = c.base_type_oid;
+                let base = value::ColumnType::effective_oid(c);
                 if base == oid::JSON {
                     format!("{r}::jsonb")
                 } else if !c.hashable {
@@ -157,9 +157,23 @@ impl TableSpec {
         format!("ROW({})", parts.join(", "))
     }
 
-    /// The array type to cast bounds to: `T[]` for the first key column.
-    fn k0_array_type(&self) -> String {
-        format!("{}[]", self.key[0].type_name)
+    /// True when the first key column is an integer (bounds sent as `int8[]`).
+    fn int_key(&self) -> bool {
+        matches!(value::ColumnType::effective_oid(&self.key[0]), oid::INT2 | oid::INT4 | oid::INT8)
+    }
+
+    /// The bounds parameter `$1` as an array of the key's type. A per-row cast of a
+    /// parameter would be evaluated for every row, so integers travel as `int8[]`, text
+    /// as `text[]`, and other types are cast once in an init-plan.
+    fn bounds_param(&self) -> String {
+        let k = &self.key[0];
+        if self.int_key() {
+            "$1::int8[]".into()
+        } else if matches!(value::ColumnType::effective_oid(k), oid::TEXT | oid::VARCHAR) {
+            "$1::text[]".into()
+        } else {
+            format!("(SELECT $1::text[]::{}[])", k.type_name)
+        }
     }
 
     fn key_select(&self) -> String {
@@ -284,6 +298,8 @@ impl<'a> PgSource<'a> {
         let rows = self.client.query(sql, params).await.map_err(|e| self.qerr(what, &e))?;
         self.stats.bytes_received += rows.iter().map(row_bytes).sum::<u64>();
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
+        tracing::debug!(region = %self.region, what, rows = rows.len(), ms = t0.elapsed().as_millis() as u64, "query done");
+        eprintln!("TMPDEBUG {} {what} rows={} ms={}", self.region, rows.len(), t0.elapsed().as_millis());
         Ok(rows)
     }
 
@@ -314,7 +330,7 @@ impl<'a> PgSource<'a> {
         if target <= 1 {
             return Ok(Chunking::default());
         }
-        let is_int = matches!(k0.base_type_oid, oid::INT2 | oid::INT4 | oid::INT8);
+        let is_int = matches!(value::ColumnType::effective_oid(k0), oid::INT2 | oid::INT4 | oid::INT8);
         // Integer keys: a small sample, interpolated; other keys: one sampled key per chunk.
         let want = if is_int { target.min(2048) } else { target };
         let sample = if estimated_rows <= 4 * want as u64 || estimated_rows < 20_000 {
@@ -343,39 +359,44 @@ impl<'a> PgSource<'a> {
         }
         let mut ch = Chunking::default();
         if is_int {
-            // Quantiles of the sample, each gap split linearly.
-            let q = want.min(keys.len());
-            let step = keys.len() as f64 / q as f64;
-            let quant: Vec<i64> = (0..q)
-                .map(|i| match keys[(i as f64 * step) as usize].0 {
-                    Value::Int(x) => x,
-                    _ => 0,
-                })
-                .chain(std::iter::once(match keys[keys.len() - 1].0 {
-                    Value::Int(x) => x,
-                    _ => 0,
-                }))
-                .collect();
+            // SYSTEM sampling returns whole pages, i.e. runs of neighbouring keys: take about
+            // one quantile per sampled page, add the true minimum and maximum (two index
+            // probes), and split every gap linearly.
+            let mut ints: Vec<i64> = keys.iter().filter_map(|(v, _)| if let Value::Int(x) = v { Some(*x) } else { None }).collect();
+            let mm = format!(
+                "SELECT min({k})::int8, max({k})::int8 FROM {tbl} t{w}",
+                k = TableSpec::col_ref(k0),
+                tbl = spec.table.quoted(),
+                w = spec.where_sql(&[]),
+            );
+            let r = self.query("reading the key range of", &mm, &[]).await?;
+            if let (Some(lo), Some(hi)) = (r[0].get::<_, Option<i64>>(0), r[0].get::<_, Option<i64>>(1)) {
+                ints.push(lo);
+                ints.push(hi);
+            }
+            ints.sort_unstable();
+            ints.dedup();
+            let q = (ints.len() / 40).clamp(1, want);
+            let step = (ints.len() - 1) as f64 / q as f64;
+            let quant: Vec<i64> = (0..=q).map(|i| ints[((i as f64 * step).round() as usize).min(ints.len() - 1)]).collect();
             let per_gap = (target / q).max(1) as i128;
             let mut last: Option<i64> = None;
+            let mut push = |x: i64, ch: &mut Chunking| {
+                if last.is_none_or(|l| x > l) {
+                    ch.bounds.push(Value::Int(x));
+                    ch.bounds_text.push(x.to_string());
+                    last = Some(x);
+                }
+            };
             for w in quant.windows(2) {
                 let (a, b) = (w[0] as i128, w[1] as i128);
                 for j in 0..per_gap {
-                    let x = (a + (b - a) * j / per_gap) as i64;
-                    if last.is_none_or(|l| x > l) {
-                        ch.bounds.push(Value::Int(x));
-                        ch.bounds_text.push(x.to_string());
-                        last = Some(x);
-                    }
+                    push((a + (b - a) * j / per_gap) as i64, &mut ch);
                 }
             }
-            // The sample's maximum closes the last gap.
-            let max = quant[quant.len() - 1];
-            if last.is_none_or(|l| max > l) {
-                ch.bounds.push(Value::Int(max));
-                ch.bounds_text.push(max.to_string());
+            if let Some(&max) = quant.last() {
+                push(max.saturating_add(1), &mut ch);
             }
-            // The first bound is the smallest key seen: keys below it (unsampled) fall in chunk 0.
         } else {
             let step = (keys.len() as f64 / target as f64).max(1.0);
             let mut i = step;
@@ -395,7 +416,7 @@ impl<'a> PgSource<'a> {
         let bucket = if n == 0 {
             format!("CASE WHEN {} IS NULL THEN 1 ELSE 0 END", TableSpec::col_ref(&spec.key[0]))
         } else {
-            format!("COALESCE(width_bucket({}, $1::text[]::{}), {})", spec.k0_expr(), spec.k0_array_type(), n + 1)
+            format!("COALESCE(width_bucket({}, {}), {})", spec.k0_expr(), spec.bounds_param(), n + 1)
         };
         let sql = format!(
             "SELECT {bucket} AS b, count(*)::int8, bit_xor(hash_record_extended({row}, 0)) FROM {tbl} t{w} GROUP BY 1",
@@ -403,8 +424,12 @@ impl<'a> PgSource<'a> {
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
         );
+        let ints: Vec<i64>;
         let rows = if n == 0 {
             self.query("hashing", &sql, &[]).await?
+        } else if spec.int_key() {
+            ints = chunking.bounds.iter().map(|b| if let Value::Int(x) = b { *x } else { 0 }).collect();
+            self.query("hashing", &sql, &[&ints]).await?
         } else {
             self.query("hashing", &sql, &[&chunking.bounds_text]).await?
         };

@@ -26,7 +26,8 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use eden_consistency::apply::{ApplyOptions, apply_plan, conflicts_init_sql};
+use eden_consistency::apply::{ApplyOptions, apply_plan};
+use eden_consistency::conflicts;
 use eden_consistency::check::{CheckOptions, Checker};
 use eden_consistency::config::Config;
 use eden_consistency::plan::{FixOptions, plan_fix_checked};
@@ -157,7 +158,7 @@ impl Pair {
     /// Starts both clusters, creates the schema, seeds region a, makes both pglogical
     /// nodes, subscribes each to the other (b copies a's seed data) and waits until both
     /// subscriptions replicate and the initial copy is done.
-    fn start(test: &str) -> Pair {
+    async fn start(test: &str) -> Pair {
         require_pglogical();
         let started = Instant::now();
         let (ca, cb) = std::thread::scope(|s| {
@@ -170,7 +171,9 @@ impl Pair {
         for n in [&a, &b] {
             n.sql_in("postgres", &format!("CREATE DATABASE {DB}"));
             n.sql(SCHEMA_SQL);
-            n.sql(&conflicts_init_sql("public"));
+            // The tool's own table, created as `eden-reconcile init` does.
+            let client = n.cluster.client(DB).await;
+            conflicts::init(&client, n.region, &conflicts::table_name(None)).await.expect("create replication_conflicts");
             n.sql(&NODE_SQL.replace(":NODE", n.node).replace(":DSN", &n.dsn()));
         }
         a.sql(SEED_SQL);
@@ -344,7 +347,7 @@ fn consistent_summary() -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
-    let p = Pair::start("pglogical_check");
+    let p = Pair::start("pglogical_check").await;
     let (a, b) = (&p.a, &p.b);
     let t0 = Instant::now();
 
@@ -498,7 +501,7 @@ async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pglogical_fix_no_replicate_repairs_without_echo() {
-    let p = Pair::start("pglogical_fix");
+    let p = Pair::start("pglogical_fix").await;
     let (a, b) = (&p.a, &p.b);
     let t0 = Instant::now();
 

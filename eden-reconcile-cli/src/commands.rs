@@ -222,20 +222,24 @@ async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> 
 }
 
 /// `conflicts`: list records, newest first, from every region (or `--in` one).
-async fn list_conflicts(mut config: Config, args: &ConflictsArgs, format: Format) -> Result<Outcome> {
+async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) -> Result<Outcome> {
     let now = chrono::Utc::now();
     let since = match &args.since {
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    if let Some(name) = &args.in_region {
-        if config.region_index(name).is_none() {
-            let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-            bail!("--in {name}: no such region (defined: {})", known.join(", "));
+    // `--in` reads one region only: connect to it alone (the others may be unreachable).
+    let regions = match &args.in_region {
+        Some(name) => {
+            let Some(index) = config.region_index(name) else {
+                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+                bail!("--in {name}: no such region (defined: {})", known.join(", "));
+            };
+            let db = args.db.db.as_deref().unwrap_or("");
+            vec![connect::connect_region(&config.regions[index], index, db, &ConnectOptions::default()).await?]
         }
-        config.regions.retain(|r| &r.name == name);
-    }
-    let regions = connect(&config, &args.db).await?;
+        None => connect(&config, &args.db).await?,
+    };
     let table = conflicts_table(&config, &args.db);
     let filter = conflicts::ListFilter {
         table: args.table.clone(),
