@@ -653,28 +653,28 @@ fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// The keys whose rows differ, from every region's rows of the differing chunks.
+/// The keys whose rows differ, from every region's rows of the differing chunks (a key
+/// falls in the same chunk everywhere, so the lists are merged as a whole), with the key
+/// text used to fetch them (value-exact, see [`Value::pg_text`]).
 fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<String>>)> {
-    let n = rows.len();
-    let mut keys: HashMap<Vec<u8>, (Vec<Value>, Vec<Option<String>>)> = HashMap::new();
-    let mut per_chunk: std::collections::BTreeMap<usize, Vec<Vec<(Vec<u8>, u128)>>> = Default::default();
-    for (ri, region_rows) in rows.into_iter().enumerate() {
+    let mut keys: HashMap<Vec<u8>, Vec<Value>> = HashMap::new();
+    let mut lists: Vec<Vec<(Vec<u8>, u128)>> = Vec::with_capacity(rows.len());
+    for region_rows in rows {
+        let mut l = Vec::with_capacity(region_rows.len());
         for r in region_rows {
             let kb = crate::digest::key_bytes(&r.key);
-            per_chunk.entry(r.chunk).or_insert_with(|| vec![Vec::new(); n])[ri].push((kb.clone(), r.digest));
-            keys.entry(kb).or_insert((r.key, r.key_text));
+            l.push((kb.clone(), r.digest));
+            keys.entry(kb).or_insert(r.key);
         }
+        l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        l.dedup_by(|a, b| a.0 == b.0);
+        lists.push(l);
     }
     let mut out = Vec::new();
-    for (_, mut lists) in per_chunk {
-        for l in &mut lists {
-            l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            l.dedup_by(|a, b| a.0 == b.0);
-        }
-        for d in merkle::diff_rows(&lists) {
-            if let Some(k) = keys.remove(&d.key) {
-                out.push(k);
-            }
+    for d in merkle::diff_rows(&lists) {
+        if let Some(k) = keys.remove(&d.key) {
+            let text = k.iter().map(|v| v.pg_text()).collect();
+            out.push((k, text));
         }
     }
     out
@@ -727,9 +727,10 @@ fn compare_fetched(spec: &TableSpec, names: &[String], candidates: &[(Vec<Value>
         if missing_in.is_empty() && changed.is_empty() {
             continue;
         }
+        let _ = text;
         out.push(Found {
             key: key.clone(),
-            key_text: text.clone(),
+            key_text: present[0].key_text.clone(),
             missing_in,
             changed_columns: changed,
             newest: present.iter().filter_map(|r| r.version_time).max(),

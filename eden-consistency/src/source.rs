@@ -177,9 +177,7 @@ impl TableSpec {
     }
 
     fn key_select(&self) -> String {
-        let mut parts: Vec<String> = self.key.iter().map(|c| value::select_expr(c, Some("t"))).collect();
-        parts.extend(self.key.iter().map(|c| format!("{}::text", Self::col_ref(c))));
-        parts.join(", ")
+        self.key.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -232,8 +230,6 @@ pub struct KeyedRow {
     pub chunk: usize,
     /// Key values.
     pub key: Vec<Value>,
-    /// Key values as PostgreSQL prints them (UTC session).
-    pub key_text: Vec<Option<String>>,
     /// The row digest.
     pub digest: u128,
 }
@@ -244,6 +240,8 @@ pub struct KeyedRow {
 pub struct FetchedRow {
     /// Key values.
     pub key: Vec<Value>,
+    /// Key values as PostgreSQL prints them (UTC session).
+    pub key_text: Vec<Option<String>>,
     /// Compared columns.
     pub values: Vec<Value>,
     /// Version time, microseconds since 2000-01-01 UTC, when known.
@@ -419,7 +417,8 @@ impl<'a> PgSource<'a> {
             format!("COALESCE(width_bucket({}, {}), {})", spec.k0_expr(), spec.bounds_param(), n + 1)
         };
         let sql = format!(
-            "SELECT {bucket} AS b, count(*)::int8, bit_xor(hash_record_extended({row}, 0)) FROM {tbl} t{w} GROUP BY 1",
+            "SELECT (b::int8 << 32) | count(*), bit_xor(h) FROM \
+             (SELECT {bucket} AS b, hash_record_extended({row}, 0) AS h FROM {tbl} t{w}) s GROUP BY b",
             row = spec.row_expr(),
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
@@ -435,9 +434,9 @@ impl<'a> PgSource<'a> {
         };
         let mut out = vec![ChunkSummary::default(); chunking.len()];
         for r in rows {
-            let b: i32 = r.get(0);
-            let c: i64 = r.get(1);
-            let h: i64 = r.get(2);
+            let bc: i64 = r.get(0);
+            let (b, c) = (bc >> 32, bc & 0xffff_ffff);
+            let h: i64 = r.get(1);
             if let Some(s) = out.get_mut(b as usize) {
                 s.count = c as u64;
                 s.hash = h as u64 as u128;
@@ -445,6 +444,11 @@ impl<'a> PgSource<'a> {
             }
         }
         self.stats.chunks += chunking.len() as u64;
+        {
+            let mut c: Vec<u64> = out.iter().map(|s| s.count).collect();
+            c.sort();
+            eprintln!("TMPDEBUG sizes p10={} p50={} p90={} p99={} max={} b0={:?} b1={:?} b2={:?}", c[c.len()/10], c[c.len()/2], c[c.len()*9/10], c[c.len()*99/100], c[c.len()-1], chunking.bounds.get(100), chunking.bounds.get(101), chunking.bounds.get(102));
+        }
         Ok(out)
     }
 
@@ -536,7 +540,6 @@ impl<'a> PgSource<'a> {
         let select = format!("{}, {sel}", spec.key_select());
         let mut lo = Vec::new();
         let mut hi = Vec::new();
-        let mut idx: Vec<i32> = Vec::new();
         let mut out = Vec::new();
         for &c in chunks {
             if n == 0 {
@@ -567,20 +570,18 @@ impl<'a> PgSource<'a> {
             } else {
                 lo.push(chunking.bounds_text[c - 1].clone());
                 hi.push(chunking.bounds_text[c].clone());
-                idx.push(c as i32);
             }
         }
-        for ((lo, hi), idx) in lo.chunks(5000).zip(hi.chunks(5000)).zip(idx.chunks(5000)) {
+        for (lo, hi) in lo.chunks(5000).zip(hi.chunks(5000)) {
             let sql = format!(
-                "SELECT r.c, x.* FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, c) \
+                "SELECT x.* FROM unnest($1::text[], $2::text[]) AS r(lo, hi) \
                  CROSS JOIN LATERAL (SELECT {select} FROM {tbl} t{w}) x",
                 tbl = spec.table.quoted(),
                 w = spec.where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
             );
-            let rows = self.query("reading rows of", &sql, &[&lo.to_vec(), &hi.to_vec(), &idx.to_vec()]).await?;
+            let rows = self.query("reading rows of", &sql, &[&lo.to_vec(), &hi.to_vec()]).await?;
             for r in &rows {
-                let c: i32 = r.get(0);
-                self.keyed_row(r, 1, c as usize, &mut out)?;
+                self.keyed_row(r, 0, 0, &mut out)?;
             }
         }
         self.stats.chunks_differing += chunks.len() as u64;
@@ -599,8 +600,7 @@ impl<'a> PgSource<'a> {
         let nk = spec.key.len();
         let bad = |m: String| Error::Table { table: spec.table.to_string(), message: format!("region {}: {m}", self.region) };
         let key = value::decode_row(r, start, &spec.key).map_err(bad)?;
-        let key_text: Vec<Option<String>> = (0..nk).map(|i| r.get(start + nk + i)).collect();
-        let at = start + 2 * nk;
+        let at = start + nk;
         let digest = match self.mode {
             Mode::Stream => {
                 let vals = value::decode_row(r, at, &spec.columns).map_err(bad)?;
@@ -612,7 +612,7 @@ impl<'a> PgSource<'a> {
                 (h0 as u64 as u128) | ((h1 as u64 as u128) << 64)
             }
         };
-        out.push(KeyedRow { chunk, key, key_text, digest });
+        out.push(KeyedRow { chunk, key, digest });
         Ok(())
     }
 
@@ -631,9 +631,10 @@ impl<'a> PgSource<'a> {
             .map(|(i, c)| format!("{} = u.k{i}::{}", TableSpec::col_ref(c), c.type_name))
             .collect();
         let sql = format!(
-            "SELECT {keys}, {cols}, ({vt})::timestamptz FROM unnest({un}) AS u({al}) JOIN {tbl} t ON {on}{w}",
+            "SELECT {keys}, {cols}, ({vt})::timestamptz, {texts} FROM unnest({un}) AS u({al}) JOIN {tbl} t ON {on}{w}",
             keys = spec.key.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", "),
             cols = cols.join(", "),
+            texts = spec.key.iter().map(|c| format!("{}::text", TableSpec::col_ref(c))).collect::<Vec<_>>().join(", "),
             un = unnest_cols.join(", "),
             al = aliases.join(", "),
             tbl = spec.table.quoted(),
@@ -653,7 +654,9 @@ impl<'a> PgSource<'a> {
                     let epoch = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").map(|e| e.timestamp_micros()).unwrap_or(946_684_800_000_000);
                     t.timestamp_micros() - epoch
                 });
-                out.push(FetchedRow { key, values, version_time });
+                let base = nk + spec.columns.len() + 1;
+                let key_text = (0..nk).map(|i| r.get::<_, Option<String>>(base + i)).collect();
+                out.push(FetchedRow { key, key_text, values, version_time });
             }
         }
         Ok(out)
