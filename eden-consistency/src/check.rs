@@ -80,6 +80,9 @@ pub struct CheckOptions {
     pub recheck_pause: Option<Duration>,
     /// The lag window; `None` takes the config's (`Config::lag_window`).
     pub lag_window: Option<Duration>,
+    /// Forces the number of chunks per table (default: adaptive, see
+    /// [`crate::source::target_chunks`]).
+    pub chunks: Option<usize>,
 }
 
 impl Default for CheckOptions {
@@ -96,6 +99,7 @@ impl Default for CheckOptions {
             progress: false,
             recheck_pause: None,
             lag_window: None,
+            chunks: None,
         }
     }
 }
@@ -415,6 +419,8 @@ impl Checker {
             c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
                 .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+            // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
+            let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
             if let Some(s) = snap.as_ref().filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-')) {
                 c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
                     .await
@@ -442,7 +448,7 @@ impl Checker {
 
         // Aligned chunks from the first region's keys.
         let est = schemas.iter().flatten().map(|s| if s.estimated_rows > 0 { s.estimated_rows } else { s.total_bytes / 200 }).max().unwrap_or(0);
-        let chunking = sources[0].sample_bounds(est.max(0) as u64).await?;
+        let chunking = sources[0].sample_bounds_with(est.max(0) as u64, opts.chunks).await?;
         let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
             let ch = &chunking;
             async move { s.chunk_summaries(ch).await }

@@ -211,8 +211,8 @@ impl Chunking {
     }
 }
 
-/// How many chunks a table of `rows` rows is cut into: about `sqrt(rows · 1000)/1.2`,
-/// i.e. ~30 rows per chunk at a million rows, ~100 at ten million. This balances what
+/// How many chunks a table of `rows` rows is cut into: about `1.2 · rows / sqrt(1000)`,
+/// i.e. ~26 rows per chunk. This balances what
 /// crosses the network (one digest per chunk, plus every row of each differing chunk),
 /// which at a drift of `d` rows is smallest near `sqrt(d · rows)` chunks; 0.1 % drift is
 /// assumed. At most 4 million chunks.
@@ -220,7 +220,7 @@ pub fn target_chunks(rows: u64) -> usize {
     if rows < 64 {
         return 1;
     }
-    (((rows as f64) * (rows as f64) / 1000.0).sqrt() / 1.2).clamp(2.0, 4_000_000.0) as usize
+    (((rows as f64) * (rows as f64) / 1000.0).sqrt() * 1.2).clamp(2.0, 4_000_000.0) as usize
 }
 
 /// A row of a differing chunk: its key and 128-bit digest.
@@ -297,7 +297,6 @@ impl<'a> PgSource<'a> {
         self.stats.bytes_received += rows.iter().map(row_bytes).sum::<u64>();
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
         tracing::debug!(region = %self.region, what, rows = rows.len(), ms = t0.elapsed().as_millis() as u64, "query done");
-        eprintln!("TMPDEBUG {} {what} rows={} ms={}", self.region, rows.len(), t0.elapsed().as_millis());
         Ok(rows)
     }
 
@@ -316,6 +315,12 @@ impl<'a> PgSource<'a> {
     /// Chooses the chunk bounds from this region's keys, for a table of about
     /// `estimated_rows` rows (0: estimated from the catalog).
     pub async fn sample_bounds(&mut self, estimated_rows: u64) -> Result<Chunking> {
+        self.sample_bounds_with(estimated_rows, None).await
+    }
+
+    /// Like [`PgSource::sample_bounds`], with the number of chunks forced when `chunks` is
+    /// given (tests and tuning).
+    pub async fn sample_bounds_with(&mut self, estimated_rows: u64, chunks: Option<usize>) -> Result<Chunking> {
         let estimated_rows = if estimated_rows > 0 {
             estimated_rows
         } else {
@@ -324,7 +329,7 @@ impl<'a> PgSource<'a> {
         };
         let spec = self.spec.clone();
         let k0 = &spec.key[0];
-        let target = target_chunks(estimated_rows);
+        let target = chunks.unwrap_or_else(|| target_chunks(estimated_rows));
         if target <= 1 {
             return Ok(Chunking::default());
         }
@@ -377,7 +382,14 @@ impl<'a> PgSource<'a> {
             let q = (ints.len() / 40).clamp(1, want);
             let step = (ints.len() - 1) as f64 / q as f64;
             let quant: Vec<i64> = (0..=q).map(|i| ints[((i as f64 * step).round() as usize).min(ints.len() - 1)]).collect();
-            let per_gap = (target / q).max(1) as i128;
+            // Sub-chunks per gap: mostly by the gap's share of the key range (exact for
+            // evenly spread keys, and immune to the page clustering of the sample), partly
+            // by its share of the sample (for skewed keys).
+            let span = (quant[q] as f64 - quant[0] as f64).max(1.0);
+            let per_gap = |a: i64, b: i64| -> i128 {
+                let share = 0.75 * (b as f64 - a as f64) / span + 0.25 / q as f64;
+                ((target as f64 * share).round() as i128).max(1)
+            };
             let mut last: Option<i64> = None;
             let mut push = |x: i64, ch: &mut Chunking| {
                 if last.is_none_or(|l| x > l) {
@@ -388,8 +400,9 @@ impl<'a> PgSource<'a> {
             };
             for w in quant.windows(2) {
                 let (a, b) = (w[0] as i128, w[1] as i128);
-                for j in 0..per_gap {
-                    push((a + (b - a) * j / per_gap) as i64, &mut ch);
+                let m = per_gap(w[0], w[1]);
+                for j in 0..m {
+                    push((a + (b - a) * j / m) as i64, &mut ch);
                 }
             }
             if let Some(&max) = quant.last() {
@@ -444,11 +457,6 @@ impl<'a> PgSource<'a> {
             }
         }
         self.stats.chunks += chunking.len() as u64;
-        {
-            let mut c: Vec<u64> = out.iter().map(|s| s.count).collect();
-            c.sort();
-            eprintln!("TMPDEBUG sizes p10={} p50={} p90={} p99={} max={} b0={:?} b1={:?} b2={:?}", c[c.len()/10], c[c.len()/2], c[c.len()*9/10], c[c.len()*99/100], c[c.len()-1], chunking.bounds.get(100), chunking.bounds.get(101), chunking.bounds.get(102));
-        }
         Ok(out)
     }
 

@@ -13,7 +13,8 @@ async fn bench_vault_secrets() {
     let mode = std::env::var("EDEN_BENCH_MODE").unwrap_or_else(|_| "auto".into()).parse().unwrap();
     let t0 = std::time::Instant::now();
     let c = Checker::connect(cfg, "eden_vault").await.unwrap();
-    let opts = CheckOptions { tables: vec!["vault_secrets".into()], mode, ..Default::default() };
+    let chunks = std::env::var("EDEN_BENCH_CHUNKS").ok().and_then(|c| c.parse().ok());
+    let opts = CheckOptions { tables: vec!["vault_secrets".into()], mode, chunks, ..Default::default() };
     let r = c.run(&opts).await.unwrap();
     let el = t0.elapsed();
     let t = &r.tables[0];

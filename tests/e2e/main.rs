@@ -7,3 +7,5 @@ mod conflicts;
 mod errors;
 mod fix;
 mod pglogical;
+mod contract;
+mod check;

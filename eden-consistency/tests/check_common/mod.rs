@@ -62,3 +62,19 @@ pub fn diffs(t: &TableReport) -> Vec<(serde_json::Value, Vec<String>, Vec<String
         .map(|d| (serde_json::Value::Object(d.key.clone()), d.missing_in.clone(), d.changed_columns.clone()))
         .collect()
 }
+
+/// Adds a node group for `db` with one table rule.
+pub fn add_rule(cfg: &mut Config, db: &str, table: &str, key_columns: Option<Vec<&str>>, exclude: Vec<&str>) {
+    use eden_consistency::config::{NodeGroup, Resolution, TableRule};
+    if cfg.node_group(db).is_none() {
+        cfg.node_groups.push(NodeGroup { name: "g".into(), database: db.into(), ..Default::default() });
+    }
+    let g = cfg.node_groups.iter_mut().find(|g| g.database == db).unwrap();
+    g.tables.push(TableRule {
+        table: table.into(),
+        resolution: Resolution::default(),
+        key_columns: key_columns.map(|k| k.into_iter().map(String::from).collect()),
+        exclude_columns: exclude.into_iter().map(String::from).collect(),
+        tombstone: None,
+    });
+}
