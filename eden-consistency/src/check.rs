@@ -104,6 +104,9 @@ impl Default for CheckOptions {
     }
 }
 
+/// Differing chunks whose rows are read and compared at a time.
+const LEAF_BATCH_CHUNKS: usize = 4096;
+
 /// One differing key with everything `fix` needs.
 #[derive(Debug, Clone)]
 pub struct DiffKey {
@@ -459,23 +462,23 @@ impl Checker {
         let row_counts = RegionMap(names.iter().cloned().zip(summaries.iter().map(|s| s.iter().map(|c| c.count).sum::<u64>())).collect());
         let differing = merkle::differing_chunks(&summaries);
 
-        // Exact keys from the differing chunks.
-        let mut candidates: Vec<(Vec<Value>, Vec<Option<String>>)> = Vec::new();
-        if !differing.is_empty() {
+        // Exact keys from the differing chunks, then only those rows fetched everywhere and
+        // compared column by column; in batches of chunks so that memory stays bounded
+        // whatever the drift.
+        let mut found: Vec<Found> = Vec::new();
+        for batch in differing.chunks(LEAF_BATCH_CHUNKS) {
             let rows: Vec<Vec<KeyedRow>> = join_all(sources.iter_mut().map(|s| {
-                let (ch, d) = (&chunking, &differing);
-                async move { s.chunk_rows(ch, d).await }
+                let ch = &chunking;
+                async move { s.chunk_rows(ch, batch).await }
             }))
             .await
             .into_iter()
             .collect::<Result<_>>()?;
-            candidates = differing_keys(rows);
+            let candidates = differing_keys(rows);
+            let key_texts: Vec<Vec<Option<String>>> = candidates.iter().map(|(_, t)| t.clone()).collect();
+            let fetched = fetch_all(&mut sources, &key_texts).await?;
+            found.extend(compare_fetched(&spec, &names, &candidates, &fetched, opts.record));
         }
-
-        // Fetch only those rows everywhere, compare column by column.
-        let key_texts: Vec<Vec<Option<String>>> = candidates.iter().map(|(_, t)| t.clone()).collect();
-        let fetched = fetch_all(&mut sources, &key_texts).await?;
-        let mut found = compare_fetched(&spec, &names, &candidates, &fetched);
         let stats = RegionMap(names.iter().cloned().zip(sources.iter().map(|s| s.stats.clone())).collect());
         drop(sources);
         for c in conns {
@@ -499,7 +502,7 @@ impl Checker {
                 let mut fresh: Vec<PgSource<'_>> =
                     names.iter().zip(conns).map(|(n, c)| PgSource::new(n, c, spec.clone(), mode)).collect();
                 let again = fetch_all(&mut fresh, &texts).await?;
-                let still = compare_fetched(&spec, &names, &sub, &again);
+                let still = compare_fetched(&spec, &names, &sub, &again, opts.record);
                 let still_keys: HashMap<Vec<u8>, Found> = still.into_iter().map(|f| (crate::digest::key_bytes(&f.key), f)).collect();
                 let young_set: std::collections::HashSet<usize> = young.into_iter().collect();
                 let mut kept = Vec::new();
@@ -601,7 +604,7 @@ impl Checker {
                 .iter()
                 .map(|d| {
                     let f = by_key.get(&crate::digest::key_bytes(&d.key_values));
-                    let local_row = f.and_then(|f| f.rows[ri].as_ref()).map(|vals| row_json(spec, vals));
+                    let local_row = f.and_then(|f| f.rows.get(ri).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
                     crate::conflicts::ConflictRecord {
                         table_name: spec.table.to_string(),
                         key: serde_json::Value::Object(d.key.clone()),
@@ -659,31 +662,58 @@ fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
+/// A key in the row lists: compared by its canonical bytes only; remembers where its
+/// values are.
+#[derive(Debug, Clone)]
+struct KeyRef {
+    bytes: Vec<u8>,
+    region: usize,
+    idx: usize,
+}
+
+impl PartialEq for KeyRef {
+    fn eq(&self, o: &Self) -> bool {
+        self.bytes == o.bytes
+    }
+}
+impl Eq for KeyRef {}
+impl PartialOrd for KeyRef {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for KeyRef {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&o.bytes)
+    }
+}
+
 /// The keys whose rows differ, from every region's rows of the differing chunks (a key
 /// falls in the same chunk everywhere, so the lists are merged as a whole), with the key
 /// text used to fetch them (value-exact, see [`Value::pg_text`]).
 fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<String>>)> {
-    let mut keys: HashMap<Vec<u8>, Vec<Value>> = HashMap::new();
-    let mut lists: Vec<Vec<(Vec<u8>, u128)>> = Vec::with_capacity(rows.len());
-    for region_rows in rows {
-        let mut l = Vec::with_capacity(region_rows.len());
-        for r in region_rows {
-            let kb = crate::digest::key_bytes(&r.key);
-            l.push((kb.clone(), r.digest));
-            keys.entry(kb).or_insert(r.key);
-        }
-        l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        l.dedup_by(|a, b| a.0 == b.0);
-        lists.push(l);
-    }
-    let mut out = Vec::new();
-    for d in merkle::diff_rows(&lists) {
-        if let Some(k) = keys.remove(&d.key) {
+    let lists: Vec<Vec<(KeyRef, u128)>> = rows
+        .iter()
+        .enumerate()
+        .map(|(region, region_rows)| {
+            let mut l: Vec<(KeyRef, u128)> = region_rows
+                .iter()
+                .enumerate()
+                .map(|(idx, r)| (KeyRef { bytes: crate::digest::key_bytes(&r.key), region, idx }, r.digest))
+                .collect();
+            l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            l.dedup_by(|a, b| a.0 == b.0);
+            l
+        })
+        .collect();
+    merkle::diff_rows(&lists)
+        .into_iter()
+        .map(|d| {
+            let k = rows[d.key.region][d.key.idx].key.clone();
             let text = k.iter().map(|v| v.pg_text()).collect();
-            out.push((k, text));
-        }
-    }
-    out
+            (k, text)
+        })
+        .collect()
 }
 
 async fn fetch_all(sources: &mut [PgSource<'_>], keys: &[Vec<Option<String>>]) -> Result<Vec<Vec<FetchedRow>>> {
@@ -706,7 +736,13 @@ struct Found {
 }
 
 /// Compares the fetched versions of each candidate key as values; keeps those that differ.
-fn compare_fetched(spec: &TableSpec, names: &[String], candidates: &[(Vec<Value>, Vec<Option<String>>)], fetched: &[Vec<FetchedRow>]) -> Vec<Found> {
+fn compare_fetched(
+    spec: &TableSpec,
+    names: &[String],
+    candidates: &[(Vec<Value>, Vec<Option<String>>)],
+    fetched: &[Vec<FetchedRow>],
+    keep_rows: bool,
+) -> Vec<Found> {
     let maps: Vec<HashMap<Vec<u8>, &FetchedRow>> =
         fetched.iter().map(|rows| rows.iter().map(|r| (crate::digest::key_bytes(&r.key), r)).collect()).collect();
     let mut out = Vec::new();
@@ -741,7 +777,7 @@ fn compare_fetched(spec: &TableSpec, names: &[String], candidates: &[(Vec<Value>
             changed_columns: changed,
             newest: present.iter().filter_map(|r| r.version_time).max(),
             in_flight: false,
-            rows: versions.iter().map(|v| v.map(|r| r.values.clone())).collect(),
+            rows: if keep_rows { versions.iter().map(|v| v.map(|r| r.values.clone())).collect() } else { Vec::new() },
         });
     }
     out

@@ -1169,6 +1169,17 @@ fn split_qualified(text: &str) -> Option<TableName> {
     Some(TableName::new(s, n))
 }
 
+/// True when `rule` orders versions by their commit timestamps.
+fn decides_by_commit_ts(rule: &crate::config::Resolution) -> bool {
+    use crate::config::Resolution::*;
+    match rule {
+        LastWriteWins { tracking_column } | FirstWriteWins { tracking_column } => tracking_column.is_none(),
+        ColumnMerge { tracking_column, .. } => tracking_column.is_none(),
+        Custom { expression } => expression.contains("commit_ts"),
+        _ => false,
+    }
+}
+
 /// Options of [`plan_fix`].
 #[derive(Default)]
 pub struct FixOptions {
@@ -1226,11 +1237,27 @@ pub async fn plan_fix(
         let cols: Vec<String> = shape.compared_columns().iter().map(|c| c.name.clone()).collect();
         let resolver = match crate::resolve::Resolver::new(&rule, tombstone.as_ref(), &cols, &opts.registry) {
             Ok(r) => r,
+            // A rule that does not fit the live table is a config error: refuse the whole
+            // run before anything is written anywhere.
             Err(m) => {
-                not_planned.push((d.table.to_string(), format!("resolution {}: {m}", rule.name())));
-                continue;
+                return Err(Error::Config {
+                    file: config.file.as_ref().map_or_else(|| "(default rule)".into(), |f| f.display().to_string()),
+                    message: format!("table {}: resolution {}: {m}", d.table, rule.name()),
+                });
             }
         };
+        if decides_by_commit_ts(&rule) {
+            for (c, r) in clients.iter().zip(&names) {
+                if !commit_ts_enabled(c, r).await? {
+                    tracing::warn!(
+                        "table {}: {} decides by commit timestamp, but track_commit_timestamp is off in region {r}, \
+                         so versions there tie and the region order decides; set tracking_column or turn track_commit_timestamp on",
+                        d.table,
+                        rule.name()
+                    );
+                }
+            }
+        }
         let tombstone_table = match &tombstone {
             Some(crate::config::Tombstone::Table { table, deleted_at_column }) => {
                 let (schema, name) = TableName::parse_user(table).map_err(|m| Error::Table {

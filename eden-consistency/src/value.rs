@@ -495,6 +495,8 @@ pub fn key_json(v: &Value, pg_text: Option<&str>) -> serde_json::Value {
     match (v, pg_text) {
         (Value::Null, _) => serde_json::Value::Null,
         (Value::Int(i), _) => serde_json::Value::from(*i),
+        // As the output function prints it (`t`/`f`), not the `true` of a `::text` cast.
+        (Value::Bool(b), _) => serde_json::Value::String(if *b { "t" } else { "f" }.into()),
         (_, Some(t)) => serde_json::Value::String(t.to_string()),
         (v, None) => serde_json::Value::String(v.pg_text().unwrap_or_default()),
     }

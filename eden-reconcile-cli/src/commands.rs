@@ -158,9 +158,10 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         Format::Human => report.print_human(&mut out)?,
     }
     drop(out);
-    if report.has_errors() {
-        let failed: Vec<&str> = report.tables.iter().filter(|t| !t.errors.is_empty()).map(|t| t.table.as_str()).collect();
-        bail!("fix could not apply every batch (tables: {}); rerun it once the cause is fixed, nothing was lost", failed.join(", "));
+    let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
+    if let Some(first) = errors.first() {
+        let more = if errors.len() > 1 { format!(" (and {} more failed batch(es), see the report)", errors.len() - 1) } else { String::new() };
+        bail!("{first}; that batch was rolled back, nothing was lost{more}");
     }
     Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
 }

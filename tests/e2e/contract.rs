@@ -435,7 +435,8 @@ async fn contract_three_regions_changed_columns() {
 async fn contract_in_flight() {
     let dbs = TestDbs::new_named("contract_in_flight", &[E, W]).await;
     dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'new', now())").await;
+    // id 1 changed just now in us-east-1; id 2 inserted just now, not yet in us-west-2.
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'new', now()), (2, 'fresh insert', now())").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'old', '2024-01-01')").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 300\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
@@ -446,15 +447,20 @@ async fn contract_in_flight() {
     assert_eq!(j["consistent"], true, "{j}");
     let t = table(&j, "public.t");
     assert_ne!(t["status"], "divergent", "{t}");
-    assert_eq!(t["in_flight_count"], 1, "{t}");
+    assert_eq!(t["in_flight_count"], 2, "{t}");
     let d = diff(t, &json!({"id": 1}));
     assert_eq!(d["in_flight"], true, "{t}");
+    let d = diff(t, &json!({"id": 2}));
+    assert_eq!(d["in_flight"], true, "a fresh insert not yet replicated is in flight: {t}");
+    assert_eq!(d["missing_in"], json!([W]));
 
     // A shorter window (the row is still younger than it) keeps the pause short.
     let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
-    assert_ne!(r.code, Some(2), "{}", r.stderr);
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("old"), "fix must leave an in-flight row: {}", r.stdout);
+    // In flight alone is not a difference: fix has nothing to do now.
+    code(&r, 0);
+    assert_eq!(one(&dbs, 1, "SELECT v FROM t WHERE id = 1").await.as_deref(), Some("old"), "fix must leave an in-flight row: {}", r.stdout);
+    assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM t").await, 1, "fix must leave an in-flight insert: {}", r.stdout);
 
     // No config: window 0 → divergent.
     let r = go(&dbs, None, &["check", "--format", "json"]);
@@ -848,6 +854,7 @@ async fn contract_fix_commit_timestamp() {
     code(&r, 0);
     let v: String = cluster.client("west").await.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
     assert_eq!(v, "east-newer");
+    commit_ts_in_flight_and_custom(&cluster).await;
     drop(cluster);
 }
 
@@ -956,15 +963,16 @@ async fn contract_errors() {
     let r = go(&dbs, None, &["check", "--table", "no_such_table"]);
     r.assert_one_line_error();
     assert!(r.stderr.contains("no_such_table"), "{}", r.stderr);
-    // Usage error.
-    let r = run(["check", "--bogus-flag"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
-    let r = run(["frobnicate"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
-    // A bad --region argument.
-    let r = run(["check", "--db", "app", "--region", "no-equals-sign"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(!r.stderr.contains("panicked"));
+    // Usage errors.
+    run(["check", "--bogus-flag"]).assert_one_line_error();
+    run(["frobnicate"]).assert_one_line_error();
+    run(["--format", "xml", "check", "--db", "app"]).assert_one_line_error();
+    run(["check", "--db", "app", "--region", "no-equals-sign"]).assert_one_line_error();
+    let r = go(&dbs, None, &["conflicts", "--since", "yesterday-ish"]);
+    r.assert_one_line_error();
+    let r = go(&dbs, None, &["conflicts", "--in", "mars-1"]);
+    r.assert_one_line_error();
+    assert!(r.stderr.contains("mars-1"), "{}", r.stderr);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -996,7 +1004,6 @@ async fn contract_key_rendering_other_types() {
 }
 
 /// A boolean key is printed as PostgreSQL prints it: `t` / `f`.
-#[ignore = "contract deviation: boolean key values are rendered \"true\"/\"false\", PostgreSQL prints t/f"]
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_key_rendering_bool() {
     let dbs = TestDbs::new_named("contract_key_bool", &[E, W]).await;
@@ -1407,7 +1414,6 @@ async fn contract_manual_missing_and_rule_edges() {
 /// Config errors in a table's rule (custom expression naming an unknown column or smuggling a
 /// second statement, region_priority without regions) are errors: exit 2, one line naming the
 /// table, nothing changed.
-#[ignore = "contract deviation: a custom expression naming an unknown column is reported as not_planned with exit 1 and empty stderr, not a config error (exit 2, one line naming the table)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_invalid_rule_is_error() {
     let dbs = TestDbs::new_named("contract_invalid_rule", &[E, W]).await;
@@ -1433,29 +1439,22 @@ async fn contract_invalid_rule_is_error() {
 }
 
 /// In flight with commit timestamps (no tracking column), and custom with commit_ts(a).
-#[tokio::test(flavor = "multi_thread")]
-async fn contract_commit_ts_in_flight_and_custom() {
-    use eden_test_util::{ClusterOptions, TestCluster};
-    let cluster = tokio::task::spawn_blocking(|| {
-        let c = TestCluster::start(ClusterOptions::new().logical());
-        c.psql("postgres", "CREATE DATABASE east");
-        c.psql("postgres", "CREATE DATABASE west");
-        c
-    })
-    .await
-    .unwrap();
-    for db in ["east", "west"] {
+/// Runs on the commit-timestamp cluster of `contract_fix_commit_timestamp` (one cluster start).
+async fn commit_ts_in_flight_and_custom(cluster: &eden_test_util::TestCluster) {
+    cluster.psql("postgres", "CREATE DATABASE east2");
+    cluster.psql("postgres", "CREATE DATABASE west2");
+    for db in ["east2", "west2"] {
         cluster.client(db).await.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text)").await.unwrap();
     }
-    cluster.client("east").await.batch_execute("INSERT INTO c VALUES (1, 'east-first')").await.unwrap();
+    cluster.client("east2").await.batch_execute("INSERT INTO c VALUES (1, 'east-first')").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    cluster.client("west").await.batch_execute("INSERT INTO c VALUES (1, 'west-later'); INSERT INTO t VALUES (1, 'west')").await.unwrap();
-    cluster.client("east").await.batch_execute("INSERT INTO t VALUES (1, 'east')").await.unwrap();
+    cluster.client("west2").await.batch_execute("INSERT INTO c VALUES (1, 'west-later'); INSERT INTO t VALUES (1, 'west')").await.unwrap();
+    cluster.client("east2").await.batch_execute("INSERT INTO t VALUES (1, 'east')").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = |cfg: &Path, extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = vec!["--config".into(), cfg.display().to_string()];
         a.extend(extra.iter().map(|s| s.to_string()));
-        a.extend(["--db".into(), "app".into(), "--region".into(), format!("{E}={}", cluster.url("east")), "--region".into(), format!("{W}={}", cluster.url("west"))]);
+        a.extend(["--db".into(), "app".into(), "--region".into(), format!("{E}={}", cluster.url("east2")), "--region".into(), format!("{W}={}", cluster.url("west2"))]);
         a
     };
     let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: c, resolution: custom, expression: \"commit_ts(a) < commit_ts(b)\"}"]);
@@ -1470,7 +1469,6 @@ async fn contract_commit_ts_in_flight_and_custom() {
     let a = actions_for(table(&j, "public.c"), &json!({"id": 1}));
     assert_eq!(a[0]["winner_region"], E, "custom commit_ts(a) < commit_ts(b): earliest wins: {j}");
     assert_eq!(a[0]["decided_by"], "expression");
-    drop(cluster);
 }
 
 /// `check --record` rows name the other side in `remote_region`; a dry run adds no records
@@ -1561,4 +1559,190 @@ async fn contract_archive_same_transaction() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     assert_eq!(one(&dbs, 1, "SELECT v FROM t WHERE id = 1").await.as_deref(), Some("west"), "changed without its record");
     assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM t").await, 1, "inserted without its record");
+}
+
+/// In flight: a difference that converges during the recheck pause is not listed; an old
+/// difference is divergent even with a window; PGSSLMODE from the environment is honoured.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_in_flight_converges_and_old_divergent() {
+    let dbs = TestDbs::new_named("contract_in_flight_conv", &[E, W]).await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)").await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'new', now()), (2, 'old-east', '2024-02-01')").await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'older', '2024-01-01'), (2, 'old-west', '2024-01-01')").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
+    // "Replication" catches up shortly after the first look.
+    let url0 = dbs.url(0);
+    let url1 = dbs.url(1);
+    let catch_up = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let (c, conn) = eden_test_util::tokio_postgres::connect(&url1, eden_test_util::tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let (c0, conn0) = eden_test_util::tokio_postgres::connect(&url0, eden_test_util::tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn0);
+        let row = c0.query_one("SELECT v, updated_at FROM t WHERE id = 1", &[]).await.unwrap();
+        let v: String = row.get(0);
+        let at: std::time::SystemTime = row.get(1);
+        c.execute("UPDATE t SET v = $1, updated_at = $2 WHERE id = 1", &[&v, &at]).await.unwrap();
+    });
+    let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
+    catch_up.await.unwrap();
+    code(&r, 1);
+    let j = r.json();
+    let t = table(&j, "public.t");
+    assert_eq!(t["status"], "divergent", "the old difference is divergent: {t}");
+    assert_eq!(t["difference_count"], 1, "the converged row is not listed: {t}");
+    assert_eq!(t["differences"][0]["key"], json!({"id": 2}));
+    assert_ne!(t["differences"][0]["in_flight"], true);
+
+    // PGSSLMODE=verify-full with no root certificate in $HOME must fail to connect.
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = eden();
+    cmd.env("HOME", home.path()).env("PGSSLMODE", "verify-full").args(["check", "--db", "app"]).args(dbs.region_args());
+    let r = run_cmd(&mut cmd);
+    r.assert_one_line_error();
+}
+
+/// `key_columns` from the config also drive fix on a table without a key.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_fix_with_config_key_columns() {
+    let dbs = TestDbs::new_named("contract_fix_keycols", &[E, W]).await;
+    dbs.exec_all("CREATE TABLE nk (tenant text, item int, qty int)").await;
+    dbs.exec(0, "INSERT INTO nk VALUES ('a', 1, 10), ('a', 2, 20), ('b', 1, 5)").await;
+    dbs.exec(1, "INSERT INTO nk VALUES ('a', 1, 11), ('b', 1, 5)").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: nk, resolution: region_priority, regions: [us-east-1, us-west-2], key_columns: [tenant, item]}"]);
+    let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
+    code(&r, 0);
+    let j = r.json();
+    let t = table(&j, "public.nk");
+    assert_eq!(actions_for(t, &json!({"tenant": "a", "item": 1}))[0]["action"], "update", "{t}");
+    assert_eq!(actions_for(t, &json!({"tenant": "a", "item": 2}))[0]["action"], "insert", "{t}");
+    let q = "SELECT string_agg(format('%s/%s/%s', tenant, item, qty), ',' ORDER BY tenant, item) FROM nk";
+    assert_eq!(one(&dbs, 1, q).await.as_deref(), Some("a/1/10,a/2/20,b/1/5"));
+}
+
+/// A tracking column (or highest_value column) the table does not have is a config error:
+/// exit 2, one line on stderr naming the table, nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_unknown_rule_column_is_error() {
+    let dbs = TestDbs::new_named("contract_unknown_rule_col", &[E, W]).await;
+    dbs.exec_all("CREATE TABLE vault_secrets (id int PRIMARY KEY, v text, last_updated_at timestamptz)").await;
+    dbs.exec(0, "INSERT INTO vault_secrets VALUES (1, 'east', '2024-06-01')").await;
+    dbs.exec(1, "INSERT INTO vault_secrets VALUES (1, 'west', '2024-01-01')").await;
+    let dir = tempfile::tempdir().unwrap();
+    for rule in [
+        "{table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated}",
+        "{table: vault_secrets, resolution: highest_value, column: no_such_column}",
+    ] {
+        let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &[rule]);
+        for args in [&["fix"][..], &["fix", "--format", "json"][..]] {
+            let r = go(&dbs, Some(&cfg), args);
+            r.assert_one_line_error();
+            assert!(r.stderr.contains("vault_secrets"), "{rule}: {}", r.stderr);
+        }
+    }
+    assert_eq!(one(&dbs, 1, "SELECT v FROM vault_secrets").await.as_deref(), Some("west"));
+}
+
+/// last_write_wins without a tracking column decides by commit timestamp; on a server with
+/// `track_commit_timestamp = off` every version's commit time is unknown (NULL, older than
+/// any value), so the contract's tie order decides (ending in the regions' order). fix still
+/// converges, archives what it overwrites, and says on stderr why the region order decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_lww_without_commit_timestamps_says_why() {
+    let dbs = TestDbs::new_named("contract_lww_no_commit_ts", &[E, W]).await;
+    let off = one(&dbs, 0, "SHOW track_commit_timestamp").await;
+    if off.as_deref() != Some("off") {
+        return; // needs a server without commit timestamps
+    }
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'east')").await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'west (written last)')").await;
+    let r = go(&dbs, None, &["fix", "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("track_commit_timestamp"), "should say why the region order decided: {}", r.stderr);
+    let action = &r.json()["tables"][0]["actions"][0];
+    assert_eq!(action["decided_by"], "tiebreak:region_order", "{action}");
+    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("east"));
+    let archived = one(&dbs, 1, "SELECT local_row->>'v' FROM replication_conflicts").await;
+    assert_eq!(archived.as_deref(), Some("west (written last)"), "the overwritten row is archived");
+}
+
+/// Nothing depends on which region answered first: repeated runs give the same report
+/// (apart from timings and run ids) and the same plan.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_deterministic_reports() {
+    let dbs = TestDbs::new_named("contract_deterministic", &[E, W, "eu-west-1"]).await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, at timestamptz); CREATE TABLE u (id int PRIMARY KEY, v text, at timestamptz)").await;
+    dbs.exec(0, "INSERT INTO t SELECT g, 'e' || (g % 3), '2024-01-01' FROM generate_series(1, 200) g; INSERT INTO u VALUES (1, 'a', '2024-01-01')").await;
+    dbs.exec(1, "INSERT INTO t SELECT g, 'w' || (g % 5), '2024-01-01' FROM generate_series(5, 210) g; INSERT INTO u VALUES (1, 'b', '2024-01-01')").await;
+    dbs.exec(2, "INSERT INTO t SELECT g, 'e' || (g % 3), '2024-01-01' FROM generate_series(1, 190) g").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &[E, W, "eu-west-1"], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: at}", "{table: u, resolution: last_write_wins, tracking_column: at}"]);
+    fn strip(v: &mut J) {
+        if let Some(o) = v.as_object_mut() {
+            for k in ["stats", "elapsed_ms", "run_id", "mode"] {
+                o.remove(k);
+            }
+            for (_, x) in o.iter_mut() {
+                strip(x);
+            }
+        } else if let Some(a) = v.as_array_mut() {
+            for x in a {
+                strip(x);
+            }
+        }
+    }
+    let mut first: Option<(J, J)> = None;
+    for _ in 0..2 {
+        let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
+        code(&r, 1);
+        let mut c = r.json();
+        strip(&mut c);
+        let r = go(&dbs, Some(&cfg), &["fix", "--dry-run", "--format", "json"]);
+        code(&r, 1);
+        let mut f = r.json();
+        strip(&mut f);
+        match &first {
+            None => first = Some((c, f)),
+            Some((c0, f0)) => {
+                assert_eq!(&c, c0, "check report changed between runs");
+                assert_eq!(&f, f0, "fix plan changed between runs");
+            }
+        }
+    }
+}
+
+/// Winners that swap a unique non-key value between two rows are consistent with each other;
+/// fix writes them (the final state satisfies every constraint).
+#[ignore = "contract deviation: fix fails (exit 2) with duplicate key on users_email_key when the winners swap unique values between rows"]
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_fix_swapped_unique_values() {
+    let dbs = TestDbs::new_named("contract_fix_swap_unique", &[E, W]).await;
+    dbs.exec_all("CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE NOT NULL, at timestamptz)").await;
+    dbs.exec(0, "INSERT INTO users VALUES (1, 'a@x', '2024-06-01'), (2, 'b@x', '2024-06-01')").await;
+    dbs.exec(1, "INSERT INTO users VALUES (1, 'b@x', '2024-01-01'), (2, 'a@x', '2024-01-01')").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: users, resolution: last_write_wins, tracking_column: at}"]);
+    let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
+    code(&r, 0);
+    let q = "SELECT string_agg(id || '=' || email, ',' ORDER BY id) FROM users";
+    assert_eq!(one(&dbs, 1, q).await.as_deref(), Some("1=a@x,2=b@x"));
+}
+
+/// A fix that cannot be applied in a region (the winner violates a constraint only that
+/// region has) is an error: exit 2, exactly one line on stderr naming region and table,
+/// no password, and nothing lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_fix_apply_error_one_line() {
+    let dbs = TestDbs::new_named("contract_fix_apply_error", &[E, W]).await;
+    dbs.exec(0, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'bad')").await;
+    dbs.exec(1, "CREATE TABLE t (id int PRIMARY KEY, v text CHECK (v <> 'bad')); INSERT INTO t VALUES (1, 'good')").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"]);
+    let r = go(&dbs, Some(&cfg), &["fix"]);
+    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("good"));
+    r.assert_one_line_error();
+    assert!(r.stderr.contains(W) && r.stderr.contains("t"), "{}", r.stderr);
 }
