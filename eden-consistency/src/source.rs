@@ -464,7 +464,7 @@ impl<'a> PgSource<'a> {
         let spec = self.spec.clone();
         let t0 = Instant::now();
         let cols: Vec<String> = spec.columns.iter().map(|c| value::select_expr(c, Some("t"))).collect();
-        let oids: Vec<u32> = spec.columns.iter().map(|c| value::ColumnType::effective_oid(c)).collect();
+        let oids: Vec<u32> = spec.columns.iter().map(value::ColumnType::effective_oid).collect();
         let k0_idx = spec.columns.iter().position(|c| c.name == spec.key[0].name).unwrap_or(0);
         let sql = format!(
             "COPY (SELECT {} FROM {} t{}) TO STDOUT (FORMAT binary)",

@@ -9,7 +9,8 @@ const AFTER_HELP: &str = "\
 Examples:
   eden-reconcile --config postgresql-multi-region.yaml check --db eden_vault
   eden-reconcile check --db eden_vault \\
-      --region us-east-1=postgres://pg-east/eden_vault --region us-west-2=postgres://pg-west/eden_vault
+      --region us-east-1=postgres://pg-east/eden_vault \\
+      --region us-west-2=postgres://pg-west/eden_vault
   eden-reconcile fix --db eden_vault --table vault_secrets --dry-run
   eden-reconcile conflicts --db eden_vault --since 24h --unresolved
   eden-reconcile init --db eden_vault
