@@ -353,9 +353,7 @@ impl Checker {
     /// `error` status; a bad `--where` is an `Err`.
     async fn check_on(&self, conns: &[Client], table: &TableName, opts: &CheckOptions, run_id: &str, snapshots: &[Option<String>]) -> Result<TableCheck> {
         let t0 = Instant::now();
-        let progress = Progress::new(opts.progress, &table.to_string(), 0);
         let res = self.check_inner(conns, table, opts, run_id, snapshots).await;
-        progress.finish();
         // Leave no transaction open on the sessions.
         for c in conns {
             let _ = c.batch_execute("ROLLBACK").await;
@@ -451,6 +449,8 @@ impl Checker {
 
         // Aligned chunks from the first region's keys.
         let est = schemas.iter().flatten().map(|s| if s.estimated_rows > 0 { s.estimated_rows } else { s.total_bytes / 200 }).max().unwrap_or(0);
+        let progress = Progress::new(opts.progress, &table.to_string(), est.max(0) as u64 * names.len() as u64);
+        progress.update(0);
         let chunking = sources[0].sample_bounds_with(est.max(0) as u64, opts.chunks).await?;
         let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
             let ch = &chunking;
@@ -461,6 +461,7 @@ impl Checker {
         .collect::<Result<_>>()?;
         let row_counts = RegionMap(names.iter().cloned().zip(summaries.iter().map(|s| s.iter().map(|c| c.count).sum::<u64>())).collect());
         let differing = merkle::differing_chunks(&summaries);
+        progress.update(sources.iter().map(|s| s.stats.rows_read).sum());
 
         // Exact keys from the differing chunks, then only those rows fetched everywhere and
         // compared column by column; in batches of chunks so that memory stays bounded
@@ -479,6 +480,7 @@ impl Checker {
             let fetched = fetch_all(&mut sources, &key_texts).await?;
             found.extend(compare_fetched(&spec, &names, &candidates, &fetched, opts.record));
         }
+        progress.finish();
         let stats = RegionMap(names.iter().cloned().zip(sources.iter().map(|s| s.stats.clone())).collect());
         drop(sources);
         for c in conns {

@@ -157,6 +157,13 @@ impl TableSpec {
         format!("ROW({})", parts.join(", "))
     }
 
+    /// True when ranges of the first key column in byte order can use its index: not
+    /// collatable, or collated `C` / `POSIX`.
+    fn key_in_byte_order(&self) -> bool {
+        let k = &self.key[0];
+        k.is_array || k.collation.as_deref().is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
+    }
+
     /// True when the first key column is an integer (bounds sent as `int8[]`).
     fn int_key(&self) -> bool {
         matches!(value::ColumnType::effective_oid(&self.key[0]), oid::INT2 | oid::INT4 | oid::INT8)
@@ -436,17 +443,26 @@ impl<'a> PgSource<'a> {
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
         );
-        let ints: Vec<i64>;
-        let rows = if n == 0 {
-            self.query("hashing", &sql, &[]).await?
-        } else if spec.int_key() {
-            ints = chunking.bounds.iter().map(|b| if let Value::Int(x) = b { *x } else { 0 }).collect();
-            self.query("hashing", &sql, &[&ints]).await?
+        let ints: Vec<i64> = if spec.int_key() {
+            chunking.bounds.iter().map(|b| if let Value::Int(x) = b { *x } else { 0 }).collect()
         } else {
-            self.query("hashing", &sql, &[&chunking.bounds_text]).await?
+            Vec::new()
         };
+        let params: Vec<&(dyn ToSql + Sync)> = if n == 0 {
+            Vec::new()
+        } else if spec.int_key() {
+            vec![&ints]
+        } else {
+            vec![&chunking.bounds_text]
+        };
+        // Streamed: one small summary kept per chunk, never the result rows.
+        let t0 = Instant::now();
+        let stream = self.client.query_raw(sql.as_str(), params.iter().copied()).await.map_err(|e| self.qerr("hashing", &e))?;
+        pin_mut!(stream);
         let mut out = vec![ChunkSummary::default(); chunking.len()];
-        for r in rows {
+        while let Some(r) = stream.next().await {
+            let r = r.map_err(|e| self.qerr("hashing", &e))?;
+            self.stats.bytes_received += row_bytes(&r);
             let bc: i64 = r.get(0);
             let (b, c) = (bc >> 32, bc & 0xffff_ffff);
             let h: i64 = r.get(1);
@@ -456,6 +472,8 @@ impl<'a> PgSource<'a> {
                 self.stats.rows_read += c as u64;
             }
         }
+        self.stats.time_ms += t0.elapsed().as_millis() as u64;
+        tracing::debug!(region = %self.region, what = "hashing", ms = t0.elapsed().as_millis() as u64, "query done");
         self.stats.chunks += chunking.len() as u64;
         Ok(out)
     }
@@ -546,6 +564,21 @@ impl<'a> PgSource<'a> {
             ),
         };
         let select = format!("{}, {sel}", spec.key_select());
+        if n > 0 && !spec.key_in_byte_order() {
+            // The key's index is in a collation other than byte order, so a byte-order range
+            // cannot use it: one scan picks the rows of the differing chunks instead.
+            let sql = format!(
+                "SELECT {select} FROM {tbl} t{w}",
+                tbl = spec.table.quoted(),
+                w = spec.where_sql(&[format!("COALESCE(width_bucket({k0}, {}), {}) = ANY($2::int4[])", spec.bounds_param(), n + 1)]),
+            );
+            let wanted: Vec<i32> = chunks.iter().map(|&c| c as i32).collect();
+            let rows = self.query("reading rows of", &sql, &[&chunking.bounds_text, &wanted]).await?;
+            let mut out = Vec::new();
+            self.keyed_rows(&rows, 0, &mut out)?;
+            self.stats.chunks_differing += chunks.len() as u64;
+            return Ok(out);
+        }
         let mut lo = Vec::new();
         let mut hi = Vec::new();
         let mut out = Vec::new();
