@@ -9,11 +9,11 @@
 //! # PostgreSQL, two modes
 //!
 //! * **pushdown**: the server does the hashing; one scan per region and table:
-//!   `SELECT width_bucket(k, $bounds), count(*), bit_xor(hash_record_extended(ROW(cols), 0))
+//!   `SELECT width_bucket(k, $bounds), count(*), bit_xor(hash_record_extended(ROW(cols), 1))
 //!   FROM t GROUP BY 1`, so only a few bytes per chunk cross the network. Rows of differing
 //!   chunks are then read through the key's index (a `LATERAL` join over `unnest($lo, $hi)`
-//!   ranges, never LIMIT/OFFSET) as `(key, hash_record_extended(.., 0), hash_record_extended(.., 1))`:
-//!   128 bits per row. Columns are hashed in a canonical order (sorted by name, excluded
+//!   ranges, never LIMIT/OFFSET) as `(key, hash_record_extended(.., 1), hash_record_extended(.., 2))`:
+//!   128 bits per row. Seeds are never 0: with seed 0 a float `0.0` hashes like a NULL field. Columns are hashed in a canonical order (sorted by name, excluded
 //!   columns dropped), so column order and dropped columns never matter; collatable columns
 //!   are hashed `COLLATE "C"` (bytes, whatever the region's collation); `json` is hashed as
 //!   `jsonb` (by value); a type without a hash operator class is hashed through its text
@@ -30,8 +30,9 @@
 //! Both modes then fetch the differing keys' rows and compare them column by column as
 //! values ([`crate::digest::encode_value`] bytes), which names `changed_columns` and drops
 //! any row whose hash differed while its values are equal, so both modes report the same
-//! differences. (Known pushdown blind spots: values that PostgreSQL's hash functions treat
-//! as equal while [`Value`] does not, e.g. `interval '1 mon'` and `'30 days'`.)
+//! differences. Columns are hashed through [`value::pushdown_exprs`], which casts the types
+//! whose server hash is looser than [`Value`] equality (intervals, arrays' bounds, money,
+//! types without a hash) so that the two equalities agree.
 //!
 //! # Chunks
 //!
@@ -59,6 +60,11 @@ use crate::merkle::ChunkSummary;
 use crate::report::RegionStats;
 use crate::schema::Column;
 use crate::value::{self, Value, oid};
+
+/// Seed of the per-chunk row hashes in pushdown mode (never 0: see the module docs).
+const CHUNK_SEED: i64 = 1;
+/// Seeds of the two 64-bit halves of a row's 128-bit hash in pushdown mode.
+const ROW_SEEDS: [i64; 2] = [1, 2];
 
 /// How digests are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,25 +141,12 @@ impl TableSpec {
         s
     }
 
-    /// `ROW(...)` of the compared columns, as hashed in the server.
+    /// `ROW(...)` of the compared columns, as hashed in the server: each column through
+    /// [`value::pushdown_exprs`], so the server's hash equality is the client's value
+    /// equality (text as bytes, intervals as stored, arrays with their dimensions, json by
+    /// value, types without a hash through their canonical text).
     fn row_expr(&self) -> String {
-        let parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                let r = Self::col_ref(c);
-                let base = value::ColumnType::effective_oid(c);
-                if base == oid::JSON {
-                    format!("{r}::jsonb")
-                } else if !c.hashable {
-                    format!("{r}::text COLLATE \"C\"")
-                } else if c.collation.is_some() && !c.is_array {
-                    format!("{r} COLLATE \"C\"")
-                } else {
-                    r
-                }
-            })
-            .collect();
+        let parts: Vec<String> = self.columns.iter().flat_map(|c| value::pushdown_exprs(c, Some("t"))).collect();
         format!("ROW({})", parts.join(", "))
     }
 
@@ -438,7 +431,7 @@ impl<'a> PgSource<'a> {
         };
         let sql = format!(
             "SELECT (b::int8 << 32) | count(*), bit_xor(h) FROM \
-             (SELECT {bucket} AS b, hash_record_extended({row}, 0) AS h FROM {tbl} t{w}) s GROUP BY b",
+             (SELECT {bucket} AS b, hash_record_extended({row}, {CHUNK_SEED}) AS h FROM {tbl} t{w}) s GROUP BY b",
             row = spec.row_expr(),
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
@@ -559,8 +552,10 @@ impl<'a> PgSource<'a> {
         let sel = match self.mode {
             Mode::Stream => spec.columns.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", "),
             _ => format!(
-                "hash_record_extended({r}, 0), hash_record_extended({r}, 1)",
-                r = spec.row_expr()
+                "hash_record_extended({r}, {s0}), hash_record_extended({r}, {s1})",
+                r = spec.row_expr(),
+                s0 = ROW_SEEDS[0],
+                s1 = ROW_SEEDS[1]
             ),
         };
         let select = format!("{}, {sel}", spec.key_select());

@@ -231,3 +231,27 @@ async fn jobs_and_record() {
     let r = c.run(&Default::default()).await.unwrap();
     assert!(!r.tables.iter().any(|t| t.table.contains("replication_conflicts")));
 }
+
+/// Differences PostgreSQL's hash functions alone would miss: a float 0.0 against NULL (seed-0
+/// hashes agree), intervals equal only under 30-day months, array bounds, and text that a
+/// case-insensitive type's hash folds. Both modes must report each key.
+#[tokio::test]
+async fn pushdown_sees_what_server_hashes_would_fold() {
+    let dbs = TestDbs::new("chk_hash_blind_spots", 2).await;
+    dbs.exec_all(
+        "CREATE TABLE t(id int primary key, f float8, iv interval, arr int[]);
+         INSERT INTO t SELECT g, g, g * interval '1 day', ARRAY[g] FROM generate_series(1, 300) g;",
+    )
+    .await;
+    dbs.exec(0, "UPDATE t SET f = 0 WHERE id = 7; UPDATE t SET iv = interval '1 mon' WHERE id = 8; UPDATE t SET arr = '{1,2}' WHERE id = 9;").await;
+    dbs.exec(1, "UPDATE t SET f = NULL WHERE id = 7; UPDATE t SET iv = interval '30 days' WHERE id = 8; UPDATE t SET arr = '[0:1]={1,2}' WHERE id = 9;").await;
+    let c = checker(&dbs).await;
+    let r = run_both(&c, &Default::default()).await;
+    let got: Vec<_> = diffs(table(&r, "public.t")).into_iter().map(|(k, _, cols)| (k, cols)).collect();
+    assert_eq!(
+        got,
+        vec![(json!({"id": 7}), s(&["f"])), (json!({"id": 8}), s(&["iv"])), (json!({"id": 9}), s(&["arr"]))],
+        "{:#}",
+        r.to_json()
+    );
+}
