@@ -606,15 +606,24 @@ impl Checker {
                 .iter()
                 .map(|d| {
                     let f = by_key.get(&crate::digest::key_bytes(&d.key_values));
-                    let local_row = f.and_then(|f| f.rows.get(ri).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
+                    let row_in = |i: usize| f.and_then(|f| f.rows.get(i).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
+                    let local_row = row_in(ri);
+                    // "The other side": the other region, or (three or more) the other regions
+                    // as a comma-separated list; its row when there is exactly one.
+                    let other_idx: Vec<usize> = (0..self.regions.len()).filter(|&i| i != ri).collect();
+                    let others: Vec<&str> = other_idx.iter().map(|&i| self.regions[i].name.as_str()).collect();
+                    let remote_row = match other_idx.as_slice() {
+                        [only] => row_in(*only),
+                        _ => None,
+                    };
                     crate::conflicts::ConflictRecord {
                         table_name: spec.table.to_string(),
                         key: serde_json::Value::Object(d.key.clone()),
                         conflict_type: if d.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
                         local_region: r.name.clone(),
-                        remote_region: None,
+                        remote_region: Some(others.join(",")),
                         local_row,
-                        remote_row: None,
+                        remote_row,
                         resolution: None,
                         winner_region: None,
                         decided_by: None,

@@ -289,7 +289,8 @@ pub async fn load_table(
         .query_one(
             "SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, \
                     COALESCE(sum(pg_total_relation_size(c.oid)), 0)::int8 \
-             FROM pg_partition_tree($1::oid) pt JOIN pg_class c ON c.oid = pt.relid",
+             FROM pg_class c \
+             WHERE c.oid = $1::oid OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid))",
             &[&oid],
         )
         .await

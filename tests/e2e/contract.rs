@@ -1473,7 +1473,6 @@ async fn commit_ts_in_flight_and_custom(cluster: &eden_test_util::TestCluster) {
 
 /// `check --record` rows name the other side in `remote_region`; a dry run adds no records
 /// to an existing `replication_conflicts`.
-#[ignore = "contract deviation: check --record leaves remote_region NULL instead of naming the other side"]
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_record_remote_region_and_dry_run_no_records() {
     let dbs = TestDbs::new_named("contract_record_remote", &[E, W]).await;
