@@ -16,11 +16,12 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eden_consistency::digest::{
-    decode_copy_tuple, digest_copy_tuple, digest_rows_parallel, encode_row, hash128, row_digest, CopyBinaryParser,
+    CopyBinaryParser, decode_copy_tuple, digest_copy_tuple, digest_rows_parallel, encode_row,
+    hash128, row_digest,
 };
-use eden_consistency::value::{oid, Value};
+use eden_consistency::value::{Value, oid};
 
 const ROWS: usize = 10_000;
 
@@ -30,7 +31,15 @@ thread_local! {
 
 /// Column oids in the canonical (name-sorted) order: id, last_updated_at, metadata, path,
 /// secret, tenant_id, version.
-const OIDS: [u32; 7] = [oid::INT8, oid::TIMESTAMPTZ, oid::JSONB, oid::TEXT, oid::BYTEA, oid::UUID, oid::INT4];
+const OIDS: [u32; 7] = [
+    oid::INT8,
+    oid::TIMESTAMPTZ,
+    oid::JSONB,
+    oid::TEXT,
+    oid::BYTEA,
+    oid::UUID,
+    oid::INT4,
+];
 
 /// A deterministic pseudo-random generator (xorshift), so runs are comparable.
 struct Rng(u64);
@@ -67,7 +76,11 @@ fn copy_stream() -> Vec<u8> {
         let mut jb = vec![1u8];
         jb.extend_from_slice(meta.as_bytes());
         field(&mut out, &jb);
-        let path = format!("/vault/tenants/{:08x}/secrets/db-password-{}", rng.next() as u32, i);
+        let path = format!(
+            "/vault/tenants/{:08x}/secrets/db-password-{}",
+            rng.next() as u32,
+            i
+        );
         field(&mut out, path.as_bytes());
         let secret: Vec<u8> = (0..4).flat_map(|_| rng.next().to_le_bytes()).collect();
         field(&mut out, &secret);
@@ -122,12 +135,18 @@ fn bench(c: &mut Criterion) {
         let mut buf = Vec::new();
         let mut i = 0;
         while let Some(t) = p.next_tuple().unwrap() {
-            assert_eq!(digest_copy_tuple(&t, &OIDS, &mut buf).unwrap(), row_digest(&rows[i]));
+            assert_eq!(
+                digest_copy_tuple(&t, &OIDS, &mut buf).unwrap(),
+                row_digest(&rows[i])
+            );
             i += 1;
         }
     }
 
-    for (name, tp) in [("rows", Throughput::Elements(ROWS as u64)), ("wire_bytes", Throughput::Bytes(stream.len() as u64))] {
+    for (name, tp) in [
+        ("rows", Throughput::Elements(ROWS as u64)),
+        ("wire_bytes", Throughput::Bytes(stream.len() as u64)),
+    ] {
         let mut g = c.benchmark_group(format!("digest_{name}"));
         g.throughput(tp);
         g.sample_size(20);
@@ -171,7 +190,9 @@ fn bench(c: &mut Criterion) {
                     }
                     while let Some(batch) = p.next_batch(4096).unwrap() {
                         black_box(batch.par_map(|t| {
-                            BUF.with(|buf| digest_copy_tuple(&t, &OIDS, &mut buf.borrow_mut()).unwrap())
+                            BUF.with(|buf| {
+                                digest_copy_tuple(&t, &OIDS, &mut buf.borrow_mut()).unwrap()
+                            })
                         }));
                     }
                 }
@@ -184,7 +205,9 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function("parallel_values_row_digest", |b| b.iter(|| black_box(digest_rows_parallel(&rows))));
+        g.bench_function("parallel_values_row_digest", |b| {
+            b.iter(|| black_box(digest_rows_parallel(&rows)))
+        });
         g.finish();
     }
 }

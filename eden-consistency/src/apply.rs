@@ -62,9 +62,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::error::{pg_message, Error, Result};
+use crate::error::{Error, Result, pg_message};
 use crate::ident::quote_ident;
-use crate::plan::{fetch_rows, sql_literal, ActionKind, FixPlan, KeyMap, TableShape};
+use crate::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
 
 /// The replication origin used by `--no-replicate`.
 pub const ORIGIN_NAME: &str = "eden_reconcile";
@@ -208,12 +208,23 @@ impl FixReport {
     /// `consistent` only when there is nothing to do at all.
     pub fn from_plan(plan: &FixPlan) -> FixReport {
         let statuses: HashMap<(usize, usize, usize), ActionStatus> = HashMap::new();
-        build_report(plan, &statuses, true, plan_is_clean(plan), &[], &BTreeMap::new())
+        build_report(
+            plan,
+            &statuses,
+            true,
+            plan_is_clean(plan),
+            &[],
+            &BTreeMap::new(),
+        )
     }
 
     /// Prints the report for humans: one readable table per table.
     pub fn print_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let verb = if self.dry_run { "fix plan (dry run, nothing changed)" } else { "fix" };
+        let verb = if self.dry_run {
+            "fix plan (dry run, nothing changed)"
+        } else {
+            "fix"
+        };
         writeln!(out, "{verb}: run {}", self.run_id)?;
         for t in &self.tables {
             writeln!(out)?;
@@ -225,7 +236,11 @@ impl FixReport {
                 t.actions.len(),
                 t.applied,
                 t.unresolved,
-                if t.changed > 0 { format!(", {} changed since read (left for the next run)", t.changed) } else { String::new() }
+                if t.changed > 0 {
+                    format!(", {} changed since read (left for the next run)", t.changed)
+                } else {
+                    String::new()
+                }
             )?;
             if !t.actions.is_empty() {
                 let rows: Vec<[String; 6]> = t
@@ -283,7 +298,11 @@ impl FixReport {
                 out,
                 "foreign-key cycle: {} ({})",
                 names.join(" <-> "),
-                if c.deferrable { "deferrable: written in one transaction" } else { "NOT deferrable" }
+                if c.deferrable {
+                    "deferrable: written in one transaction"
+                } else {
+                    "NOT deferrable"
+                }
             )?;
         }
         for f in &self.sql_files {
@@ -296,7 +315,11 @@ impl FixReport {
             writeln!(
                 out,
                 "{}",
-                if self.consistent { "all regions agree now" } else { "regions still differ (see above)" }
+                if self.consistent {
+                    "all regions agree now"
+                } else {
+                    "regions still differ (see above)"
+                }
             )?;
         }
         Ok(())
@@ -304,7 +327,9 @@ impl FixReport {
 }
 
 fn plan_is_clean(plan: &FixPlan) -> bool {
-    plan.is_empty() && plan.not_planned.is_empty() && plan.tables.iter().all(|t| t.deferred.is_empty())
+    plan.is_empty()
+        && plan.not_planned.is_empty()
+        && plan.tables.iter().all(|t| t.deferred.is_empty())
 }
 
 /// What `eden-reconcile fix` does after parsing its flags.
@@ -378,7 +403,11 @@ fn build_report(
         let (mut applied, mut changed) = (0, 0);
         for (ki, k) in t.keys.iter().enumerate() {
             for (ai, a) in k.actions.iter().enumerate() {
-                let default = if a.action == ActionKind::Manual { ActionStatus::Unresolved } else { ActionStatus::Planned };
+                let default = if a.action == ActionKind::Manual {
+                    ActionStatus::Unresolved
+                } else {
+                    ActionStatus::Planned
+                };
                 let status = statuses.get(&(ti, ki, ai)).copied().unwrap_or(default);
                 match status {
                     ActionStatus::Applied => applied += 1,
@@ -438,7 +467,11 @@ const P_RUN: usize = 4;
 
 /// The quoted `schema.replication_conflicts`.
 pub fn conflicts_table(schema: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident("replication_conflicts"))
+    format!(
+        "{}.{}",
+        quote_ident(schema),
+        quote_ident("replication_conflicts")
+    )
 }
 
 const RC_COLUMNS: &str = "table_name, key, conflict_type, local_region, remote_region, local_row, remote_row, \
@@ -453,15 +486,24 @@ const RC_COLUMNS: &str = "table_name, key, conflict_type, local_region, remote_r
 /// Each item is `{"i": index, "k": key map, "o": image read or null, "n": image to write or
 /// null, "ct": conflict_type, "res": resolution, "wr": winner_region, "rr": remote_region,
 /// "by": decided_by}`; images are `to_jsonb` text.
-pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usize) -> String) -> String {
+pub fn batch_sql(
+    shape: &TableShape,
+    kind: ActionKind,
+    rc: &str,
+    p: &dyn Fn(usize) -> String,
+) -> String {
     let tbl = shape.table.quoted();
     let items = format!(
         "items AS (SELECT e.j FROM jsonb_array_elements(({})::text::jsonb) AS e(j))",
         p(P_ITEMS)
     );
-    let key_of = |alias: &str| format!("CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, {alias}.j->'k') AS k");
+    let key_of = |alias: &str| {
+        format!("CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, {alias}.j->'k') AS k")
+    };
     let new_of = |alias: &str| {
-        format!("CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, ({alias}.j->>'n')::jsonb) AS n")
+        format!(
+            "CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, ({alias}.j->>'n')::jsonb) AS n"
+        )
     };
     let archive = |src: &str, resolved: bool| {
         format!(
@@ -471,7 +513,11 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
             ptable = p(P_TABLE),
             pregion = p(P_REGION),
             prun = p(P_RUN),
-            ts = if resolved { "now()" } else { "NULL::timestamptz" },
+            ts = if resolved {
+                "now()"
+            } else {
+                "NULL::timestamptz"
+            },
         )
     };
     let guard = "to_jsonb(t)::text = (i.j->>'o')";
@@ -479,7 +525,10 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
     let val = |c: &str| -> String {
         let q = quote_ident(c);
         if shape.columns.iter().any(|x| x.name == c && x.is_json()) {
-            format!("CASE WHEN (i.j->'jn') ? {} THEN 'null' ELSE n.{q} END", sql_literal(c))
+            format!(
+                "CASE WHEN (i.j->'jn') ? {} THEN 'null' ELSE n.{q} END",
+                sql_literal(c)
+            )
         } else {
             format!("n.{q}")
         }
@@ -497,7 +546,10 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {
-                cols.iter().map(|c| format!("{} = {}", quote_ident(c), val(c))).collect::<Vec<_>>().join(", ")
+                cols.iter()
+                    .map(|c| format!("{} = {}", quote_ident(c), val(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             format!(
                 "WITH {items},\n w AS (UPDATE {tbl} AS t SET {set} FROM items AS i {k} {n} WHERE {join} AND {guard} \
@@ -517,7 +569,11 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
         ),
         ActionKind::Insert => {
             let cols = shape.insert_columns();
-            let list = cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let list = cols
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ");
             let vals = cols.iter().map(|c| val(c)).collect::<Vec<_>>().join(", ");
             let ret_keys = shape
                 .key_columns
@@ -533,7 +589,11 @@ pub fn batch_sql(shape: &TableShape, kind: ActionKind, rc: &str, p: &dyn Fn(usiz
                 .map(|(i, c)| format!("w.\"c{i}\" = k.{}", quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            let overriding = if shape.has_identity_always() { " OVERRIDING SYSTEM VALUE" } else { "" };
+            let overriding = if shape.has_identity_always() {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            };
             format!(
                 "WITH {items},\n w AS (INSERT INTO {tbl} AS t ({list}){overriding} SELECT {vals} FROM items AS i {n} \
                  ON CONFLICT DO NOTHING RETURNING {ret_keys}, to_jsonb(t) AS after),\n \
@@ -655,18 +715,32 @@ pub fn schedule(
 ) -> Vec<Unit> {
     let batch_size = batch_size.max(1);
     let by = |t: usize, kind: ActionKind| -> Vec<usize> {
-        (0..items.len()).filter(|&i| item_table[i] == t && items[i].action == kind).collect()
+        (0..items.len())
+            .filter(|&i| item_table[i] == t && items[i].action == kind)
+            .collect()
     };
     let mut first = Vec::new();
     let mut last = Vec::new();
     for g in groups {
         if g.deferrable_cycle {
-            let mut unit = Unit { steps: Vec::new(), deferred: true };
-            for kind in [ActionKind::Insert, ActionKind::Update, ActionKind::Manual, ActionKind::Delete] {
+            let mut unit = Unit {
+                steps: Vec::new(),
+                deferred: true,
+            };
+            for kind in [
+                ActionKind::Insert,
+                ActionKind::Update,
+                ActionKind::Manual,
+                ActionKind::Delete,
+            ] {
                 for &t in &g.tables {
                     let its = by(t, kind);
                     if !its.is_empty() {
-                        unit.steps.push(Step { table: t, kind, items: its });
+                        unit.steps.push(Step {
+                            table: t,
+                            kind,
+                            items: its,
+                        });
                     }
                 }
             }
@@ -678,13 +752,25 @@ pub fn schedule(
         for &t in &g.tables {
             for kind in [ActionKind::Insert, ActionKind::Update, ActionKind::Manual] {
                 let its = by(t, kind);
-                push_batches(&mut first, t, kind, its, if g.hard_cycle { usize::MAX } else { batch_size });
+                push_batches(
+                    &mut first,
+                    t,
+                    kind,
+                    its,
+                    if g.hard_cycle { usize::MAX } else { batch_size },
+                );
             }
         }
         let mut dels = Vec::new();
         for &t in g.tables.iter().rev() {
             let its = by(t, ActionKind::Delete);
-            push_batches(&mut dels, t, ActionKind::Delete, its, if g.hard_cycle { usize::MAX } else { batch_size });
+            push_batches(
+                &mut dels,
+                t,
+                ActionKind::Delete,
+                its,
+                if g.hard_cycle { usize::MAX } else { batch_size },
+            );
         }
         last.push(dels);
     }
@@ -694,9 +780,22 @@ pub fn schedule(
     first
 }
 
-fn push_batches(out: &mut Vec<Unit>, table: usize, kind: ActionKind, items: Vec<usize>, size: usize) {
+fn push_batches(
+    out: &mut Vec<Unit>,
+    table: usize,
+    kind: ActionKind,
+    items: Vec<usize>,
+    size: usize,
+) {
     for chunk in items.chunks(size) {
-        out.push(Unit { steps: vec![Step { table, kind, items: chunk.to_vec() }], deferred: false });
+        out.push(Unit {
+            steps: vec![Step {
+                table,
+                kind,
+                items: chunk.to_vec(),
+            }],
+            deferred: false,
+        });
     }
 }
 
@@ -713,7 +812,10 @@ pub struct RegionOutcome {
 }
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01") | Some("55P03"))
+    matches!(
+        e.code().map(|c| c.code()),
+        Some("40001") | Some("40P01") | Some("55P03")
+    )
 }
 
 /// Sets the session up for writing: fixed settings (so images compare exactly with the
@@ -727,9 +829,7 @@ pub async fn prepare_session(client: &Client, region: &str, no_replicate: bool) 
         .await
         .map_err(|e| Error::query(region, "setting up the write session", &e))?;
     if no_replicate {
-        let r = client
-            .batch_execute(&origin_setup_sql())
-            .await;
+        let r = client.batch_execute(&origin_setup_sql()).await;
         if let Err(e) = r {
             return Err(Error::Query {
                 region: region.to_string(),
@@ -757,7 +857,9 @@ fn origin_setup_sql() -> String {
 /// Ends the replication-origin session set up by [`prepare_session`].
 pub async fn finish_session(client: &Client, no_replicate: bool) {
     if no_replicate {
-        let _ = client.batch_execute("SELECT pg_catalog.pg_replication_origin_session_reset()").await;
+        let _ = client
+            .batch_execute("SELECT pg_catalog.pg_replication_origin_session_reset()")
+            .await;
     }
 }
 
@@ -773,9 +875,17 @@ pub async fn run_region(
     hard_cycle_tables: &[usize],
 ) -> Result<RegionOutcome> {
     let rc = conflicts_table(&opts.conflicts_schema);
-    let mut out = RegionOutcome { status: vec![None; work.items.len()], ..Default::default() };
+    let mut out = RegionOutcome {
+        status: vec![None; work.items.len()],
+        ..Default::default()
+    };
     let started = Instant::now();
-    let total: usize = work.units.iter().flat_map(|u| &u.steps).map(|s| s.items.len()).sum();
+    let total: usize = work
+        .units
+        .iter()
+        .flat_map(|u| &u.steps)
+        .map(|s| s.items.len())
+        .sum();
     let mut done = 0usize;
     for unit in &work.units {
         let mut attempt = 0;
@@ -819,7 +929,8 @@ pub async fn run_region(
                         unit.steps.iter().map(|s| s.items.len()).sum::<usize>(),
                         pg_message(&e)
                     );
-                    if e.code().map(|c| c.code()) == Some("23503") && hard_cycle_tables.contains(&t) {
+                    if e.code().map(|c| c.code()) == Some("23503") && hard_cycle_tables.contains(&t)
+                    {
                         msg.push_str(
                             " (the table is in a foreign-key cycle whose constraints are not DEFERRABLE; \
                              make them DEFERRABLE so fix can write the cycle in one transaction)",
@@ -859,7 +970,9 @@ async fn run_unit(
     run_id: &str,
     rc: &str,
 ) -> std::result::Result<Vec<usize>, tokio_postgres::Error> {
-    client.batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE").await?;
+    client
+        .batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
+        .await?;
     if unit.deferred {
         client.batch_execute("SET CONSTRAINTS ALL DEFERRED").await?;
     }
@@ -867,10 +980,17 @@ async fn run_unit(
     for step in &unit.steps {
         let shape = shapes[step.table];
         let sql = batch_sql(shape, step.kind, rc, &|n| format!("${n}"));
-        let items: Vec<serde_json::Value> = step.items.iter().map(|&i| work.items[i].to_json(i)).collect();
+        let items: Vec<serde_json::Value> = step
+            .items
+            .iter()
+            .map(|&i| work.items[i].to_json(i))
+            .collect();
         let items = serde_json::Value::Array(items).to_string();
         let rows = client
-            .query(&sql, &[&items, &table_names[step.table], &work.region, &run_id])
+            .query(
+                &sql,
+                &[&items, &table_names[step.table], &work.region, &run_id],
+            )
             .await?;
         for r in rows {
             let i: i32 = r.get(0);
@@ -918,10 +1038,18 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
             if !c.deferrable {
                 hard.extend(members.iter().copied());
             }
-            groups.push(TableGroup { tables: members, deferrable_cycle: c.deferrable, hard_cycle: !c.deferrable });
+            groups.push(TableGroup {
+                tables: members,
+                deferrable_cycle: c.deferrable,
+                hard_cycle: !c.deferrable,
+            });
         } else {
             seen[ti] = true;
-            groups.push(TableGroup { tables: vec![ti], deferrable_cycle: false, hard_cycle: false });
+            groups.push(TableGroup {
+                tables: vec![ti],
+                deferrable_cycle: false,
+                hard_cycle: false,
+            });
         }
     }
     let mut work = Vec::new();
@@ -945,12 +1073,24 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
                         key: k.key.clone(),
                         action: a.action,
                         expected: a.current.clone(),
-                        new_row: if a.action == ActionKind::Delete { None } else { new_row },
+                        new_row: if a.action == ActionKind::Delete {
+                            None
+                        } else {
+                            new_row
+                        },
                         conflict_type: a.action.conflict_type(a.current.is_some()).to_string(),
                         resolution: t.resolution.clone(),
-                        winner_region: if a.action == ActionKind::Manual { None } else { k.winner_region.clone() },
+                        winner_region: if a.action == ActionKind::Manual {
+                            None
+                        } else {
+                            k.winner_region.clone()
+                        },
                         remote_region,
-                        decided_by: if a.action == ActionKind::Manual { "manual".into() } else { k.decided_by.clone() },
+                        decided_by: if a.action == ActionKind::Manual {
+                            "manual".into()
+                        } else {
+                            k.decided_by.clone()
+                        },
                         json_nulls: k.winner_json_nulls.clone(),
                     });
                     origin.push((ti, ki, ai));
@@ -959,22 +1099,37 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
             }
         }
         let units = schedule(&items, &item_table, &groups, batch_size);
-        work.push(RegionWork { region: region.clone(), items, origin, units });
+        work.push(RegionWork {
+            region: region.clone(),
+            items,
+            origin,
+            units,
+        });
     }
-    Prepared { work, groups, hard_cycle_tables: hard }
+    Prepared {
+        work,
+        groups,
+        hard_cycle_tables: hard,
+    }
 }
 
 /// Ensures `replication_conflicts` exists in a region (creates or upgrades it with
 /// [`crate::conflicts::init`]).
 pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str) -> Result<()> {
-    crate::conflicts::init(client, region, &crate::conflicts::table_name(Some(schema))).await.map(|_| ())
+    crate::conflicts::init(client, region, &crate::conflicts::table_name(Some(schema)))
+        .await
+        .map(|_| ())
 }
 
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
 /// (`plan.regions`). Regions are written concurrently, each in its own order. Returns the
 /// report (CONTRACT §3a); a failed batch is reported in its table's `errors`, a lost
 /// connection is an error.
-pub async fn apply_plan_on(clients: &[&Client], plan: &FixPlan, opts: &ApplyOptions) -> Result<FixReport> {
+pub async fn apply_plan_on(
+    clients: &[&Client],
+    plan: &FixPlan,
+    opts: &ApplyOptions,
+) -> Result<FixReport> {
     if clients.len() != plan.regions.len() {
         return Err(Error::Usage(format!(
             "apply_plan: {} sessions given for {} regions",
@@ -1053,20 +1208,32 @@ pub async fn apply_plan_on(clients: &[&Client], plan: &FixPlan, opts: &ApplyOpti
     if !opts.recheck && !plan.is_empty() {
         consistent = false;
     }
-    Ok(build_report(plan, &statuses, false, consistent, &[], &per_table))
+    Ok(build_report(
+        plan,
+        &statuses,
+        false,
+        consistent,
+        &[],
+        &per_table,
+    ))
 }
 
 /// Applies a plan to connected regions (CONTRACT §3a report). Each region is written
 /// through a session of its own ([`crate::connect::Region::open_another`]), so the
 /// replication origin of `no_replicate` and the batches' transactions stay apart from the
 /// regions' main sessions. `regions` must hold every region named in the plan.
-pub async fn apply_plan(regions: &[crate::connect::Region], plan: &FixPlan, opts: &ApplyOptions) -> Result<FixReport> {
+pub async fn apply_plan(
+    regions: &[crate::connect::Region],
+    plan: &FixPlan,
+    opts: &ApplyOptions,
+) -> Result<FixReport> {
     let mut sessions = Vec::new();
     for name in &plan.regions {
-        let r = regions
-            .iter()
-            .find(|r| &r.name == name)
-            .ok_or_else(|| Error::Usage(format!("apply_plan: region {name} of the plan is not connected")))?;
+        let r = regions.iter().find(|r| &r.name == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "apply_plan: region {name} of the plan is not connected"
+            ))
+        })?;
         sessions.push(r.open_another().await?);
     }
     let refs: Vec<&Client> = sessions.iter().collect();
@@ -1092,7 +1259,10 @@ pub async fn recheck_table(
     let mut out = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let first = per_region[0][i].as_ref();
-        if per_region.iter().any(|rows| !crate::plan::same_version(rows[i].as_ref(), first)) {
+        if per_region
+            .iter()
+            .any(|rows| !crate::plan::same_version(rows[i].as_ref(), first))
+        {
             out.push((*k).clone());
         }
     }
@@ -1107,13 +1277,25 @@ pub async fn recheck_table(
 pub fn script_path(file: &Path, region: &str) -> PathBuf {
     let safe: String = region
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if file.is_dir() {
         return file.join(format!("{safe}.sql"));
     }
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "fix".into());
-    let ext = file.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sql".into());
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "fix".into());
+    let ext = file
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sql".into());
     file.with_file_name(format!("{stem}.{safe}.{ext}"))
 }
 
@@ -1161,7 +1343,11 @@ pub fn region_script(
             s.push_str("SET CONSTRAINTS ALL DEFERRED;\n");
         }
         for step in &unit.steps {
-            let items: Vec<serde_json::Value> = step.items.iter().map(|&i| work.items[i].to_json(i)).collect();
+            let items: Vec<serde_json::Value> = step
+                .items
+                .iter()
+                .map(|&i| work.items[i].to_json(i))
+                .collect();
             let items = serde_json::Value::Array(items).to_string();
             let table_name = table_names[step.table].clone();
             let lit = |n: usize| -> String {
@@ -1172,7 +1358,12 @@ pub fn region_script(
                     _ => format!("{}::text", sql_literal(run_id)),
                 }
             };
-            s.push_str(&format!("-- {} {} row(s) of {}\n", step.kind.as_str(), step.items.len(), table_name));
+            s.push_str(&format!(
+                "-- {} {} row(s) of {}\n",
+                step.kind.as_str(),
+                step.items.len(),
+                table_name
+            ));
             s.push_str(&batch_sql(shapes[step.table], step.kind, &rc, &lit));
             s.push_str(";\n");
         }
@@ -1190,13 +1381,22 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
     let prepared = prepare(plan, opts.batch_size);
     let shapes: Vec<&TableShape> = plan.tables.iter().map(|t| &t.shape).collect();
     let names: Vec<String> = plan.tables.iter().map(|t| t.table.to_string()).collect();
-    let create = crate::conflicts::init_sql(&crate::conflicts::table_name(Some(&opts.conflicts_schema)));
+    let create =
+        crate::conflicts::init_sql(&crate::conflicts::table_name(Some(&opts.conflicts_schema)));
     let mut files = Vec::new();
     for w in &prepared.work {
         if w.items.is_empty() {
             continue;
         }
-        let text = region_script(w, &shapes, &names, &plan.run_id, &plan.database, opts, &create);
+        let text = region_script(
+            w,
+            &shapes,
+            &names,
+            &plan.run_id,
+            &plan.database,
+            opts,
+            &create,
+        );
         let path = script_path(file, &w.region);
         std::fs::write(&path, text).map_err(|e| Error::Io {
             path: path.display().to_string(),
@@ -1205,5 +1405,12 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
         files.push(path.display().to_string());
     }
     let statuses = HashMap::new();
-    Ok(build_report(plan, &statuses, true, false, &files, &BTreeMap::new()))
+    Ok(build_report(
+        plan,
+        &statuses,
+        true,
+        false,
+        &files,
+        &BTreeMap::new(),
+    ))
 }

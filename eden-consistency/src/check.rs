@@ -48,7 +48,9 @@ use crate::digest::encode_value;
 use crate::error::{Error, Result};
 use crate::ident::TableName;
 use crate::merkle::{self, ChunkSummary};
-use crate::report::{CheckReport, Difference, Progress, RegionMap, RegionStats, TableReport, TableStatus};
+use crate::report::{
+    CheckReport, Difference, Progress, RegionMap, RegionStats, TableReport, TableStatus,
+};
 use crate::schema::{self, TableSchema};
 use crate::source::{FetchedRow, KeyedRow, KeyedSource, Mode, PgSource, TableSpec};
 use crate::value::{self, Value, oid};
@@ -148,7 +150,11 @@ pub struct Checker {
 impl Checker {
     /// A checker over already connected regions (in tie-break order).
     pub fn new(config: Config, database: impl Into<String>, regions: Vec<Region>) -> Checker {
-        Checker { config, database: database.into(), regions }
+        Checker {
+            config,
+            database: database.into(),
+            regions,
+        }
     }
 
     /// Connects to every region of `config` (database `database`) with default options.
@@ -178,7 +184,11 @@ impl Checker {
 
     /// The tables a run covers, after `--table` / `--exclude-table`, sorted.
     pub async fn tables(&self, opts: &CheckOptions) -> Result<Vec<TableName>> {
-        let first = self.regions.first().ok_or_else(|| Error::Usage("no region to check: give --region NAME=CONNINFO or a config with regions".into()))?;
+        let first = self.regions.first().ok_or_else(|| {
+            Error::Usage(
+                "no region to check: give --region NAME=CONNINFO or a config with regions".into(),
+            )
+        })?;
         let mut out = Vec::new();
         if opts.tables.is_empty() {
             let pglogical = self.config.provider.as_deref() == Some("pglogical");
@@ -209,16 +219,26 @@ impl Checker {
         }
         let mut excluded = Vec::new();
         for e in &opts.exclude_tables {
-            excluded.push(TableName::parse_user(e).map_err(|m| Error::Usage(format!("--exclude-table: {m}")))?);
+            excluded.push(
+                TableName::parse_user(e)
+                    .map_err(|m| Error::Usage(format!("--exclude-table: {m}")))?,
+            );
         }
-        out.retain(|t| !excluded.iter().any(|(s, n)| *n == t.name && s.as_ref().is_none_or(|s| *s == t.schema)));
+        out.retain(|t| {
+            !excluded
+                .iter()
+                .any(|(s, n)| *n == t.name && s.as_ref().is_none_or(|s| *s == t.schema))
+        });
         out.sort();
         out.dedup();
         Ok(out)
     }
 
     fn conflicts_table(&self) -> TableName {
-        let schema = self.config.node_group(&self.database).and_then(|g| g.conflicts_schema.clone());
+        let schema = self
+            .config
+            .node_group(&self.database)
+            .and_then(|g| g.conflicts_schema.clone());
         crate::conflicts::table_name(schema.as_deref())
     }
 
@@ -238,14 +258,18 @@ impl Checker {
     /// Checks every covered table; one consistent snapshot per region for the whole run.
     pub async fn run(&self, opts: &CheckOptions) -> Result<CheckReport> {
         let t0 = Instant::now();
-        let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let run_id = opts
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let tables = self.tables(opts).await?;
         // Validate --where against every table before reading any row.
         if let Some(f) = &opts.filter {
             for t in &tables {
                 if let Some(s) = self.first_schema(t).await? {
                     let cols: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
-                    crate::filter::validate_where(f, &cols).map_err(|m| Error::Usage(format!("--where: {m} (table {t})")))?;
+                    crate::filter::validate_where(f, &cols)
+                        .map_err(|m| Error::Usage(format!("--where: {m} (table {t})")))?;
                 }
             }
         }
@@ -270,7 +294,12 @@ impl Checker {
             let _ = r.client.batch_execute("COMMIT").await;
         }
         let reports = result?;
-        let mut stats: RegionMap<RegionStats> = RegionMap(self.region_names().into_iter().map(|n| (n, RegionStats::default())).collect());
+        let mut stats: RegionMap<RegionStats> = RegionMap(
+            self.region_names()
+                .into_iter()
+                .map(|n| (n, RegionStats::default()))
+                .collect(),
+        );
         for t in &reports {
             for (r, s) in &t.stats.0 {
                 if let Some((_, acc)) = stats.0.iter_mut().find(|(n, _)| n == r) {
@@ -291,7 +320,13 @@ impl Checker {
         })
     }
 
-    async fn run_tables(&self, tables: &[TableName], opts: &CheckOptions, run_id: &str, snapshots: &[Option<String>]) -> Result<Vec<TableReport>> {
+    async fn run_tables(
+        &self,
+        tables: &[TableName],
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<Vec<TableReport>> {
         let jobs = opts.jobs.max(1).min(tables.len().max(1));
         let mut sets = Vec::new();
         for _ in 0..jobs {
@@ -314,7 +349,9 @@ impl Checker {
         });
         use futures_util::StreamExt;
         let mut results: Vec<(usize, TableReport)> = Vec::new();
-        let mut stream = futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) })).buffer_unordered(jobs);
+        let mut stream =
+            futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) }))
+                .buffer_unordered(jobs);
         while let Some((i, r)) = stream.next().await {
             results.push((i, r?.report));
         }
@@ -342,18 +379,34 @@ impl Checker {
 
     /// Checks one table on fresh sessions and returns the details `fix` needs: the
     /// schema, the compared columns and every differing key with `missing_in`.
-    pub async fn check_table_detailed(&self, table: &TableName, opts: &CheckOptions) -> Result<TableCheck> {
+    pub async fn check_table_detailed(
+        &self,
+        table: &TableName,
+        opts: &CheckOptions,
+    ) -> Result<TableCheck> {
         let conns = self.open_set().await?;
-        let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let run_id = opts
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let none = vec![None; self.regions.len()];
         self.check_on(&conns, table, opts, &run_id, &none).await
     }
 
     /// Checks `table` on `conns` (one session per region); table-level failures become an
     /// `error` status; a bad `--where` is an `Err`.
-    async fn check_on(&self, conns: &[Client], table: &TableName, opts: &CheckOptions, run_id: &str, snapshots: &[Option<String>]) -> Result<TableCheck> {
+    async fn check_on(
+        &self,
+        conns: &[Client],
+        table: &TableName,
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<TableCheck> {
         let t0 = Instant::now();
-        let res = self.check_inner(conns, table, opts, run_id, snapshots).await;
+        let res = self
+            .check_inner(conns, table, opts, run_id, snapshots)
+            .await;
         // Leave no transaction open on the sessions.
         for c in conns {
             let _ = c.batch_execute("ROLLBACK").await;
@@ -365,14 +418,31 @@ impl Checker {
             }
             Err(e @ Error::Usage(_)) => Err(e),
             Err(e) => {
-                let mut report = TableReport::without_rows(table.to_string(), Vec::new(), TableStatus::Error, e.to_string());
+                let mut report = TableReport::without_rows(
+                    table.to_string(),
+                    Vec::new(),
+                    TableStatus::Error,
+                    e.to_string(),
+                );
                 report.elapsed_ms = t0.elapsed().as_millis() as u64;
-                Ok(TableCheck { report, schema: None, compared_columns: Vec::new(), differences: Vec::new() })
+                Ok(TableCheck {
+                    report,
+                    schema: None,
+                    compared_columns: Vec::new(),
+                    differences: Vec::new(),
+                })
             }
         }
     }
 
-    async fn check_inner(&self, conns: &[Client], table: &TableName, opts: &CheckOptions, run_id: &str, snapshots: &[Option<String>]) -> Result<TableCheck> {
+    async fn check_inner(
+        &self,
+        conns: &[Client],
+        table: &TableName,
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<TableCheck> {
         let names = self.region_names();
         let rule = self.config.table_rule(&self.database, table);
         let key_cols = rule.and_then(|r| r.key_columns.clone());
@@ -384,35 +454,82 @@ impl Checker {
             schemas.push(schema::load_table(c, &r.name, table, key_cols.as_deref()).await?);
         }
         let first = schemas.iter().flatten().next().cloned();
-        let pairs: Vec<(&str, Option<&TableSchema>)> = names.iter().map(|n| n.as_str()).zip(schemas.iter().map(|s| s.as_ref())).collect();
+        let pairs: Vec<(&str, Option<&TableSchema>)> = names
+            .iter()
+            .map(|n| n.as_str())
+            .zip(schemas.iter().map(|s| s.as_ref()))
+            .collect();
         let diffs = schema::compare_schemas(table, &pairs, &exclude);
-        let key_names = first.as_ref().map(|s| s.key_columns().to_vec()).unwrap_or_default();
+        let key_names = first
+            .as_ref()
+            .map(|s| s.key_columns().to_vec())
+            .unwrap_or_default();
         if !diffs.is_empty() {
             let cols: Vec<String> = diffs.iter().filter_map(|d| d.column.clone()).collect();
-            let mut msg = diffs.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; ");
+            let mut msg = diffs
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
             if !cols.is_empty() {
-                msg = format!("columns differ between regions ({}): {msg}", cols.join(", "));
+                msg = format!(
+                    "columns differ between regions ({}): {msg}",
+                    cols.join(", ")
+                );
             }
-            let mut report = TableReport::without_rows(table.to_string(), key_names, TableStatus::SchemaMismatch, msg);
+            let mut report = TableReport::without_rows(
+                table.to_string(),
+                key_names,
+                TableStatus::SchemaMismatch,
+                msg,
+            );
             report.schema_differences = diffs;
-            return Ok(TableCheck { report, schema: first, compared_columns: Vec::new(), differences: Vec::new() });
+            return Ok(TableCheck {
+                report,
+                schema: first,
+                compared_columns: Vec::new(),
+                differences: Vec::new(),
+            });
         }
         let Some(first) = first else {
-            return Err(Error::Table { table: table.to_string(), message: "does not exist in any region".into() });
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: "does not exist in any region".into(),
+            });
         };
         let Some(key) = first.key.clone() else {
-            let report = TableReport::without_rows(table.to_string(), Vec::new(), TableStatus::Skipped, first.skip_message());
-            return Ok(TableCheck { report, schema: Some(first), compared_columns: Vec::new(), differences: Vec::new() });
+            let report = TableReport::without_rows(
+                table.to_string(),
+                Vec::new(),
+                TableStatus::Skipped,
+                first.skip_message(),
+            );
+            return Ok(TableCheck {
+                report,
+                schema: Some(first),
+                compared_columns: Vec::new(),
+                differences: Vec::new(),
+            });
         };
 
         let all_cols: Vec<String> = first.columns.iter().map(|c| c.name.clone()).collect();
         let filter = match &opts.filter {
-            Some(f) => Some(crate::filter::validate_where(f, &all_cols).map_err(|m| Error::Usage(format!("--where: {m} (table {table})")))?),
+            Some(f) => Some(
+                crate::filter::validate_where(f, &all_cols)
+                    .map_err(|m| Error::Usage(format!("--where: {m} (table {table})")))?,
+            ),
             None => None,
         };
-        let key_columns: Vec<schema::Column> = key.iter().filter_map(|k| first.column(k).cloned()).collect();
-        let mut columns: Vec<schema::Column> =
-            first.columns.iter().filter(|c| !exclude.contains(&c.name) || key.contains(&c.name)).cloned().collect();
+        let key_columns: Vec<schema::Column> = key
+            .iter()
+            .filter_map(|k| first.column(k).cloned())
+            .collect();
+        let mut columns: Vec<schema::Column> = first
+            .columns
+            .iter()
+            .filter(|c| !exclude.contains(&c.name) || key.contains(&c.name))
+            .cloned()
+            .collect();
         columns.sort_by(|a, b| a.name.cmp(&b.name));
 
         // Snapshots.
@@ -422,7 +539,10 @@ impl Checker {
                 .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
             // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
             let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
-            if let Some(s) = snap.as_ref().filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-')) {
+            if let Some(s) = snap
+                .as_ref()
+                .filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
+            {
                 c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
                     .await
                     .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
@@ -431,7 +551,12 @@ impl Checker {
 
         // The in-flight rule's clock.
         let window = self.lag_window(opts);
-        let version_time = if window > Duration::ZERO { self.version_time_expr(conns, rule.map(|r| &r.resolution), &first).await } else { None };
+        let version_time = if window > Duration::ZERO {
+            self.version_time_expr(conns, rule.map(|r| &r.resolution), &first)
+                .await
+        } else {
+            None
+        };
         let mode = match opts.mode {
             Mode::Auto => {
                 let v: i32 = conns[0]
@@ -439,19 +564,49 @@ impl Checker {
                     .await
                     .map_err(|e| Error::query(&names[0], "reading the server version", &e))?
                     .get(0);
-                if v >= 140000 { Mode::Pushdown } else { Mode::Stream }
+                if v >= 140000 {
+                    Mode::Pushdown
+                } else {
+                    Mode::Stream
+                }
             }
             m => m,
         };
-        let spec = Arc::new(TableSpec { table: table.clone(), key: key_columns, columns, filter, version_time });
-        let mut sources: Vec<PgSource<'_>> =
-            names.iter().zip(conns).map(|(n, c)| PgSource::new(n, c, spec.clone(), mode)).collect();
+        let spec = Arc::new(TableSpec {
+            table: table.clone(),
+            key: key_columns,
+            columns,
+            filter,
+            version_time,
+        });
+        let mut sources: Vec<PgSource<'_>> = names
+            .iter()
+            .zip(conns)
+            .map(|(n, c)| PgSource::new(n, c, spec.clone(), mode))
+            .collect();
 
         // Aligned chunks from the first region's keys.
-        let est = schemas.iter().flatten().map(|s| if s.estimated_rows > 0 { s.estimated_rows } else { s.total_bytes / 200 }).max().unwrap_or(0);
-        let progress = Progress::new(opts.progress, &table.to_string(), est.max(0) as u64 * names.len() as u64);
+        let est = schemas
+            .iter()
+            .flatten()
+            .map(|s| {
+                if s.estimated_rows > 0 {
+                    s.estimated_rows
+                } else {
+                    s.total_bytes / 200
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        let progress = Progress::new(
+            opts.progress,
+            &table.to_string(),
+            est.max(0) as u64 * names.len() as u64,
+        );
         progress.update(0);
-        let chunking = sources[0].sample_bounds_with(est.max(0) as u64, opts.chunks).await?;
+        let chunking = sources[0]
+            .sample_bounds_with(est.max(0) as u64, opts.chunks)
+            .await?;
         let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
             let ch = &chunking;
             async move { s.chunk_summaries(ch).await }
@@ -459,7 +614,17 @@ impl Checker {
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-        let row_counts = RegionMap(names.iter().cloned().zip(summaries.iter().map(|s| s.iter().map(|c| c.count).sum::<u64>())).collect());
+        let row_counts = RegionMap(
+            names
+                .iter()
+                .cloned()
+                .zip(
+                    summaries
+                        .iter()
+                        .map(|s| s.iter().map(|c| c.count).sum::<u64>()),
+                )
+                .collect(),
+        );
         let differing = merkle::differing_chunks(&summaries);
         progress.update(sources.iter().map(|s| s.stats.rows_read).sum());
 
@@ -476,12 +641,25 @@ impl Checker {
             .into_iter()
             .collect::<Result<_>>()?;
             let candidates = differing_keys(rows);
-            let key_texts: Vec<Vec<Option<String>>> = candidates.iter().map(|(_, t)| t.clone()).collect();
+            let key_texts: Vec<Vec<Option<String>>> =
+                candidates.iter().map(|(_, t)| t.clone()).collect();
             let fetched = fetch_all(&mut sources, &key_texts).await?;
-            found.extend(compare_fetched(&spec, &names, &candidates, &fetched, opts.record));
+            found.extend(compare_fetched(
+                &spec,
+                &names,
+                &candidates,
+                &fetched,
+                opts.record,
+            ));
         }
         progress.finish();
-        let stats = RegionMap(names.iter().cloned().zip(sources.iter().map(|s| s.stats.clone())).collect());
+        let stats = RegionMap(
+            names
+                .iter()
+                .cloned()
+                .zip(sources.iter().map(|s| s.stats.clone()))
+                .collect(),
+        );
         drop(sources);
         for c in conns {
             let _ = c.batch_execute("COMMIT").await;
@@ -493,24 +671,40 @@ impl Checker {
             let young: Vec<usize> = found
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| f.newest.is_some_and(|t| now - t < window.as_micros() as i64))
+                .filter(|(_, f)| {
+                    f.newest
+                        .is_some_and(|t| now - t < window.as_micros() as i64)
+                })
                 .map(|(i, _)| i)
                 .collect();
             if !young.is_empty() {
-                let pause = opts.recheck_pause.unwrap_or_else(|| (window / 10).clamp(Duration::from_millis(200), Duration::from_secs(5)));
+                let pause = opts.recheck_pause.unwrap_or_else(|| {
+                    (window / 10).clamp(Duration::from_millis(200), Duration::from_secs(5))
+                });
                 tokio::time::sleep(pause).await;
-                let sub: Vec<(Vec<Value>, Vec<Option<String>>)> = young.iter().map(|&i| (found[i].key.clone(), found[i].key_text.clone())).collect();
+                let sub: Vec<(Vec<Value>, Vec<Option<String>>)> = young
+                    .iter()
+                    .map(|&i| (found[i].key.clone(), found[i].key_text.clone()))
+                    .collect();
                 let texts: Vec<Vec<Option<String>>> = sub.iter().map(|(_, t)| t.clone()).collect();
-                let mut fresh: Vec<PgSource<'_>> =
-                    names.iter().zip(conns).map(|(n, c)| PgSource::new(n, c, spec.clone(), mode)).collect();
+                let mut fresh: Vec<PgSource<'_>> = names
+                    .iter()
+                    .zip(conns)
+                    .map(|(n, c)| PgSource::new(n, c, spec.clone(), mode))
+                    .collect();
                 let again = fetch_all(&mut fresh, &texts).await?;
                 let still = compare_fetched(&spec, &names, &sub, &again, opts.record);
-                let still_keys: HashMap<Vec<u8>, Found> = still.into_iter().map(|f| (crate::digest::key_bytes(&f.key), f)).collect();
+                let still_keys: HashMap<Vec<u8>, Found> = still
+                    .into_iter()
+                    .map(|f| (crate::digest::key_bytes(&f.key), f))
+                    .collect();
                 let young_set: std::collections::HashSet<usize> = young.into_iter().collect();
                 let mut kept = Vec::new();
                 for (i, f) in found.into_iter().enumerate() {
                     if young_set.contains(&i) {
-                        if let Some(mut g) = still_keys.get(&crate::digest::key_bytes(&f.key)).cloned() {
+                        if let Some(mut g) =
+                            still_keys.get(&crate::digest::key_bytes(&f.key)).cloned()
+                        {
                             g.in_flight = true;
                             kept.push(g);
                         }
@@ -526,7 +720,12 @@ impl Checker {
         let differences: Vec<DiffKey> = found
             .iter()
             .map(|f| DiffKey {
-                key: spec.key.iter().zip(f.key.iter().zip(&f.key_text)).map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref()))).collect(),
+                key: spec
+                    .key
+                    .iter()
+                    .zip(f.key.iter().zip(&f.key_text))
+                    .map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref())))
+                    .collect(),
                 key_values: f.key.clone(),
                 key_text: f.key_text.clone(),
                 missing_in: f.missing_in.clone(),
@@ -540,9 +739,18 @@ impl Checker {
         let listed: Vec<Difference> = differences
             .iter()
             .take(cap)
-            .map(|d| Difference { key: d.key.clone(), missing_in: d.missing_in.clone(), changed_columns: d.changed_columns.clone(), in_flight: d.in_flight })
+            .map(|d| Difference {
+                key: d.key.clone(),
+                missing_in: d.missing_in.clone(),
+                changed_columns: d.changed_columns.clone(),
+                in_flight: d.in_flight,
+            })
             .collect();
-        let status = if real > 0 { TableStatus::Divergent } else { TableStatus::Consistent };
+        let status = if real > 0 {
+            TableStatus::Divergent
+        } else {
+            TableStatus::Consistent
+        };
         let message = match status {
             TableStatus::Divergent => Some(format!(
                 "{} row{} differ{} between regions",
@@ -567,18 +775,32 @@ impl Checker {
             elapsed_ms: 0,
         };
         if opts.record && !differences.is_empty() {
-            self.record(conns, &spec, &differences, &found, run_id).await?;
+            self.record(conns, &spec, &differences, &found, run_id)
+                .await?;
         }
-        Ok(TableCheck { report, schema: Some(first), compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(), differences })
+        Ok(TableCheck {
+            report,
+            schema: Some(first),
+            compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),
+            differences,
+        })
     }
 
     /// The expression giving a row version's time: the commit timestamp when every region
     /// tracks it, else the rule's tracking column when it is a timestamp.
-    async fn version_time_expr(&self, conns: &[Client], resolution: Option<&Resolution>, first: &TableSchema) -> Option<String> {
+    async fn version_time_expr(
+        &self,
+        conns: &[Client],
+        resolution: Option<&Resolution>,
+        first: &TableSchema,
+    ) -> Option<String> {
         let mut all_on = true;
         for c in conns {
             let on = c
-                .query_one("SELECT current_setting('track_commit_timestamp') = 'on'", &[])
+                .query_one(
+                    "SELECT current_setting('track_commit_timestamp') = 'on'",
+                    &[],
+                )
                 .await
                 .map(|r| r.get::<_, bool>(0))
                 .unwrap_or(false);
@@ -587,19 +809,38 @@ impl Checker {
         if all_on {
             return Some("pg_xact_commit_timestamp(t.xmin)".into());
         }
-        let res = resolution.cloned().unwrap_or_else(|| self.config.default_resolution());
+        let res = resolution
+            .cloned()
+            .unwrap_or_else(|| self.config.default_resolution());
         let col = match res {
-            Resolution::LastWriteWins { tracking_column } | Resolution::FirstWriteWins { tracking_column } => tracking_column,
-            Resolution::ColumnMerge { tracking_column, .. } => tracking_column,
+            Resolution::LastWriteWins { tracking_column }
+            | Resolution::FirstWriteWins { tracking_column } => tracking_column,
+            Resolution::ColumnMerge {
+                tracking_column, ..
+            } => tracking_column,
             _ => None,
         }?;
         let c = first.column(&col)?;
-        matches!(value::ColumnType::effective_oid(c), oid::TIMESTAMP | oid::TIMESTAMPTZ).then(|| format!("t.{}::timestamptz", crate::ident::quote_ident(&col)))
+        matches!(
+            value::ColumnType::effective_oid(c),
+            oid::TIMESTAMP | oid::TIMESTAMPTZ
+        )
+        .then(|| format!("t.{}::timestamptz", crate::ident::quote_ident(&col)))
     }
 
-    async fn record(&self, conns: &[Client], spec: &TableSpec, diffs: &[DiffKey], found: &[Found], run_id: &str) -> Result<()> {
+    async fn record(
+        &self,
+        conns: &[Client],
+        spec: &TableSpec,
+        diffs: &[DiffKey],
+        found: &[Found],
+        run_id: &str,
+    ) -> Result<()> {
         let table = self.conflicts_table();
-        let by_key: HashMap<Vec<u8>, &Found> = found.iter().map(|f| (crate::digest::key_bytes(&f.key), f)).collect();
+        let by_key: HashMap<Vec<u8>, &Found> = found
+            .iter()
+            .map(|f| (crate::digest::key_bytes(&f.key), f))
+            .collect();
         for (ri, (r, c)) in self.regions.iter().zip(conns).enumerate() {
             crate::conflicts::init(c, &r.name, &table).await?;
             let recs: Vec<crate::conflicts::ConflictRecord> = diffs
@@ -650,7 +891,10 @@ fn row_json(spec: &TableSpec, vals: &[Value]) -> serde_json::Value {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Int(i) => serde_json::Value::from(*i),
             Value::Json(j) => serde_json::from_str(j).unwrap_or(serde_json::Value::Null),
-            other => other.pg_text().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null),
+            other => other
+                .pg_text()
+                .map(serde_json::Value::String)
+                .unwrap_or(serde_json::Value::Null),
         };
         m.insert(c.name.clone(), j);
     }
@@ -710,7 +954,16 @@ fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<Strin
             let mut l: Vec<(KeyRef, u128)> = region_rows
                 .iter()
                 .enumerate()
-                .map(|(idx, r)| (KeyRef { bytes: crate::digest::key_bytes(&r.key), region, idx }, r.digest))
+                .map(|(idx, r)| {
+                    (
+                        KeyRef {
+                            bytes: crate::digest::key_bytes(&r.key),
+                            region,
+                            idx,
+                        },
+                        r.digest,
+                    )
+                })
                 .collect();
             l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             l.dedup_by(|a, b| a.0 == b.0);
@@ -727,11 +980,21 @@ fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<Strin
         .collect()
 }
 
-async fn fetch_all(sources: &mut [PgSource<'_>], keys: &[Vec<Option<String>>]) -> Result<Vec<Vec<FetchedRow>>> {
+async fn fetch_all(
+    sources: &mut [PgSource<'_>],
+    keys: &[Vec<Option<String>>],
+) -> Result<Vec<Vec<FetchedRow>>> {
     if keys.is_empty() {
         return Ok(vec![Vec::new(); sources.len()]);
     }
-    join_all(sources.iter_mut().map(|s| async move { s.fetch_rows(keys).await })).await.into_iter().collect()
+    join_all(
+        sources
+            .iter_mut()
+            .map(|s| async move { s.fetch_rows(keys).await }),
+    )
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// A confirmed difference.
@@ -754,13 +1017,24 @@ fn compare_fetched(
     fetched: &[Vec<FetchedRow>],
     keep_rows: bool,
 ) -> Vec<Found> {
-    let maps: Vec<HashMap<Vec<u8>, &FetchedRow>> =
-        fetched.iter().map(|rows| rows.iter().map(|r| (crate::digest::key_bytes(&r.key), r)).collect()).collect();
+    let maps: Vec<HashMap<Vec<u8>, &FetchedRow>> = fetched
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| (crate::digest::key_bytes(&r.key), r))
+                .collect()
+        })
+        .collect();
     let mut out = Vec::new();
     for (key, text) in candidates {
         let kb = crate::digest::key_bytes(key);
         let versions: Vec<Option<&FetchedRow>> = maps.iter().map(|m| m.get(&kb).copied()).collect();
-        let missing_in: Vec<String> = versions.iter().zip(names).filter(|(v, _)| v.is_none()).map(|(_, n)| n.clone()).collect();
+        let missing_in: Vec<String> = versions
+            .iter()
+            .zip(names)
+            .filter(|(v, _)| v.is_none())
+            .map(|(_, n)| n.clone())
+            .collect();
         if missing_in.len() == names.len() {
             continue;
         }
@@ -788,7 +1062,14 @@ fn compare_fetched(
             changed_columns: changed,
             newest: present.iter().filter_map(|r| r.version_time).max(),
             in_flight: false,
-            rows: if keep_rows { versions.iter().map(|v| v.map(|r| r.values.clone())).collect() } else { Vec::new() },
+            rows: if keep_rows {
+                versions
+                    .iter()
+                    .map(|v| v.map(|r| r.values.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         });
     }
     out

@@ -145,7 +145,9 @@ impl Resolution {
 impl Default for Resolution {
     /// `last_write_wins` on the commit timestamp.
     fn default() -> Self {
-        Resolution::LastWriteWins { tracking_column: None }
+        Resolution::LastWriteWins {
+            tracking_column: None,
+        }
     }
 }
 
@@ -180,7 +182,10 @@ impl Config {
 
     /// Parses and validates config text; `file` names it in error messages.
     pub fn from_yaml_str(text: &str, file: &str) -> Result<Config> {
-        let cerr = |message: String| Error::Config { file: file.to_string(), message };
+        let cerr = |message: String| Error::Config {
+            file: file.to_string(),
+            message,
+        };
         let has_content = text.lines().any(|l| {
             let t = l.trim();
             !t.is_empty() && !t.starts_with('#') && t != "---"
@@ -197,7 +202,9 @@ impl Config {
         // Merge keys (`<<: *defaults`) need the generic value; without them, reading the
         // text directly keeps line and column in type errors.
         let raw: raw::Root = if text.contains("<<") {
-            value.apply_merge().map_err(|e| cerr(yaml_message(&e, true)))?;
+            value
+                .apply_merge()
+                .map_err(|e| cerr(yaml_message(&e, true)))?;
             serde_yaml_ng::from_value(value).map_err(|e| cerr(yaml_message(&e, false)))?
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| cerr(yaml_message(&e, false)))?
@@ -212,11 +219,15 @@ impl Config {
     pub fn apply_region_flag(&mut self, spec: &str) -> Result<()> {
         const EXAMPLE: &str = "e.g. --region us-east-1=postgres://db.example:5432/eden_vault";
         let Some(eq) = spec.find('=') else {
-            return Err(Error::Usage(format!("--region expects NAME=CONNINFO ({EXAMPLE})")));
+            return Err(Error::Usage(format!(
+                "--region expects NAME=CONNINFO ({EXAMPLE})"
+            )));
         };
         let (name, conninfo) = (spec[..eq].trim(), spec[eq + 1..].trim());
         if name.is_empty() {
-            return Err(Error::Usage(format!("--region expects NAME=CONNINFO but the region name is empty ({EXAMPLE})")));
+            return Err(Error::Usage(format!(
+                "--region expects NAME=CONNINFO but the region name is empty ({EXAMPLE})"
+            )));
         }
         if !valid_region_name(name) {
             // Likely a connection string with no name in front: never echo it.
@@ -225,13 +236,19 @@ impl Config {
             )));
         }
         if conninfo.is_empty() {
-            return Err(Error::Usage(format!("--region {name}= gives no connection string ({EXAMPLE})")));
+            return Err(Error::Usage(format!(
+                "--region {name}= gives no connection string ({EXAMPLE})"
+            )));
         }
         let conn = ConnParams::parse(conninfo)
             .map_err(|e| Error::Usage(format!("--region {name}: {e}")))?;
         match self.regions.iter_mut().find(|r| r.name == name) {
             Some(region) => region.conn.override_with(&conn),
-            None => self.regions.push(RegionConfig { name: name.to_string(), role: None, conn }),
+            None => self.regions.push(RegionConfig {
+                name: name.to_string(),
+                role: None,
+                conn,
+            }),
         }
         Ok(())
     }
@@ -247,9 +264,14 @@ impl Config {
         let names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
         for group in &self.node_groups {
             for rule in &group.tables {
-                if let Err(message) = raw::check_rule_regions(&rule.table, &group.name, &rule.resolution, &names) {
+                if let Err(message) =
+                    raw::check_rule_regions(&rule.table, &group.name, &rule.resolution, &names)
+                {
                     return Err(match &self.file {
-                        Some(f) => Error::Config { file: f.display().to_string(), message },
+                        Some(f) => Error::Config {
+                            file: f.display().to_string(),
+                            message,
+                        },
                         None => Error::Usage(message),
                     });
                 }
@@ -315,7 +337,10 @@ pub const RESOLUTION_NAMES: &[&str] = &[
 ];
 
 fn valid_region_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -335,7 +360,11 @@ fn yaml_message(e: &serde_yaml_ng::Error, syntax: bool) -> String {
         Some(i) => full[..i].to_string(),
         None => full,
     };
-    let what = if syntax { format!("the file is not valid YAML: {msg}") } else { msg };
+    let what = if syntax {
+        format!("the file is not valid YAML: {msg}")
+    } else {
+        msg
+    };
     match e.location() {
         Some(loc) => format!("line {}, column {}: {what}", loc.line(), loc.column()),
         None => what,
@@ -438,19 +467,28 @@ mod raw {
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
                 match u16::try_from(v) {
                     Ok(p) if p > 0 => Ok(Some(p)),
-                    _ => Err(E::custom(format!("port {v} is out of range: expected a port number (1-65535)"))),
+                    _ => Err(E::custom(format!(
+                        "port {v} is out of range: expected a port number (1-65535)"
+                    ))),
                 }
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
                 match u64::try_from(v) {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!("port {v} is out of range: expected a port number (1-65535)"))),
+                    Err(_) => Err(E::custom(format!(
+                        "port {v} is out of range: expected a port number (1-65535)"
+                    ))),
                 }
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
                 match v.trim().parse::<u64>() {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!("invalid port \"{v}\": expected a port number (1-65535)"))),
+                    Err(_) => Err(E::custom(format!(
+                        "invalid port \"{v}\": expected a port number (1-65535)"
+                    ))),
                 }
             }
         }
@@ -488,7 +526,11 @@ mod raw {
             cfg.provider = nonempty(rep.provider);
             for (i, g) in rep.node_groups.unwrap_or_default().into_iter().enumerate() {
                 let group = build_group(i, g, &cfg.default_resolution(), &names)?;
-                if let Some(other) = cfg.node_groups.iter().find(|o| o.database == group.database) {
+                if let Some(other) = cfg
+                    .node_groups
+                    .iter()
+                    .find(|o| o.database == group.database)
+                {
                     return Err(format!(
                         "node groups \"{}\" and \"{}\" both use database \"{}\"; merge their conflict_resolution_tables into one node group",
                         other.name, group.name, group.database
@@ -502,8 +544,12 @@ mod raw {
 
     fn global_resolution(name: &str) -> std::result::Result<Resolution, String> {
         match name {
-            "last_write_wins" => Ok(Resolution::LastWriteWins { tracking_column: None }),
-            "first_write_wins" => Ok(Resolution::FirstWriteWins { tracking_column: None }),
+            "last_write_wins" => Ok(Resolution::LastWriteWins {
+                tracking_column: None,
+            }),
+            "first_write_wins" => Ok(Resolution::FirstWriteWins {
+                tracking_column: None,
+            }),
             "manual" => Ok(Resolution::Manual),
             n if RESOLUTION_NAMES.contains(&n) => Err(format!(
                 "global.conflict_resolution: {n} needs a per-table setting, so it cannot be the default for all tables; \
@@ -517,7 +563,10 @@ mod raw {
 
     fn build_region(i: usize, r: RawRegion) -> std::result::Result<RegionConfig, String> {
         let name = nonempty(r.name).ok_or_else(|| {
-            format!("regions entry {} has no name; add \"name: <region>\" to it", i + 1)
+            format!(
+                "regions entry {} has no name; add \"name: <region>\" to it",
+                i + 1
+            )
         })?;
         let mut conn = ConnParams::default();
         if let Some(inst) = r.instance {
@@ -538,7 +587,8 @@ mod raw {
             conn.application_name = nonempty(inst.application_name);
         }
         if let Some(ci) = nonempty(r.conninfo) {
-            let over = ConnParams::parse(&ci).map_err(|e| format!("region \"{name}\": conninfo: {e}"))?;
+            let over =
+                ConnParams::parse(&ci).map_err(|e| format!("region \"{name}\": conninfo: {e}"))?;
             conn.override_with(&over);
         }
         if !conn.has_host() {
@@ -546,7 +596,11 @@ mod raw {
                 "region \"{name}\" has no host; add \"instance: {{host: <host>, port: 5432}}\" (or a conninfo:) to it"
             ));
         }
-        Ok(RegionConfig { name, role: nonempty(r.role), conn })
+        Ok(RegionConfig {
+            name,
+            role: nonempty(r.role),
+            conn,
+        })
     }
 
     fn build_group(
@@ -567,10 +621,18 @@ mod raw {
             conflicts_schema: nonempty(g.conflicts_schema),
         };
         let mut seen = HashSet::new();
-        for (j, t) in g.conflict_resolution_tables.unwrap_or_default().into_iter().enumerate() {
+        for (j, t) in g
+            .conflict_resolution_tables
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let rule = build_table(j, t, &group.name, default, regions)?;
             let parsed = TableName::parse_user(&rule.table).map_err(|e| {
-                format!("table entry \"{}\" in node group \"{}\": {e}", rule.table, group.name)
+                format!(
+                    "table entry \"{}\" in node group \"{}\": {e}",
+                    rule.table, group.name
+                )
             })?;
             if !seen.insert(parsed) {
                 return Err(format!(
@@ -601,7 +663,10 @@ mod raw {
         let custom_rust = nonempty(t.custom_rust);
         let resolution_name = nonempty(t.resolution);
         let need = |what: &str, fix: &str| -> String {
-            format!("{at}: resolution {} needs {what}; add {fix} to the table's entry", resolution_name.as_deref().unwrap_or(""))
+            format!(
+                "{at}: resolution {} needs {what}; add {fix} to the table's entry",
+                resolution_name.as_deref().unwrap_or("")
+            )
         };
         let resolution = match (resolution_name.as_deref(), custom_rust) {
             (None | Some("custom_rust"), Some(name)) => Resolution::CustomRust { name },
@@ -612,26 +677,41 @@ mod raw {
             }
             (None, None) => match default.clone() {
                 Resolution::LastWriteWins { .. } if tracking.is_some() => {
-                    Resolution::LastWriteWins { tracking_column: tracking.clone() }
+                    Resolution::LastWriteWins {
+                        tracking_column: tracking.clone(),
+                    }
                 }
                 Resolution::FirstWriteWins { .. } if tracking.is_some() => {
-                    Resolution::FirstWriteWins { tracking_column: tracking.clone() }
+                    Resolution::FirstWriteWins {
+                        tracking_column: tracking.clone(),
+                    }
                 }
                 d => d,
             },
             (Some(name), None) => match name {
-                "last_write_wins" => Resolution::LastWriteWins { tracking_column: tracking.clone() },
-                "first_write_wins" => Resolution::FirstWriteWins { tracking_column: tracking.clone() },
+                "last_write_wins" => Resolution::LastWriteWins {
+                    tracking_column: tracking.clone(),
+                },
+                "first_write_wins" => Resolution::FirstWriteWins {
+                    tracking_column: tracking.clone(),
+                },
                 "region_priority" => {
-                    let list: Vec<String> =
-                        t.regions.unwrap_or_default().into_iter().map(|r| r.trim().to_string()).collect();
+                    let list: Vec<String> = t
+                        .regions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| r.trim().to_string())
+                        .collect();
                     if list.is_empty() || list.iter().any(String::is_empty) {
                         let example = if regions.is_empty() {
                             "regions: [<most trusted region>, <next>]".to_string()
                         } else {
                             format!("regions: [{}]", regions.join(", "))
                         };
-                        return Err(need("the ordered list of regions, most trusted first", &format!("\"{example}\"")));
+                        return Err(need(
+                            "the ordered list of regions, most trusted first",
+                            &format!("\"{example}\""),
+                        ));
                     }
                     Resolution::RegionPriority { regions: list }
                 }
@@ -650,10 +730,18 @@ mod raw {
                 },
                 "custom_rust" => match nonempty(t.name) {
                     Some(name) => Resolution::CustomRust { name },
-                    None => return Err(need("the registered resolver's name", "\"name: <resolver>\"")),
+                    None => {
+                        return Err(need(
+                            "the registered resolver's name",
+                            "\"name: <resolver>\"",
+                        ));
+                    }
                 },
                 "column_merge" => match t.columns.filter(|c| !c.is_empty()) {
-                    Some(columns) => Resolution::ColumnMerge { columns, tracking_column: tracking.clone() },
+                    Some(columns) => Resolution::ColumnMerge {
+                        columns,
+                        tracking_column: tracking.clone(),
+                    },
                     None => {
                         return Err(need(
                             "the columns to merge",
@@ -677,43 +765,64 @@ mod raw {
 
         let tombstone = match t.tombstone {
             None => None,
-            Some(ts) => Some(match (nonempty(ts.column), nonempty(ts.table), nonempty(ts.deleted_at_column)) {
-                (Some(column), None, _) => Tombstone::Column { column },
-                (None, Some(table), Some(deleted_at_column)) => Tombstone::Table { table, deleted_at_column },
-                (None, Some(_), None) => {
-                    return Err(format!(
-                        "{at}: tombstone: table needs deleted_at_column; add \"deleted_at_column: <column>\" to the tombstone"
-                    ));
-                }
-                (Some(_), Some(_), _) => {
-                    return Err(format!(
-                        "{at}: tombstone: gives both column and table; use either {{column: deleted_at}} or {{table: <t>, deleted_at_column: <c>}}"
-                    ));
-                }
-                (None, None, _) => {
-                    return Err(format!(
-                        "{at}: tombstone: is empty; use either {{column: deleted_at}} or {{table: <t>, deleted_at_column: <c>}}"
-                    ));
-                }
-            }),
+            Some(ts) => Some(
+                match (
+                    nonempty(ts.column),
+                    nonempty(ts.table),
+                    nonempty(ts.deleted_at_column),
+                ) {
+                    (Some(column), None, _) => Tombstone::Column { column },
+                    (None, Some(table), Some(deleted_at_column)) => Tombstone::Table {
+                        table,
+                        deleted_at_column,
+                    },
+                    (None, Some(_), None) => {
+                        return Err(format!(
+                            "{at}: tombstone: table needs deleted_at_column; add \"deleted_at_column: <column>\" to the tombstone"
+                        ));
+                    }
+                    (Some(_), Some(_), _) => {
+                        return Err(format!(
+                            "{at}: tombstone: gives both column and table; use either {{column: deleted_at}} or {{table: <t>, deleted_at_column: <c>}}"
+                        ));
+                    }
+                    (None, None, _) => {
+                        return Err(format!(
+                            "{at}: tombstone: is empty; use either {{column: deleted_at}} or {{table: <t>, deleted_at_column: <c>}}"
+                        ));
+                    }
+                },
+            ),
         };
-        let clean_list = |v: Option<Vec<String>>, key: &str| -> std::result::Result<Option<Vec<String>>, String> {
+        let clean_list = |v: Option<Vec<String>>,
+                          key: &str|
+         -> std::result::Result<Option<Vec<String>>, String> {
             match v {
                 None => Ok(None),
                 Some(list) => {
                     if list.iter().any(|c| c.trim().is_empty()) {
                         return Err(format!("{at}: {key} has an empty column name"));
                     }
-                    Ok(Some(list.into_iter().map(|c| c.trim().to_string()).collect()))
+                    Ok(Some(
+                        list.into_iter().map(|c| c.trim().to_string()).collect(),
+                    ))
                 }
             }
         };
         let key_columns = clean_list(t.key_columns, "key_columns")?;
         if key_columns.as_ref().is_some_and(Vec::is_empty) {
-            return Err(format!("{at}: key_columns is empty; list the columns that identify a row, or remove it"));
+            return Err(format!(
+                "{at}: key_columns is empty; list the columns that identify a row, or remove it"
+            ));
         }
         let exclude_columns = clean_list(t.exclude_columns, "exclude_columns")?.unwrap_or_default();
-        Ok(TableRule { table, resolution, key_columns, exclude_columns, tombstone })
+        Ok(TableRule {
+            table,
+            resolution,
+            key_columns,
+            exclude_columns,
+            tombstone,
+        })
     }
 
     /// The resolver's own syntax check of a rule (custom expressions).
@@ -755,7 +864,9 @@ mod tests {
     const GUIDE: &str = include_str!("../../fixtures/postgresql-multi-region.yaml");
 
     fn err(text: &str) -> String {
-        Config::from_yaml_str(text, "cfg.yaml").unwrap_err().to_string()
+        Config::from_yaml_str(text, "cfg.yaml")
+            .unwrap_err()
+            .to_string()
     }
 
     const REGIONS: &str = "regions:\n  - name: us-east-1\n    instance: {host: a, port: 5432}\n  - name: us-west-2\n    instance: {host: b}\n";
@@ -769,21 +880,36 @@ mod tests {
     #[test]
     fn guide_example_loads() {
         let cfg = Config::from_yaml_str(GUIDE, "postgresql-multi-region.yaml").unwrap();
-        assert_eq!(cfg.global.replication_user.as_deref(), Some("replication_user"));
+        assert_eq!(
+            cfg.global.replication_user.as_deref(),
+            Some("replication_user")
+        );
         assert_eq!(cfg.global.max_replication_lag_seconds, Some(300));
-        assert_eq!(cfg.default_resolution(), Resolution::LastWriteWins { tracking_column: None });
+        assert_eq!(
+            cfg.default_resolution(),
+            Resolution::LastWriteWins {
+                tracking_column: None
+            }
+        );
         let names: Vec<_> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["us-east-1", "us-west-2"]);
-        assert_eq!(cfg.regions[0].conn.host.as_deref(), Some("postgres.us-east-1.eden.internal"));
+        assert_eq!(
+            cfg.regions[0].conn.host.as_deref(),
+            Some("postgres.us-east-1.eden.internal")
+        );
         assert_eq!(cfg.regions[0].conn.port, Some(5432));
         assert_eq!(cfg.regions[0].role.as_deref(), Some("active"));
         assert_eq!(cfg.provider.as_deref(), Some("pglogical"));
         let g = cfg.node_group("eden_vault").unwrap();
         assert_eq!(g.name, "eden_vault_group");
-        let rule = cfg.table_rule("eden_vault", &TableName::new("public", "vault_secrets")).unwrap();
+        let rule = cfg
+            .table_rule("eden_vault", &TableName::new("public", "vault_secrets"))
+            .unwrap();
         assert_eq!(
             rule.resolution,
-            Resolution::LastWriteWins { tracking_column: Some("last_updated_at".into()) }
+            Resolution::LastWriteWins {
+                tracking_column: Some("last_updated_at".into())
+            }
         );
         // No file yet: no in-flight window.
         assert_eq!(cfg.lag_window(), Duration::ZERO);
@@ -812,39 +938,107 @@ mod tests {
             "x.yaml",
         )
         .unwrap();
-        let r: Vec<&Resolution> = cfg.node_groups[0].tables.iter().map(|t| &t.resolution).collect();
-        assert_eq!(r[0], &Resolution::FirstWriteWins { tracking_column: None });
-        assert_eq!(r[1], &Resolution::RegionPriority { regions: vec!["us-west-2".into(), "us-east-1".into()] });
-        assert_eq!(r[2], &Resolution::HighestValue { column: "limit_bytes".into() });
-        assert_eq!(r[3], &Resolution::Custom { expression: "a.version > b.version".into() });
-        assert_eq!(r[4], &Resolution::CustomRust { name: "my_resolver".into() });
-        assert_eq!(r[5], &Resolution::CustomRust { name: "other".into() });
+        let r: Vec<&Resolution> = cfg.node_groups[0]
+            .tables
+            .iter()
+            .map(|t| &t.resolution)
+            .collect();
+        assert_eq!(
+            r[0],
+            &Resolution::FirstWriteWins {
+                tracking_column: None
+            }
+        );
+        assert_eq!(
+            r[1],
+            &Resolution::RegionPriority {
+                regions: vec!["us-west-2".into(), "us-east-1".into()]
+            }
+        );
+        assert_eq!(
+            r[2],
+            &Resolution::HighestValue {
+                column: "limit_bytes".into()
+            }
+        );
+        assert_eq!(
+            r[3],
+            &Resolution::Custom {
+                expression: "a.version > b.version".into()
+            }
+        );
+        assert_eq!(
+            r[4],
+            &Resolution::CustomRust {
+                name: "my_resolver".into()
+            }
+        );
+        assert_eq!(
+            r[5],
+            &Resolution::CustomRust {
+                name: "other".into()
+            }
+        );
         match r[6] {
-            Resolution::ColumnMerge { columns, tracking_column } => {
-                assert_eq!(columns.get("email").map(String::as_str), Some("email_updated_at"));
+            Resolution::ColumnMerge {
+                columns,
+                tracking_column,
+            } => {
+                assert_eq!(
+                    columns.get("email").map(String::as_str),
+                    Some("email_updated_at")
+                );
                 assert_eq!(tracking_column.as_deref(), Some("updated_at"));
             }
             other => panic!("{other:?}"),
         }
         let t = &cfg.node_groups[0].tables;
         assert_eq!(t[7].resolution, Resolution::Manual);
-        assert_eq!(t[7].key_columns.as_deref(), Some(&["x".to_string(), "y".to_string()][..]));
+        assert_eq!(
+            t[7].key_columns.as_deref(),
+            Some(&["x".to_string(), "y".to_string()][..])
+        );
         assert_eq!(t[7].exclude_columns, ["z"]);
         // No resolution: the global default (last_write_wins on commit timestamps).
-        assert_eq!(t[8].resolution, Resolution::LastWriteWins { tracking_column: None });
-        assert_eq!(t[8].tombstone, Some(Tombstone::Column { column: "deleted_at".into() }));
-        assert_eq!(t[9].resolution, Resolution::LastWriteWins { tracking_column: Some("ts".into()) });
+        assert_eq!(
+            t[8].resolution,
+            Resolution::LastWriteWins {
+                tracking_column: None
+            }
+        );
+        assert_eq!(
+            t[8].tombstone,
+            Some(Tombstone::Column {
+                column: "deleted_at".into()
+            })
+        );
+        assert_eq!(
+            t[9].resolution,
+            Resolution::LastWriteWins {
+                tracking_column: Some("ts".into())
+            }
+        );
         assert_eq!(
             t[9].tombstone,
-            Some(Tombstone::Table { table: "graves".into(), deleted_at_column: "gone_at".into() })
+            Some(Tombstone::Table {
+                table: "graves".into(),
+                deleted_at_column: "gone_at".into()
+            })
         );
         assert!(cfg.table_rule("d", &TableName::new("s", "j")).is_some());
-        assert!(cfg.table_rule("d", &TableName::new("public", "j")).is_none());
+        assert!(
+            cfg.table_rule("d", &TableName::new("public", "j"))
+                .is_none()
+        );
     }
 
     #[test]
     fn global_rules() {
-        let cfg = Config::from_yaml_str(&format!("global: {{conflict_resolution: manual}}\n{REGIONS}"), "c").unwrap();
+        let cfg = Config::from_yaml_str(
+            &format!("global: {{conflict_resolution: manual}}\n{REGIONS}"),
+            "c",
+        )
+        .unwrap();
         assert_eq!(cfg.default_resolution(), Resolution::Manual);
         let cfg = Config::from_yaml_str(
             &format!("global: {{conflict_resolution: first_write_wins}}\n{REGIONS}replication:\n  node_groups:\n    - {{database: d, conflict_resolution_tables: [{{table: t, tracking_column: c}}]}}\n"),
@@ -852,13 +1046,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.node_groups[0].name, "d");
-        assert_eq!(cfg.node_groups[0].tables[0].resolution, Resolution::FirstWriteWins { tracking_column: Some("c".into()) });
         assert_eq!(
-            err(&format!("global: {{conflict_resolution: highest_value}}\n{REGIONS}")),
+            cfg.node_groups[0].tables[0].resolution,
+            Resolution::FirstWriteWins {
+                tracking_column: Some("c".into())
+            }
+        );
+        assert_eq!(
+            err(&format!(
+                "global: {{conflict_resolution: highest_value}}\n{REGIONS}"
+            )),
             "cfg.yaml: global.conflict_resolution: highest_value needs a per-table setting, so it cannot be the default for all tables; use last_write_wins, first_write_wins or manual there and set highest_value on the tables that need it under conflict_resolution_tables"
         );
         assert_eq!(
-            err(&format!("global: {{conflict_resolution: newest}}\n{REGIONS}")),
+            err(&format!(
+                "global: {{conflict_resolution: newest}}\n{REGIONS}"
+            )),
             "cfg.yaml: global.conflict_resolution: unknown resolution \"newest\"; use last_write_wins, first_write_wins or manual"
         );
     }
@@ -866,42 +1069,93 @@ mod tests {
     #[test]
     fn bad_rules() {
         assert_eq!(
-            err(&with_tables("        - {table: vault_secrets, resolution: newest_wins}\n")),
+            err(&with_tables(
+                "        - {table: vault_secrets, resolution: newest_wins}\n"
+            )),
             "cfg.yaml: table vault_secrets in node group \"g\": unknown resolution \"newest_wins\"; use one of last_write_wins, first_write_wins, region_priority, highest_value, custom, custom_rust, column_merge, manual"
         );
         assert_eq!(
-            err(&with_tables("        - {table: quotas, resolution: highest_value}\n")),
+            err(&with_tables(
+                "        - {table: quotas, resolution: highest_value}\n"
+            )),
             "cfg.yaml: table quotas in node group \"g\": resolution highest_value needs the column to compare; add \"column: <column name>\" to the table's entry"
         );
         assert_eq!(
-            err(&with_tables("        - {table: tenants, resolution: region_priority}\n")),
+            err(&with_tables(
+                "        - {table: tenants, resolution: region_priority}\n"
+            )),
             "cfg.yaml: table tenants in node group \"g\": resolution region_priority needs the ordered list of regions, most trusted first; add \"regions: [us-east-1, us-west-2]\" to the table's entry"
         );
-        assert!(err(&with_tables("        - {table: f, resolution: custom}\n")).contains("needs an expression; add \"expression: "));
-        assert!(err(&with_tables("        - {table: f, resolution: column_merge}\n")).contains("needs the columns to merge"));
-        assert!(err(&with_tables("        - {table: f, resolution: custom_rust}\n")).contains("needs the registered resolver's name"));
+        assert!(
+            err(&with_tables("        - {table: f, resolution: custom}\n"))
+                .contains("needs an expression; add \"expression: ")
+        );
+        assert!(
+            err(&with_tables(
+                "        - {table: f, resolution: column_merge}\n"
+            ))
+            .contains("needs the columns to merge")
+        );
+        assert!(
+            err(&with_tables(
+                "        - {table: f, resolution: custom_rust}\n"
+            ))
+            .contains("needs the registered resolver's name")
+        );
         assert_eq!(
-            err(&with_tables("        - {table: tenants, resolution: region_priority, regions: [us-west-2, eu-west-9]}\n")),
+            err(&with_tables(
+                "        - {table: tenants, resolution: region_priority, regions: [us-west-2, eu-west-9]}\n"
+            )),
             "cfg.yaml: table tenants in node group \"g\": region_priority names region \"eu-west-9\", which is not defined under regions: (defined: us-east-1, us-west-2); fix the name or define the region"
         );
         assert!(err(&with_tables("        - {table: t, resolution: region_priority, regions: [us-west-2, us-west-2]}\n")).contains("twice"));
-        assert!(err(&with_tables("        - {table: t, resolution: manual, custom_rust: x}\n")).contains("keep only one"));
+        assert!(
+            err(&with_tables(
+                "        - {table: t, resolution: manual, custom_rust: x}\n"
+            ))
+            .contains("keep only one")
+        );
         assert!(err(&with_tables("        - {resolution: manual}\n")).contains("has no table"));
-        assert!(err(&with_tables("        - {table: t}\n        - {table: T}\n")).contains("listed twice"));
+        assert!(
+            err(&with_tables("        - {table: t}\n        - {table: T}\n"))
+                .contains("listed twice")
+        );
         assert!(err(&with_tables("        - {table: a.b.c}\n")).contains("is not a table name"));
-        assert!(err(&with_tables("        - {table: t, tombstone: {table: x}}\n")).contains("needs deleted_at_column"));
-        assert!(err(&with_tables("        - {table: t, tombstone: {}}\n")).contains("tombstone: is empty"));
-        assert!(err(&with_tables("        - {table: t, key_columns: []}\n")).contains("key_columns is empty"));
-        let e = err(&with_tables("        - {table: flags, resolution: custom, expression: \"a.v > pg_sleep(1)\"}\n"));
-        assert!(e.starts_with("cfg.yaml: table flags in node group \"g\": ") && e.contains("pg_sleep"), "{e}");
+        assert!(
+            err(&with_tables(
+                "        - {table: t, tombstone: {table: x}}\n"
+            ))
+            .contains("needs deleted_at_column")
+        );
+        assert!(
+            err(&with_tables("        - {table: t, tombstone: {}}\n"))
+                .contains("tombstone: is empty")
+        );
+        assert!(
+            err(&with_tables("        - {table: t, key_columns: []}\n"))
+                .contains("key_columns is empty")
+        );
+        let e = err(&with_tables(
+            "        - {table: flags, resolution: custom, expression: \"a.v > pg_sleep(1)\"}\n",
+        ));
+        assert!(
+            e.starts_with("cfg.yaml: table flags in node group \"g\": ") && e.contains("pg_sleep"),
+            "{e}"
+        );
         // Missing tracking_column is fine for lww/fww.
-        Config::from_yaml_str(&with_tables("        - {table: t, resolution: last_write_wins}\n"), "c").unwrap();
+        Config::from_yaml_str(
+            &with_tables("        - {table: t, resolution: last_write_wins}\n"),
+            "c",
+        )
+        .unwrap();
     }
 
     #[test]
     fn bad_regions() {
         assert_eq!(
-            err("regions:\n  - name: a\n    instance: {host: h}\n  - name: a\n    instance: {host: i}\n"),
+            err(
+                "regions:\n  - name: a\n    instance: {host: h}\n  - name: a\n    instance: {host: i}\n"
+            ),
             "cfg.yaml: region \"a\" is defined twice under regions:; give each region a unique name"
         );
         assert_eq!(
@@ -909,9 +1163,15 @@ mod tests {
             "cfg.yaml: region \"a\" has no host; add \"instance: {host: <host>, port: 5432}\" (or a conninfo:) to it"
         );
         assert!(err("regions:\n  - instance: {host: h}\n").contains("regions entry 1 has no name"));
-        assert!(err("regions:\n  - {name: a, instance: {host: h, sslmode: on}}\n").contains("invalid instance.sslmode \"on\""));
+        assert!(
+            err("regions:\n  - {name: a, instance: {host: h, sslmode: on}}\n")
+                .contains("invalid instance.sslmode \"on\"")
+        );
         let e = err("regions:\n  - {name: a, conninfo: 'host=h port=x password=hunter2'}\n");
-        assert!(e.contains("region \"a\": conninfo: invalid port number") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("region \"a\": conninfo: invalid port number") && !e.contains("hunter2"),
+            "{e}"
+        );
         // conninfo and the extra instance keys.
         let cfg = Config::from_yaml_str(
             "regions:\n  - name: a\n    instance: {host: h, port: '6543', user: u, password: p, dbname: d, sslmode: verify-full, sslrootcert: /r.pem, connect_timeout: 4}\n  - {name: b, conninfo: 'postgres://x@y:1/z'}\n",
@@ -919,7 +1179,15 @@ mod tests {
         )
         .unwrap();
         let a = &cfg.regions[0].conn;
-        assert_eq!((a.port, a.user.as_deref(), a.password.as_deref(), a.dbname.as_deref()), (Some(6543), Some("u"), Some("p"), Some("d")));
+        assert_eq!(
+            (
+                a.port,
+                a.user.as_deref(),
+                a.password.as_deref(),
+                a.dbname.as_deref()
+            ),
+            (Some(6543), Some("u"), Some("p"), Some("d"))
+        );
         assert_eq!(a.sslmode, Some(crate::conninfo::SslMode::VerifyFull));
         assert_eq!(a.connect_timeout, Some(4));
         assert_eq!(cfg.regions[1].conn.host.as_deref(), Some("y"));
@@ -928,15 +1196,24 @@ mod tests {
     #[test]
     fn yaml_and_type_errors() {
         let e = err("regions:\n  - name: a\n    instance:\n      host: h\n      port: abc\n");
-        assert_eq!(e, "cfg.yaml: line 5, column 13: regions[0].instance.port: invalid port \"abc\": expected a port number (1-65535)");
+        assert_eq!(
+            e,
+            "cfg.yaml: line 5, column 13: regions[0].instance.port: invalid port \"abc\": expected a port number (1-65535)"
+        );
         let e = err("regions:\n  - name: a\n    instance: {host: h, port: 70000}\n");
         assert!(e.contains("line 3") && e.contains("out of range"), "{e}");
         let e = err("global:\n  max_replication_lag_seconds: soon\n");
         assert!(e.starts_with("cfg.yaml: line 2, column 32: global.max_replication_lag_seconds: invalid type: string \"soon\""), "{e}");
         let e = err("regions:\n  - name: a\n   bad: [\n");
-        assert!(e.starts_with("cfg.yaml: line ") && e.contains("not valid YAML"), "{e}");
+        assert!(
+            e.starts_with("cfg.yaml: line ") && e.contains("not valid YAML"),
+            "{e}"
+        );
         let e = err("global: {a: 1}\nregions: {a: b}\n");
-        assert!(e.contains("line 2") && e.contains("regions: invalid type: map, expected a sequence"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("regions: invalid type: map, expected a sequence"),
+            "{e}"
+        );
         assert!(err("# only a comment\n").contains("the config file is empty"));
         assert!(err("- a\n- b\n").contains("invalid type: sequence"));
     }
@@ -947,34 +1224,60 @@ mod tests {
         let cfg = Config::from_yaml_str(text, "c").unwrap();
         assert_eq!(cfg.regions[0].conn.port, Some(6432));
         assert_eq!(cfg.regions[1].conn.host.as_deref(), Some("h2"));
-        assert_eq!(cfg.regions[1].conn.sslmode, Some(crate::conninfo::SslMode::Require));
+        assert_eq!(
+            cfg.regions[1].conn.sslmode,
+            Some(crate::conninfo::SslMode::Require)
+        );
     }
 
     #[test]
     fn region_flags() {
         let mut cfg = Config::from_yaml_str(GUIDE, "g.yaml").unwrap();
-        cfg.apply_region_flag("us-west-2=postgres://u:pw@127.0.0.1:5433/db2").unwrap();
-        cfg.apply_region_flag("eu-1=host=10.0.0.9 port=5434 dbname='x y'").unwrap();
+        cfg.apply_region_flag("us-west-2=postgres://u:pw@127.0.0.1:5433/db2")
+            .unwrap();
+        cfg.apply_region_flag("eu-1=host=10.0.0.9 port=5434 dbname='x y'")
+            .unwrap();
         let names: Vec<_> = cfg.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["us-east-1", "us-west-2", "eu-1"]);
         let w = &cfg.regions[1].conn;
-        assert_eq!((w.host.as_deref(), w.port, w.dbname.as_deref()), (Some("127.0.0.1"), Some(5433), Some("db2")));
+        assert_eq!(
+            (w.host.as_deref(), w.port, w.dbname.as_deref()),
+            (Some("127.0.0.1"), Some(5433), Some("db2"))
+        );
         assert_eq!(cfg.regions[2].conn.dbname.as_deref(), Some("x y"));
         // Only the given fields replace.
         cfg.apply_region_flag("us-east-1=port=7777").unwrap();
-        assert_eq!(cfg.regions[0].conn.host.as_deref(), Some("postgres.us-east-1.eden.internal"));
+        assert_eq!(
+            cfg.regions[0].conn.host.as_deref(),
+            Some("postgres.us-east-1.eden.internal")
+        );
         assert_eq!(cfg.regions[0].conn.port, Some(7777));
         cfg.validate().unwrap();
 
         let mut empty = Config::default();
-        assert!(empty.validate().unwrap_err().to_string().contains("give --config FILE"));
+        assert!(
+            empty
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("give --config FILE")
+        );
         for (flag, want) in [
             ("postgres://u:hunter2@h/d", "--region expects NAME=CONNINFO"),
-            ("postgres://u:hunter2@h/d?sslmode=require", "NAME is a region name"),
+            (
+                "postgres://u:hunter2@h/d?sslmode=require",
+                "NAME is a region name",
+            ),
             ("=postgres://h", "region name is empty"),
             ("r1=", "--region r1= gives no connection string"),
-            ("r1=postgres://u:hunter2@h:99999/d", "--region r1: invalid port number \"99999\""),
-            ("r1=host=h password=hunter2 bogus", "--region r1: missing \"=\""),
+            (
+                "r1=postgres://u:hunter2@h:99999/d",
+                "--region r1: invalid port number \"99999\"",
+            ),
+            (
+                "r1=host=h password=hunter2 bogus",
+                "--region r1: missing \"=\"",
+            ),
         ] {
             let e = empty.apply_region_flag(flag).unwrap_err();
             assert!(matches!(e, Error::Usage(_)));

@@ -44,7 +44,10 @@ const INSERT_CHUNK: usize = 5_000;
 
 /// `schema.replication_conflicts` (schema `public` when not configured).
 pub fn table_name(schema: Option<&str>) -> TableName {
-    TableName::new(schema.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SCHEMA), TABLE)
+    TableName::new(
+        schema.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SCHEMA),
+        TABLE,
+    )
 }
 
 /// Column definitions: (name, type for CREATE TABLE, type when added to an older table).
@@ -52,7 +55,11 @@ pub fn table_name(schema: Option<&str>) -> TableName {
 /// Columns added to an existing table are nullable (NOT NULL could not be added to a
 /// table that already holds rows), except `created_at` which has a default.
 const COLUMNS: &[(&str, &str, &str)] = &[
-    ("created_at", "timestamptz NOT NULL DEFAULT now()", "timestamptz NOT NULL DEFAULT now()"),
+    (
+        "created_at",
+        "timestamptz NOT NULL DEFAULT now()",
+        "timestamptz NOT NULL DEFAULT now()",
+    ),
     ("table_name", "text NOT NULL", "text"),
     ("key", "jsonb NOT NULL", "jsonb"),
     ("conflict_type", "text NOT NULL", "text"),
@@ -76,9 +83,18 @@ const COLUMNS: &[(&str, &str, &str)] = &[
 fn indexes(table: &TableName) -> Vec<(String, String)> {
     let base: String = table.name.chars().take(40).collect();
     vec![
-        (format!("{base}_table_created_idx"), "(table_name, created_at DESC, id DESC)".to_string()),
-        (format!("{base}_created_idx"), "(created_at DESC, id DESC)".to_string()),
-        (format!("{base}_unresolved_idx"), "(created_at DESC) WHERE resolved_at IS NULL".to_string()),
+        (
+            format!("{base}_table_created_idx"),
+            "(table_name, created_at DESC, id DESC)".to_string(),
+        ),
+        (
+            format!("{base}_created_idx"),
+            "(created_at DESC, id DESC)".to_string(),
+        ),
+        (
+            format!("{base}_unresolved_idx"),
+            "(created_at DESC) WHERE resolved_at IS NULL".to_string(),
+        ),
         (format!("{base}_run_id_idx"), "(run_id)".to_string()),
     ]
 }
@@ -88,17 +104,25 @@ fn indexes(table: &TableName) -> Vec<(String, String)> {
 /// columns an older table lacks, and creates missing indexes.
 pub fn init_sql(table: &TableName) -> String {
     let rc = table.quoted();
-    let cols: Vec<String> = COLUMNS.iter().map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n))).collect();
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
+        .collect();
     let mut s = format!(
         "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {rc} (\n    id bigserial PRIMARY KEY,\n{}\n);\n",
         quote_ident(&table.schema),
         cols.join(",\n")
     );
-    let adds: Vec<String> =
-        COLUMNS.iter().map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n))).collect();
+    let adds: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n)))
+        .collect();
     s.push_str(&format!("ALTER TABLE {rc} {};\n", adds.join(", ")));
     for (name, def) in indexes(table) {
-        s.push_str(&format!("CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n", quote_ident(&name)));
+        s.push_str(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n",
+            quote_ident(&name)
+        ));
     }
     s
 }
@@ -117,7 +141,9 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
     // outside a transaction block, which tells whether the caller has one open.
     let in_caller_tx = match client.batch_execute("SAVEPOINT eden_conflicts_init").await {
         Ok(()) => true,
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION) => false,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
+            false
+        }
         Err(e) => return Err(q(e)),
     };
     if !in_caller_tx {
@@ -125,7 +151,11 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
     }
     match init_in_tx(client, region, table).await {
         Ok(created) => {
-            let end = if in_caller_tx { "RELEASE SAVEPOINT eden_conflicts_init" } else { "COMMIT" };
+            let end = if in_caller_tx {
+                "RELEASE SAVEPOINT eden_conflicts_init"
+            } else {
+                "COMMIT"
+            };
             client.batch_execute(end).await.map_err(q)?;
             Ok(created)
         }
@@ -144,16 +174,25 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
 async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<bool> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
-    client.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY]).await.map_err(q)?;
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY])
+        .await
+        .map_err(q)?;
 
     let schema_exists: bool = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&table.schema])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&table.schema],
+        )
         .await
         .map_err(q)?
         .get(0);
     if !schema_exists {
         client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&table.schema)))
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(&table.schema)
+            ))
             .await
             .map_err(q)?;
     }
@@ -162,8 +201,10 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
     let created = existing.is_none();
     match existing {
         None => {
-            let cols: Vec<String> =
-                COLUMNS.iter().map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n))).collect();
+            let cols: Vec<String> = COLUMNS
+                .iter()
+                .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
+                .collect();
             let sql = format!(
                 "CREATE TABLE IF NOT EXISTS {} (\n    id bigserial PRIMARY KEY,\n{}\n)",
                 table.quoted(),
@@ -188,7 +229,11 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
             if !missing.is_empty() {
                 tracing::info!(region, table = %table, "adding {} missing column(s)", missing.len());
                 client
-                    .batch_execute(&format!("ALTER TABLE {} {}", table.quoted(), missing.join(", ")))
+                    .batch_execute(&format!(
+                        "ALTER TABLE {} {}",
+                        table.quoted(),
+                        missing.join(", ")
+                    ))
                     .await
                     .map_err(q)?;
             }
@@ -224,7 +269,11 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
 }
 
 /// The table's column names, or `None` when it does not exist.
-async fn existing_columns(client: &Client, region: &str, table: &TableName) -> Result<Option<Vec<String>>> {
+async fn existing_columns(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<Vec<String>>> {
     let rows = client
         .query(
             "SELECT c.relkind::text, a.attname::text \
@@ -242,10 +291,16 @@ async fn existing_columns(client: &Client, region: &str, table: &TableName) -> R
     if kind != "r" && kind != "p" {
         return Err(Error::Table {
             table: table.to_string(),
-            message: format!("in region {region} this name is taken by something that is not a table"),
+            message: format!(
+                "in region {region} this name is taken by something that is not a table"
+            ),
         });
     }
-    Ok(Some(rows.iter().filter_map(|r| r.get::<_, Option<String>>(1)).collect()))
+    Ok(Some(
+        rows.iter()
+            .filter_map(|r| r.get::<_, Option<String>>(1))
+            .collect(),
+    ))
 }
 
 /// True when `table` exists in this region's database.
@@ -299,7 +354,11 @@ pub struct ConflictRecord {
 
 /// Writes `recs` into `table` with one multi-row INSERT (per 5000 records), through any
 /// client or transaction, so the records commit with the caller's changes.
-pub async fn insert_records(client: &impl GenericClient, table: &TableName, recs: &[ConflictRecord]) -> Result<()> {
+pub async fn insert_records(
+    client: &impl GenericClient,
+    table: &TableName,
+    recs: &[ConflictRecord],
+) -> Result<()> {
     if recs.is_empty() {
         return Ok(());
     }
@@ -319,7 +378,8 @@ pub async fn insert_records(client: &impl GenericClient, table: &TableName, recs
         table.quoted()
     );
     for chunk in recs.chunks(INSERT_CHUNK) {
-        let payload = serde_json::to_value(chunk).map_err(|e| Error::Usage(format!("cannot encode conflict records: {e}")))?;
+        let payload = serde_json::to_value(chunk)
+            .map_err(|e| Error::Usage(format!("cannot encode conflict records: {e}")))?;
         client
             .execute(&sql, &[&payload])
             .await
@@ -403,7 +463,9 @@ impl ListedConflict {
             obj.remove(k).filter(|v| !v.is_null())
         }
         fn ts(obj: &mut Map<String, Json>, k: &str) -> Option<DateTime<Utc>> {
-            s(obj, k).and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|d| d.with_timezone(&Utc))
+            s(obj, k)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|d| d.with_timezone(&Utc))
         }
         let id = obj.remove("id")?.as_i64()?;
         let created_at = ts(&mut obj, "created_at")?;
@@ -436,14 +498,24 @@ impl ListedConflict {
 /// regions: `created_at` descending, then region order, then `id` descending; `limit`
 /// applies to the merged list. A region whose database has no such table lists nothing.
 /// To list one region only (`--in`), pass only that region.
-pub async fn list(regions: &[(&str, &Client)], table: &TableName, filter: &ListFilter) -> Result<Vec<ListedConflict>> {
+pub async fn list(
+    regions: &[(&str, &Client)],
+    table: &TableName,
+    filter: &ListFilter,
+) -> Result<Vec<ListedConflict>> {
     let table_match = match &filter.table {
         None => None,
-        Some(text) => Some(TableName::parse_user(text).map_err(|m| Error::Usage(format!("--table: {m}")))?),
+        Some(text) => {
+            Some(TableName::parse_user(text).map_err(|m| Error::Usage(format!("--table: {m}")))?)
+        }
     };
     let futs = regions.iter().enumerate().map(|(idx, (name, client))| {
         let table_match = table_match.clone();
-        async move { list_one(name, client, table, filter, table_match).await.map(|v| (idx, v)) }
+        async move {
+            list_one(name, client, table, filter, table_match)
+                .await
+                .map(|v| (idx, v))
+        }
     });
     let results = futures_util::future::join_all(futs).await;
     let mut all: Vec<(usize, ListedConflict)> = Vec::new();
@@ -451,7 +523,12 @@ pub async fn list(regions: &[(&str, &Client)], table: &TableName, filter: &ListF
         let (idx, rows) = r?;
         all.extend(rows.into_iter().map(|c| (idx, c)));
     }
-    all.sort_by(|(ia, a), (ib, b)| b.created_at.cmp(&a.created_at).then(ia.cmp(ib)).then(b.id.cmp(&a.id)));
+    all.sort_by(|(ia, a), (ib, b)| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then(ia.cmp(ib))
+            .then(b.id.cmp(&a.id))
+    });
     let mut out: Vec<ListedConflict> = all.into_iter().map(|(_, c)| c).collect();
     if let Some(n) = filter.limit {
         out.truncate(n);
@@ -487,7 +564,10 @@ async fn list_one(
         table.quoted()
     );
     let rows = client
-        .query(&sql, &[&exact, &suffix, &filter.since, &filter.unresolved, &limit])
+        .query(
+            &sql,
+            &[&exact, &suffix, &filter.since, &filter.unresolved, &limit],
+        )
         .await
         .map_err(|e| Error::query(region, format!("reading {table}"), &e))?;
     let mut out = Vec::with_capacity(rows.len());
@@ -518,7 +598,12 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> std::result::Result<DateTi
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
             return Ok(Utc.from_utc_datetime(&n));
         }
@@ -539,13 +624,17 @@ fn parse_duration_secs(t: &str) -> Option<i64> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: i64 = rest[..digits].parse().ok()?;
         rest = rest[digits..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len].to_ascii_lowercase();
         let mult: i64 = match unit.as_str() {
             "s" | "sec" | "secs" | "second" | "seconds" => 1,
@@ -570,10 +659,18 @@ pub fn format_age(secs: i64) -> String {
         format!("{}m", s / 60)
     } else if s < 86_400 {
         let (h, m) = (s / 3600, (s % 3600) / 60);
-        if m == 0 { format!("{h}h") } else { format!("{h}h{m}m") }
+        if m == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{m}m")
+        }
     } else {
         let (d, h) = (s / 86_400, (s % 86_400) / 3600);
-        if h == 0 { format!("{d}d") } else { format!("{d}d{h}h") }
+        if h == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{h}h")
+        }
     }
 }
 
@@ -593,7 +690,10 @@ pub fn format_key(key: &Json) -> String {
 }
 
 fn cell(s: &str, max: usize) -> String {
-    let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if one_line.chars().count() > max {
         let mut t: String = one_line.chars().take(max - 1).collect();
         t.push('…');
@@ -605,11 +705,25 @@ fn cell(s: &str, max: usize) -> String {
 
 /// Prints `rows` as an aligned table for people, then a count line; `no conflicts
 /// recorded` when there are none.
-pub fn print_human(out: &mut impl Write, rows: &[ListedConflict], now: DateTime<Utc>) -> io::Result<()> {
+pub fn print_human(
+    out: &mut impl Write,
+    rows: &[ListedConflict],
+    now: DateTime<Utc>,
+) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "no conflicts recorded");
     }
-    let header = ["AGE", "REGION", "TABLE", "KEY", "TYPE", "REGIONS", "RESOLUTION", "DECIDED BY", "STATUS"];
+    let header = [
+        "AGE",
+        "REGION",
+        "TABLE",
+        "KEY",
+        "TYPE",
+        "REGIONS",
+        "RESOLUTION",
+        "DECIDED BY",
+        "STATUS",
+    ];
     let mut table: Vec<Vec<String>> = Vec::with_capacity(rows.len());
     for r in rows {
         let regions = match (&r.local_region, &r.remote_region) {
@@ -625,7 +739,10 @@ pub fn print_human(out: &mut impl Write, rows: &[ListedConflict], now: DateTime<
             (None, None) => "-".into(),
         };
         let status = if r.resolved_at.is_some() {
-            r.action.clone().map(|a| format!("resolved ({a})")).unwrap_or_else(|| "resolved".into())
+            r.action
+                .clone()
+                .map(|a| format!("resolved ({a})"))
+                .unwrap_or_else(|| "resolved".into())
         } else {
             "unresolved".into()
         };
@@ -659,7 +776,11 @@ pub fn print_human(out: &mut impl Write, rows: &[ListedConflict], now: DateTime<
         }
         s.trim_end().to_string()
     };
-    writeln!(out, "{}", line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()))?;
+    writeln!(
+        out,
+        "{}",
+        line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+    )?;
     for row in &table {
         writeln!(out, "{}", line(row))?;
     }
@@ -675,7 +796,10 @@ pub fn print_human(out: &mut impl Write, rows: &[ListedConflict], now: DateTime<
 
 /// `{"conflicts": [...]}`, one object per record with every column plus `region`.
 pub fn to_json(rows: &[ListedConflict]) -> Json {
-    let list: Vec<Json> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or(Json::Null)).collect();
+    let list: Vec<Json> = rows
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(Json::Null))
+        .collect();
     serde_json::json!({ "conflicts": list })
 }
 
@@ -690,13 +814,31 @@ mod tests {
     #[test]
     fn since_durations() {
         let n = now();
-        assert_eq!(parse_since("24h", n).unwrap(), n - chrono::Duration::hours(24));
-        assert_eq!(parse_since("90m", n).unwrap(), n - chrono::Duration::minutes(90));
+        assert_eq!(
+            parse_since("24h", n).unwrap(),
+            n - chrono::Duration::hours(24)
+        );
+        assert_eq!(
+            parse_since("90m", n).unwrap(),
+            n - chrono::Duration::minutes(90)
+        );
         assert_eq!(parse_since("7d", n).unwrap(), n - chrono::Duration::days(7));
-        assert_eq!(parse_since("30s", n).unwrap(), n - chrono::Duration::seconds(30));
-        assert_eq!(parse_since("1h30m", n).unwrap(), n - chrono::Duration::minutes(90));
-        assert_eq!(parse_since("2w", n).unwrap(), n - chrono::Duration::days(14));
-        assert_eq!(parse_since(" 1d 2h ", n).unwrap(), n - chrono::Duration::hours(26));
+        assert_eq!(
+            parse_since("30s", n).unwrap(),
+            n - chrono::Duration::seconds(30)
+        );
+        assert_eq!(
+            parse_since("1h30m", n).unwrap(),
+            n - chrono::Duration::minutes(90)
+        );
+        assert_eq!(
+            parse_since("2w", n).unwrap(),
+            n - chrono::Duration::days(14)
+        );
+        assert_eq!(
+            parse_since(" 1d 2h ", n).unwrap(),
+            n - chrono::Duration::hours(26)
+        );
         assert_eq!(parse_since("0s", n).unwrap(), n);
     }
 
@@ -705,7 +847,10 @@ mod tests {
         let n = now();
         let midnight = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
         assert_eq!(parse_since("2026-11-27T00:00:00Z", n).unwrap(), midnight);
-        assert_eq!(parse_since("2026-11-27T01:00:00+01:00", n).unwrap(), midnight);
+        assert_eq!(
+            parse_since("2026-11-27T01:00:00+01:00", n).unwrap(),
+            midnight
+        );
         assert_eq!(parse_since("2026-11-27", n).unwrap(), midnight);
         assert_eq!(parse_since("2026-11-27 00:00:00", n).unwrap(), midnight);
         assert_eq!(parse_since("2026-11-27T00:00", n).unwrap(), midnight);
@@ -714,7 +859,18 @@ mod tests {
     #[test]
     fn since_errors() {
         let n = now();
-        for bad in ["", "yesterday", "24", "h", "-1h", "1x", "1h30", "2026-13-01", "99999999999999999999s", "1e3s"] {
+        for bad in [
+            "",
+            "yesterday",
+            "24",
+            "h",
+            "-1h",
+            "1x",
+            "1h30",
+            "2026-13-01",
+            "99999999999999999999s",
+            "1e3s",
+        ] {
             let e = parse_since(bad, n).unwrap_err();
             assert!(e.contains("--since") && e.contains("24h"), "{bad}: {e}");
         }
@@ -727,7 +883,10 @@ mod tests {
         assert_eq!(format_age(5400), "1h30m");
         assert_eq!(format_age(7200), "2h");
         assert_eq!(format_age(86_400 * 2 + 3600 * 4), "2d4h");
-        assert_eq!(format_key(&serde_json::json!({"id": 42, "r": "us"})), "id=42, r=us");
+        assert_eq!(
+            format_key(&serde_json::json!({"id": 42, "r": "us"})),
+            "id=42, r=us"
+        );
     }
 
     #[test]
@@ -740,7 +899,13 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(table_name(None), TableName::new("public", "replication_conflicts"));
-        assert_eq!(table_name(Some("audit")), TableName::new("audit", "replication_conflicts"));
+        assert_eq!(
+            table_name(None),
+            TableName::new("public", "replication_conflicts")
+        );
+        assert_eq!(
+            table_name(Some("audit")),
+            TableName::new("audit", "replication_conflicts")
+        );
     }
 }

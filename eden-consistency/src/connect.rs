@@ -109,12 +109,20 @@ impl Region {
 /// Connects to one region: its connection parameters completed from the environment
 /// (see [`crate::conninfo`]), its database the conninfo's `dbname`, else `db` (when not
 /// empty), else `PGDATABASE`, else the user name.
-pub async fn connect_region(cfg: &RegionConfig, index: usize, db: &str, opts: &ConnectOptions) -> Result<Region> {
-    let params = cfg.conn.resolve(Some(db).filter(|d| !d.is_empty())).map_err(|message| Error::Connection {
-        region: cfg.name.clone(),
-        addr: cfg.conn.addr(),
-        message,
-    })?;
+pub async fn connect_region(
+    cfg: &RegionConfig,
+    index: usize,
+    db: &str,
+    opts: &ConnectOptions,
+) -> Result<Region> {
+    let params = cfg
+        .conn
+        .resolve(Some(db).filter(|d| !d.is_empty()))
+        .map_err(|message| Error::Connection {
+            region: cfg.name.clone(),
+            addr: cfg.conn.addr(),
+            message,
+        })?;
     let client = open(&cfg.name, &params, opts).await?;
     tracing::debug!(region = %cfg.name, addr = %params.addr(), db = %params.dbname, "connected");
     Ok(Region {
@@ -131,10 +139,17 @@ pub async fn connect_region(cfg: &RegionConfig, index: usize, db: &str, opts: &C
 /// Connects to every region of `cfg` concurrently, each within its timeout. On failure the
 /// error is that of the first failing region in config order (whatever failed first in
 /// time), and the other sessions are closed.
-pub async fn connect_all(cfg: &Config, db: Option<&str>, opts: &ConnectOptions) -> Result<Vec<Region>> {
+pub async fn connect_all(
+    cfg: &Config,
+    db: Option<&str>,
+    opts: &ConnectOptions,
+) -> Result<Vec<Region>> {
     cfg.validate()?;
     let results = futures_util::future::join_all(
-        cfg.regions.iter().enumerate().map(|(i, r)| connect_region(r, i, db.unwrap_or(""), opts)),
+        cfg.regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| connect_region(r, i, db.unwrap_or(""), opts)),
     )
     .await;
     results.into_iter().collect()
@@ -152,7 +167,11 @@ fn effective_timeout(params: &ResolvedParams, opts: &ConnectOptions) -> Option<D
 }
 
 fn fmt_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// The startup `options` fixing the session's settings.
@@ -164,7 +183,10 @@ fn startup_options(opts: &ConnectOptions) -> String {
         "-c IntervalStyle=postgres".to_string(),
         "-c extra_float_digits=3".to_string(),
         "-c bytea_output=hex".to_string(),
-        format!("-c statement_timeout={}", opts.statement_timeout.map(ms).unwrap_or(0)),
+        format!(
+            "-c statement_timeout={}",
+            opts.statement_timeout.map(ms).unwrap_or(0)
+        ),
         format!("-c lock_timeout={}", ms(opts.lock_timeout)),
     ]
     .join(" ")
@@ -173,18 +195,34 @@ fn startup_options(opts: &ConnectOptions) -> String {
 /// Opens one session.
 async fn open(region: &str, params: &ResolvedParams, opts: &ConnectOptions) -> Result<Client> {
     let addr = params.addr();
-    let fail = |message: String| Error::Connection { region: region.to_string(), addr: addr.clone(), message };
+    let fail = |message: String| Error::Connection {
+        region: region.to_string(),
+        addr: addr.clone(),
+        message,
+    };
 
     let mut pg = tokio_postgres::Config::new();
-    pg.host(&params.host).port(params.port).user(&params.user).dbname(&params.dbname);
+    pg.host(&params.host)
+        .port(params.port)
+        .user(&params.user)
+        .dbname(&params.dbname);
     if let Some(a) = &params.hostaddr {
-        let ip = a.parse().map_err(|_| fail(format!("invalid hostaddr \"{a}\": it must be a numeric IP address")))?;
+        let ip = a.parse().map_err(|_| {
+            fail(format!(
+                "invalid hostaddr \"{a}\": it must be a numeric IP address"
+            ))
+        })?;
         pg.hostaddr(ip);
     }
     if let Some(pw) = &params.password {
         pg.password(pw.as_bytes());
     }
-    pg.application_name(params.application_name.as_deref().unwrap_or(&opts.application_name));
+    pg.application_name(
+        params
+            .application_name
+            .as_deref()
+            .unwrap_or(&opts.application_name),
+    );
     pg.options(startup_options(opts));
     let (mode, tls) = tls_connector(params).map_err(&fail)?;
     pg.ssl_mode(mode);
@@ -239,7 +277,9 @@ fn describe(err: &tokio_postgres::Error, params: &ResolvedParams) -> String {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
                 std::io::ErrorKind::TimedOut => return "timed out".into(),
-                std::io::ErrorKind::ConnectionReset => return "the server closed the connection (reset)".into(),
+                std::io::ErrorKind::ConnectionReset => {
+                    return "the server closed the connection (reset)".into();
+                }
                 std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
                     return "no route to the host".into();
                 }
@@ -249,7 +289,9 @@ fn describe(err: &tokio_postgres::Error, params: &ResolvedParams) -> String {
                 _ => {}
             }
             let text = io.to_string();
-            if text.contains("failed to lookup address") || text.contains("Name or service not known") {
+            if text.contains("failed to lookup address")
+                || text.contains("Name or service not known")
+            {
                 return format!("cannot resolve host name \"{}\"", params.host);
             }
         }
@@ -274,7 +316,8 @@ fn describe(err: &tokio_postgres::Error, params: &ResolvedParams) -> String {
 fn describe_tls(e: &rustls::Error, params: &ResolvedParams) -> String {
     use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) | rustls::Error::InvalidCertificate(C::BadSignature) => {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer)
+        | rustls::Error::InvalidCertificate(C::BadSignature) => {
             format!(
                 "TLS: the server's certificate is not signed by a trusted root{}",
                 match &params.sslrootcert {
@@ -283,7 +326,9 @@ fn describe_tls(e: &rustls::Error, params: &ResolvedParams) -> String {
                 }
             )
         }
-        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => format!(
             "TLS: the server's certificate is not valid for host name \"{}\" (sslmode=verify-full); connect with a name the certificate lists, or use sslmode=verify-ca",
             params.host
         ),
@@ -303,9 +348,13 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The roots to trust, if any are known.
 fn load_roots(params: &ResolvedParams) -> std::result::Result<Option<RootCertStore>, String> {
-    let Some(path) = &params.sslrootcert else { return Ok(None) };
+    let Some(path) = &params.sslrootcert else {
+        return Ok(None);
+    };
     if path == "system" {
-        return Ok(Some(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }));
+        return Ok(Some(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }));
     }
     let data = std::fs::read(path).map_err(|e| {
         format!(
@@ -321,12 +370,17 @@ fn load_roots(params: &ResolvedParams) -> std::result::Result<Option<RootCertSto
     let mut reader = std::io::Cursor::new(data);
     let mut n = 0;
     for cert in rustls_pemfile::certs(&mut reader) {
-        let cert = cert.map_err(|e| format!("the root certificate file \"{path}\" is not valid PEM: {e}"))?;
-        store.add(cert).map_err(|e| format!("the root certificate file \"{path}\" holds an unusable certificate: {e}"))?;
+        let cert = cert
+            .map_err(|e| format!("the root certificate file \"{path}\" is not valid PEM: {e}"))?;
+        store.add(cert).map_err(|e| {
+            format!("the root certificate file \"{path}\" holds an unusable certificate: {e}")
+        })?;
         n += 1;
     }
     if n == 0 {
-        return Err(format!("the root certificate file \"{path}\" holds no PEM certificate"));
+        return Err(format!(
+            "the root certificate file \"{path}\" holds no PEM certificate"
+        ));
     }
     Ok(Some(store))
 }
@@ -334,22 +388,37 @@ fn load_roots(params: &ResolvedParams) -> std::result::Result<Option<RootCertSto
 /// The TLS connector for `params`, and the mode tokio-postgres negotiates with.
 fn tls_connector(
     params: &ResolvedParams,
-) -> std::result::Result<(tokio_postgres::config::SslMode, tokio_postgres_rustls::MakeRustlsConnect), String> {
+) -> std::result::Result<
+    (
+        tokio_postgres::config::SslMode,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    String,
+> {
     use tokio_postgres::config::SslMode as Pg;
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;
-    let roots = if params.sslmode == SslMode::Disable { None } else { load_roots(params)? };
+    let roots = if params.sslmode == SslMode::Disable {
+        None
+    } else {
+        load_roots(params)?
+    };
     let config = match (params.sslmode, roots) {
         (SslMode::Disable, _) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth(),
-        (SslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots).with_no_client_auth(),
+        (SslMode::VerifyFull, Some(roots)) => {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
         (SslMode::VerifyCa | SslMode::Prefer | SslMode::Require, Some(roots)) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly { roots: Arc::new(roots), provider }))
+            .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                roots: Arc::new(roots),
+                provider,
+            }))
             .with_no_client_auth(),
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
             return Err(format!(
@@ -392,7 +461,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -400,7 +474,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -439,7 +518,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -447,10 +531,17 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -460,7 +551,10 @@ mod tests {
 
     #[test]
     fn options_string() {
-        let o = ConnectOptions { statement_timeout: Some(Duration::from_secs(30)), ..Default::default() };
+        let o = ConnectOptions {
+            statement_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
         assert_eq!(
             startup_options(&o),
             "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c statement_timeout=30000 -c lock_timeout=10000"
@@ -477,10 +571,19 @@ mod tests {
     #[test]
     fn timeouts() {
         let o = ConnectOptions::default();
-        assert_eq!(effective_timeout(&params(""), &o), Some(Duration::from_secs(10)));
+        assert_eq!(
+            effective_timeout(&params(""), &o),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(effective_timeout(&params("connect_timeout=0"), &o), None);
-        assert_eq!(effective_timeout(&params("connect_timeout=1"), &o), Some(Duration::from_secs(2)));
-        assert_eq!(effective_timeout(&params("connect_timeout=5"), &o), Some(Duration::from_secs(5)));
+        assert_eq!(
+            effective_timeout(&params("connect_timeout=1"), &o),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            effective_timeout(&params("connect_timeout=5"), &o),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(fmt_duration(Duration::from_secs(10)), "10s");
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1500ms");
     }
@@ -489,12 +592,22 @@ mod tests {
     fn tls_setup_errors() {
         let e = tls_connector(&params("sslmode=verify-full")).err().unwrap();
         assert!(e.contains("needs a root certificate"), "{e}");
-        let e = tls_connector(&params("sslmode=require sslrootcert=/nonexistent/root.pem")).err().unwrap();
-        assert_eq!(e, "cannot read the root certificate file \"/nonexistent/root.pem\" (sslrootcert): no such file");
+        let e = tls_connector(&params("sslmode=require sslrootcert=/nonexistent/root.pem"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            "cannot read the root certificate file \"/nonexistent/root.pem\" (sslrootcert): no such file"
+        );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.pem");
         std::fs::write(&f, "not a cert").unwrap();
-        let e = tls_connector(&params(&format!("sslmode=verify-ca sslrootcert={}", f.display()))).err().unwrap();
+        let e = tls_connector(&params(&format!(
+            "sslmode=verify-ca sslrootcert={}",
+            f.display()
+        )))
+        .err()
+        .unwrap();
         assert!(e.contains("holds no PEM certificate"), "{e}");
         assert!(tls_connector(&params("sslmode=verify-full sslrootcert=system")).is_ok());
         assert!(tls_connector(&params("sslmode=disable sslrootcert=/nonexistent")).is_ok());

@@ -143,7 +143,9 @@ impl Env for ProcessEnv {
     }
     fn home_dir(&self) -> Option<PathBuf> {
         #[allow(deprecated)]
-        self.var("HOME").map(PathBuf::from).or_else(std::env::home_dir)
+        self.var("HOME")
+            .map(PathBuf::from)
+            .or_else(std::env::home_dir)
     }
 }
 
@@ -335,7 +337,10 @@ impl ConnParams {
         };
         // The user info ends at the last '@' before the path.
         let authority_end = before_query.find('/').unwrap_or(before_query.len());
-        let (authority, path) = (&before_query[..authority_end], &before_query[authority_end..]);
+        let (authority, path) = (
+            &before_query[..authority_end],
+            &before_query[authority_end..],
+        );
         let (userinfo, hostport) = match authority.rfind('@') {
             Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
             None => (None, authority),
@@ -359,10 +364,15 @@ impl ConnParams {
             }
         }
         if hostport.contains(',') {
-            return Err("several hosts in one connection URL are not supported; give one host per region".into());
+            return Err(
+                "several hosts in one connection URL are not supported; give one host per region"
+                    .into(),
+            );
         }
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let close = v6.find(']').ok_or("an IPv6 address in the connection URL lacks its closing ']'")?;
+            let close = v6
+                .find(']')
+                .ok_or("an IPv6 address in the connection URL lacks its closing ']'")?;
             let host = &v6[..close];
             let after = &v6[close + 1..];
             let port = if after.is_empty() {
@@ -375,7 +385,10 @@ impl ConnParams {
             (host.to_string(), port)
         } else {
             match hostport.rfind(':') {
-                Some(c) => (percent_decode(&hostport[..c], "host")?, Some(&hostport[c + 1..])),
+                Some(c) => (
+                    percent_decode(&hostport[..c], "host")?,
+                    Some(&hostport[c + 1..]),
+                ),
                 None => (percent_decode(hostport, "host")?, None),
             }
         };
@@ -399,16 +412,24 @@ impl ConnParams {
                 let (k, v) = match pair.find('=') {
                     Some(e) => (&pair[..e], &pair[e + 1..]),
                     None => {
-                        return Err(format!("connection URL parameter {} lacks \"=value\"", shown_key(pair, hide)));
+                        return Err(format!(
+                            "connection URL parameter {} lacks \"=value\"",
+                            shown_key(pair, hide)
+                        ));
                     }
                 };
                 let key = percent_decode(k, "parameter name")?;
                 if hide && !is_listed_key(&key) {
-                    return Err(format!("invalid connection option {}", shown_key(&key, hide)));
+                    return Err(format!(
+                        "invalid connection option {}",
+                        shown_key(&key, hide)
+                    ));
                 }
                 let value = if key == "password" {
-                    percent_decode(v, "password")
-                        .map_err(|_| "the password parameter of the connection URL has an invalid %-escape".to_string())?
+                    percent_decode(v, "password").map_err(|_| {
+                        "the password parameter of the connection URL has an invalid %-escape"
+                            .to_string()
+                    })?
                 } else {
                     percent_decode(v, &key)?
                 };
@@ -418,7 +439,9 @@ impl ConnParams {
                         p.sslmode = Some(SslMode::Require);
                         continue;
                     }
-                    return Err(format!("invalid ssl value \"{value}\" in the connection URL (only ssl=true is understood)"));
+                    return Err(format!(
+                        "invalid ssl value \"{value}\" in the connection URL (only ssl=true is understood)"
+                    ));
                 }
                 p.set(&key, value)?;
             }
@@ -450,7 +473,10 @@ impl ConnParams {
                 i += 1;
             }
             if i >= n || chars[i] != '=' {
-                return Err(format!("missing \"=\" after {} in the connection string", shown_key(&key, hide)));
+                return Err(format!(
+                    "missing \"=\" after {} in the connection string",
+                    shown_key(&key, hide)
+                ));
             }
             i += 1;
             while i < n && chars[i].is_whitespace() {
@@ -478,7 +504,10 @@ impl ConnParams {
                     }
                 }
                 if !closed {
-                    return Err(format!("unterminated quoted value of {} in the connection string", shown_key(&key, hide)));
+                    return Err(format!(
+                        "unterminated quoted value of {} in the connection string",
+                        shown_key(&key, hide)
+                    ));
                 }
             } else {
                 while i < n && !chars[i].is_whitespace() {
@@ -492,7 +521,10 @@ impl ConnParams {
                 }
             }
             if hide && !is_listed_key(&key) {
-                return Err(format!("invalid connection option {}", shown_key(&key, hide)));
+                return Err(format!(
+                    "invalid connection option {}",
+                    shown_key(&key, hide)
+                ));
             }
             p.set(&key, value)?;
         }
@@ -512,11 +544,19 @@ impl ConnParams {
             }
             "hostaddr" => {
                 if !value.is_empty() && value.parse::<std::net::IpAddr>().is_err() {
-                    return Err(format!("invalid hostaddr \"{value}\": it must be a numeric IP address"));
+                    return Err(format!(
+                        "invalid hostaddr \"{value}\": it must be a numeric IP address"
+                    ));
                 }
                 self.hostaddr = opt(value)
             }
-            "port" => self.port = if value.is_empty() { None } else { Some(parse_port(&value)?) },
+            "port" => {
+                self.port = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_port(&value)?)
+                }
+            }
             "user" => self.user = opt(value),
             "password" => self.password = opt(value),
             "dbname" => self.dbname = opt(value),
@@ -529,7 +569,11 @@ impl ConnParams {
             }
             "sslrootcert" => self.sslrootcert = opt(value),
             "connect_timeout" => {
-                self.connect_timeout = if value.is_empty() { None } else { Some(parse_timeout(&value)?) }
+                self.connect_timeout = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_timeout(&value)?)
+                }
             }
             "application_name" => self.application_name = opt(value),
             "fallback_application_name" => {
@@ -558,7 +602,18 @@ impl ConnParams {
         macro_rules! over {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        over!(host, hostaddr, port, user, password, dbname, sslmode, sslrootcert, connect_timeout, application_name);
+        over!(
+            host,
+            hostaddr,
+            port,
+            user,
+            password,
+            dbname,
+            sslmode,
+            sslrootcert,
+            connect_timeout,
+            application_name
+        );
     }
 
     /// True when a host (or hostaddr) is given.
@@ -580,7 +635,10 @@ impl ConnParams {
             .or_else(|| self.hostaddr.clone())
             .or_else(|| env.var("PGHOST"))
             .unwrap_or_else(|| DEFAULT_HOST.into());
-        let port = self.port.or_else(|| env.var("PGPORT").and_then(|p| p.trim().parse().ok())).unwrap_or(DEFAULT_PORT);
+        let port = self
+            .port
+            .or_else(|| env.var("PGPORT").and_then(|p| p.trim().parse().ok()))
+            .unwrap_or(DEFAULT_PORT);
         fmt_addr(&host, port)
     }
 
@@ -597,11 +655,16 @@ impl ConnParams {
         let host = self.host.clone().or_else(|| env.var("PGHOST"));
         if let Some(h) = &host {
             if h.contains(',') {
-                return Err("PGHOST names several hosts, which is not supported; give one host per region".into());
+                return Err(
+                    "PGHOST names several hosts, which is not supported; give one host per region"
+                        .into(),
+                );
             }
         }
         let hostaddr = self.hostaddr.clone().or_else(|| env.var("PGHOSTADDR"));
-        let host = host.or_else(|| hostaddr.clone()).unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let host = host
+            .or_else(|| hostaddr.clone())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
         let port = match self.port {
             Some(p) => p,
             None => match env.var("PGPORT") {
@@ -624,11 +687,16 @@ impl ConnParams {
         let sslmode = match self.sslmode {
             Some(m) => m,
             None => match env.var("PGSSLMODE") {
-                Some(v) => SslMode::parse(&v).ok_or_else(|| format!("PGSSLMODE: {}", bad_sslmode(&v)))?,
+                Some(v) => {
+                    SslMode::parse(&v).ok_or_else(|| format!("PGSSLMODE: {}", bad_sslmode(&v)))?
+                }
                 None => SslMode::Prefer,
             },
         };
-        let explicit_root = self.sslrootcert.clone().or_else(|| env.var("PGSSLROOTCERT"));
+        let explicit_root = self
+            .sslrootcert
+            .clone()
+            .or_else(|| env.var("PGSSLROOTCERT"));
         let sslrootcert_explicit = explicit_root.is_some();
         let sslrootcert = explicit_root.or_else(|| {
             let default = env.home_dir()?.join(".postgresql").join("root.crt");
@@ -641,7 +709,10 @@ impl ConnParams {
                 None => None,
             },
         };
-        let application_name = self.application_name.clone().or_else(|| env.var("PGAPPNAME"));
+        let application_name = self
+            .application_name
+            .clone()
+            .or_else(|| env.var("PGAPPNAME"));
 
         let (password, password_source) = if let Some(pw) = &self.password {
             (Some(pw.clone()), Some(PasswordSource::Explicit))
@@ -653,11 +724,17 @@ impl ConnParams {
                 .map(PathBuf::from)
                 .or_else(|| env.home_dir().map(|h| h.join(".pgpass")));
             let pw_host = if host.starts_with('/') {
-                if host.trim_end_matches('/') == DEFAULT_SOCKET_DIR { DEFAULT_HOST.to_string() } else { host.clone() }
+                if host.trim_end_matches('/') == DEFAULT_SOCKET_DIR {
+                    DEFAULT_HOST.to_string()
+                } else {
+                    host.clone()
+                }
             } else {
                 host.clone()
             };
-            match file.and_then(|f| password_from_file(&f, &pw_host, &port.to_string(), &dbname, &user)) {
+            match file
+                .and_then(|f| password_from_file(&f, &pw_host, &port.to_string(), &dbname, &user))
+            {
                 Some(pw) => (Some(pw), Some(PasswordSource::PassFile)),
                 None => (None, None),
             }
@@ -690,7 +767,10 @@ fn bad_sslmode(value: &str) -> String {
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(format!("invalid port number \"{}\" (expected 1-65535)", safe_key(text))),
+        _ => Err(format!(
+            "invalid port number \"{}\" (expected 1-65535)",
+            safe_key(text)
+        )),
     }
 }
 
@@ -699,7 +779,10 @@ fn parse_timeout(text: &str) -> Result<u64, String> {
     match t.parse::<i64>() {
         Ok(v) if v <= 0 => Ok(0),
         Ok(v) => Ok(v as u64),
-        Err(_) => Err(format!("invalid connect_timeout \"{}\" (expected whole seconds)", safe_key(text))),
+        Err(_) => Err(format!(
+            "invalid connect_timeout \"{}\" (expected whole seconds)",
+            safe_key(text)
+        )),
     }
 }
 
@@ -707,14 +790,25 @@ fn parse_timeout(text: &str) -> Result<u64, String> {
 fn is_listed_key(key: &str) -> bool {
     KNOWN_KEYS.contains(&key)
         || IGNORED_KEYS.contains(&key)
-        || ["sslcert", "sslkey", "sslpassword", "service", "options", "requirepeer", "krbsrvname", "gsslib", "ssl"]
-            .contains(&key)
+        || [
+            "sslcert",
+            "sslkey",
+            "sslpassword",
+            "service",
+            "options",
+            "requirepeer",
+            "krbsrvname",
+            "gsslib",
+            "ssl",
+        ]
+        .contains(&key)
 }
 
 /// A key for a message: quoted, or a neutral phrase when it might be part of a password.
 fn shown_key(key: &str, hide: bool) -> String {
     if hide && !is_listed_key(key) {
-        "a word that is not an option name (is a value with spaces or '&' left unquoted?)".to_string()
+        "a word that is not an option name (is a value with spaces or '&' left unquoted?)"
+            .to_string()
     } else {
         format!("\"{}\"", safe_key(key))
     }
@@ -723,7 +817,11 @@ fn shown_key(key: &str, hide: bool) -> String {
 /// A piece of user text shown in a message: truncated, control characters removed.
 fn safe_key(text: &str) -> String {
     let cleaned: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
-    if text.chars().count() > 40 { format!("{cleaned}...") } else { cleaned }
+    if text.chars().count() > 40 {
+        format!("{cleaned}...")
+    } else {
+        cleaned
+    }
 }
 
 /// Strict percent-decoding (an invalid `%` escape is an error, as in libpq).
@@ -733,20 +831,27 @@ fn percent_decode(text: &str, what: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 Some(b) => {
                     out.push(b);
                     i += 3;
                 }
-                None => return Err(format!("invalid %-escape in the {what} of the connection URL")),
+                None => {
+                    return Err(format!(
+                        "invalid %-escape in the {what} of the connection URL"
+                    ));
+                }
             }
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("the {what} of the connection URL is not valid UTF-8 once %-decoded"))
+    String::from_utf8(out)
+        .map_err(|_| format!("the {what} of the connection URL is not valid UTF-8 once %-decoded"))
 }
 
 /// A conninfo or URL with its password replaced by `********`, for logs and messages.
@@ -786,7 +891,13 @@ pub fn redact(conninfo: &str) -> String {
             out.push('?');
             let parts: Vec<String> = q
                 .split('&')
-                .map(|kv| if kv.starts_with("password=") { "password=********".to_string() } else { kv.to_string() })
+                .map(|kv| {
+                    if kv.starts_with("password=") {
+                        "password=********".to_string()
+                    } else {
+                        kv.to_string()
+                    }
+                })
                 .collect();
             out.push_str(&parts.join("&"));
         }
@@ -847,7 +958,13 @@ pub fn redact(conninfo: &str) -> String {
 /// Looks up a password in a libpq password file: lines `host:port:database:user:password`,
 /// `*` matching anything, `\:` and `\\` escapes, `#` comments. A file that is not a plain
 /// file, or that the group or others may access, is ignored with a warning, like libpq.
-pub fn password_from_file(path: &Path, host: &str, port: &str, dbname: &str, user: &str) -> Option<String> {
+pub fn password_from_file(
+    path: &Path,
+    host: &str,
+    port: &str,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() {
@@ -866,7 +983,13 @@ pub fn password_from_file(path: &Path, host: &str, port: &str, dbname: &str, use
 }
 
 /// The matching logic of [`password_from_file`] on the file's text.
-pub fn pgpass_lookup(text: &str, host: &str, port: &str, dbname: &str, user: &str) -> Option<String> {
+pub fn pgpass_lookup(
+    text: &str,
+    host: &str,
+    port: &str,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() || line.starts_with('#') {
@@ -992,12 +1115,18 @@ mod tests {
             ConnParams::parse("postgres://h:abc/d").unwrap_err(),
             "invalid port number \"abc\" (expected 1-65535)"
         );
-        assert_eq!(ConnParams::parse("postgres://h/d?bogus=1").unwrap_err(), "invalid connection option \"bogus\"");
+        assert_eq!(
+            ConnParams::parse("postgres://h/d?bogus=1").unwrap_err(),
+            "invalid connection option \"bogus\""
+        );
     }
 
     #[test]
     fn keyvalue() {
-        let p = ConnParams::parse(r"host=h port = 5433 user=u password='it''s' dbname='my db' sslmode=require").unwrap_err();
+        let p = ConnParams::parse(
+            r"host=h port = 5433 user=u password='it''s' dbname='my db' sslmode=require",
+        )
+        .unwrap_err();
         // libpq quotes escape with backslash, not doubling: 'it' then 's' is an unknown token.
         assert!(p.contains("missing \"=\""), "{p}");
         let p = ConnParams::parse(r"host=h port = 5433 user=u password='it\'s a \\ test' dbname='my db' sslmode=require keepalives=1").unwrap();
@@ -1009,12 +1138,27 @@ mod tests {
         let p = ConnParams::parse(r"password=a\ b host=x").unwrap();
         assert_eq!(p.password.as_deref(), Some("a b"));
         assert_eq!(ConnParams::parse("").unwrap(), ConnParams::default());
-        assert!(ConnParams::parse("host='unterminated").unwrap_err().contains("unterminated"));
-        assert_eq!(ConnParams::parse("foo=1").unwrap_err(), "invalid connection option \"foo\"");
+        assert!(
+            ConnParams::parse("host='unterminated")
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert_eq!(
+            ConnParams::parse("foo=1").unwrap_err(),
+            "invalid connection option \"foo\""
+        );
         let e = ConnParams::parse("password='secret").unwrap_err();
         assert!(!e.contains("secret"), "{e}");
-        assert!(ConnParams::parse("hostaddr=nothost").unwrap_err().contains("numeric IP"));
-        assert!(ConnParams::parse("sslkey=/k").unwrap_err().contains("not supported"));
+        assert!(
+            ConnParams::parse("hostaddr=nothost")
+                .unwrap_err()
+                .contains("numeric IP")
+        );
+        assert!(
+            ConnParams::parse("sslkey=/k")
+                .unwrap_err()
+                .contains("not supported")
+        );
     }
 
     #[test]
@@ -1041,23 +1185,43 @@ mod tests {
             .os_user("osuser");
         // Nothing explicit: everything from the environment.
         let r = ConnParams::default().resolve_with(None, &env).unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()), ("envhost", 6000, "envuser", "envdb"));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()),
+            ("envhost", 6000, "envuser", "envdb")
+        );
         assert_eq!(r.sslmode, SslMode::Require);
         assert_eq!(r.sslrootcert.as_deref(), Some("/env/root.pem"));
         assert_eq!(r.connect_timeout, Some(3));
         assert_eq!(r.application_name.as_deref(), Some("envapp"));
         // The caller's database beats PGDATABASE.
-        assert_eq!(ConnParams::default().resolve_with(Some("flagdb"), &env).unwrap().dbname, "flagdb");
+        assert_eq!(
+            ConnParams::default()
+                .resolve_with(Some("flagdb"), &env)
+                .unwrap()
+                .dbname,
+            "flagdb"
+        );
         // Explicit beats all.
-        let p = ConnParams::parse("host=h port=1 user=u dbname=d sslmode=disable connect_timeout=9 application_name=a").unwrap();
+        let p = ConnParams::parse(
+            "host=h port=1 user=u dbname=d sslmode=disable connect_timeout=9 application_name=a",
+        )
+        .unwrap();
         let r = p.resolve_with(Some("flagdb"), &env).unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()), ("h", 1, "u", "d"));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()),
+            ("h", 1, "u", "d")
+        );
         assert_eq!(r.sslmode, SslMode::Disable);
         assert_eq!(r.connect_timeout, Some(9));
         assert_eq!(r.application_name.as_deref(), Some("a"));
         // Defaults.
-        let r = ConnParams::default().resolve_with(None, &MapEnv::new().os_user("osuser")).unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()), ("localhost", 5432, "osuser", "osuser"));
+        let r = ConnParams::default()
+            .resolve_with(None, &MapEnv::new().os_user("osuser"))
+            .unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.user.as_str(), r.dbname.as_str()),
+            ("localhost", 5432, "osuser", "osuser")
+        );
         assert_eq!(r.sslmode, SslMode::Prefer);
         assert_eq!(r.password, None);
         assert_eq!(r.connect_timeout, None);
@@ -1066,11 +1230,17 @@ mod tests {
 
     #[test]
     fn env_errors() {
-        let e = ConnParams::default().resolve_with(None, &MapEnv::new().os_user("u").var("PGPORT", "x")).unwrap_err();
+        let e = ConnParams::default()
+            .resolve_with(None, &MapEnv::new().os_user("u").var("PGPORT", "x"))
+            .unwrap_err();
         assert_eq!(e, "PGPORT: invalid port number \"x\" (expected 1-65535)");
-        let e = ConnParams::default().resolve_with(None, &MapEnv::new().os_user("u").var("PGSSLMODE", "on")).unwrap_err();
+        let e = ConnParams::default()
+            .resolve_with(None, &MapEnv::new().os_user("u").var("PGSSLMODE", "on"))
+            .unwrap_err();
         assert!(e.starts_with("PGSSLMODE: invalid sslmode \"on\""), "{e}");
-        let e = ConnParams::default().resolve_with(None, &MapEnv::new()).unwrap_err();
+        let e = ConnParams::default()
+            .resolve_with(None, &MapEnv::new())
+            .unwrap_err();
         assert!(e.contains("PGUSER"), "{e}");
     }
 
@@ -1085,13 +1255,21 @@ mod tests {
         let env2 = env.clone().var("PGPASSWORD", "fromenv");
         let r = ConnParams::default().resolve_with(None, &env2).unwrap();
         assert_eq!(r.password.as_deref(), Some("fromenv"));
-        let r = ConnParams::parse("password=explicit").unwrap().resolve_with(None, &env2).unwrap();
+        let r = ConnParams::parse("password=explicit")
+            .unwrap()
+            .resolve_with(None, &env2)
+            .unwrap();
         assert_eq!(r.password.as_deref(), Some("explicit"));
         assert_eq!(r.password_source, Some(PasswordSource::Explicit));
         // PGPASSFILE beats ~/.pgpass.
         let other = dir.path().join("other");
         write_600(&other, "localhost:5432:u:u:fromother\n");
-        let r = ConnParams::default().resolve_with(None, &env.clone().var("PGPASSFILE", other.to_str().unwrap())).unwrap();
+        let r = ConnParams::default()
+            .resolve_with(
+                None,
+                &env.clone().var("PGPASSFILE", other.to_str().unwrap()),
+            )
+            .unwrap();
         assert_eq!(r.password.as_deref(), Some("fromother"));
         // The debug output hides it.
         assert!(!format!("{r:?}").contains("fromother"));
@@ -1112,17 +1290,53 @@ mod tests {
                     *:*:*:bob:pass:with:colons\n\
                     \n\
                     *:*:*:*:fallback\n";
-        assert_eq!(pgpass_lookup(text, "db1.example", "5432", "eden", "alice").as_deref(), Some("pw1"));
-        assert_eq!(pgpass_lookup(text, "db2.example", "5433", "x", "alice").as_deref(), Some("pw2"));
-        assert_eq!(pgpass_lookup(text, "weird:host", "1", "d", "u").as_deref(), Some("p:w\\3"));
+        assert_eq!(
+            pgpass_lookup(text, "db1.example", "5432", "eden", "alice").as_deref(),
+            Some("pw1")
+        );
+        assert_eq!(
+            pgpass_lookup(text, "db2.example", "5433", "x", "alice").as_deref(),
+            Some("pw2")
+        );
+        assert_eq!(
+            pgpass_lookup(text, "weird:host", "1", "d", "u").as_deref(),
+            Some("p:w\\3")
+        );
         // An unescaped ':' ends the password (libpq).
-        assert_eq!(pgpass_lookup(text, "h", "1", "d", "bob").as_deref(), Some("pass"));
-        assert_eq!(pgpass_lookup(text, "db1.example", "5432", "eden", "carol").as_deref(), Some("fallback"));
+        assert_eq!(
+            pgpass_lookup(text, "h", "1", "d", "bob").as_deref(),
+            Some("pass")
+        );
+        assert_eq!(
+            pgpass_lookup(text, "db1.example", "5432", "eden", "carol").as_deref(),
+            Some("fallback")
+        );
         // Prefixes don't match.
-        assert_eq!(pgpass_lookup("db1:5432:eden:alice:x\n", "db1.example", "5432", "eden", "alice"), None);
-        assert_eq!(pgpass_lookup("db1.example:5432:eden:alice:x\n", "db1", "5432", "eden", "alice"), None);
+        assert_eq!(
+            pgpass_lookup(
+                "db1:5432:eden:alice:x\n",
+                "db1.example",
+                "5432",
+                "eden",
+                "alice"
+            ),
+            None
+        );
+        assert_eq!(
+            pgpass_lookup(
+                "db1.example:5432:eden:alice:x\n",
+                "db1",
+                "5432",
+                "eden",
+                "alice"
+            ),
+            None
+        );
         // Windows line ends.
-        assert_eq!(pgpass_lookup("*:*:*:*:crlf\r\n", "h", "1", "d", "u").as_deref(), Some("crlf"));
+        assert_eq!(
+            pgpass_lookup("*:*:*:*:crlf\r\n", "h", "1", "d", "u").as_deref(),
+            Some("crlf")
+        );
         // A '*' only acts as a wildcard for the whole field.
         assert_eq!(pgpass_lookup("db*:*:*:*:x\n", "db1", "1", "d", "u"), None);
     }
@@ -1138,21 +1352,38 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert_eq!(password_from_file(&f, "localhost", "5432", "d", "u"), None);
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(password_from_file(&f, "localhost", "5432", "d", "u").as_deref(), Some("pw"));
+        assert_eq!(
+            password_from_file(&f, "localhost", "5432", "d", "u").as_deref(),
+            Some("pw")
+        );
         // A directory is not a password file.
-        assert_eq!(password_from_file(dir.path(), "localhost", "5432", "d", "u"), None);
+        assert_eq!(
+            password_from_file(dir.path(), "localhost", "5432", "d", "u"),
+            None
+        );
         // The default socket directory is looked up as localhost.
-        let env = MapEnv::new().os_user("u").var("PGPASSFILE", f.to_str().unwrap());
-        let r = ConnParams::parse("host=/var/run/postgresql dbname=d").unwrap().resolve_with(None, &env).unwrap();
+        let env = MapEnv::new()
+            .os_user("u")
+            .var("PGPASSFILE", f.to_str().unwrap());
+        let r = ConnParams::parse("host=/var/run/postgresql dbname=d")
+            .unwrap()
+            .resolve_with(None, &env)
+            .unwrap();
         assert_eq!(r.password.as_deref(), Some("pw"));
     }
 
     #[test]
     fn redaction() {
-        assert_eq!(redact("postgres://u:pw@h:1/db?sslmode=require&password=x"), "postgres://u:********@h:1/db?sslmode=require&password=********");
+        assert_eq!(
+            redact("postgres://u:pw@h:1/db?sslmode=require&password=x"),
+            "postgres://u:********@h:1/db?sslmode=require&password=********"
+        );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=********");
-        assert_eq!(redact(r"password = 'a\'b c' host=h"), "password=******** host=h");
+        assert_eq!(
+            redact(r"password = 'a\'b c' host=h"),
+            "password=******** host=h"
+        );
         assert!(!format!("{:?}", ConnParams::parse("password=zz").unwrap()).contains("zz"));
     }
 
@@ -1170,7 +1401,13 @@ mod tests {
 
     fn pct(v: &str) -> String {
         v.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     }
 

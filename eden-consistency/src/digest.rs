@@ -28,7 +28,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::value::{canonical_float, Value};
+use crate::value::{Value, canonical_float};
 
 /// 128 bits of a row's blake3 hash.
 pub type RowDigest = [u8; 16];
@@ -83,7 +83,11 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
             if crate::value::is_normalized_decimal(n) {
                 put_bytes(out, tag::NUMERIC, n.as_bytes());
             } else {
-                put_bytes(out, tag::NUMERIC, crate::value::normalize_decimal(n).as_bytes());
+                put_bytes(
+                    out,
+                    tag::NUMERIC,
+                    crate::value::normalize_decimal(n).as_bytes(),
+                );
             }
         }
         Value::Text(s) => put_bytes(out, tag::TEXT, s.as_bytes()),
@@ -108,7 +112,11 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
             out.push(tag::TIMESTAMPTZ);
             out.extend_from_slice(&t.to_le_bytes());
         }
-        Value::Interval { months, days, micros } => {
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => {
             out.push(tag::INTERVAL);
             out.extend_from_slice(&months.to_le_bytes());
             out.extend_from_slice(&days.to_le_bytes());
@@ -116,7 +124,10 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
         }
         Value::Json(j) => put_bytes(out, tag::JSON, j.as_bytes()),
         Value::Array(elems) => encode_array(out, elems),
-        Value::BoundedArray { lower_bounds, elements } => {
+        Value::BoundedArray {
+            lower_bounds,
+            elements,
+        } => {
             out.push(tag::BOUNDED_ARRAY);
             put_len(out, lower_bounds.len());
             for lb in lower_bounds {
@@ -177,7 +188,10 @@ pub fn key_bytes(values: &[Value]) -> Vec<u8> {
 
 /// The digests of many rows, computed in parallel on rayon's pool, in input order.
 pub fn digest_rows_parallel(rows: &[Vec<Value>]) -> Vec<RowDigest> {
-    rows.par_iter().with_min_len(256).map(|r| row_digest(r)).collect()
+    rows.par_iter()
+        .with_min_len(256)
+        .map(|r| row_digest(r))
+        .collect()
 }
 
 /// An order-independent summary of a set of rows: how many, and the sum (mod 2^128) of
@@ -316,7 +330,10 @@ impl CopyBinaryParser {
     /// The next complete tuple, `None` when more bytes are needed (or after the trailer).
     pub fn next_tuple(&mut self) -> Result<Option<CopyTuple<'_>>, String> {
         match self.scan()? {
-            Some((start, end, n)) => Ok(Some(CopyTuple { data: &self.buf[start..end], nfields: n })),
+            Some((start, end, n)) => Ok(Some(CopyTuple {
+                data: &self.buf[start..end],
+                nfields: n,
+            })),
             None => Ok(None),
         }
     }
@@ -338,7 +355,10 @@ impl CopyBinaryParser {
         }
         let Some(base) = first else { return Ok(None) };
         let end = tuples.last().map_or(base, |t| base + t.1);
-        Ok(Some(CopyBatch { data: self.buf[base..end].to_vec(), tuples }))
+        Ok(Some(CopyBatch {
+            data: self.buf[base..end].to_vec(),
+            tuples,
+        }))
     }
 
     /// Finds the next complete tuple: (start of its fields, end, field count), advancing.
@@ -376,7 +396,9 @@ impl CopyBinaryParser {
         }
         let mut p = 2usize;
         for _ in 0..n {
-            let Some(l) = avail.get(p..p + 4) else { return Ok(None) };
+            let Some(l) = avail.get(p..p + 4) else {
+                return Ok(None);
+            };
             let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
             p += 4;
             if len >= 0 {
@@ -432,12 +454,19 @@ impl CopyBatch {
     /// Tuple `i`.
     pub fn tuple(&self, i: usize) -> CopyTuple<'_> {
         let (a, b, n) = self.tuples[i];
-        CopyTuple { data: &self.data[a..b], nfields: n }
+        CopyTuple {
+            data: &self.data[a..b],
+            nfields: n,
+        }
     }
 
     /// Applies `f` to every tuple on rayon's pool; results in tuple order.
     pub fn par_map<T: Send>(&self, f: impl Fn(CopyTuple<'_>) -> T + Sync + Send) -> Vec<T> {
-        (0..self.tuples.len()).into_par_iter().with_min_len(512).map(|i| f(self.tuple(i))).collect()
+        (0..self.tuples.len())
+            .into_par_iter()
+            .with_min_len(512)
+            .map(|i| f(self.tuple(i)))
+            .collect()
     }
 }
 
@@ -445,18 +474,33 @@ impl CopyBatch {
 /// (effective type oids in `oids`).
 pub fn decode_copy_tuple(t: &CopyTuple<'_>, oids: &[u32]) -> Result<Vec<Value>, String> {
     if t.len() != oids.len() {
-        return Err(format!("COPY tuple has {} fields, expected {}", t.len(), oids.len()));
+        return Err(format!(
+            "COPY tuple has {} fields, expected {}",
+            t.len(),
+            oids.len()
+        ));
     }
-    t.fields().zip(oids).map(|(f, &o)| crate::value::decode_wire(f, o)).collect()
+    t.fields()
+        .zip(oids)
+        .map(|(f, &o)| crate::value::decode_wire(f, o))
+        .collect()
 }
 
 /// The row digest of a binary `COPY` tuple, without building [`Value`]s for the common
 /// fixed-size, text and bytea columns; equal to `row_digest(&decode_copy_tuple(t, oids)?)`.
 /// `buf` is scratch space reused between calls.
-pub fn digest_copy_tuple(t: &CopyTuple<'_>, oids: &[u32], buf: &mut Vec<u8>) -> Result<RowDigest, String> {
-    use crate::value::{oid, wire_for, Wire};
+pub fn digest_copy_tuple(
+    t: &CopyTuple<'_>,
+    oids: &[u32],
+    buf: &mut Vec<u8>,
+) -> Result<RowDigest, String> {
+    use crate::value::{Wire, oid, wire_for};
     if t.len() != oids.len() {
-        return Err(format!("COPY tuple has {} fields, expected {}", t.len(), oids.len()));
+        return Err(format!(
+            "COPY tuple has {} fields, expected {}",
+            t.len(),
+            oids.len()
+        ));
     }
     buf.clear();
     put_len(buf, oids.len());
@@ -467,7 +511,10 @@ pub fn digest_copy_tuple(t: &CopyTuple<'_>, oids: &[u32], buf: &mut Vec<u8>) -> 
         };
         let bad = || format!("a value of type oid {o} has {} bytes", raw.len());
         match wire_for(o) {
-            Wire::Binary(oid::INT8) | Wire::Binary(oid::TIMESTAMP) | Wire::Binary(oid::TIMESTAMPTZ) | Wire::Binary(oid::TIME) => {
+            Wire::Binary(oid::INT8)
+            | Wire::Binary(oid::TIMESTAMP)
+            | Wire::Binary(oid::TIMESTAMPTZ)
+            | Wire::Binary(oid::TIME) => {
                 let b: [u8; 8] = raw.try_into().map_err(|_| bad())?;
                 buf.push(match o {
                     oid::INT8 => tag::INT,
@@ -503,7 +550,8 @@ pub fn digest_copy_tuple(t: &CopyTuple<'_>, oids: &[u32], buf: &mut Vec<u8>) -> 
                 } else {
                     raw
                 };
-                let text = std::str::from_utf8(text).map_err(|_| "value is not valid UTF-8".to_string())?;
+                let text = std::str::from_utf8(text)
+                    .map_err(|_| "value is not valid UTF-8".to_string())?;
                 buf.push(tag::JSON);
                 let at = buf.len();
                 buf.extend_from_slice(&[0; 4]);
@@ -528,20 +576,41 @@ mod tests {
     #[test]
     fn separators_and_types() {
         let t = |s: &str| Value::Text(s.into());
-        assert_ne!(row_digest(&[t("a|b"), t("c")]), row_digest(&[t("a"), t("b|c")]));
+        assert_ne!(
+            row_digest(&[t("a|b"), t("c")]),
+            row_digest(&[t("a"), t("b|c")])
+        );
         assert_ne!(row_digest(&[t("ab"), t("")]), row_digest(&[t("a"), t("b")]));
         assert_ne!(row_digest(&[Value::Int(1)]), row_digest(&[t("1")]));
         assert_ne!(row_digest(&[Value::Null]), row_digest(&[t("")]));
-        assert_ne!(row_digest(&[Value::Null]), row_digest(&[Value::Json("null".into())]));
+        assert_ne!(
+            row_digest(&[Value::Null]),
+            row_digest(&[Value::Json("null".into())])
+        );
         assert_ne!(row_digest(&[]), row_digest(&[Value::Null]));
         assert_ne!(
             row_digest(&[Value::Array(vec![Value::Int(1), Value::Int(2)])]),
-            row_digest(&[Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Int(2)])])])
+            row_digest(&[Value::Array(vec![Value::Array(vec![
+                Value::Int(1),
+                Value::Int(2)
+            ])])])
         );
-        assert_eq!(row_digest(&[Value::Float(-0.0)]), row_digest(&[Value::Float(0.0)]));
-        assert_eq!(row_digest(&[Value::Float(f64::NAN)]), row_digest(&[Value::Float(-f64::NAN)]));
-        assert_ne!(row_digest(&[Value::Float(1.0)]), row_digest(&[Value::Float(f64::from_bits(1.0f64.to_bits() + 1))]));
-        assert_eq!(row_digest(&[Value::Numeric("1.0".into())]), row_digest(&[Value::Numeric("1".into())]));
+        assert_eq!(
+            row_digest(&[Value::Float(-0.0)]),
+            row_digest(&[Value::Float(0.0)])
+        );
+        assert_eq!(
+            row_digest(&[Value::Float(f64::NAN)]),
+            row_digest(&[Value::Float(-f64::NAN)])
+        );
+        assert_ne!(
+            row_digest(&[Value::Float(1.0)]),
+            row_digest(&[Value::Float(f64::from_bits(1.0f64.to_bits() + 1))])
+        );
+        assert_eq!(
+            row_digest(&[Value::Numeric("1.0".into())]),
+            row_digest(&[Value::Numeric("1".into())])
+        );
     }
 
     #[test]
@@ -558,7 +627,9 @@ mod tests {
 
     #[test]
     fn parallel_matches_serial() {
-        let rows: Vec<Vec<Value>> = (0..2000).map(|i| vec![Value::Int(i), Value::Text(i.to_string())]).collect();
+        let rows: Vec<Vec<Value>> = (0..2000)
+            .map(|i| vec![Value::Int(i), Value::Text(i.to_string())])
+            .collect();
         let par = digest_rows_parallel(&rows);
         let ser: Vec<_> = rows.iter().map(|r| row_digest(r)).collect();
         assert_eq!(par, ser);

@@ -22,8 +22,8 @@
 //! ```
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    InTarget, ObjectNamePart, UnaryOperator, Value as SqlValue,
+    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, InTarget, ObjectNamePart, UnaryOperator, Value as SqlValue,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -68,10 +68,38 @@ pub const SAFE_FUNCTIONS: &[&str] = &[
 
 /// Type names a cast may target.
 const SAFE_TYPES: &[&str] = &[
-    "INT", "INTEGER", "BIGINT", "SMALLINT", "INT2", "INT4", "INT8", "NUMERIC", "DECIMAL", "REAL", "FLOAT",
-    "FLOAT4", "FLOAT8", "DOUBLE PRECISION", "TEXT", "VARCHAR", "CHARACTER VARYING", "CHAR", "CHARACTER",
-    "BOOLEAN", "BOOL", "DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE",
-    "TIMESTAMP WITHOUT TIME ZONE", "UUID", "BYTEA", "JSON", "JSONB", "INTERVAL",
+    "INT",
+    "INTEGER",
+    "BIGINT",
+    "SMALLINT",
+    "INT2",
+    "INT4",
+    "INT8",
+    "NUMERIC",
+    "DECIMAL",
+    "REAL",
+    "FLOAT",
+    "FLOAT4",
+    "FLOAT8",
+    "DOUBLE PRECISION",
+    "TEXT",
+    "VARCHAR",
+    "CHARACTER VARYING",
+    "CHAR",
+    "CHARACTER",
+    "BOOLEAN",
+    "BOOL",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP WITHOUT TIME ZONE",
+    "UUID",
+    "BYTEA",
+    "JSON",
+    "JSONB",
+    "INTERVAL",
 ];
 
 /// Columns every PostgreSQL table has but no one should filter on.
@@ -94,7 +122,9 @@ pub fn validate_where(text: &str, columns: &[String]) -> Result<String, String> 
             Token::SemiColon => {
                 return Err("the filter must be one expression, without ';'".into());
             }
-            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
+            Token::Whitespace(
+                Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
+            ) => {
                 return Err("comments are not allowed in the filter".into());
             }
             Token::Placeholder(p) => {
@@ -188,10 +218,14 @@ impl Checker<'_> {
                 paren(expr);
                 match target {
                     InTarget::List(list) => list.iter_mut().try_for_each(|x| self.check(x)),
-                    _ => Err(format!("'{e}' is not allowed in the filter; use IN with a list of values")),
+                    _ => Err(format!(
+                        "'{e}' is not allowed in the filter; use IN with a list of values"
+                    )),
                 }
             }
-            Expr::Between { expr, low, high, .. } => {
+            Expr::Between {
+                expr, low, high, ..
+            } => {
                 self.check(expr)?;
                 self.check(low)?;
                 self.check(high)?;
@@ -204,8 +238,26 @@ impl Checker<'_> {
                 use BinaryOperator::*;
                 if !matches!(
                     op,
-                    Plus | Minus | Multiply | Divide | Modulo | StringConcat | Gt | Lt | GtEq | LtEq | Eq | NotEq
-                        | And | Or | Arrow | LongArrow | HashArrow | HashLongArrow | AtArrow | ArrowAt | Question
+                    Plus | Minus
+                        | Multiply
+                        | Divide
+                        | Modulo
+                        | StringConcat
+                        | Gt
+                        | Lt
+                        | GtEq
+                        | LtEq
+                        | Eq
+                        | NotEq
+                        | And
+                        | Or
+                        | Arrow
+                        | LongArrow
+                        | HashArrow
+                        | HashLongArrow
+                        | AtArrow
+                        | ArrowAt
+                        | Question
                 ) {
                     return Err(format!("operator '{op}' is not allowed in the filter"));
                 }
@@ -215,8 +267,20 @@ impl Checker<'_> {
                 paren(right);
                 Ok(())
             }
-            Expr::Like { any, expr, pattern, escape_char, .. }
-            | Expr::ILike { any, expr, pattern, escape_char, .. } => {
+            Expr::Like {
+                any,
+                expr,
+                pattern,
+                escape_char,
+                ..
+            }
+            | Expr::ILike {
+                any,
+                expr,
+                pattern,
+                escape_char,
+                ..
+            } => {
                 if *any {
                     return Err(refuse("the expression", e));
                 }
@@ -231,14 +295,22 @@ impl Checker<'_> {
                 Ok(())
             }
             Expr::UnaryOp { op, expr } => {
-                if !matches!(op, UnaryOperator::Not | UnaryOperator::Minus | UnaryOperator::Plus) {
+                if !matches!(
+                    op,
+                    UnaryOperator::Not | UnaryOperator::Minus | UnaryOperator::Plus
+                ) {
                     return Err(format!("operator '{op}' is not allowed in the filter"));
                 }
                 self.check(expr)?;
                 paren(expr);
                 Ok(())
             }
-            Expr::Cast { kind, expr, data_type, format } => {
+            Expr::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
                 if !matches!(kind, CastKind::Cast | CastKind::DoubleColon) || format.is_some() {
                     return Err(refuse("the cast", e));
                 }
@@ -251,7 +323,8 @@ impl Checker<'_> {
             }
             Expr::TypedString(ts) => {
                 check_type(&ts.data_type)?;
-                if ts.uses_odbc_syntax || !matches!(ts.value.value, SqlValue::SingleQuotedString(_)) {
+                if ts.uses_odbc_syntax || !matches!(ts.value.value, SqlValue::SingleQuotedString(_))
+                {
                     return Err(refuse("the literal", e));
                 }
                 scs_proof(&mut ts.value.value);
@@ -264,7 +337,10 @@ impl Checker<'_> {
                 }
                 _ => Err(refuse("the interval", e)),
             },
-            Expr::AtTimeZone { timestamp, time_zone } => {
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
                 self.check(timestamp)?;
                 self.check(time_zone)?;
                 paren(timestamp);
@@ -272,7 +348,12 @@ impl Checker<'_> {
                 Ok(())
             }
             Expr::Extract { expr, .. } => self.check(expr),
-            Expr::Case { operand, conditions, else_result, .. } => {
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
                 if let Some(o) = operand {
                     self.check(o)?;
                 }
@@ -288,7 +369,9 @@ impl Checker<'_> {
             Expr::Function(f) => {
                 let shown = f.to_string();
                 let name = match f.name.0.as_slice() {
-                    [ObjectNamePart::Identifier(id)] if id.quote_style.is_none() => id.value.to_lowercase(),
+                    [ObjectNamePart::Identifier(id)] if id.quote_style.is_none() => {
+                        id.value.to_lowercase()
+                    }
                     _ => return Err(format!("function '{shown}' is not allowed in the filter")),
                 };
                 if !SAFE_FUNCTIONS.contains(&name.as_str())
@@ -308,7 +391,9 @@ impl Checker<'_> {
                     FunctionArguments::None => Ok(()),
                     FunctionArguments::List(list) => {
                         if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-                            return Err(format!("function call '{shown}' is not allowed in the filter"));
+                            return Err(format!(
+                                "function call '{shown}' is not allowed in the filter"
+                            ));
                         }
                         for a in &mut list.args {
                             match a {
@@ -374,7 +459,10 @@ fn check_type(t: &DataType) -> Result<(), String> {
         Some(i) => {
             let args = &shown[i..];
             if !args.trim_end().ends_with(')')
-                || !args.trim_matches(['(', ')']).split(',').all(|p| p.trim().bytes().all(|b| b.is_ascii_digit()))
+                || !args
+                    .trim_matches(['(', ')'])
+                    .split(',')
+                    .all(|p| p.trim().bytes().all(|b| b.is_ascii_digit()))
             {
                 return Err(format!("cast to '{shown}' is not allowed in the filter"));
             }

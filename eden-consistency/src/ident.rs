@@ -24,7 +24,9 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// A schema-qualified table name, as stored in the catalog (unquoted, case preserved).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableName {
     /// Schema, e.g. `public`.
     pub schema: String,
@@ -35,7 +37,10 @@ pub struct TableName {
 impl TableName {
     /// Builds a name from its two parts.
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName { schema: schema.into(), name: name.into() }
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 
     /// The quoted form for SQL: `"schema"."name"`.
@@ -55,7 +60,9 @@ impl TableName {
                 let schema = it.next().unwrap_or_default();
                 Ok((Some(schema), it.next().unwrap_or_default()))
             }
-            _ => Err(format!("'{text}' is not a table name (expected table or schema.table)")),
+            _ => Err(format!(
+                "'{text}' is not a table name (expected table or schema.table)"
+            )),
         }
     }
 }
@@ -119,14 +126,23 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_ident("a"), "\"a\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(TableName::new("My Schema", "t\"x").quoted(), "\"My Schema\".\"t\"\"x\"");
+        assert_eq!(
+            TableName::new("My Schema", "t\"x").quoted(),
+            "\"My Schema\".\"t\"\"x\""
+        );
     }
 
     #[test]
     fn parse_user_names() {
         assert_eq!(TableName::parse_user("Foo").unwrap(), (None, "foo".into()));
-        assert_eq!(TableName::parse_user("s.\"Foo.Bar\"").unwrap(), (Some("s".into()), "Foo.Bar".into()));
-        assert_eq!(TableName::parse_user("\"a\"\"b\"").unwrap(), (None, "a\"b".into()));
+        assert_eq!(
+            TableName::parse_user("s.\"Foo.Bar\"").unwrap(),
+            (Some("s".into()), "Foo.Bar".into())
+        );
+        assert_eq!(
+            TableName::parse_user("\"a\"\"b\"").unwrap(),
+            (None, "a\"b".into())
+        );
         assert!(TableName::parse_user("x; drop table y").is_err());
         assert!(TableName::parse_user("a.b.c").is_err());
         assert!(TableName::parse_user("").is_err());

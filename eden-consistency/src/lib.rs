@@ -13,23 +13,23 @@ pub mod ident;
 pub mod value;
 
 pub mod config;
-pub mod conninfo;
 pub mod connect;
+pub mod conninfo;
 
-pub mod schema;
 pub mod conflicts;
+pub mod schema;
 
-pub mod digest;
-pub mod merkle;
-pub mod source;
-pub mod filter;
 pub mod check;
+pub mod digest;
+pub mod filter;
+pub mod merkle;
 pub mod report;
+pub mod source;
 
 pub mod resolve;
 
-pub mod plan;
 pub mod apply;
+pub mod plan;
 pub mod undo;
 pub mod validate;
 

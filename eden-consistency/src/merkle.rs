@@ -58,7 +58,12 @@ pub struct MerkleTree {
 impl MerkleTree {
     /// Builds the tree over `chunks` (chunk `i` is leaf `i`).
     pub fn build(chunks: &[ChunkSummary]) -> MerkleTree {
-        let mut levels = vec![chunks.iter().map(ChunkSummary::node_hash).collect::<Vec<_>>()];
+        let mut levels = vec![
+            chunks
+                .iter()
+                .map(ChunkSummary::node_hash)
+                .collect::<Vec<_>>(),
+        ];
         while levels.last().map_or(0, Vec::len) > 1 {
             let below = levels.last().map(Vec::as_slice).unwrap_or_default();
             let next = below
@@ -79,7 +84,10 @@ impl MerkleTree {
 
     /// The root hash (all zeros for no chunks).
     pub fn root(&self) -> [u8; 16] {
-        self.levels.last().and_then(|l| l.first().copied()).unwrap_or([0; 16])
+        self.levels
+            .last()
+            .and_then(|l| l.first().copied())
+            .unwrap_or([0; 16])
     }
 
     /// Number of leaves.
@@ -88,7 +96,10 @@ impl MerkleTree {
     }
 
     fn node(&self, level: usize, i: usize) -> [u8; 16] {
-        self.levels.get(level).and_then(|l| l.get(i).copied()).unwrap_or([0; 16])
+        self.levels
+            .get(level)
+            .and_then(|l| l.get(i).copied())
+            .unwrap_or([0; 16])
     }
 }
 
@@ -147,7 +158,12 @@ pub struct RowDiff<K> {
 impl<K> RowDiff<K> {
     /// Indices of the regions lacking the row.
     pub fn missing_in(&self) -> Vec<usize> {
-        self.digests.iter().enumerate().filter(|(_, d)| d.is_none()).map(|(i, _)| i).collect()
+        self.digests
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_none())
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 

@@ -58,14 +58,16 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::ident::{quote_ident, TableName};
+use crate::ident::{TableName, quote_ident};
 
 /// A row's key as in the check report: column name → JSON value (integers as numbers,
 /// everything else as PostgreSQL's text).
 pub type KeyMap = serde_json::Map<String, serde_json::Value>;
 
 /// What a fix does to a row in one region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// The region lacks the row: the winner is inserted.
@@ -126,7 +128,11 @@ pub struct ColumnInfo {
 impl ColumnInfo {
     /// True for `json`, `jsonb` and domains over them.
     pub fn is_json(&self) -> bool {
-        let oid = if self.base_type_oid != 0 { self.base_type_oid } else { self.type_oid };
+        let oid = if self.base_type_oid != 0 {
+            self.base_type_oid
+        } else {
+            self.type_oid
+        };
         oid == 114 || oid == 3802
     }
 }
@@ -205,7 +211,10 @@ impl TableShape {
             })
             .collect();
         if key_columns.is_empty() {
-            return Err(Error::Table { table: table.to_string(), message: "has no key columns to fix by".into() });
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: "has no key columns to fix by".into(),
+            });
         }
         for k in key_columns {
             if !columns.iter().any(|c| &c.name == k) {
@@ -250,12 +259,17 @@ impl TableShape {
     /// Columns compared between regions and shown to the resolver: all but excluded and
     /// generated ones, in `attnum` order.
     pub fn compared_columns(&self) -> Vec<&ColumnInfo> {
-        self.columns.iter().filter(|c| !c.generated && !self.exclude_columns.contains(&c.name)).collect()
+        self.columns
+            .iter()
+            .filter(|c| !c.generated && !self.exclude_columns.contains(&c.name))
+            .collect()
     }
 
     /// True when the table has an identity column `GENERATED ALWAYS`.
     pub fn has_identity_always(&self) -> bool {
-        self.columns.iter().any(|c| c.identity_always && !self.exclude_columns.contains(&c.name))
+        self.columns
+            .iter()
+            .any(|c| c.identity_always && !self.exclude_columns.contains(&c.name))
     }
 
     /// `t."k1" = k."k1" AND ...`: the key join between the table (alias `t`) and a record
@@ -306,7 +320,10 @@ pub fn same_version(a: Option<&FetchedRow>, b: Option<&FetchedRow>) -> bool {
 /// True when `track_commit_timestamp` is on in this session's server.
 pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {
     let row = client
-        .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
+        .query_one(
+            "SELECT current_setting('track_commit_timestamp')::bool",
+            &[],
+        )
         .await
         .map_err(|e| Error::query(region, "reading track_commit_timestamp", &e))?;
     Ok(row.get(0))
@@ -314,7 +331,12 @@ pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {
 
 /// A JSON array text of key maps, for `jsonb_array_elements($1::text::jsonb)`.
 pub fn keys_json(keys: &[&KeyMap]) -> String {
-    serde_json::Value::Array(keys.iter().map(|k| serde_json::Value::Object((*k).clone())).collect()).to_string()
+    serde_json::Value::Array(
+        keys.iter()
+            .map(|k| serde_json::Value::Object((*k).clone()))
+            .collect(),
+    )
+    .to_string()
 }
 
 /// The statement that reads, for a JSON array of key maps (`$1`, text), every existing row:
@@ -326,7 +348,10 @@ pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
     } else {
         "NULL::int8"
     };
-    let mut sql = format!("SELECT (e.ord - 1)::int4, to_jsonb(t)::text, {ts}, {}", json_nulls_expr(shape, "t"));
+    let mut sql = format!(
+        "SELECT (e.ord - 1)::int4, to_jsonb(t)::text, {ts}, {}",
+        json_nulls_expr(shape, "t")
+    );
     for c in shape.compared_columns() {
         sql.push_str(", ");
         sql.push_str(&crate::value::select_expr(c, Some("t")));
@@ -349,7 +374,10 @@ pub fn json_nulls_expr(shape: &TableShape, alias: &str) -> String {
         .filter(|c| c.is_json() && !c.generated)
         .map(|c| {
             let q = quote_ident(&c.name);
-            format!("CASE WHEN {alias}.{q} IS NOT NULL AND {alias}.{q}::text = 'null' THEN {} END", sql_literal(&c.name))
+            format!(
+                "CASE WHEN {alias}.{q} IS NOT NULL AND {alias}.{q}::text = 'null' THEN {} END",
+                sql_literal(&c.name)
+            )
         })
         .collect();
     if parts.is_empty() {
@@ -373,10 +401,13 @@ pub async fn fetch_rows(
         return Ok(out);
     }
     let sql = fetch_sql(shape, commit_ts);
-    let rows = client
-        .query(&sql, &[&keys_json(keys)])
-        .await
-        .map_err(|e| Error::query(region, format!("reading rows of {} by key", shape.table), &e))?;
+    let rows = client.query(&sql, &[&keys_json(keys)]).await.map_err(|e| {
+        Error::query(
+            region,
+            format!("reading rows of {} by key", shape.table),
+            &e,
+        )
+    })?;
     let cols = shape.compared_columns();
     for r in rows {
         let i: i32 = r.get(0);
@@ -388,7 +419,12 @@ pub async fn fetch_rows(
             message: format!("in region {region}: {m}"),
         })?;
         if let Some(slot) = out.get_mut(i as usize) {
-            *slot = Some(FetchedRow { image, commit_ts_micros: ts, values, json_nulls });
+            *slot = Some(FetchedRow {
+                image,
+                commit_ts_micros: ts,
+                values,
+                json_nulls,
+            });
         }
     }
     Ok(out)
@@ -562,14 +598,24 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
     let mut columns: Option<std::sync::Arc<[String]>> = None;
     Box::new(move |shape: &TableShape, views: &[VersionView<'_>]| {
         let cols = columns
-            .get_or_insert_with(|| shape.compared_columns().iter().map(|c| c.name.clone()).collect::<Vec<_>>().into())
+            .get_or_insert_with(|| {
+                shape
+                    .compared_columns()
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .into()
+            })
             .clone();
         let mut versions = Vec::with_capacity(views.len());
         for v in views {
             let ver = match v.row {
                 Some(r) => {
-                    let row = Row::new(cols.clone(), r.values.clone())
-                        .map_err(|m| Error::Table { table: shape.table.to_string(), message: m })?;
+                    let row =
+                        Row::new(cols.clone(), r.values.clone()).map_err(|m| Error::Table {
+                            table: shape.table.to_string(),
+                            message: m,
+                        })?;
                     let mut ver = Version::present(v.region, v.region_index, row);
                     if let Some(ts) = r.commit_ts_micros {
                         ver = ver.with_commit_ts(ts);
@@ -592,21 +638,28 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
             RW::Delete => Winner::Delete { by: d.winner_index },
             RW::Merged(_) => {
                 let base = d.winner_index.unwrap_or(0);
-                let base_img = views.get(base).and_then(|v| v.row).map(|r| r.image.as_str()).ok_or_else(|| {
-                    Error::Table {
+                let base_img = views
+                    .get(base)
+                    .and_then(|v| v.row)
+                    .map(|r| r.image.as_str())
+                    .ok_or_else(|| Error::Table {
                         table: shape.table.to_string(),
                         message: "the merged row's base version is absent".into(),
-                    }
-                })?;
+                    })?;
                 let mut sources: Vec<(&str, &str)> = Vec::new();
                 for (col, i) in &d.column_sources {
                     if let Some(img) = views.get(*i).and_then(|v| v.row).map(|r| r.image.as_str()) {
                         sources.push((col.as_str(), img));
                     }
                 }
-                let image = merge_images(base_img, &sources)
-                    .map_err(|m| Error::Table { table: shape.table.to_string(), message: m })?;
-                Winner::Merged { image, based_on: base }
+                let image = merge_images(base_img, &sources).map_err(|m| Error::Table {
+                    table: shape.table.to_string(),
+                    message: m,
+                })?;
+                Winner::Merged {
+                    image,
+                    based_on: base,
+                }
             }
         };
         let actions = d
@@ -620,7 +673,12 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
                 Action::Manual => Some(ActionKind::Manual),
             })
             .collect();
-        Ok(Resolved { winner, decided_by: d.decided_by.clone(), needs_human: d.needs_human, actions: Some(actions) })
+        Ok(Resolved {
+            winner,
+            decided_by: d.decided_by.clone(),
+            needs_human: d.needs_human,
+            actions: Some(actions),
+        })
     })
 }
 
@@ -628,7 +686,12 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
 /// without parsing numbers (so nothing loses precision).
 pub fn split_json_object(text: &str) -> std::result::Result<Vec<(String, &str)>, String> {
     let b = text.as_bytes();
-    let bad = || format!("not a JSON object: {}", text.chars().take(60).collect::<String>());
+    let bad = || {
+        format!(
+            "not a JSON object: {}",
+            text.chars().take(60).collect::<String>()
+        )
+    };
     let skip_ws = |mut i: usize| {
         while i < b.len() && (b[i] as char).is_ascii_whitespace() {
             i += 1;
@@ -759,7 +822,9 @@ async fn fetch_tombstones(
     let Some(oid_row) = oid_row else {
         return Err(Error::Table {
             table: shape.table.to_string(),
-            message: format!("tombstone table {tt} or its column {col} does not exist in region {region}"),
+            message: format!(
+                "tombstone table {tt} or its column {col} does not exist in region {region}"
+            ),
         });
     };
     let spec = crate::value::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
@@ -786,7 +851,10 @@ async fn fetch_tombstones(
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
-        let v = crate::value::decode(&r, 1, &spec).map_err(|m| Error::Table { table: tt.to_string(), message: m })?;
+        let v = crate::value::decode(&r, 1, &spec).map_err(|m| Error::Table {
+            table: tt.to_string(),
+            message: m,
+        })?;
         // newest deletion wins (rows are ordered by the time)
         if let Some(slot) = out.get_mut(i as usize) {
             *slot = Some(v);
@@ -804,8 +872,17 @@ pub async fn plan_table(
     target: &FixTarget,
     decide: &mut Decide<'_>,
 ) -> Result<TablePlan> {
-    let first = clients.first().ok_or_else(|| Error::Usage("fix needs at least one region".into()))?;
-    let shape = TableShape::load(first, &regions[0], &target.table, &target.key_columns, &target.exclude_columns).await?;
+    let first = clients
+        .first()
+        .ok_or_else(|| Error::Usage("fix needs at least one region".into()))?;
+    let shape = TableShape::load(
+        first,
+        &regions[0],
+        &target.table,
+        &target.key_columns,
+        &target.exclude_columns,
+    )
+    .await?;
     let mut ts_on = Vec::new();
     for (c, r) in clients.iter().zip(regions) {
         ts_on.push(commit_ts_enabled(c, r).await?);
@@ -885,23 +962,44 @@ pub fn plan_key(
             actions,
         }));
     }
-    let bad = |m: String| Error::Table { table: shape.table.to_string(), message: m };
+    let bad = |m: String| Error::Table {
+        table: shape.table.to_string(),
+        message: m,
+    };
     let winner_json_nulls: Vec<String> = match &res.winner {
-        Winner::Region(i) => views.get(*i).and_then(|v| v.row).map(|r| r.json_nulls.clone()).unwrap_or_default(),
-        Winner::Merged { based_on, .. } => {
-            views.get(*based_on).and_then(|v| v.row).map(|r| r.json_nulls.clone()).unwrap_or_default()
-        }
+        Winner::Region(i) => views
+            .get(*i)
+            .and_then(|v| v.row)
+            .map(|r| r.json_nulls.clone())
+            .unwrap_or_default(),
+        Winner::Merged { based_on, .. } => views
+            .get(*based_on)
+            .and_then(|v| v.row)
+            .map(|r| r.json_nulls.clone())
+            .unwrap_or_default(),
         Winner::Delete { .. } => Vec::new(),
     };
     let (winner_region, winner_row, winner_view) = match &res.winner {
         Winner::Region(i) => {
-            let v = views.get(*i).ok_or_else(|| bad(format!("the resolver named version {i} of {}", views.len())))?;
-            (Some(v.region.to_string()), v.row.map(|r| r.image.clone()), Some(v))
+            let v = views
+                .get(*i)
+                .ok_or_else(|| bad(format!("the resolver named version {i} of {}", views.len())))?;
+            (
+                Some(v.region.to_string()),
+                v.row.map(|r| r.image.clone()),
+                Some(v),
+            )
         }
-        Winner::Merged { image, based_on } => {
-            (views.get(*based_on).map(|v| v.region.to_string()), Some(image.clone()), None)
-        }
-        Winner::Delete { by } => (by.and_then(|i| views.get(i)).map(|v| v.region.to_string()), None, None),
+        Winner::Merged { image, based_on } => (
+            views.get(*based_on).map(|v| v.region.to_string()),
+            Some(image.clone()),
+            None,
+        ),
+        Winner::Delete { by } => (
+            by.and_then(|i| views.get(i)).map(|v| v.region.to_string()),
+            None,
+            None,
+        ),
     };
     let mut actions = Vec::new();
     for (vi, v) in views.iter().enumerate() {
@@ -986,7 +1084,8 @@ pub async fn plan_targets(
         }
         None => (names.clone(), Vec::new()),
     };
-    let mut by_name: HashMap<TableName, TablePlan> = tables.into_iter().map(|t| (t.table.clone(), t)).collect();
+    let mut by_name: HashMap<TableName, TablePlan> =
+        tables.into_iter().map(|t| (t.table.clone(), t)).collect();
     let mut tables: Vec<TablePlan> = order.iter().filter_map(|n| by_name.remove(n)).collect();
     if let Some(c) = clients.first() {
         hold_back_cascading_deletes(c, &regions[0], &mut tables).await?;
@@ -1008,8 +1107,16 @@ fn client_closed(clients: &[&Client]) -> bool {
 /// A delete from a table that other tables reference with `ON DELETE CASCADE`, `SET NULL`
 /// or `SET DEFAULT` would change rows fix cannot archive: such keys are not deleted but
 /// left for a human (moved to the table's `deferred`, with the constraint named).
-async fn hold_back_cascading_deletes(client: &Client, region: &str, tables: &mut [TablePlan]) -> Result<()> {
-    if !tables.iter().any(|t| t.keys.iter().any(|k| k.actions.iter().any(|a| a.action == ActionKind::Delete))) {
+async fn hold_back_cascading_deletes(
+    client: &Client,
+    region: &str,
+    tables: &mut [TablePlan],
+) -> Result<()> {
+    if !tables.iter().any(|t| {
+        t.keys
+            .iter()
+            .any(|k| k.actions.iter().any(|a| a.action == ActionKind::Delete))
+    }) {
         return Ok(());
     }
     let rows = client
@@ -1026,8 +1133,9 @@ async fn hold_back_cascading_deletes(client: &Client, region: &str, tables: &mut
         .await
         .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
     for t in tables.iter_mut() {
-        let Some(r) = rows.iter().find(|r| r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name)
-        else {
+        let Some(r) = rows.iter().find(|r| {
+            r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name
+        }) else {
             continue;
         };
         let con: String = r.get(2);
@@ -1073,18 +1181,38 @@ impl TableDifferences {
     /// `serde_json::to_value(&check_report)`). Tables with status `consistent` are left out.
     pub fn from_check_json(report: &serde_json::Value) -> Result<Vec<TableDifferences>> {
         let bad = |m: &str| Error::Usage(format!("check report: {m}"));
-        let tables = report.get("tables").and_then(|t| t.as_array()).ok_or_else(|| bad("no tables array"))?;
+        let tables = report
+            .get("tables")
+            .and_then(|t| t.as_array())
+            .ok_or_else(|| bad("no tables array"))?;
         let mut out = Vec::new();
         for t in tables {
-            let name = t.get("table").and_then(|v| v.as_str()).ok_or_else(|| bad("a table without a name"))?;
-            let table = split_qualified(name).ok_or_else(|| bad(&format!("table name {name} is not schema-qualified")))?;
-            let status = t.get("status").and_then(|v| v.as_str()).unwrap_or("divergent");
+            let name = t
+                .get("table")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad("a table without a name"))?;
+            let table = split_qualified(name)
+                .ok_or_else(|| bad(&format!("table name {name} is not schema-qualified")))?;
+            let status = t
+                .get("status")
+                .and_then(|v| v.as_str())
+                .unwrap_or("divergent");
             let key_columns: Vec<String> = t
                 .get("key_columns")
                 .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let mut d = TableDifferences { table, key_columns, keys: Vec::new(), in_flight: Vec::new(), not_fixable: None };
+            let mut d = TableDifferences {
+                table,
+                key_columns,
+                keys: Vec::new(),
+                in_flight: Vec::new(),
+                not_fixable: None,
+            };
             match status {
                 "consistent" => continue,
                 "divergent" => {}
@@ -1093,8 +1221,15 @@ impl TableDifferences {
                     d.not_fixable = Some(format!("{other}: {msg}"));
                 }
             }
-            for diff in t.get("differences").and_then(|v| v.as_array()).into_iter().flatten() {
-                let Some(key) = diff.get("key").and_then(|k| k.as_object()) else { continue };
+            for diff in t
+                .get("differences")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let Some(key) = diff.get("key").and_then(|k| k.as_object()) else {
+                    continue;
+                };
                 if diff.get("in_flight").and_then(|v| v.as_bool()) == Some(true) {
                     d.in_flight.push(key.clone());
                 } else {
@@ -1113,7 +1248,9 @@ impl TableDifferences {
         use crate::report::TableStatus;
         let mut out = Vec::new();
         for t in &report.tables {
-            let Some(table) = split_qualified(&t.table) else { continue };
+            let Some(table) = split_qualified(&t.table) else {
+                continue;
+            };
             let mut d = TableDifferences {
                 table,
                 key_columns: t.key_columns.clone(),
@@ -1125,7 +1262,11 @@ impl TableDifferences {
                 TableStatus::Consistent => continue,
                 TableStatus::Divergent => {}
                 other => {
-                    d.not_fixable = Some(format!("{}: {}", other.as_str(), t.message.clone().unwrap_or_default()))
+                    d.not_fixable = Some(format!(
+                        "{}: {}",
+                        other.as_str(),
+                        t.message.clone().unwrap_or_default()
+                    ))
                 }
             }
             for diff in &t.differences {
@@ -1155,7 +1296,14 @@ pub async fn plan_fix_checked(
     check.record = false;
     let report = checker.run(&check).await?;
     let diffs = TableDifferences::from_check_report(&report);
-    let mut plan = plan_fix(checker.regions(), checker.config(), checker.database(), &diffs, opts).await?;
+    let mut plan = plan_fix(
+        checker.regions(),
+        checker.config(),
+        checker.database(),
+        &diffs,
+        opts,
+    )
+    .await?;
     if opts.run_id.is_none() {
         plan.run_id = report.run_id.clone();
     }
@@ -1173,8 +1321,12 @@ fn split_qualified(text: &str) -> Option<TableName> {
 fn decides_by_commit_ts(rule: &crate::config::Resolution) -> bool {
     use crate::config::Resolution::*;
     match rule {
-        LastWriteWins { tracking_column } | FirstWriteWins { tracking_column } => tracking_column.is_none(),
-        ColumnMerge { tracking_column, .. } => tracking_column.is_none(),
+        LastWriteWins { tracking_column } | FirstWriteWins { tracking_column } => {
+            tracking_column.is_none()
+        }
+        ColumnMerge {
+            tracking_column, ..
+        } => tracking_column.is_none(),
         Custom { expression } => expression.contains("commit_ts"),
         _ => false,
     }
@@ -1196,9 +1348,17 @@ pub fn table_settings(
     config: &crate::config::Config,
     db: &str,
     table: &TableName,
-) -> (crate::config::Resolution, Vec<String>, Option<crate::config::Tombstone>) {
+) -> (
+    crate::config::Resolution,
+    Vec<String>,
+    Option<crate::config::Tombstone>,
+) {
     match config.table_rule(db, table) {
-        Some(rule) => (rule.resolution.clone(), rule.exclude_columns.clone(), rule.tombstone.clone()),
+        Some(rule) => (
+            rule.resolution.clone(),
+            rule.exclude_columns.clone(),
+            rule.tombstone.clone(),
+        ),
         None => (config.default_resolution(), Vec::new(), None),
     }
 }
@@ -1234,18 +1394,26 @@ pub async fn plan_fix(
         let (rule, exclude, tombstone) = table_settings(config, db, &d.table);
         let Some(first) = clients.first() else { break };
         let shape = TableShape::load(first, &names[0], &d.table, &d.key_columns, &exclude).await?;
-        let cols: Vec<String> = shape.compared_columns().iter().map(|c| c.name.clone()).collect();
-        let resolver = match crate::resolve::Resolver::new(&rule, tombstone.as_ref(), &cols, &opts.registry) {
-            Ok(r) => r,
-            // A rule that does not fit the live table is a config error: refuse the whole
-            // run before anything is written anywhere.
-            Err(m) => {
-                return Err(Error::Config {
-                    file: config.file.as_ref().map_or_else(|| "(default rule)".into(), |f| f.display().to_string()),
-                    message: format!("table {}: resolution {}: {m}", d.table, rule.name()),
-                });
-            }
-        };
+        let cols: Vec<String> = shape
+            .compared_columns()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let resolver =
+            match crate::resolve::Resolver::new(&rule, tombstone.as_ref(), &cols, &opts.registry) {
+                Ok(r) => r,
+                // A rule that does not fit the live table is a config error: refuse the whole
+                // run before anything is written anywhere.
+                Err(m) => {
+                    return Err(Error::Config {
+                        file: config
+                            .file
+                            .as_ref()
+                            .map_or_else(|| "(default rule)".into(), |f| f.display().to_string()),
+                        message: format!("table {}: resolution {}: {m}", d.table, rule.name()),
+                    });
+                }
+            };
         if decides_by_commit_ts(&rule) {
             for (c, r) in clients.iter().zip(&names) {
                 if !commit_ts_enabled(c, r).await? {
@@ -1259,12 +1427,18 @@ pub async fn plan_fix(
             }
         }
         let tombstone_table = match &tombstone {
-            Some(crate::config::Tombstone::Table { table, deleted_at_column }) => {
+            Some(crate::config::Tombstone::Table {
+                table,
+                deleted_at_column,
+            }) => {
                 let (schema, name) = TableName::parse_user(table).map_err(|m| Error::Table {
                     table: d.table.to_string(),
                     message: format!("tombstone table: {m}"),
                 })?;
-                Some((TableName::new(schema.unwrap_or_else(|| d.table.schema.clone()), name), deleted_at_column.clone()))
+                Some((
+                    TableName::new(schema.unwrap_or_else(|| d.table.schema.clone()), name),
+                    deleted_at_column.clone(),
+                ))
             }
             _ => None,
         };
@@ -1275,15 +1449,27 @@ pub async fn plan_fix(
             exclude_columns: exclude,
             resolution: rule.name().to_string(),
             keys: d.keys.clone(),
-            deferred: d.in_flight.iter().map(|k| (k.clone(), "in flight (changed within the replication lag window)".to_string())).collect(),
+            deferred: d
+                .in_flight
+                .iter()
+                .map(|k| {
+                    (
+                        k.clone(),
+                        "in flight (changed within the replication lag window)".to_string(),
+                    )
+                })
+                .collect(),
             tombstone_table,
         });
     }
     let mut plan = plan_targets(&clients, &names, db, &targets, &mut |t: &FixTarget| {
-        let r = resolvers.get(&t.table).cloned().ok_or_else(|| Error::Table {
-            table: t.table.to_string(),
-            message: "no resolver".into(),
-        })?;
+        let r = resolvers
+            .get(&t.table)
+            .cloned()
+            .ok_or_else(|| Error::Table {
+                table: t.table.to_string(),
+                message: "no resolver".into(),
+            })?;
         Ok(resolver_decider(r))
     })
     .await?;
@@ -1324,7 +1510,11 @@ pub struct ForeignKey {
 }
 
 /// Reads the foreign keys among `tables` from `pg_constraint`.
-pub async fn foreign_keys(client: &Client, region: &str, tables: &[TableName]) -> Result<Vec<ForeignKey>> {
+pub async fn foreign_keys(
+    client: &Client,
+    region: &str,
+    tables: &[TableName],
+) -> Result<Vec<ForeignKey>> {
     let rows = client
         .query(
             "SELECT cn.nspname::text, cc.relname::text, pn.nspname::text, pc.relname::text,
@@ -1346,7 +1536,12 @@ pub async fn foreign_keys(client: &Client, region: &str, tables: &[TableName]) -
         let child = TableName::new(r.get::<_, String>(0), r.get::<_, String>(1));
         let parent = TableName::new(r.get::<_, String>(2), r.get::<_, String>(3));
         if set.contains(&child) && set.contains(&parent) {
-            out.push(ForeignKey { child, parent, name: r.get(4), deferrable: r.get(5) });
+            out.push(ForeignKey {
+                child,
+                parent,
+                name: r.get(4),
+                deferrable: r.get(5),
+            });
         }
     }
     Ok(out)
@@ -1391,8 +1586,10 @@ pub fn order_tables(tables: &[TableName], fks: &[ForeignKey]) -> (Vec<TableName>
         }
     }
     let comp_key = |ci: usize| comps[ci].iter().map(|&v| &names[v]).min().cloned();
-    let mut ready: BTreeMap<Option<TableName>, usize> =
-        (0..m).filter(|&c| indeg[c] == 0).map(|c| (comp_key(c), c)).collect();
+    let mut ready: BTreeMap<Option<TableName>, usize> = (0..m)
+        .filter(|&c| indeg[c] == 0)
+        .map(|c| (comp_key(c), c))
+        .collect();
     let mut order = Vec::with_capacity(n);
     let mut cycles = Vec::new();
     while let Some((_, c)) = ready.pop_first() {
@@ -1408,7 +1605,10 @@ pub fn order_tables(tables: &[TableName], fks: &[ForeignKey]) -> (Vec<TableName>
             cycles.push(FkCycle {
                 tables: members.iter().map(|&v| names[v].clone()).collect(),
                 deferrable: inner.iter().all(|fk| fk.deferrable),
-                constraints: inner.iter().map(|fk| format!("{}.{}", fk.child, fk.name)).collect(),
+                constraints: inner
+                    .iter()
+                    .map(|fk| format!("{}.{}", fk.child, fk.name))
+                    .collect(),
             });
         }
         for &v in &members {
@@ -1463,7 +1663,15 @@ fn tarjan(n: usize, adj: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
             s.out.push(comp);
         }
     }
-    let mut s = St { adj, index: vec![None; n], low: vec![0; n], on: vec![false; n], stack: vec![], next: 0, out: vec![] };
+    let mut s = St {
+        adj,
+        index: vec![None; n],
+        low: vec![0; n],
+        on: vec![false; n],
+        stack: vec![],
+        next: 0,
+        out: vec![],
+    };
     for v in 0..n {
         if s.index[v].is_none() {
             visit(&mut s, v);
@@ -1493,13 +1701,21 @@ mod tests {
     }
 
     fn fk(child: &str, parent: &str, deferrable: bool) -> ForeignKey {
-        ForeignKey { child: t(child), parent: t(parent), name: format!("{child}_{parent}_fk"), deferrable }
+        ForeignKey {
+            child: t(child),
+            parent: t(parent),
+            name: format!("{child}_{parent}_fk"),
+            deferrable,
+        }
     }
 
     #[test]
     fn parents_first() {
         let tables = vec![t("a_child"), t("m_parent"), t("z_grandparent"), t("lone")];
-        let fks = vec![fk("a_child", "m_parent", false), fk("m_parent", "z_grandparent", false)];
+        let fks = vec![
+            fk("a_child", "m_parent", false),
+            fk("m_parent", "z_grandparent", false),
+        ];
         let (order, cycles) = order_tables(&tables, &fks);
         assert!(cycles.is_empty());
         let pos = |n: &str| order.iter().position(|x| x.name == n).unwrap();
@@ -1511,7 +1727,12 @@ mod tests {
     #[test]
     fn cycles_found() {
         let tables = vec![t("a"), t("b"), t("c"), t("emp")];
-        let fks = vec![fk("a", "b", true), fk("b", "a", true), fk("c", "a", false), fk("emp", "emp", false)];
+        let fks = vec![
+            fk("a", "b", true),
+            fk("b", "a", true),
+            fk("c", "a", false),
+            fk("emp", "emp", false),
+        ];
         let (order, cycles) = order_tables(&tables, &fks);
         assert_eq!(cycles.len(), 2);
         let ab = cycles.iter().find(|c| c.tables.len() == 2).unwrap();

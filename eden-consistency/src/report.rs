@@ -135,7 +135,12 @@ pub struct TableReport {
 
 impl TableReport {
     /// A report with no rows compared, for `skipped`, `schema_mismatch` and `error`.
-    pub fn without_rows(table: String, key_columns: Vec<String>, status: TableStatus, message: String) -> TableReport {
+    pub fn without_rows(
+        table: String,
+        key_columns: Vec<String>,
+        status: TableStatus,
+        message: String,
+    ) -> TableReport {
         TableReport {
             table,
             key_columns,
@@ -192,9 +197,26 @@ impl CheckReport {
     /// only when `color` (the caller passes true for a terminal).
     pub fn print_human(&self, out: &mut dyn Write, color: bool) -> io::Result<()> {
         const SHOWN: usize = 5;
-        let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
-        writeln!(out, "database {}  regions {}", self.database, self.regions.join(", "))?;
-        let width = self.tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        writeln!(
+            out,
+            "database {}  regions {}",
+            self.database,
+            self.regions.join(", ")
+        )?;
+        let width = self
+            .tables
+            .iter()
+            .map(|t| t.table.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         for t in &self.tables {
             let (code, word) = match t.status {
                 TableStatus::Consistent => ("32", "consistent"),
@@ -204,10 +226,20 @@ impl CheckReport {
                 TableStatus::Error => ("31;1", "error"),
             };
             let status = paint(code, &format!("{word:<15}"));
-            let rows = t.row_counts.0.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(" ");
+            let rows = t
+                .row_counts
+                .0
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             let mut line = format!("{:<width$}  {status}  {rows}", t.table);
             if t.difference_count > 0 {
-                line.push_str(&format!("  {} difference{}", t.difference_count, if t.difference_count == 1 { "" } else { "s" }));
+                line.push_str(&format!(
+                    "  {} difference{}",
+                    t.difference_count,
+                    if t.difference_count == 1 { "" } else { "s" }
+                ));
                 if t.in_flight_count > 0 {
                     line.push_str(&format!(" ({} in flight)", t.in_flight_count));
                 }
@@ -220,7 +252,12 @@ impl CheckReport {
                 }
             }
             for d in t.differences.iter().take(SHOWN) {
-                let key = d.key.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+                let key = d
+                    .key
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let mut what = Vec::new();
                 if !d.missing_in.is_empty() {
                     what.push(format!("missing in {}", d.missing_in.join(", ")));
@@ -233,15 +270,27 @@ impl CheckReport {
                 }
                 writeln!(out, "    {key}: {}", what.join("; "))?;
             }
-            if t.differences.len() > SHOWN || t.difference_count as usize > t.differences.len().min(SHOWN) {
+            if t.differences.len() > SHOWN
+                || t.difference_count as usize > t.differences.len().min(SHOWN)
+            {
                 let more = t.difference_count as usize - t.differences.len().min(SHOWN);
                 if more > 0 {
                     writeln!(out, "    ... and {more} more")?;
                 }
             }
         }
-        let verdict = if self.consistent { paint("32", "consistent") } else { paint("31", "NOT consistent") };
-        writeln!(out, "{verdict} ({} table{}, {:.2}s)", self.tables.len(), if self.tables.len() == 1 { "" } else { "s" }, self.elapsed_ms as f64 / 1000.0)?;
+        let verdict = if self.consistent {
+            paint("32", "consistent")
+        } else {
+            paint("31", "NOT consistent")
+        };
+        writeln!(
+            out,
+            "{verdict} ({} table{}, {:.2}s)",
+            self.tables.len(),
+            if self.tables.len() == 1 { "" } else { "s" },
+            self.elapsed_ms as f64 / 1000.0
+        )?;
         Ok(())
     }
 }
@@ -259,7 +308,12 @@ pub struct Progress {
 impl Progress {
     /// Starts progress for a table of about `estimated` rows; silent unless `enabled`.
     pub fn new(enabled: bool, table: &str, estimated: u64) -> Progress {
-        Progress { enabled, table: table.to_string(), estimated, start: std::time::Instant::now() }
+        Progress {
+            enabled,
+            table: table.to_string(),
+            estimated,
+            start: std::time::Instant::now(),
+        }
     }
 
     /// Reports `rows` hashed so far.
@@ -269,8 +323,15 @@ impl Progress {
         }
         let secs = self.start.elapsed().as_secs_f64().max(1e-3);
         let rate = rows as f64 / secs;
-        let eta = if rate > 0.0 && self.estimated > rows { (self.estimated - rows) as f64 / rate } else { 0.0 };
-        eprint!("\r\x1b[K{}: {} rows, {:.0} rows/s, ETA {:.0}s", self.table, rows, rate, eta);
+        let eta = if rate > 0.0 && self.estimated > rows {
+            (self.estimated - rows) as f64 / rate
+        } else {
+            0.0
+        };
+        eprint!(
+            "\r\x1b[K{}: {} rows, {:.0} rows/s, ETA {:.0}s",
+            self.table, rows, rate, eta
+        );
     }
 
     /// Clears the progress line.

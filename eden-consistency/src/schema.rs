@@ -100,8 +100,13 @@ impl TableSchema {
     }
 
     /// The columns that are compared: all but `exclude` (exact names).
-    pub fn compared_columns<'a>(&'a self, exclude: &'a [String]) -> impl Iterator<Item = &'a Column> + 'a {
-        self.columns.iter().filter(move |c| !exclude.iter().any(|e| e == &c.name))
+    pub fn compared_columns<'a>(
+        &'a self,
+        exclude: &'a [String],
+    ) -> impl Iterator<Item = &'a Column> + 'a {
+        self.columns
+            .iter()
+            .filter(move |c| !exclude.iter().any(|e| e == &c.name))
     }
 
     /// True when every column can be hashed by `hash_record_extended`.
@@ -136,7 +141,12 @@ const SYSTEM_SCHEMA_FILTER: &str = "n.nspname NOT IN ('pg_catalog', 'information
 /// and the tool's own tables listed in `own` (e.g. `public.replication_conflicts`). When
 /// `pglogical` is true and that extension is installed in the database, only the tables of
 /// its replication sets.
-pub async fn covered_tables(client: &Client, region: &str, pglogical: bool, own: &[TableName]) -> Result<Vec<TableName>> {
+pub async fn covered_tables(
+    client: &Client,
+    region: &str,
+    pglogical: bool,
+    own: &[TableName],
+) -> Result<Vec<TableName>> {
     let ext_schema: Option<String> = if pglogical {
         client
             .query_opt(
@@ -162,10 +172,13 @@ pub async fn covered_tables(client: &Client, region: &str, pglogical: bool, own:
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMA_FILTER}"
             );
-            client
-                .query(&sql, &[])
-                .await
-                .map_err(|e| Error::query(region, "listing the tables of pglogical replication sets", &e))?
+            client.query(&sql, &[]).await.map_err(|e| {
+                Error::query(
+                    region,
+                    "listing the tables of pglogical replication sets",
+                    &e,
+                )
+            })?
         }
         None => {
             let sql = format!(
@@ -177,7 +190,10 @@ pub async fn covered_tables(client: &Client, region: &str, pglogical: bool, own:
                    AND NOT EXISTS (SELECT 1 FROM pg_depend d \
                                    WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')"
             );
-            client.query(&sql, &[]).await.map_err(|e| Error::query(region, "listing tables", &e))?
+            client
+                .query(&sql, &[])
+                .await
+                .map_err(|e| Error::query(region, "listing tables", &e))?
         }
     };
     let mut out: Vec<TableName> = rows
@@ -193,7 +209,11 @@ pub async fn covered_tables(client: &Client, region: &str, pglogical: bool, own:
 /// Resolves what a user wrote to a table name in this region's database: `s.t` exactly
 /// (after SQL folding of unquoted parts), `t` like PostgreSQL would: the first schema of
 /// `current_schemas(false)` that holds a table of that name. `None` when there is none.
-pub async fn resolve_table(client: &Client, region: &str, user_text: &str) -> Result<Option<TableName>> {
+pub async fn resolve_table(
+    client: &Client,
+    region: &str,
+    user_text: &str,
+) -> Result<Option<TableName>> {
     let (schema, name) = TableName::parse_user(user_text).map_err(Error::Usage)?;
     let row = match schema {
         Some(schema) => client
@@ -236,7 +256,9 @@ fn type_hashable(types: &HashMap<u32, TypeInfo>, oid: u32, depth: usize) -> bool
     if depth > 32 {
         return false;
     }
-    let Some(t) = types.get(&oid) else { return false };
+    let Some(t) = types.get(&oid) else {
+        return false;
+    };
     match t.typtype as u8 {
         b'd' => type_hashable(types, t.base, depth + 1),
         b'e' => true,
@@ -392,7 +414,10 @@ pub async fn load_table(
     let (key, key_source) = match key_columns {
         Some(cols) => {
             if cols.is_empty() {
-                return Err(Error::Table { table: table.to_string(), message: "key_columns in the config is empty".into() });
+                return Err(Error::Table {
+                    table: table.to_string(),
+                    message: "key_columns in the config is empty".into(),
+                });
             }
             for c in cols {
                 if !columns.iter().any(|col| &col.name == c) {
@@ -409,7 +434,10 @@ pub async fn load_table(
             if let Some(dup) = cols.iter().find(|c| !seen.insert(c.as_str())) {
                 return Err(Error::Table {
                     table: table.to_string(),
-                    message: format!("key_columns in the config names column {} twice", crate::ident::quote_ident(dup)),
+                    message: format!(
+                        "key_columns in the config names column {} twice",
+                        crate::ident::quote_ident(dup)
+                    ),
                 });
             }
             (Some(cols.to_vec()), Some(KeySource::Config))
@@ -432,7 +460,12 @@ pub async fn load_table(
 }
 
 /// The primary key, else the best usable unique index.
-async fn automatic_key(client: &Client, region: &str, table: &TableName, oid: u32) -> Result<Option<(Vec<String>, KeySource)>> {
+async fn automatic_key(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+    oid: u32,
+) -> Result<Option<(Vec<String>, KeySource)>> {
     let rows = client
         .query(
             "SELECT ic.relname::text, i.indisprimary, \
@@ -492,13 +525,27 @@ pub struct SchemaDifference {
 /// differs (`format_type`, so `varchar(10)` and `varchar(20)` differ), or a different key.
 /// Column order and dropped columns do not count; columns named in `exclude` are ignored.
 /// Empty when the table can be compared.
-pub fn compare_schemas(table: &TableName, regions: &[(&str, Option<&TableSchema>)], exclude: &[String]) -> Vec<SchemaDifference> {
+pub fn compare_schemas(
+    table: &TableName,
+    regions: &[(&str, Option<&TableSchema>)],
+    exclude: &[String],
+) -> Vec<SchemaDifference> {
     let mut out = Vec::new();
-    let missing: Vec<&str> = regions.iter().filter(|(_, s)| s.is_none()).map(|(r, _)| *r).collect();
-    let present: Vec<(&str, &TableSchema)> = regions.iter().filter_map(|(r, s)| s.map(|s| (*r, s))).collect();
+    let missing: Vec<&str> = regions
+        .iter()
+        .filter(|(_, s)| s.is_none())
+        .map(|(r, _)| *r)
+        .collect();
+    let present: Vec<(&str, &TableSchema)> = regions
+        .iter()
+        .filter_map(|(r, s)| s.map(|s| (*r, s)))
+        .collect();
     if present.is_empty() {
         if !regions.is_empty() {
-            out.push(SchemaDifference { column: None, message: format!("table {table} does not exist in any region") });
+            out.push(SchemaDifference {
+                column: None,
+                message: format!("table {table} does not exist in any region"),
+            });
         }
         return out;
     }
@@ -519,7 +566,11 @@ pub fn compare_schemas(table: &TableName, regions: &[(&str, Option<&TableSchema>
         }
     }
     for name in names {
-        let lacking: Vec<&str> = present.iter().filter(|(_, s)| s.column(name).is_none()).map(|(r, _)| *r).collect();
+        let lacking: Vec<&str> = present
+            .iter()
+            .filter(|(_, s)| s.column(name).is_none())
+            .map(|(r, _)| *r)
+            .collect();
         let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut type_order: Vec<&str> = Vec::new();
         for (r, s) in &present {
@@ -532,15 +583,28 @@ pub fn compare_schemas(table: &TableName, regions: &[(&str, Option<&TableSchema>
         }
         let mut parts = Vec::new();
         if !lacking.is_empty() {
-            parts.push(format!("column {} is missing in {}", crate::ident::quote_ident(name), list(&lacking)));
+            parts.push(format!(
+                "column {} is missing in {}",
+                crate::ident::quote_ident(name),
+                list(&lacking)
+            ));
         }
         if by_type.len() > 1 {
-            let types: Vec<String> =
-                type_order.iter().map(|t| format!("\"{t}\" in {}", list(&by_type[t]))).collect();
-            parts.push(format!("column {} has type {}", crate::ident::quote_ident(name), types.join(", ")));
+            let types: Vec<String> = type_order
+                .iter()
+                .map(|t| format!("\"{t}\" in {}", list(&by_type[t])))
+                .collect();
+            parts.push(format!(
+                "column {} has type {}",
+                crate::ident::quote_ident(name),
+                types.join(", ")
+            ));
         }
         if !parts.is_empty() {
-            out.push(SchemaDifference { column: Some(name.to_string()), message: parts.join("; ") });
+            out.push(SchemaDifference {
+                column: Some(name.to_string()),
+                message: parts.join("; "),
+            });
         }
     }
 
@@ -557,8 +621,14 @@ pub fn compare_schemas(table: &TableName, regions: &[(&str, Option<&TableSchema>
         }
     }
     if keys.len() > 1 {
-        let parts: Vec<String> = keys.iter().map(|(k, rs)| format!("{k} in {}", list(rs))).collect();
-        out.push(SchemaDifference { column: None, message: format!("the key of {table} differs: {}", parts.join(", ")) });
+        let parts: Vec<String> = keys
+            .iter()
+            .map(|(k, rs)| format!("{k} in {}", list(rs)))
+            .collect();
+        out.push(SchemaDifference {
+            column: None,
+            message: format!("the key of {table} differs: {}", parts.join(", ")),
+        });
     }
     out
 }

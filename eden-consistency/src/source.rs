@@ -97,7 +97,9 @@ impl std::str::FromStr for Mode {
             "auto" => Ok(Mode::Auto),
             "pushdown" => Ok(Mode::Pushdown),
             "stream" => Ok(Mode::Stream),
-            _ => Err(format!("unknown mode '{s}' (expected auto, pushdown or stream)")),
+            _ => Err(format!(
+                "unknown mode '{s}' (expected auto, pushdown or stream)"
+            )),
         }
     }
 }
@@ -124,7 +126,11 @@ impl TableSpec {
         if let Some(f) = &self.filter {
             parts.push(format!("({f})"));
         }
-        if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", parts.join(" AND "))
+        }
     }
 
     fn col_ref(c: &Column) -> String {
@@ -146,7 +152,11 @@ impl TableSpec {
     /// equality (text as bytes, intervals as stored, arrays with their dimensions, json by
     /// value, types without a hash through their canonical text).
     fn row_expr(&self) -> String {
-        let parts: Vec<String> = self.columns.iter().flat_map(|c| value::pushdown_exprs(c, Some("t"))).collect();
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .flat_map(|c| value::pushdown_exprs(c, Some("t")))
+            .collect();
         format!("ROW({})", parts.join(", "))
     }
 
@@ -154,12 +164,18 @@ impl TableSpec {
     /// collatable, or collated `C` / `POSIX`.
     fn key_in_byte_order(&self) -> bool {
         let k = &self.key[0];
-        k.is_array || k.collation.as_deref().is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
+        k.is_array
+            || k.collation
+                .as_deref()
+                .is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
     }
 
     /// True when the first key column is an integer (bounds sent as `int8[]`).
     fn int_key(&self) -> bool {
-        matches!(value::ColumnType::effective_oid(&self.key[0]), oid::INT2 | oid::INT4 | oid::INT8)
+        matches!(
+            value::ColumnType::effective_oid(&self.key[0]),
+            oid::INT2 | oid::INT4 | oid::INT8
+        )
     }
 
     /// The bounds parameter `$1` as an array of the key's type. A per-row cast of a
@@ -169,7 +185,10 @@ impl TableSpec {
         let k = &self.key[0];
         if self.int_key() {
             "$1::int8[]".into()
-        } else if matches!(value::ColumnType::effective_oid(k), oid::TEXT | oid::VARCHAR) {
+        } else if matches!(
+            value::ColumnType::effective_oid(k),
+            oid::TEXT | oid::VARCHAR
+        ) {
             "$1::text[]".into()
         } else {
             format!("(SELECT $1::text[]::{}[])", k.type_name)
@@ -177,7 +196,11 @@ impl TableSpec {
     }
 
     fn key_select(&self) -> String {
-        self.key.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", ")
+        self.key
+            .iter()
+            .map(|c| value::select_expr(c, Some("t")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -207,7 +230,12 @@ impl Chunking {
             return self.bounds.len() + 1;
         }
         // Number of bounds <= k0.
-        self.bounds.partition_point(|b| matches!(b.compare(k0), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)))
+        self.bounds.partition_point(|b| {
+            matches!(
+                b.compare(k0),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            )
+        })
     }
 }
 
@@ -251,11 +279,21 @@ pub struct FetchedRow {
 /// A source of keyed rows that the Merkle engine can compare.
 pub trait KeyedSource {
     /// One summary per chunk of `chunking` (length `chunking.len()`).
-    fn chunk_summaries(&mut self, chunking: &Chunking) -> impl std::future::Future<Output = Result<Vec<ChunkSummary>>> + Send;
+    fn chunk_summaries(
+        &mut self,
+        chunking: &Chunking,
+    ) -> impl std::future::Future<Output = Result<Vec<ChunkSummary>>> + Send;
     /// The `(key, digest)` rows of the chunks `chunks` (any order).
-    fn chunk_rows(&mut self, chunking: &Chunking, chunks: &[usize]) -> impl std::future::Future<Output = Result<Vec<KeyedRow>>> + Send;
+    fn chunk_rows(
+        &mut self,
+        chunking: &Chunking,
+        chunks: &[usize],
+    ) -> impl std::future::Future<Output = Result<Vec<KeyedRow>>> + Send;
     /// The rows with the given keys (given as PostgreSQL text), those that exist.
-    fn fetch_rows(&mut self, keys: &[Vec<Option<String>>]) -> impl std::future::Future<Output = Result<Vec<FetchedRow>>> + Send;
+    fn fetch_rows(
+        &mut self,
+        keys: &[Vec<Option<String>>],
+    ) -> impl std::future::Future<Output = Result<Vec<FetchedRow>>> + Send;
 }
 
 /// A PostgreSQL table in one region, read through one session (in whatever transaction
@@ -275,7 +313,10 @@ pub struct PgSource<'a> {
 fn row_bytes(row: &tokio_postgres::Row) -> u64 {
     let mut n = 7u64;
     for i in 0..row.len() {
-        n += 4 + value::raw_column(row, i).ok().flatten().map_or(0, |b| b.len() as u64);
+        n += 4 + value::raw_column(row, i)
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.len() as u64);
     }
     n
 }
@@ -283,17 +324,33 @@ fn row_bytes(row: &tokio_postgres::Row) -> u64 {
 impl<'a> PgSource<'a> {
     /// A source over `client` (mode must be `Pushdown` or `Stream`).
     pub fn new(region: &str, client: &'a Client, spec: Arc<TableSpec>, mode: Mode) -> PgSource<'a> {
-        PgSource { region: region.to_string(), client, spec, mode, stats: RegionStats::default(), progress: None }
+        PgSource {
+            region: region.to_string(),
+            client,
+            spec,
+            mode,
+            stats: RegionStats::default(),
+            progress: None,
+        }
     }
 
     fn qerr(&self, what: &str, e: &tokio_postgres::Error) -> Error {
         Error::query(&self.region, format!("{what} {}", self.spec.table), e)
     }
 
-    async fn query(&mut self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+    async fn query(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
         let t0 = Instant::now();
         tracing::debug!(region = %self.region, sql, "query");
-        let rows = self.client.query(sql, params).await.map_err(|e| self.qerr(what, &e))?;
+        let rows = self
+            .client
+            .query(sql, params)
+            .await
+            .map_err(|e| self.qerr(what, &e))?;
         self.stats.bytes_received += rows.iter().map(row_bytes).sum::<u64>();
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
         tracing::debug!(region = %self.region, what, rows = rows.len(), ms = t0.elapsed().as_millis() as u64, "query done");
@@ -309,7 +366,10 @@ impl<'a> PgSource<'a> {
         let name = self.spec.table.quoted();
         let rows = self.query("sizing", sql, &[&name]).await?;
         let r = &rows[0];
-        Ok((r.get::<_, f64>(0).max(0.0) as u64, r.get::<_, i64>(1).max(0) as u64))
+        Ok((
+            r.get::<_, f64>(0).max(0.0) as u64,
+            r.get::<_, i64>(1).max(0) as u64,
+        ))
     }
 
     /// Chooses the chunk bounds from this region's keys, for a table of about
@@ -320,7 +380,11 @@ impl<'a> PgSource<'a> {
 
     /// Like [`PgSource::sample_bounds`], with the number of chunks forced when `chunks` is
     /// given (tests and tuning).
-    pub async fn sample_bounds_with(&mut self, estimated_rows: u64, chunks: Option<usize>) -> Result<Chunking> {
+    pub async fn sample_bounds_with(
+        &mut self,
+        estimated_rows: u64,
+        chunks: Option<usize>,
+    ) -> Result<Chunking> {
         let estimated_rows = if estimated_rows > 0 {
             estimated_rows
         } else {
@@ -333,7 +397,10 @@ impl<'a> PgSource<'a> {
         if target <= 1 {
             return Ok(Chunking::default());
         }
-        let is_int = matches!(value::ColumnType::effective_oid(k0), oid::INT2 | oid::INT4 | oid::INT8);
+        let is_int = matches!(
+            value::ColumnType::effective_oid(k0),
+            oid::INT2 | oid::INT4 | oid::INT8
+        );
         // Integer keys: a small sample, interpolated; other keys: one sampled key per chunk.
         let want = if is_int { target.min(2048) } else { target };
         let sample = if estimated_rows <= 4 * want as u64 || estimated_rows < 20_000 {
@@ -344,16 +411,29 @@ impl<'a> PgSource<'a> {
         };
         let sql = format!(
             "SELECT {sel}, s.k::text AS kt FROM (SELECT DISTINCT {k0raw} AS k FROM {tbl} t{sample}{w}) s ORDER BY s.k{coll}",
-            sel = value::select_expr(&Column { name: "k".into(), ..k0.clone() }, Some("s")),
+            sel = value::select_expr(
+                &Column {
+                    name: "k".into(),
+                    ..k0.clone()
+                },
+                Some("s")
+            ),
             k0raw = TableSpec::col_ref(k0),
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[format!("{} IS NOT NULL", TableSpec::col_ref(k0))]),
-            coll = if k0.collation.is_some() && !k0.is_array { " COLLATE \"C\"" } else { "" },
+            coll = if k0.collation.is_some() && !k0.is_array {
+                " COLLATE \"C\""
+            } else {
+                ""
+            },
         );
         let rows = self.query("sampling the keys of", &sql, &[]).await?;
         let mut keys: Vec<(Value, String)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let v = value::decode(r, 0, k0).map_err(|m| Error::Table { table: spec.table.to_string(), message: m })?;
+            let v = value::decode(r, 0, k0).map_err(|m| Error::Table {
+                table: spec.table.to_string(),
+                message: m,
+            })?;
             let t: String = r.get(1);
             keys.push((v, t));
         }
@@ -365,7 +445,16 @@ impl<'a> PgSource<'a> {
             // SYSTEM sampling returns whole pages, i.e. runs of neighbouring keys: take about
             // one quantile per sampled page, add the true minimum and maximum (two index
             // probes), and split every gap linearly.
-            let mut ints: Vec<i64> = keys.iter().filter_map(|(v, _)| if let Value::Int(x) = v { Some(*x) } else { None }).collect();
+            let mut ints: Vec<i64> = keys
+                .iter()
+                .filter_map(|(v, _)| {
+                    if let Value::Int(x) = v {
+                        Some(*x)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let mm = format!(
                 "SELECT min({k})::int8, max({k})::int8 FROM {tbl} t{w}",
                 k = TableSpec::col_ref(k0),
@@ -373,7 +462,9 @@ impl<'a> PgSource<'a> {
                 w = spec.where_sql(&[]),
             );
             let r = self.query("reading the key range of", &mm, &[]).await?;
-            if let (Some(lo), Some(hi)) = (r[0].get::<_, Option<i64>>(0), r[0].get::<_, Option<i64>>(1)) {
+            if let (Some(lo), Some(hi)) =
+                (r[0].get::<_, Option<i64>>(0), r[0].get::<_, Option<i64>>(1))
+            {
                 ints.push(lo);
                 ints.push(hi);
             }
@@ -381,7 +472,9 @@ impl<'a> PgSource<'a> {
             ints.dedup();
             let q = (ints.len() / 40).clamp(1, want);
             let step = (ints.len() - 1) as f64 / q as f64;
-            let quant: Vec<i64> = (0..=q).map(|i| ints[((i as f64 * step).round() as usize).min(ints.len() - 1)]).collect();
+            let quant: Vec<i64> = (0..=q)
+                .map(|i| ints[((i as f64 * step).round() as usize).min(ints.len() - 1)])
+                .collect();
             // Sub-chunks per gap: mostly by the gap's share of the key range (exact for
             // evenly spread keys, and immune to the page clustering of the sample), partly
             // by its share of the sample (for skewed keys).
@@ -425,9 +518,17 @@ impl<'a> PgSource<'a> {
         let spec = self.spec.clone();
         let n = chunking.bounds.len() as i32;
         let bucket = if n == 0 {
-            format!("CASE WHEN {} IS NULL THEN 1 ELSE 0 END", TableSpec::col_ref(&spec.key[0]))
+            format!(
+                "CASE WHEN {} IS NULL THEN 1 ELSE 0 END",
+                TableSpec::col_ref(&spec.key[0])
+            )
         } else {
-            format!("COALESCE(width_bucket({}, {}), {})", spec.k0_expr(), spec.bounds_param(), n + 1)
+            format!(
+                "COALESCE(width_bucket({}, {}), {})",
+                spec.k0_expr(),
+                spec.bounds_param(),
+                n + 1
+            )
         };
         let sql = format!(
             "SELECT (b::int8 << 32) | count(*), bit_xor(h) FROM \
@@ -437,7 +538,11 @@ impl<'a> PgSource<'a> {
             w = spec.where_sql(&[]),
         );
         let ints: Vec<i64> = if spec.int_key() {
-            chunking.bounds.iter().map(|b| if let Value::Int(x) = b { *x } else { 0 }).collect()
+            chunking
+                .bounds
+                .iter()
+                .map(|b| if let Value::Int(x) = b { *x } else { 0 })
+                .collect()
         } else {
             Vec::new()
         };
@@ -450,7 +555,11 @@ impl<'a> PgSource<'a> {
         };
         // Streamed: one small summary kept per chunk, never the result rows.
         let t0 = Instant::now();
-        let stream = self.client.query_raw(sql.as_str(), params.iter().copied()).await.map_err(|e| self.qerr("hashing", &e))?;
+        let stream = self
+            .client
+            .query_raw(sql.as_str(), params.iter().copied())
+            .await
+            .map_err(|e| self.qerr("hashing", &e))?;
         pin_mut!(stream);
         let mut out = vec![ChunkSummary::default(); chunking.len()];
         while let Some(r) = stream.next().await {
@@ -474,16 +583,32 @@ impl<'a> PgSource<'a> {
     async fn stream_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
         let spec = self.spec.clone();
         let t0 = Instant::now();
-        let cols: Vec<String> = spec.columns.iter().map(|c| value::select_expr(c, Some("t"))).collect();
-        let oids: Vec<u32> = spec.columns.iter().map(value::ColumnType::effective_oid).collect();
-        let k0_idx = spec.columns.iter().position(|c| c.name == spec.key[0].name).unwrap_or(0);
+        let cols: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| value::select_expr(c, Some("t")))
+            .collect();
+        let oids: Vec<u32> = spec
+            .columns
+            .iter()
+            .map(value::ColumnType::effective_oid)
+            .collect();
+        let k0_idx = spec
+            .columns
+            .iter()
+            .position(|c| c.name == spec.key[0].name)
+            .unwrap_or(0);
         let sql = format!(
             "COPY (SELECT {} FROM {} t{}) TO STDOUT (FORMAT binary)",
             cols.join(", "),
             spec.table.quoted(),
             spec.where_sql(&[])
         );
-        let stream = self.client.copy_out(sql.as_str()).await.map_err(|e| self.qerr("streaming", &e))?;
+        let stream = self
+            .client
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| self.qerr("streaming", &e))?;
         pin_mut!(stream);
         let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
         let chunking2 = chunking.clone();
@@ -534,23 +659,41 @@ impl<'a> PgSource<'a> {
         if let Some(e) = failed {
             return Err(e);
         }
-        let (sums, n) = res.map_err(|m| Error::Table { table: spec.table.to_string(), message: format!("region {}: {m}", self.region) })?;
+        let (sums, n) = res.map_err(|m| Error::Table {
+            table: spec.table.to_string(),
+            message: format!("region {}: {m}", self.region),
+        })?;
         self.stats.bytes_received += bytes;
         self.stats.rows_read += n;
         self.stats.chunks += chunking.len() as u64;
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
-        Ok(sums.iter().map(|c| ChunkSummary { count: c.count, hash: u128::from_le_bytes(c.acc) }).collect())
+        Ok(sums
+            .iter()
+            .map(|c| ChunkSummary {
+                count: c.count,
+                hash: u128::from_le_bytes(c.acc),
+            })
+            .collect())
     }
 
     /// SQL conditions selecting the chunks `chunks`: `(lateral_ranges, others)` where
     /// lateral ranges are `(lo, hi)` bound pairs and others are single-sided conditions.
-    async fn rows_of_chunks(&mut self, chunking: &Chunking, chunks: &[usize]) -> Result<Vec<KeyedRow>> {
+    async fn rows_of_chunks(
+        &mut self,
+        chunking: &Chunking,
+        chunks: &[usize],
+    ) -> Result<Vec<KeyedRow>> {
         let spec = self.spec.clone();
         let n = chunking.bounds.len();
         let k0 = spec.k0_expr();
         let ty = &spec.key[0].type_name;
         let sel = match self.mode {
-            Mode::Stream => spec.columns.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", "),
+            Mode::Stream => spec
+                .columns
+                .iter()
+                .map(|c| value::select_expr(c, Some("t")))
+                .collect::<Vec<_>>()
+                .join(", "),
             _ => format!(
                 "hash_record_extended({r}, {s0}), hash_record_extended({r}, {s1})",
                 r = spec.row_expr(),
@@ -565,10 +708,16 @@ impl<'a> PgSource<'a> {
             let sql = format!(
                 "SELECT {select} FROM {tbl} t{w}",
                 tbl = spec.table.quoted(),
-                w = spec.where_sql(&[format!("COALESCE(width_bucket({k0}, {}), {}) = ANY($2::int4[])", spec.bounds_param(), n + 1)]),
+                w = spec.where_sql(&[format!(
+                    "COALESCE(width_bucket({k0}, {}), {}) = ANY($2::int4[])",
+                    spec.bounds_param(),
+                    n + 1
+                )]),
             );
             let wanted: Vec<i32> = chunks.iter().map(|&c| c as i32).collect();
-            let rows = self.query("reading rows of", &sql, &[&chunking.bounds_text, &wanted]).await?;
+            let rows = self
+                .query("reading rows of", &sql, &[&chunking.bounds_text, &wanted])
+                .await?;
             let mut out = Vec::new();
             self.keyed_rows(&rows, 0, &mut out)?;
             self.stats.chunks_differing += chunks.len() as u64;
@@ -584,7 +733,11 @@ impl<'a> PgSource<'a> {
                 } else {
                     format!("{} IS NULL", TableSpec::col_ref(&spec.key[0]))
                 };
-                let sql = format!("SELECT {select} FROM {} t{}", spec.table.quoted(), spec.where_sql(&[cond]));
+                let sql = format!(
+                    "SELECT {select} FROM {} t{}",
+                    spec.table.quoted(),
+                    spec.where_sql(&[cond])
+                );
                 let rows = self.query("reading rows of", &sql, &[]).await?;
                 self.keyed_rows(&rows, c, &mut out)?;
             } else if c == 0 || c == n || c == n + 1 {
@@ -595,11 +748,19 @@ impl<'a> PgSource<'a> {
                 } else {
                     format!("{} IS NULL", TableSpec::col_ref(&spec.key[0]))
                 };
-                let sql = format!("SELECT {select} FROM {} t{}", spec.table.quoted(), spec.where_sql(&[cond]));
+                let sql = format!(
+                    "SELECT {select} FROM {} t{}",
+                    spec.table.quoted(),
+                    spec.where_sql(&[cond])
+                );
                 let rows = if c == n + 1 {
                     self.query("reading rows of", &sql, &[]).await?
                 } else {
-                    let b = if c == 0 { &chunking.bounds_text[0] } else { &chunking.bounds_text[n - 1] };
+                    let b = if c == 0 {
+                        &chunking.bounds_text[0]
+                    } else {
+                        &chunking.bounds_text[n - 1]
+                    };
                     self.query("reading rows of", &sql, &[b]).await?
                 };
                 self.keyed_rows(&rows, c, &mut out)?;
@@ -615,7 +776,9 @@ impl<'a> PgSource<'a> {
                 tbl = spec.table.quoted(),
                 w = spec.where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
             );
-            let rows = self.query("reading rows of", &sql, &[&lo.to_vec(), &hi.to_vec()]).await?;
+            let rows = self
+                .query("reading rows of", &sql, &[&lo.to_vec(), &hi.to_vec()])
+                .await?;
             for r in &rows {
                 self.keyed_row(r, 0, 0, &mut out)?;
             }
@@ -624,17 +787,31 @@ impl<'a> PgSource<'a> {
         Ok(out)
     }
 
-    fn keyed_rows(&self, rows: &[tokio_postgres::Row], chunk: usize, out: &mut Vec<KeyedRow>) -> Result<()> {
+    fn keyed_rows(
+        &self,
+        rows: &[tokio_postgres::Row],
+        chunk: usize,
+        out: &mut Vec<KeyedRow>,
+    ) -> Result<()> {
         for r in rows {
             self.keyed_row(r, 0, chunk, out)?;
         }
         Ok(())
     }
 
-    fn keyed_row(&self, r: &tokio_postgres::Row, start: usize, chunk: usize, out: &mut Vec<KeyedRow>) -> Result<()> {
+    fn keyed_row(
+        &self,
+        r: &tokio_postgres::Row,
+        start: usize,
+        chunk: usize,
+        out: &mut Vec<KeyedRow>,
+    ) -> Result<()> {
         let spec = &self.spec;
         let nk = spec.key.len();
-        let bad = |m: String| Error::Table { table: spec.table.to_string(), message: format!("region {}: {m}", self.region) };
+        let bad = |m: String| Error::Table {
+            table: spec.table.to_string(),
+            message: format!("region {}: {m}", self.region),
+        };
         let key = value::decode_row(r, start, &spec.key).map_err(bad)?;
         let at = start + nk;
         let digest = match self.mode {
@@ -656,8 +833,15 @@ impl<'a> PgSource<'a> {
         let spec = self.spec.clone();
         let nk = spec.key.len();
         let mut out = Vec::new();
-        let cols: Vec<String> = spec.columns.iter().map(|c| value::select_expr(c, Some("t"))).collect();
-        let vt = spec.version_time.clone().unwrap_or_else(|| "NULL::timestamptz".into());
+        let cols: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| value::select_expr(c, Some("t")))
+            .collect();
+        let vt = spec
+            .version_time
+            .clone()
+            .unwrap_or_else(|| "NULL::timestamptz".into());
         let unnest_cols: Vec<String> = (0..nk).map(|i| format!("${}::text[]", i + 1)).collect();
         let aliases: Vec<String> = (0..nk).map(|i| format!("k{i}")).collect();
         let conds: Vec<String> = spec
@@ -668,9 +852,19 @@ impl<'a> PgSource<'a> {
             .collect();
         let sql = format!(
             "SELECT {keys}, {cols}, ({vt})::timestamptz, {texts} FROM unnest({un}) AS u({al}) JOIN {tbl} t ON {on}{w}",
-            keys = spec.key.iter().map(|c| value::select_expr(c, Some("t"))).collect::<Vec<_>>().join(", "),
+            keys = spec
+                .key
+                .iter()
+                .map(|c| value::select_expr(c, Some("t")))
+                .collect::<Vec<_>>()
+                .join(", "),
             cols = cols.join(", "),
-            texts = spec.key.iter().map(|c| format!("{}::text", TableSpec::col_ref(c))).collect::<Vec<_>>().join(", "),
+            texts = spec
+                .key
+                .iter()
+                .map(|c| format!("{}::text", TableSpec::col_ref(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
             un = unnest_cols.join(", "),
             al = aliases.join(", "),
             tbl = spec.table.quoted(),
@@ -678,21 +872,38 @@ impl<'a> PgSource<'a> {
             w = spec.where_sql(&[]),
         );
         for batch in keys.chunks(5000) {
-            let arrays: Vec<Vec<Option<String>>> = (0..nk).map(|i| batch.iter().map(|k| k[i].clone()).collect()).collect();
-            let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            let rows = self.query("reading differing rows of", &sql, &params).await?;
+            let arrays: Vec<Vec<Option<String>>> = (0..nk)
+                .map(|i| batch.iter().map(|k| k[i].clone()).collect())
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> =
+                arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let rows = self
+                .query("reading differing rows of", &sql, &params)
+                .await?;
             for r in &rows {
-                let bad = |m: String| Error::Table { table: spec.table.to_string(), message: format!("region {}: {m}", self.region) };
+                let bad = |m: String| Error::Table {
+                    table: spec.table.to_string(),
+                    message: format!("region {}: {m}", self.region),
+                };
                 let key = value::decode_row(r, 0, &spec.key).map_err(bad)?;
                 let values = value::decode_row(r, nk, &spec.columns).map_err(bad)?;
                 let t: Option<chrono::DateTime<chrono::Utc>> = r.get(nk + spec.columns.len());
                 let version_time = t.map(|t| {
-                    let epoch = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").map(|e| e.timestamp_micros()).unwrap_or(946_684_800_000_000);
+                    let epoch = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
+                        .map(|e| e.timestamp_micros())
+                        .unwrap_or(946_684_800_000_000);
                     t.timestamp_micros() - epoch
                 });
                 let base = nk + spec.columns.len() + 1;
-                let key_text = (0..nk).map(|i| r.get::<_, Option<String>>(base + i)).collect();
-                out.push(FetchedRow { key, key_text, values, version_time });
+                let key_text = (0..nk)
+                    .map(|i| r.get::<_, Option<String>>(base + i))
+                    .collect();
+                out.push(FetchedRow {
+                    key,
+                    key_text,
+                    values,
+                    version_time,
+                });
             }
         }
         Ok(out)

@@ -30,12 +30,14 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::apply::{
-    conflicts_table, finish_session, key_text, prepare_session, run_region, schedule, ApplyOptions,
-    RegionWork, TableGroup, WriteItem,
+    ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, key_text,
+    prepare_session, run_region, schedule,
 };
 use crate::error::{Error, Result};
 use crate::ident::TableName;
-use crate::plan::{fetch_rows, foreign_keys, new_run_id, order_tables, ActionKind, KeyMap, TableShape};
+use crate::plan::{
+    ActionKind, KeyMap, TableShape, fetch_rows, foreign_keys, new_run_id, order_tables,
+};
 
 /// How to undo a run.
 #[derive(Debug, Clone)]
@@ -104,7 +106,11 @@ impl UndoReport {
     /// 0 when everything is restored (or was already), 1 when some rows changed since the
     /// run or a batch failed.
     pub fn exit_code(&self) -> i32 {
-        if self.changed == 0 && self.errors.is_empty() { 0 } else { 1 }
+        if self.changed == 0 && self.errors.is_empty() {
+            0
+        } else {
+            1
+        }
     }
 
     /// Prints the report for humans.
@@ -113,7 +119,11 @@ impl UndoReport {
             out,
             "undo of run {}{}: {} change(s) archived",
             self.undone_run,
-            if self.dry_run { " (dry run, nothing changed)" } else { "" },
+            if self.dry_run {
+                " (dry run, nothing changed)"
+            } else {
+                ""
+            },
             self.actions.len()
         )?;
         let rows: Vec<[String; 5]> = self
@@ -173,7 +183,12 @@ struct Record {
     remote_row: Option<String>,
 }
 
-async fn read_records(client: &Client, region: &str, schema: &str, run_id: &str) -> Result<Vec<Record>> {
+async fn read_records(
+    client: &Client,
+    region: &str,
+    schema: &str,
+    run_id: &str,
+) -> Result<Vec<Record>> {
     let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -207,11 +222,18 @@ async fn read_records(client: &Client, region: &str, schema: &str, run_id: &str)
                 return Err(Error::Query {
                     region: region.into(),
                     context: "reading replication_conflicts".into(),
-                    message: format!("record of run {run_id} has a key that is not a JSON object: {key_text}"),
-                })
+                    message: format!(
+                        "record of run {run_id} has a key that is not a JSON object: {key_text}"
+                    ),
+                });
             }
         };
-        out.push(Record { table_name: r.get(0), key, local_row: r.get(2), remote_row: r.get(3) });
+        out.push(Record {
+            table_name: r.get(0),
+            key,
+            local_row: r.get(2),
+            remote_row: r.get(3),
+        });
     }
     Ok(out)
 }
@@ -232,7 +254,10 @@ async fn find_table(client: &Client, region: &str, text: &str) -> Result<Option<
 
 /// Undoes run `opts.run_id` in every connected region (each written through a session of
 /// its own).
-pub async fn undo_run(regions: &[crate::connect::Region], opts: &UndoOptions) -> Result<UndoReport> {
+pub async fn undo_run(
+    regions: &[crate::connect::Region],
+    opts: &UndoOptions,
+) -> Result<UndoReport> {
     let mut sessions = Vec::new();
     for r in regions {
         sessions.push(r.open_another().await?);
@@ -244,7 +269,11 @@ pub async fn undo_run(regions: &[crate::connect::Region], opts: &UndoOptions) ->
 
 /// Undoes run `opts.run_id` in every region. `clients[i]` is the write session of
 /// `regions[i]`.
-pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOptions) -> Result<UndoReport> {
+pub async fn undo_run_on(
+    clients: &[&Client],
+    regions: &[String],
+    opts: &UndoOptions,
+) -> Result<UndoReport> {
     let undo_id = new_run_id();
     let mut any_record = false;
     let mut report = UndoReport {
@@ -264,7 +293,8 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
         }
     }
     for (client, region) in clients.iter().zip(regions) {
-        let records = read_records(client, region, &opts.apply.conflicts_schema, &opts.run_id).await?;
+        let records =
+            read_records(client, region, &opts.apply.conflicts_schema, &opts.run_id).await?;
         if records.is_empty() {
             continue;
         }
@@ -300,15 +330,26 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
                     continue;
                 }
                 if let Some(c) = cycles.iter().find(|c| c.tables.contains(n)) {
-                    let members: Vec<usize> =
-                        c.tables.iter().filter_map(|t| names.iter().position(|x| x == t)).collect();
+                    let members: Vec<usize> = c
+                        .tables
+                        .iter()
+                        .filter_map(|t| names.iter().position(|x| x == t))
+                        .collect();
                     for &m in &members {
                         done[m] = true;
                     }
-                    groups.push(TableGroup { tables: members, deferrable_cycle: c.deferrable, hard_cycle: !c.deferrable });
+                    groups.push(TableGroup {
+                        tables: members,
+                        deferrable_cycle: c.deferrable,
+                        hard_cycle: !c.deferrable,
+                    });
                 } else {
                     done[i] = true;
-                    groups.push(TableGroup { tables: vec![i], deferrable_cycle: false, hard_cycle: false });
+                    groups.push(TableGroup {
+                        tables: vec![i],
+                        deferrable_cycle: false,
+                        hard_cycle: false,
+                    });
                 }
             }
             groups
@@ -370,13 +411,35 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
             continue;
         }
         let units = schedule(&items, &item_table, &groups, opts.apply.batch_size);
-        let origin = item_table.iter().enumerate().map(|(i, t)| (*t, i, 0)).collect();
-        let work = RegionWork { region: region.clone(), items, origin, units };
+        let origin = item_table
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, i, 0))
+            .collect();
+        let work = RegionWork {
+            region: region.clone(),
+            items,
+            origin,
+            units,
+        };
         let shape_refs: Vec<&TableShape> = shapes.iter().collect();
         let table_names: Vec<String> = shapes.iter().map(|s| s.table.to_string()).collect();
-        let hard: Vec<usize> = groups.iter().filter(|g| g.hard_cycle).flat_map(|g| g.tables.clone()).collect();
+        let hard: Vec<usize> = groups
+            .iter()
+            .filter(|g| g.hard_cycle)
+            .flat_map(|g| g.tables.clone())
+            .collect();
         prepare_session(client, region, opts.apply.no_replicate).await?;
-        let outcome = run_region(client, &work, &shape_refs, &table_names, &undo_id, &opts.apply, &hard).await;
+        let outcome = run_region(
+            client,
+            &work,
+            &shape_refs,
+            &table_names,
+            &undo_id,
+            &opts.apply,
+            &hard,
+        )
+        .await;
         finish_session(client, opts.apply.no_replicate).await;
         let outcome = outcome?;
         for (i, &a) in item_action.iter().enumerate() {
@@ -393,7 +456,9 @@ pub async fn undo_run_on(clients: &[&Client], regions: &[String], opts: &UndoOpt
             };
             report.actions[a].status = st;
         }
-        report.errors.extend(outcome.errors.into_iter().map(|(_, e)| e));
+        report
+            .errors
+            .extend(outcome.errors.into_iter().map(|(_, e)| e));
     }
     if !any_record {
         return Err(Error::Usage(format!(

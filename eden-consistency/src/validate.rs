@@ -63,11 +63,17 @@ impl Validation {
 
     /// True when there is at least one warning.
     pub fn has_warnings(&self) -> bool {
-        self.findings.iter().any(|f| f.severity == Severity::Warning)
+        self.findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning)
     }
 
     fn push(&mut self, severity: Severity, table: Option<&str>, message: String) {
-        self.findings.push(Finding { severity, table: table.map(str::to_string), message });
+        self.findings.push(Finding {
+            severity,
+            table: table.map(str::to_string),
+            message,
+        });
     }
 }
 
@@ -82,7 +88,8 @@ pub fn validate_offline(config: &Config, registry: &Registry) -> Validation {
     for group in &config.node_groups {
         for rule in &group.tables {
             v.rules_checked += 1;
-            if let Err(m) = Resolver::new(&rule.resolution, rule.tombstone.as_ref(), &[], registry) {
+            if let Err(m) = Resolver::new(&rule.resolution, rule.tombstone.as_ref(), &[], registry)
+            {
                 v.push(Severity::Error, Some(&rule.table), m);
                 continue;
             }
@@ -100,13 +107,24 @@ pub fn validate_offline(config: &Config, registry: &Registry) -> Validation {
 /// Checks every table rule of the node group of database `db` against the live schema of
 /// every connected region (see the module docs). Errors of the connection itself are
 /// returned as `Err`; everything about the config is a [`Finding`].
-pub async fn validate_against(config: &Config, db: &str, regions: &[Region], registry: &Registry) -> Result<Validation> {
-    let mut v = Validation { regions: regions.iter().map(|r| r.name.clone()).collect(), ..Validation::default() };
+pub async fn validate_against(
+    config: &Config,
+    db: &str,
+    regions: &[Region],
+    registry: &Registry,
+) -> Result<Validation> {
+    let mut v = Validation {
+        regions: regions.iter().map(|r| r.name.clone()).collect(),
+        ..Validation::default()
+    };
     let Some(group) = config.node_group(db) else {
         v.push(
             Severity::Warning,
             None,
-            format!("no node group has database {db:?}: every table follows the default rule ({})", config.default_resolution().name()),
+            format!(
+                "no node group has database {db:?}: every table follows the default rule ({})",
+                config.default_resolution().name()
+            ),
         );
         return Ok(v);
     };
@@ -118,43 +136,76 @@ pub async fn validate_against(config: &Config, db: &str, regions: &[Region], reg
 }
 
 /// Checks one table rule in every region.
-async fn check_rule(v: &mut Validation, rule: &TableRule, regions: &[Region], registry: &Registry) -> Result<()> {
+async fn check_rule(
+    v: &mut Validation,
+    rule: &TableRule,
+    regions: &[Region],
+    registry: &Registry,
+) -> Result<()> {
     let name = rule.table.as_str();
     let mut first: Option<(String, TableSchema)> = None;
     let mut samples = Vec::new();
     for region in regions {
         let Some(table) = schema::resolve_table(&region.client, &region.name, name).await? else {
-            v.push(Severity::Error, Some(name), format!("table {name} does not exist in region {}", region.name));
+            v.push(
+                Severity::Error,
+                Some(name),
+                format!("table {name} does not exist in region {}", region.name),
+            );
             continue;
         };
         let key_columns = rule.key_columns.as_deref();
-        let loaded = match schema::load_table(&region.client, &region.name, &table, key_columns).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                v.push(Severity::Error, Some(name), format!("table {table} does not exist in region {}", region.name));
-                continue;
-            }
-            Err(Error::Table { message, .. }) => {
-                v.push(Severity::Error, Some(name), format!("in region {}: {message}", region.name));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let loaded =
+            match schema::load_table(&region.client, &region.name, &table, key_columns).await {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    v.push(
+                        Severity::Error,
+                        Some(name),
+                        format!("table {table} does not exist in region {}", region.name),
+                    );
+                    continue;
+                }
+                Err(Error::Table { message, .. }) => {
+                    v.push(
+                        Severity::Error,
+                        Some(name),
+                        format!("in region {}: {message}", region.name),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
         if loaded.key.is_none() {
-            v.push(Severity::Error, Some(name), format!("in region {}: {}", region.name, loaded.skip_message()));
+            v.push(
+                Severity::Error,
+                Some(name),
+                format!("in region {}: {}", region.name, loaded.skip_message()),
+            );
         }
         if let Resolution::Custom { .. } = &rule.resolution {
-            samples.extend(sample_versions(&region.client, region, &loaded, &rule.exclude_columns).await?);
+            samples.extend(
+                sample_versions(&region.client, region, &loaded, &rule.exclude_columns).await?,
+            );
         }
         if first.is_none() {
             first = Some((region.name.clone(), loaded));
         }
     }
-    let Some((_, table)) = first else { return Ok(()) };
+    let Some((_, table)) = first else {
+        return Ok(());
+    };
 
     for col in &rule.exclude_columns {
         if table.column(col).is_none() {
-            v.push(Severity::Error, Some(name), format!("exclude_columns names {col:?}, which {} does not have", table.name));
+            v.push(
+                Severity::Error,
+                Some(name),
+                format!(
+                    "exclude_columns names {col:?}, which {} does not have",
+                    table.name
+                ),
+            );
         }
     }
     let columns: Vec<String> = table
@@ -163,14 +214,23 @@ async fn check_rule(v: &mut Validation, rule: &TableRule, regions: &[Region], re
         .filter(|c| !rule.exclude_columns.contains(&c.name))
         .map(|c| c.name.clone())
         .collect();
-    let resolver = match Resolver::new(&rule.resolution, rule.tombstone.as_ref(), &columns, registry) {
+    let resolver = match Resolver::new(
+        &rule.resolution,
+        rule.tombstone.as_ref(),
+        &columns,
+        registry,
+    ) {
         Ok(r) => r,
         Err(m) => {
             v.push(Severity::Error, Some(name), m);
             return Ok(());
         }
     };
-    let types: Vec<(String, String)> = table.columns.iter().map(|c| (c.name.clone(), c.type_name.clone())).collect();
+    let types: Vec<(String, String)> = table
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_name.clone()))
+        .collect();
     if let Err(m) = resolver.check_column_types(&types) {
         v.push(Severity::Error, Some(name), m);
     }
@@ -185,13 +245,30 @@ async fn check_rule(v: &mut Validation, rule: &TableRule, regions: &[Region], re
 }
 
 /// Up to [`SAMPLE_ROWS`] rows of a table in one region, as resolver versions.
-async fn sample_versions(client: &Client, region: &Region, table: &TableSchema, exclude: &[String]) -> Result<Vec<Version>> {
-    let cols: Vec<&schema::Column> = table.columns.iter().filter(|c| !exclude.contains(&c.name)).collect();
+async fn sample_versions(
+    client: &Client,
+    region: &Region,
+    table: &TableSchema,
+    exclude: &[String],
+) -> Result<Vec<Version>> {
+    let cols: Vec<&schema::Column> = table
+        .columns
+        .iter()
+        .filter(|c| !exclude.contains(&c.name))
+        .collect();
     if cols.is_empty() {
         return Ok(Vec::new());
     }
-    let select: Vec<String> = cols.iter().map(|c| value::select_expr(*c, Some("t"))).collect();
-    let sql = format!("SELECT {} FROM {} AS {} LIMIT {SAMPLE_ROWS}", select.join(", "), table.name.quoted(), quote_ident("t"));
+    let select: Vec<String> = cols
+        .iter()
+        .map(|c| value::select_expr(*c, Some("t")))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} AS {} LIMIT {SAMPLE_ROWS}",
+        select.join(", "),
+        table.name.quoted(),
+        quote_ident("t")
+    );
     let rows = client
         .query(&sql, &[])
         .await
@@ -200,9 +277,14 @@ async fn sample_versions(client: &Client, region: &Region, table: &TableSchema, 
     let owned: Vec<schema::Column> = cols.iter().map(|c| (*c).clone()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let values = value::decode_row(row, 0, &owned)
-            .map_err(|m| Error::Table { table: table.name.to_string(), message: format!("region {}: {m}", region.name) })?;
-        let row = Row::new(names.clone(), values).map_err(|m| Error::Table { table: table.name.to_string(), message: m })?;
+        let values = value::decode_row(row, 0, &owned).map_err(|m| Error::Table {
+            table: table.name.to_string(),
+            message: format!("region {}: {m}", region.name),
+        })?;
+        let row = Row::new(names.clone(), values).map_err(|m| Error::Table {
+            table: table.name.to_string(),
+            message: m,
+        })?;
         out.push(Version::present(region.name.clone(), region.index, row));
     }
     Ok(out)

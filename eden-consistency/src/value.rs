@@ -121,15 +121,31 @@ impl PartialEq for Value {
             (Bytes(a), Bytes(b)) => a == b,
             (Uuid(a), Uuid(b)) => a == b,
             (Date(a), Date(b)) => a == b,
-            (Time(a), Time(b)) | (Timestamp(a), Timestamp(b)) | (TimestampTz(a), TimestampTz(b)) => a == b,
+            (Time(a), Time(b))
+            | (Timestamp(a), Timestamp(b))
+            | (TimestampTz(a), TimestampTz(b)) => a == b,
             (
-                Interval { months: m1, days: d1, micros: u1 },
-                Interval { months: m2, days: d2, micros: u2 },
+                Interval {
+                    months: m1,
+                    days: d1,
+                    micros: u1,
+                },
+                Interval {
+                    months: m2,
+                    days: d2,
+                    micros: u2,
+                },
             ) => m1 == m2 && d1 == d2 && u1 == u2,
             (Array(a), Array(b)) => a == b,
             (
-                BoundedArray { lower_bounds: l1, elements: e1 },
-                BoundedArray { lower_bounds: l2, elements: e2 },
+                BoundedArray {
+                    lower_bounds: l1,
+                    elements: e1,
+                },
+                BoundedArray {
+                    lower_bounds: l2,
+                    elements: e2,
+                },
             ) => l1 == l2 && e1 == e2,
             _ => false,
         }
@@ -192,7 +208,9 @@ impl Value {
             (Bytes(a), Bytes(b)) => a.cmp(b),
             (Uuid(a), Uuid(b)) => a.cmp(b),
             (Date(a), Date(b)) => a.cmp(b),
-            (Time(a), Time(b)) | (Timestamp(a), Timestamp(b)) | (TimestampTz(a), TimestampTz(b)) => a.cmp(b),
+            (Time(a), Time(b))
+            | (Timestamp(a), Timestamp(b))
+            | (TimestampTz(a), TimestampTz(b)) => a.cmp(b),
             (Date(a), Timestamp(b)) | (Date(a), TimestampTz(b)) => date_micros(*a).cmp(b),
             (Timestamp(a), Date(b)) | (TimestampTz(a), Date(b)) => a.cmp(&date_micros(*b)),
             (Timestamp(a), TimestampTz(b)) | (TimestampTz(a), Timestamp(b)) => a.cmp(b),
@@ -234,7 +252,10 @@ impl Value {
         match self {
             Value::Null => return None,
             Value::Array(elems) => write_array_text(&mut s, elems),
-            Value::BoundedArray { lower_bounds, elements } => {
+            Value::BoundedArray {
+                lower_bounds,
+                elements,
+            } => {
                 let mut dims = Vec::new();
                 let mut level = elements;
                 for lb in lower_bounds {
@@ -280,7 +301,11 @@ fn write_scalar_text(s: &mut String, v: &Value) {
         Value::Time(t) => write_time(s, *t),
         Value::Timestamp(t) => write_timestamp(s, *t, false),
         Value::TimestampTz(t) => write_timestamp(s, *t, true),
-        Value::Interval { months, days, micros } => write_interval(s, *months, *days, *micros),
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => write_interval(s, *months, *days, *micros),
         Value::Array(_) | Value::BoundedArray { .. } => {
             if let Some(t) = v.pg_text() {
                 s.push_str(&t)
@@ -305,7 +330,9 @@ fn write_array_text(s: &mut String, elems: &[Value]) {
                 write_scalar_text(&mut t, v);
                 let needs_quotes = t.is_empty()
                     || t.eq_ignore_ascii_case("null")
-                    || t.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+                    || t.chars().any(|c| {
+                        matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace()
+                    });
                 if needs_quotes {
                     s.push('"');
                     for c in t.chars() {
@@ -332,7 +359,11 @@ fn float_text(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if f == 0.0 {
         return "0".into();
@@ -382,7 +413,13 @@ fn write_date(s: &mut String, d: i32) {
 fn write_hms(s: &mut String, micros: u64) {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let _ = write!(s, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        s,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let f = format!("{frac:06}");
         s.push('.');
@@ -539,7 +576,11 @@ pub struct ColumnSpec {
 impl ColumnSpec {
     /// A column of a non-domain type.
     pub fn new(name: impl Into<String>, type_oid: u32) -> Self {
-        ColumnSpec { name: name.into(), type_oid, base_type_oid: 0 }
+        ColumnSpec {
+            name: name.into(),
+            type_oid,
+            base_type_oid: 0,
+        }
     }
 }
 
@@ -649,8 +690,26 @@ pub fn is_binary_scalar(type_oid: u32) -> bool {
     use oid::*;
     matches!(
         type_oid,
-        BOOL | BYTEA | NAME | INT8 | INT2 | INT4 | TEXT | OID | JSON | FLOAT4 | FLOAT8 | BPCHAR | VARCHAR
-            | DATE | TIME | TIMESTAMP | TIMESTAMPTZ | INTERVAL | NUMERIC | UUID | JSONB
+        BOOL | BYTEA
+            | NAME
+            | INT8
+            | INT2
+            | INT4
+            | TEXT
+            | OID
+            | JSON
+            | FLOAT4
+            | FLOAT8
+            | BPCHAR
+            | VARCHAR
+            | DATE
+            | TIME
+            | TIMESTAMP
+            | TIMESTAMPTZ
+            | INTERVAL
+            | NUMERIC
+            | UUID
+            | JSONB
     )
 }
 
@@ -765,7 +824,9 @@ pub fn pushdown_exprs<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>
         MONEY_ARRAY => vec![format!("{r}::numeric[]"), dims],
         INTERVAL | INTERVAL_ARRAY => vec![format!("{r}::text")],
         TEXT | VARCHAR | BPCHAR | NAME => vec![format!("{r} COLLATE \"C\"")],
-        TEXT_ARRAY | VARCHAR_ARRAY | BPCHAR_ARRAY | NAME_ARRAY => vec![format!("{r} COLLATE \"C\""), dims],
+        TEXT_ARRAY | VARCHAR_ARRAY | BPCHAR_ARRAY | NAME_ARRAY => {
+            vec![format!("{r} COLLATE \"C\""), dims]
+        }
         t if is_binary_scalar(t) => vec![r],
         t if binary_array_elem(t).is_some() => vec![r, dims],
         _ => vec![format!("{r}::text COLLATE \"C\"")],
@@ -795,22 +856,34 @@ pub fn raw_column(row: &tokio_postgres::Row, idx: usize) -> Result<Option<&[u8]>
 }
 
 /// Decodes column `idx` of a row selected with [`select_expr`] for `col`.
-pub fn decode<C: ColumnType + ?Sized>(row: &tokio_postgres::Row, idx: usize, col: &C) -> Result<Value, String> {
+pub fn decode<C: ColumnType + ?Sized>(
+    row: &tokio_postgres::Row,
+    idx: usize,
+    col: &C,
+) -> Result<Value, String> {
     let raw = raw_column(row, idx)?;
-    decode_wire(raw, col.effective_oid())
-        .map_err(|e| format!("column {}: {e}", col.column_name()))
+    decode_wire(raw, col.effective_oid()).map_err(|e| format!("column {}: {e}", col.column_name()))
 }
 
 /// Decodes the columns `start..start + cols.len()` of a row selected with [`select_expr`].
-pub fn decode_row<C: ColumnType>(row: &tokio_postgres::Row, start: usize, cols: &[C]) -> Result<Vec<Value>, String> {
-    cols.iter().enumerate().map(|(i, c)| decode(row, start + i, c)).collect()
+pub fn decode_row<C: ColumnType>(
+    row: &tokio_postgres::Row,
+    start: usize,
+    cols: &[C],
+) -> Result<Vec<Value>, String> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| decode(row, start + i, c))
+        .collect()
 }
 
 /// Decodes one value as it arrives for a column of (effective) type `type_oid` selected
 /// with [`select_expr`]: binary formats, the `numeric` cast of money, or text. Also serves
 /// binary `COPY` output of the same select list.
 pub fn decode_wire(raw: Option<&[u8]>, type_oid: u32) -> Result<Value, String> {
-    let Some(raw) = raw else { return Ok(Value::Null) };
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
     match wire_for(type_oid) {
         Wire::Binary(t) => decode_binary(t, raw),
         Wire::Numeric { array: false } => decode_binary(oid::NUMERIC, raw),
@@ -824,7 +897,8 @@ fn utf8(raw: &[u8]) -> Result<&str, String> {
 }
 
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], String> {
-    raw.try_into().map_err(|_| format!("{what} value has {} bytes, expected {N}", raw.len()))
+    raw.try_into()
+        .map_err(|_| format!("{what} value has {} bytes, expected {N}", raw.len()))
 }
 
 /// Decodes a non-NULL value in the binary format of a type decoded here (see
@@ -837,7 +911,9 @@ pub fn decode_binary(type_oid: u32, raw: &[u8]) -> Result<Value, String> {
         INT4 => Value::Int(i32::from_be_bytes(fixed(raw, "int4")?) as i64),
         INT8 => Value::Int(i64::from_be_bytes(fixed(raw, "int8")?)),
         OID => Value::Int(u32::from_be_bytes(fixed(raw, "oid")?) as i64),
-        FLOAT4 => Value::Float(canonical_float(f32::from_be_bytes(fixed(raw, "float4")?) as f64)),
+        FLOAT4 => Value::Float(canonical_float(
+            f32::from_be_bytes(fixed(raw, "float4")?) as f64
+        )),
         FLOAT8 => Value::Float(canonical_float(f64::from_be_bytes(fixed(raw, "float8")?))),
         NUMERIC => Value::Numeric(decode_numeric(raw)?),
         TEXT | VARCHAR | NAME => Value::Text(utf8(raw)?.to_string()),
@@ -887,7 +963,9 @@ fn decode_array(raw: &[u8]) -> Result<Value, String> {
         return Err(format!("array has {ndim} dimensions"));
     }
     if !is_binary_scalar(elem) {
-        return Err(format!("array element type oid {elem} is not decoded in binary here"));
+        return Err(format!(
+            "array element type oid {elem} is not decoded in binary here"
+        ));
     }
     let mut dims = Vec::with_capacity(ndim as usize);
     let mut lbs = Vec::with_capacity(ndim as usize);
@@ -899,7 +977,11 @@ fn decode_array(raw: &[u8]) -> Result<Value, String> {
         dims.push(len as usize);
         lbs.push(take_i32(raw, &mut pos)?);
     }
-    let total = if dims.is_empty() { Some(0) } else { dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) };
+    let total = if dims.is_empty() {
+        Some(0)
+    } else {
+        dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    };
     let total = match total {
         Some(t) if t <= raw.len() => t,
         _ => return Err("array value is truncated".into()),
@@ -910,7 +992,9 @@ fn decode_array(raw: &[u8]) -> Result<Value, String> {
         if len < 0 {
             flat.push(Value::Null);
         } else {
-            let b = raw.get(pos..pos + len as usize).ok_or("array value is truncated")?;
+            let b = raw
+                .get(pos..pos + len as usize)
+                .ok_or("array value is truncated")?;
             pos += len as usize;
             flat.push(decode_binary(elem, b)?);
         }
@@ -919,7 +1003,10 @@ fn decode_array(raw: &[u8]) -> Result<Value, String> {
     if lbs.iter().all(|&l| l == 1) {
         Ok(Value::Array(elements))
     } else {
-        Ok(Value::BoundedArray { lower_bounds: lbs, elements })
+        Ok(Value::BoundedArray {
+            lower_bounds: lbs,
+            elements,
+        })
     }
 }
 
@@ -960,13 +1047,17 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
     if raw.len() != 8 + 2 * ndigits {
         return Err("numeric value has the wrong length".into());
     }
-    let digits: Vec<u16> = (0..ndigits).map(|i| h(8 + 2 * i)).collect::<Result<_, _>>()?;
+    let digits: Vec<u16> = (0..ndigits)
+        .map(|i| h(8 + 2 * i))
+        .collect::<Result<_, _>>()?;
     if digits.iter().any(|&d| d >= 10000) {
         return Err("numeric value has a digit out of range".into());
     }
     // Drop leading and trailing zero groups (leading ones shift the weight).
     let first = digits.iter().position(|&d| d != 0);
-    let Some(first) = first else { return Ok("0".into()) };
+    let Some(first) = first else {
+        return Ok("0".into());
+    };
     let last = digits.iter().rposition(|&d| d != 0).unwrap_or(first);
     let digits = &digits[first..=last];
     let weight = weight - first as i64;
@@ -1035,7 +1126,11 @@ pub fn canonical_json(text: &str) -> Result<String, String> {
 /// Appends the canonical JSON text of `text` (see [`canonical_json`]) to `out`.
 pub fn canonical_json_into(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let start = out.len();
-    let mut fast = FastJson { s: text.as_bytes(), pos: 0, out };
+    let mut fast = FastJson {
+        s: text.as_bytes(),
+        pos: 0,
+        out,
+    };
     if fast.value().is_some() {
         fast.ws();
         if fast.pos == fast.s.len() {
@@ -1043,7 +1138,11 @@ pub fn canonical_json_into(text: &str, out: &mut Vec<u8>) -> Result<(), String> 
         }
     }
     out.truncate(start);
-    let mut p = JsonParser { s: text.as_bytes(), pos: 0, depth: 0 };
+    let mut p = JsonParser {
+        s: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+    };
     let v = p.value()?;
     p.ws();
     if p.pos != p.s.len() {
@@ -1148,7 +1247,11 @@ impl FastJson<'_> {
                     }
                     None => {
                         // Escapes: decode and re-escape canonically.
-                        let mut p = JsonParser { s: self.s, pos: self.pos, depth: 0 };
+                        let mut p = JsonParser {
+                            s: self.s,
+                            pos: self.pos,
+                            depth: 0,
+                        };
                         let text = p.string().ok()?;
                         self.pos = p.pos;
                         let mut esc = String::with_capacity(text.len() + 2);
@@ -1164,7 +1267,9 @@ impl FastJson<'_> {
             }
             // After a value: close containers or move to the next element.
             loop {
-                let Some(top) = stack.last() else { return Some(()) };
+                let Some(top) = stack.last() else {
+                    return Some(());
+                };
                 let is_obj = top.is_some();
                 self.ws();
                 match *self.s.get(self.pos)? {
@@ -1413,12 +1518,18 @@ impl JsonParser<'_> {
         while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.s.get(self.pos) {
             self.pos += 1;
         }
-        let t = std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad number"))?;
-        normalize_json_number(t).map(Json::Num).ok_or_else(|| self.err("bad number"))
+        let t =
+            std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad number"))?;
+        normalize_json_number(t)
+            .map(Json::Num)
+            .ok_or_else(|| self.err("bad number"))
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.pos..self.pos + 4).ok_or_else(|| self.err("short \\u escape"))?;
+        let h = self
+            .s
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
         let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         let v = u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))?;
         self.pos += 4;
@@ -1432,12 +1543,16 @@ impl JsonParser<'_> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let Some(&b) = self.s.get(self.pos) else { return Err(self.err("unterminated string")) };
+            let Some(&b) = self.s.get(self.pos) else {
+                return Err(self.err("unterminated string"));
+            };
             self.pos += 1;
             match b {
                 b'"' => break,
                 b'\\' => {
-                    let Some(&e) = self.s.get(self.pos) else { return Err(self.err("bad escape")) };
+                    let Some(&e) = self.s.get(self.pos) else {
+                        return Err(self.err("bad escape"));
+                    };
                     self.pos += 1;
                     let c = match e {
                         b'"' => '"',
@@ -1530,9 +1645,11 @@ fn normalize_json_number(t: &str) -> Option<String> {
 /// An interval's comparable value, as PostgreSQL orders intervals (30-day months, 24-hour days).
 fn interval_value(v: &Value) -> i128 {
     match v {
-        Value::Interval { months, days, micros } => {
-            (*months as i128 * 30 + *days as i128) * 86_400_000_000 + *micros as i128
-        }
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => (*months as i128 * 30 + *days as i128) * 86_400_000_000 + *micros as i128,
         _ => 0,
     }
 }
@@ -1552,7 +1669,8 @@ pub(crate) fn is_normalized_decimal(t: &str) -> bool {
         Some(i) => (&body[..i], Some(&body[i + 1..])),
         None => (body, None),
     };
-    let int_ok = !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int[0] != b'0' || int.len() == 1);
+    let int_ok =
+        !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int[0] != b'0' || int.len() == 1);
     let frac_ok = match frac {
         None => int != b"0",
         Some(f) => !f.is_empty() && f.iter().all(u8::is_ascii_digit) && f.last() != Some(&b'0'),
@@ -1630,24 +1748,48 @@ fn cmp_decimal(a: &str, b: &str) -> Ordering {
     }
     match (special(a), special(b)) {
         (Some(x), Some(y)) => return x.cmp(&y),
-        (Some(x), None) => return if x > 0 { Ordering::Greater } else { Ordering::Less },
-        (None, Some(y)) => return if y > 0 { Ordering::Less } else { Ordering::Greater },
+        (Some(x), None) => {
+            return if x > 0 {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
+        }
+        (None, Some(y)) => {
+            return if y > 0 {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
         _ => {}
     }
     let (a, b) = (normalize_decimal(a), normalize_decimal(b));
-    let (an, ab) = a.strip_prefix('-').map_or((false, a.as_str()), |r| (true, r));
-    let (bn, bb) = b.strip_prefix('-').map_or((false, b.as_str()), |r| (true, r));
+    let (an, ab) = a
+        .strip_prefix('-')
+        .map_or((false, a.as_str()), |r| (true, r));
+    let (bn, bb) = b
+        .strip_prefix('-')
+        .map_or((false, b.as_str()), |r| (true, r));
     if an != bn {
-        return if an { Ordering::Less } else { Ordering::Greater };
+        return if an {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     let (ai, af) = ab.split_once('.').unwrap_or((ab, ""));
     let (bi, bf) = bb.split_once('.').unwrap_or((bb, ""));
-    let mag = ai.len().cmp(&bi.len()).then_with(|| ai.cmp(bi)).then_with(|| {
-        let n = af.len().max(bf.len());
-        let pa = format!("{af:0<n$}");
-        let pb = format!("{bf:0<n$}");
-        pa.cmp(&pb)
-    });
+    let mag = ai
+        .len()
+        .cmp(&bi.len())
+        .then_with(|| ai.cmp(bi))
+        .then_with(|| {
+            let n = af.len().max(bf.len());
+            let pa = format!("{af:0<n$}");
+            let pb = format!("{bf:0<n$}");
+            pa.cmp(&pb)
+        });
     if an { mag.reverse() } else { mag }
 }
 
@@ -1661,11 +1803,18 @@ mod tests {
         assert_eq!(cmp_decimal("-2", "-10"), Ordering::Greater);
         assert_eq!(cmp_decimal("0.5", "0.45"), Ordering::Greater);
         assert_eq!(cmp_decimal("NaN", "1e9"), Ordering::Greater);
-        assert_eq!(cmp_decimal("123456789012345678901234567890", "9"), Ordering::Greater);
+        assert_eq!(
+            cmp_decimal("123456789012345678901234567890", "9"),
+            Ordering::Greater
+        );
     }
 
     fn slow_canonical(text: &str) -> Result<String, String> {
-        let mut p = JsonParser { s: text.as_bytes(), pos: 0, depth: 0 };
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            pos: 0,
+            depth: 0,
+        };
         let v = p.value()?;
         p.ws();
         assert_eq!(p.pos, p.s.len());
@@ -1679,7 +1828,10 @@ mod tests {
         let c = |t: &str| canonical_json(t).unwrap();
         assert_eq!(c(r#"{"b":1,"a":2}"#), c(r#"{ "a" : 2 , "b" : 1 }"#));
         assert_eq!(c(r#"{"aa":1,"b":2}"#), r#"{"b":2,"aa":1}"#);
-        assert_eq!(c("[1.0, 1e0, 10E-1, -0, 0.0, 100e-2, 0.001e3]"), "[1,1,1,0,0,1,1]");
+        assert_eq!(
+            c("[1.0, 1e0, 10E-1, -0, 0.0, 100e-2, 0.001e3]"),
+            "[1,1,1,0,0,1,1]"
+        );
         assert_eq!(c("-12.3400e1"), "-123.4");
         assert_eq!(c("1e-3"), "0.001");
         assert_eq!(c(r#""\u00e9\n\/""#), "\"é\\n/\"");
@@ -1898,8 +2050,14 @@ mod tests {
 
     #[test]
     fn null_is_lowest() {
-        assert_eq!(Value::Null.compare(&Value::Int(i64::MIN)), Some(Ordering::Less));
-        assert_eq!(Value::Int(3).compare(&Value::Numeric("2.5".into())), Some(Ordering::Greater));
+        assert_eq!(
+            Value::Null.compare(&Value::Int(i64::MIN)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            Value::Int(3).compare(&Value::Numeric("2.5".into())),
+            Some(Ordering::Greater)
+        );
         assert_eq!(Value::Text("a".into()).compare(&Value::Int(1)), None);
     }
 }

@@ -28,14 +28,21 @@ async fn two_regions_each_kind_of_drift() {
     assert_eq!(
         diffs(t),
         vec![
-            (json!({"id": 7}), vec![], vec!["secret".to_string(), "version".to_string()]),
+            (
+                json!({"id": 7}),
+                vec![],
+                vec!["secret".to_string(), "version".to_string()]
+            ),
             (json!({"id": 42}), vec!["r2".to_string()], vec![]),
             (json!({"id": 100000}), vec!["r1".to_string()], vec![]),
         ]
     );
     assert_eq!(t.row_counts.get("r1"), Some(&5000));
     assert_eq!(t.row_counts.get("r2"), Some(&5000));
-    assert_eq!(table(&r, "public.empty_one").status, TableStatus::Consistent);
+    assert_eq!(
+        table(&r, "public.empty_one").status,
+        TableStatus::Consistent
+    );
     let np = table(&r, "public.no_pk");
     assert_eq!(np.status, TableStatus::Skipped);
     assert!(np.message.as_deref().unwrap().contains("key_columns"));
@@ -48,7 +55,11 @@ async fn two_regions_each_kind_of_drift() {
 async fn three_regions() {
     let dbs = TestDbs::new("chk_basic_three", 3).await;
     dbs.exec_all("CREATE TABLE t(id int primary key, a text, b int); INSERT INTO t SELECT g, 'a'||g, g FROM generate_series(1,300) g;").await;
-    dbs.exec(1, "UPDATE t SET a = 'zz' WHERE id = 5; DELETE FROM t WHERE id = 6;").await;
+    dbs.exec(
+        1,
+        "UPDATE t SET a = 'zz' WHERE id = 5; DELETE FROM t WHERE id = 6;",
+    )
+    .await;
     dbs.exec(2, "UPDATE t SET b = -1 WHERE id = 5; DELETE FROM t WHERE id = 6; DELETE FROM t WHERE id = 9; UPDATE t SET b = 0 WHERE id = 9;").await;
     dbs.exec(0, "DELETE FROM t WHERE id = 10").await;
     let c = checker(&dbs).await;
@@ -57,8 +68,16 @@ async fn three_regions() {
     assert_eq!(
         diffs(t),
         vec![
-            (json!({"id": 5}), vec![], vec!["a".to_string(), "b".to_string()]),
-            (json!({"id": 6}), vec!["r2".to_string(), "r3".to_string()], vec![]),
+            (
+                json!({"id": 5}),
+                vec![],
+                vec!["a".to_string(), "b".to_string()]
+            ),
+            (
+                json!({"id": 6}),
+                vec!["r2".to_string(), "r3".to_string()],
+                vec![]
+            ),
             (json!({"id": 9}), vec!["r3".to_string()], vec![]),
             (json!({"id": 10}), vec!["r1".to_string()], vec![]),
         ]

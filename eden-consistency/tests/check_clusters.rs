@@ -34,8 +34,10 @@ async fn different_settings_and_collations() {
         c.psql("eden_chk", setup);
     }
     let mut cfg = Config::default();
-    cfg.apply_region_flag(&format!("icu-tokyo={}", a.url("eden_chk"))).unwrap();
-    cfg.apply_region_flag(&format!("c-newyork={}", b.url("eden_chk"))).unwrap();
+    cfg.apply_region_flag(&format!("icu-tokyo={}", a.url("eden_chk")))
+        .unwrap();
+    cfg.apply_region_flag(&format!("c-newyork={}", b.url("eden_chk")))
+        .unwrap();
     let c = Checker::connect(cfg, "eden_chk").await.unwrap();
     let r = run_both(&c, &Default::default()).await;
     assert!(r.consistent, "{:#}", r.to_json());

@@ -18,8 +18,16 @@ enum Op {
 fn row() -> impl Strategy<Value = Row> {
     (
         proptest::option::of(-3i32..3),
-        proptest::option::of(prop_oneof![Just(String::new()), "[a-c|]{0,3}".prop_map(|s| s)]),
-        proptest::option::of(prop_oneof![Just(0.5f64), Just(-0.25), Just(f64::NAN), Just(1e300)]),
+        proptest::option::of(prop_oneof![
+            Just(String::new()),
+            "[a-c|]{0,3}".prop_map(|s| s)
+        ]),
+        proptest::option::of(prop_oneof![
+            Just(0.5f64),
+            Just(-0.25),
+            Just(f64::NAN),
+            Just(1e300)
+        ]),
     )
 }
 
@@ -34,7 +42,13 @@ fn op() -> impl Strategy<Value = Op> {
 fn lit(r: &Row) -> String {
     let a = r.0.map_or("NULL".into(), |x| x.to_string());
     let b = r.1.as_ref().map_or("NULL".into(), |s| format!("'{s}'"));
-    let c = r.2.map_or("NULL".into(), |f| if f.is_nan() { "'NaN'".into() } else { format!("{f:e}") });
+    let c = r.2.map_or("NULL".into(), |f| {
+        if f.is_nan() {
+            "'NaN'".into()
+        } else {
+            format!("{f:e}")
+        }
+    });
     format!("{a}, {b}, {c}")
 }
 

@@ -47,11 +47,19 @@ async fn init_creates_contract_columns_and_is_idempotent() {
     let t = conflicts::table_name(None);
     assert!(!conflicts::exists(&c, "r1", &t).await.unwrap());
     assert!(conflicts::init(&c, "r1", &t).await.unwrap(), "created");
-    assert!(!conflicts::init(&c, "r1", &t).await.unwrap(), "second run creates nothing");
+    assert!(
+        !conflicts::init(&c, "r1", &t).await.unwrap(),
+        "second run creates nothing"
+    );
     assert!(conflicts::exists(&c, "r1", &t).await.unwrap());
 
     let cols = columns(&dbs, 0, "public").await;
-    let get = |n: &str| cols.iter().find(|c| c.0 == n).unwrap_or_else(|| panic!("column {n} missing: {cols:?}")).clone();
+    let get = |n: &str| {
+        cols.iter()
+            .find(|c| c.0 == n)
+            .unwrap_or_else(|| panic!("column {n} missing: {cols:?}"))
+            .clone()
+    };
     for (name, ty, not_null) in [
         ("id", "bigint", true),
         ("created_at", "timestamp with time zone", true),
@@ -68,7 +76,11 @@ async fn init_creates_contract_columns_and_is_idempotent() {
         ("resolved_at", "timestamp with time zone", false),
         ("run_id", "text", false),
     ] {
-        assert_eq!(get(name), (name.to_string(), ty.to_string(), not_null), "{name}");
+        assert_eq!(
+            get(name),
+            (name.to_string(), ty.to_string(), not_null),
+            "{name}"
+        );
     }
     // bigserial primary key; created_at defaults to now().
     let pk: Vec<Option<String>> = dbs
@@ -80,13 +92,23 @@ async fn init_creates_contract_columns_and_is_idempotent() {
         .await;
     assert_eq!(pk, vec![Some("PRIMARY KEY (id)".into())]);
     dbs.exec(0, "INSERT INTO replication_conflicts (table_name, key, conflict_type, local_region) VALUES ('public.t', '{}', 'x', 'r1')").await;
-    let d = dbs.query_texts(0, "SELECT (created_at > now() - interval '1 minute')::text FROM replication_conflicts").await;
+    let d = dbs
+        .query_texts(
+            0,
+            "SELECT (created_at > now() - interval '1 minute')::text FROM replication_conflicts",
+        )
+        .await;
     assert_eq!(d, vec![Some("true".into())]);
     let idx = dbs
         .query_texts(0, "SELECT indexdef FROM pg_indexes WHERE tablename = 'replication_conflicts' ORDER BY indexname")
         .await;
     assert_eq!(idx.len(), 5, "{idx:?}");
-    assert!(idx.iter().flatten().any(|d| d.contains("WHERE (resolved_at IS NULL)")), "{idx:?}");
+    assert!(
+        idx.iter()
+            .flatten()
+            .any(|d| d.contains("WHERE (resolved_at IS NULL)")),
+        "{idx:?}"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +119,11 @@ async fn init_in_a_configured_schema() {
     assert!(conflicts::init(&c, "r1", &t).await.unwrap());
     assert!(!conflicts::init(&c, "r1", &t).await.unwrap());
     assert!(!columns(&dbs, 0, "Eden Audit").await.is_empty());
-    assert!(!conflicts::exists(&c, "r1", &conflicts::table_name(None)).await.unwrap());
+    assert!(
+        !conflicts::exists(&c, "r1", &conflicts::table_name(None))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -105,7 +131,8 @@ async fn init_concurrently() {
     let dbs = TestDbs::new("conflicts_init_concurrent", 1).await;
     let t = conflicts::table_name(None);
     for _round in 0..3 {
-        dbs.exec(0, "DROP TABLE IF EXISTS replication_conflicts").await;
+        dbs.exec(0, "DROP TABLE IF EXISTS replication_conflicts")
+            .await;
         let (a, b) = (dbs.client(0).await, dbs.client(0).await);
         let (ra, rb) = tokio::join!(conflicts::init(&a, "r1", &t), conflicts::init(&b, "r1", &t));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -128,24 +155,48 @@ async fn init_upgrades_an_older_table() {
     let c = dbs.client(0).await;
     let t = conflicts::table_name(None);
     assert!(!conflicts::init(&c, "r1", &t).await.unwrap());
-    let names: Vec<String> = columns(&dbs, 0, "public").await.into_iter().map(|c| c.0).collect();
-    for n in ["remote_region", "local_row", "resolved_at", "run_id", "action", "details", "note"] {
+    let names: Vec<String> = columns(&dbs, 0, "public")
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    for n in [
+        "remote_region",
+        "local_row",
+        "resolved_at",
+        "run_id",
+        "action",
+        "details",
+        "note",
+    ] {
         assert!(names.iter().any(|x| x == n), "{n}: {names:?}");
     }
     // Old rows are kept and listable; the operator's extra column comes along.
-    let rows = conflicts::list(&[("r1", &c)], &t, &ListFilter::default()).await.unwrap();
+    let rows = conflicts::list(&[("r1", &c)], &t, &ListFilter::default())
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].other.get("note"), Some(&json!("by hand")));
-    assert_eq!(conflicts::to_json(&rows)["conflicts"][0]["note"], json!("by hand"));
+    assert_eq!(
+        conflicts::to_json(&rows)["conflicts"][0]["note"],
+        json!("by hand")
+    );
 }
 
 #[tokio::test]
 async fn init_refuses_a_view_of_that_name() {
     let dbs = TestDbs::new("conflicts_init_view", 1).await;
-    dbs.exec(0, "CREATE VIEW replication_conflicts AS SELECT 1 AS id").await;
+    dbs.exec(0, "CREATE VIEW replication_conflicts AS SELECT 1 AS id")
+        .await;
     let c = dbs.client(0).await;
-    let err = conflicts::init(&c, "r1", &conflicts::table_name(None)).await.unwrap_err().to_string();
-    assert!(err.contains("public.replication_conflicts") && err.contains("r1"), "{err}");
+    let err = conflicts::init(&c, "r1", &conflicts::table_name(None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("public.replication_conflicts") && err.contains("r1"),
+        "{err}"
+    );
     // The connection is usable afterwards (the transaction was rolled back).
     c.query_one("SELECT 1", &[]).await.unwrap();
 }
@@ -154,7 +205,11 @@ async fn init_refuses_a_view_of_that_name() {
 async fn insert_and_list_with_filters() {
     let dbs = TestDbs::new_named("conflicts_list", &["us-east-1", "us-west-2", "eu-west-1"]).await;
     let t = conflicts::table_name(None);
-    let clients = [dbs.client(0).await, dbs.client(1).await, dbs.client(2).await];
+    let clients = [
+        dbs.client(0).await,
+        dbs.client(1).await,
+        dbs.client(2).await,
+    ];
     for (i, c) in clients.iter().enumerate().take(2) {
         conflicts::init(c, dbs.region(i), &t).await.unwrap();
     }
@@ -164,11 +219,18 @@ async fn insert_and_list_with_filters() {
     conflicts::insert_records(
         &clients[0],
         &t,
-        &[rec("public.vault_secrets", 1, "us-east-1", true), rec("public.tenants", 2, "us-east-1", false)],
+        &[
+            rec("public.vault_secrets", 1, "us-east-1", true),
+            rec("public.tenants", 2, "us-east-1", false),
+        ],
     )
     .await
     .unwrap();
-    dbs.exec(0, "UPDATE replication_conflicts SET created_at = now() - interval '2 days'").await;
+    dbs.exec(
+        0,
+        "UPDATE replication_conflicts SET created_at = now() - interval '2 days'",
+    )
+    .await;
     {
         let mut c = dbs.client(0).await;
         let tx = c.transaction().await.unwrap();
@@ -189,17 +251,38 @@ async fn insert_and_list_with_filters() {
     {
         let mut c = dbs.client(0).await;
         let tx = c.transaction().await.unwrap();
-        conflicts::insert_records(&tx, &t, &[rec("public.vault_secrets", 99, "us-east-1", true)]).await.unwrap();
+        conflicts::insert_records(
+            &tx,
+            &t,
+            &[rec("public.vault_secrets", 99, "us-east-1", true)],
+        )
+        .await
+        .unwrap();
         tx.rollback().await.unwrap();
     }
     // us-west-2: one record, a bit older than the three above.
-    conflicts::insert_records(&clients[1], &t, &[rec("public.vault_secrets", 6, "us-west-2", false)]).await.unwrap();
-    dbs.exec(1, "UPDATE replication_conflicts SET created_at = now() - interval '1 hour'").await;
+    conflicts::insert_records(
+        &clients[1],
+        &t,
+        &[rec("public.vault_secrets", 6, "us-west-2", false)],
+    )
+    .await
+    .unwrap();
+    dbs.exec(
+        1,
+        "UPDATE replication_conflicts SET created_at = now() - interval '1 hour'",
+    )
+    .await;
 
     let regions: Vec<(&str, &tokio_postgres::Client)> =
         (0..3).map(|i| (dbs.region(i), &clients[i])).collect();
-    let all = conflicts::list(&regions, &t, &ListFilter::default()).await.unwrap();
-    let keys: Vec<(String, i64)> = all.iter().map(|r| (r.region.clone(), r.key["id"].as_i64().unwrap())).collect();
+    let all = conflicts::list(&regions, &t, &ListFilter::default())
+        .await
+        .unwrap();
+    let keys: Vec<(String, i64)> = all
+        .iter()
+        .map(|r| (r.region.clone(), r.key["id"].as_i64().unwrap()))
+        .collect();
     // Same created_at within a transaction: newest id first.
     assert_eq!(
         keys,
@@ -217,47 +300,155 @@ async fn insert_and_list_with_filters() {
     assert_eq!(first.local_row, Some(json!({"id": 5, "v": "old"})));
     assert_eq!(first.changed_columns, Some(vec!["v".to_string()]));
     assert!(first.resolved_at.is_none());
-    assert!(all[2].resolved_at.is_some(), "resolved records get resolved_at");
+    assert!(
+        all[2].resolved_at.is_some(),
+        "resolved records get resolved_at"
+    );
     assert_eq!(all[2].action.as_deref(), Some("update"));
 
     // --table: unqualified matches any schema; qualified is exact; folding applies.
-    let f = |table: Option<&str>| ListFilter { table: table.map(String::from), ..Default::default() };
-    let n = |v: &[conflicts::ListedConflict]| v.iter().map(|r| r.key["id"].as_i64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(n(&conflicts::list(&regions, &t, &f(Some("vault_secrets"))).await.unwrap()), vec![5, 4, 3, 6, 1]);
-    assert_eq!(n(&conflicts::list(&regions, &t, &f(Some("public.vault_secrets"))).await.unwrap()), vec![4, 3, 6, 1]);
-    assert_eq!(n(&conflicts::list(&regions, &t, &f(Some("\"Other\".vault_secrets"))).await.unwrap()), vec![5]);
-    assert_eq!(n(&conflicts::list(&regions, &t, &f(Some("Other.vault_secrets"))).await.unwrap()), Vec::<i64>::new());
-    assert_eq!(n(&conflicts::list(&regions, &t, &f(Some("TENANTS"))).await.unwrap()), vec![2]);
-    assert!(conflicts::list(&regions, &t, &f(Some("a; b"))).await.is_err());
+    let f = |table: Option<&str>| ListFilter {
+        table: table.map(String::from),
+        ..Default::default()
+    };
+    let n = |v: &[conflicts::ListedConflict]| {
+        v.iter()
+            .map(|r| r.key["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &f(Some("vault_secrets")))
+            .await
+            .unwrap()),
+        vec![5, 4, 3, 6, 1]
+    );
+    assert_eq!(
+        n(
+            &conflicts::list(&regions, &t, &f(Some("public.vault_secrets")))
+                .await
+                .unwrap()
+        ),
+        vec![4, 3, 6, 1]
+    );
+    assert_eq!(
+        n(
+            &conflicts::list(&regions, &t, &f(Some("\"Other\".vault_secrets")))
+                .await
+                .unwrap()
+        ),
+        vec![5]
+    );
+    assert_eq!(
+        n(
+            &conflicts::list(&regions, &t, &f(Some("Other.vault_secrets")))
+                .await
+                .unwrap()
+        ),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &f(Some("TENANTS")))
+            .await
+            .unwrap()),
+        vec![2]
+    );
+    assert!(
+        conflicts::list(&regions, &t, &f(Some("a; b")))
+            .await
+            .is_err()
+    );
 
     // --since
-    let since = ListFilter { since: Some(Utc::now() - Duration::hours(3)), ..Default::default() };
-    assert_eq!(n(&conflicts::list(&regions, &t, &since).await.unwrap()), vec![5, 4, 3, 6]);
-    let since = ListFilter { since: Some(conflicts::parse_since("30m", Utc::now()).unwrap()), ..Default::default() };
-    assert_eq!(n(&conflicts::list(&regions, &t, &since).await.unwrap()), vec![5, 4, 3]);
+    let since = ListFilter {
+        since: Some(Utc::now() - Duration::hours(3)),
+        ..Default::default()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &since).await.unwrap()),
+        vec![5, 4, 3, 6]
+    );
+    let since = ListFilter {
+        since: Some(conflicts::parse_since("30m", Utc::now()).unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &since).await.unwrap()),
+        vec![5, 4, 3]
+    );
 
     // --unresolved
-    let unres = ListFilter { unresolved: true, ..Default::default() };
-    assert_eq!(n(&conflicts::list(&regions, &t, &unres).await.unwrap()), vec![5, 4, 6, 2]);
+    let unres = ListFilter {
+        unresolved: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &unres).await.unwrap()),
+        vec![5, 4, 6, 2]
+    );
 
     // --limit: over the merged list.
-    let lim = ListFilter { limit: Some(4), ..Default::default() };
-    assert_eq!(n(&conflicts::list(&regions, &t, &lim).await.unwrap()), vec![5, 4, 3, 6]);
-    let lim = ListFilter { limit: Some(0), ..Default::default() };
-    assert!(conflicts::list(&regions, &t, &lim).await.unwrap().is_empty());
+    let lim = ListFilter {
+        limit: Some(4),
+        ..Default::default()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &lim).await.unwrap()),
+        vec![5, 4, 3, 6]
+    );
+    let lim = ListFilter {
+        limit: Some(0),
+        ..Default::default()
+    };
+    assert!(
+        conflicts::list(&regions, &t, &lim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Combined, and --in (caller passes one region).
-    let comb = ListFilter { unresolved: true, table: Some("vault_secrets".into()), limit: Some(2), ..Default::default() };
-    assert_eq!(n(&conflicts::list(&regions, &t, &comb).await.unwrap()), vec![5, 4]);
-    assert_eq!(n(&conflicts::list(&regions[1..2], &t, &ListFilter::default()).await.unwrap()), vec![6]);
-    assert!(conflicts::list(&regions[2..3], &t, &ListFilter::default()).await.unwrap().is_empty());
+    let comb = ListFilter {
+        unresolved: true,
+        table: Some("vault_secrets".into()),
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        n(&conflicts::list(&regions, &t, &comb).await.unwrap()),
+        vec![5, 4]
+    );
+    assert_eq!(
+        n(&conflicts::list(&regions[1..2], &t, &ListFilter::default())
+            .await
+            .unwrap()),
+        vec![6]
+    );
+    assert!(
+        conflicts::list(&regions[2..3], &t, &ListFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // JSON shape: every §4 column plus region.
     let j = conflicts::to_json(&all);
     let obj = j["conflicts"][0].as_object().unwrap();
     for k in [
-        "region", "id", "created_at", "table_name", "key", "conflict_type", "local_region", "remote_region",
-        "local_row", "remote_row", "resolution", "winner_region", "decided_by", "resolved_at", "run_id",
+        "region",
+        "id",
+        "created_at",
+        "table_name",
+        "key",
+        "conflict_type",
+        "local_region",
+        "remote_region",
+        "local_row",
+        "remote_row",
+        "resolution",
+        "winner_region",
+        "decided_by",
+        "resolved_at",
+        "run_id",
     ] {
         assert!(obj.contains_key(k), "{k} missing in {obj:?}");
     }
@@ -272,9 +463,22 @@ async fn insert_and_list_with_filters() {
     conflicts::print_human(&mut out, &all, Utc::now()).unwrap();
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("AGE") && lines[0].contains("REGION") && lines[0].contains("DECIDED BY"), "{text}");
-    assert!(lines[1].contains("Other.vault_secrets") && lines[1].contains("id=5") && lines[1].contains("unresolved"), "{text}");
-    assert!(lines[4].contains("us-west-2") && lines[4].contains("1h"), "{text}");
+    assert!(
+        lines[0].starts_with("AGE")
+            && lines[0].contains("REGION")
+            && lines[0].contains("DECIDED BY"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("Other.vault_secrets")
+            && lines[1].contains("id=5")
+            && lines[1].contains("unresolved"),
+        "{text}"
+    );
+    assert!(
+        lines[4].contains("us-west-2") && lines[4].contains("1h"),
+        "{text}"
+    );
     assert!(text.contains("6 conflicts (4 unresolved)"), "{text}");
     // Columns are aligned: "REGION" starts at the same offset as each region cell.
     let off = lines[0].find("REGION").unwrap();
@@ -305,10 +509,16 @@ async fn insert_many_in_one_call() {
                     min(key->>'name')) FROM replication_conflicts",
         )
         .await;
-    assert_eq!(rows, vec![Some("12000,8000,6000,0,quote ' \" \\ ünï".into())]);
+    assert_eq!(
+        rows,
+        vec![Some("12000,8000,6000,0,quote ' \" \\ ünï".into())]
+    );
     // ids follow the input order.
     let ordered = dbs
-        .query_texts(0, "SELECT bool_and((key->>'id')::bigint = id - 1)::text FROM replication_conflicts")
+        .query_texts(
+            0,
+            "SELECT bool_and((key->>'id')::bigint = id - 1)::text FROM replication_conflicts",
+        )
         .await;
     assert_eq!(ordered, vec![Some("true".into())]);
     conflicts::insert_records(&c, &t, &[]).await.unwrap();
@@ -322,19 +532,36 @@ async fn init_inside_the_callers_transaction() {
     c.batch_execute("BEGIN").await.unwrap();
     assert!(conflicts::init(&c, "r1", &t).await.unwrap());
     c.batch_execute("ROLLBACK").await.unwrap();
-    assert!(!conflicts::exists(&c, "r1", &t).await.unwrap(), "rolled back with the caller");
+    assert!(
+        !conflicts::exists(&c, "r1", &t).await.unwrap(),
+        "rolled back with the caller"
+    );
     c.batch_execute("BEGIN").await.unwrap();
     assert!(conflicts::init(&c, "r1", &t).await.unwrap());
     // The caller's transaction is still open and usable.
-    c.batch_execute("CREATE TABLE after_init (x int)").await.unwrap();
+    c.batch_execute("CREATE TABLE after_init (x int)")
+        .await
+        .unwrap();
     c.batch_execute("COMMIT").await.unwrap();
     assert!(conflicts::exists(&c, "r1", &t).await.unwrap());
     // A failure inside the caller's transaction rolls back to the savepoint only.
-    dbs.exec(0, "DROP TABLE replication_conflicts; CREATE VIEW replication_conflicts AS SELECT 1 AS id").await;
-    c.batch_execute("BEGIN; INSERT INTO after_init VALUES (1)").await.unwrap();
+    dbs.exec(
+        0,
+        "DROP TABLE replication_conflicts; CREATE VIEW replication_conflicts AS SELECT 1 AS id",
+    )
+    .await;
+    c.batch_execute("BEGIN; INSERT INTO after_init VALUES (1)")
+        .await
+        .unwrap();
     assert!(conflicts::init(&c, "r1", &t).await.is_err());
-    c.batch_execute("INSERT INTO after_init VALUES (2); COMMIT").await.unwrap();
-    assert_eq!(dbs.query_texts(0, "SELECT count(*)::text FROM after_init").await, vec![Some("2".into())]);
+    c.batch_execute("INSERT INTO after_init VALUES (2); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        dbs.query_texts(0, "SELECT count(*)::text FROM after_init")
+            .await,
+        vec![Some("2".into())]
+    );
 }
 
 mod since_props {
@@ -383,7 +610,10 @@ async fn init_sql_script_matches_init() {
     let script = conflicts::init_sql(&t);
     dbs.exec(1, &script).await;
     dbs.exec(1, &script).await; // idempotent
-    assert_eq!(columns(&dbs, 0, "audit").await, columns(&dbs, 1, "audit").await);
+    assert_eq!(
+        columns(&dbs, 0, "audit").await,
+        columns(&dbs, 1, "audit").await
+    );
     let idx = "SELECT string_agg(indexdef, '; ' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'audit'";
     assert_eq!(dbs.query_texts(0, idx).await, dbs.query_texts(1, idx).await);
     // And init accepts what the script made.

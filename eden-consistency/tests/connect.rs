@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use eden_consistency::Error;
 use eden_consistency::config::Config;
 use eden_consistency::connect::{ConnectOptions, connect_all};
-use eden_consistency::Error;
 use eden_test_util::{ClusterOptions, TestCluster, TestDbs};
 
 fn config(flags: &[String]) -> Config {
@@ -16,11 +16,19 @@ fn config(flags: &[String]) -> Config {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn show(client: &tokio_postgres::Client, name: &str) -> String {
-    client.query_one(&format!("SHOW {name}"), &[]).await.unwrap().get(0)
+    client
+        .query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
@@ -31,7 +39,10 @@ async fn connect_session_settings_in_force() {
         // The URL's database wins over --db; application_name from the conninfo wins.
         format!("r2={}?application_name=custom-app", dbs.url(1)),
     ]);
-    let opts = ConnectOptions { statement_timeout: Some(Duration::from_secs(42)), ..Default::default() };
+    let opts = ConnectOptions {
+        statement_timeout: Some(Duration::from_secs(42)),
+        ..Default::default()
+    };
     let regions = connect_all(&cfg, Some("ignored_db"), &opts).await.unwrap();
     assert_eq!(regions.len(), 2);
     assert_eq!((regions[0].name.as_str(), regions[0].index), ("r1", 0));
@@ -48,12 +59,23 @@ async fn connect_session_settings_in_force() {
     assert_eq!(show(c, "statement_timeout").await, "42s");
     assert_eq!(show(c, "lock_timeout").await, "10s");
     assert_eq!(show(c, "application_name").await, "eden-reconcile");
-    assert_eq!(show(&regions[1].client, "application_name").await, "custom-app");
-    let db: String = c.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    assert_eq!(
+        show(&regions[1].client, "application_name").await,
+        "custom-app"
+    );
+    let db: String = c
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(db, dbs.name(0));
     // A second session to the same place, same settings.
     let other = regions[1].open_another().await.unwrap();
-    let db: String = other.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    let db: String = other
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(db, dbs.name(1));
     assert_eq!(show(&other, "TimeZone").await, "UTC");
     assert_eq!(show(&other, "statement_timeout").await, "42s");
@@ -63,19 +85,28 @@ async fn connect_session_settings_in_force() {
 async fn connect_db_flag_used_when_url_has_none() {
     let dbs = TestDbs::new("connect_db_flag_used_when_url_has_none", 1).await;
     let cfg = config(&["r1=host=127.0.0.1 port=5432 user=postgres".to_string()]);
-    let regions = connect_all(&cfg, Some(dbs.name(0)), &ConnectOptions::default()).await.unwrap();
+    let regions = connect_all(&cfg, Some(dbs.name(0)), &ConnectOptions::default())
+        .await
+        .unwrap();
     assert_eq!(regions[0].dbname, dbs.name(0));
 }
 
 #[tokio::test]
 async fn connect_refused_port() {
     let port = free_port();
-    let cfg = config(&[format!("east=postgres://postgres:hunter2@127.0.0.1:{port}/x")]);
+    let cfg = config(&[format!(
+        "east=postgres://postgres:hunter2@127.0.0.1:{port}/x"
+    )]);
     let start = Instant::now();
-    let err = connect_all(&cfg, None, &ConnectOptions::default()).await.unwrap_err();
+    let err = connect_all(&cfg, None, &ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(err.is_connection());
-    assert_eq!(err.to_string(), format!("region east (127.0.0.1:{port}): connection refused"));
+    assert_eq!(
+        err.to_string(),
+        format!("region east (127.0.0.1:{port}): connection refused")
+    );
 }
 
 #[tokio::test]
@@ -83,17 +114,32 @@ async fn connect_times_out() {
     // A listener that never answers: the TCP handshake completes (backlog), login never does.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cfg = config(&[format!("slow=host=127.0.0.1 port={port} user=postgres dbname=x")]);
-    let opts = ConnectOptions { timeout: Duration::from_millis(700), ..Default::default() };
+    let cfg = config(&[format!(
+        "slow=host=127.0.0.1 port={port} user=postgres dbname=x"
+    )]);
+    let opts = ConnectOptions {
+        timeout: Duration::from_millis(700),
+        ..Default::default()
+    };
     let start = Instant::now();
     let err = connect_all(&cfg, None, &opts).await.unwrap_err();
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(650) && took < Duration::from_secs(3), "{took:?}");
-    assert_eq!(err.to_string(), format!("region slow (127.0.0.1:{port}): timed out after 700ms"));
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("region slow (127.0.0.1:{port}): timed out after 700ms")
+    );
     // connect_timeout in the conninfo wins over the option (and 1 counts as 2, like libpq).
-    let cfg = config(&[format!("slow=host=127.0.0.1 port={port} user=postgres dbname=x connect_timeout=1")]);
+    let cfg = config(&[format!(
+        "slow=host=127.0.0.1 port={port} user=postgres dbname=x connect_timeout=1"
+    )]);
     let start = Instant::now();
-    let err = connect_all(&cfg, None, &ConnectOptions::default()).await.unwrap_err();
+    let err = connect_all(&cfg, None, &ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(4));
     assert!(err.to_string().ends_with("timed out after 2s"), "{err}");
     drop(listener);
@@ -102,8 +148,13 @@ async fn connect_times_out() {
 #[tokio::test]
 async fn connect_missing_database() {
     let cfg = config(&["r1=postgres://postgres@127.0.0.1:5432".to_string()]);
-    let err = connect_all(&cfg, Some("eden_no_such_db_x"), &ConnectOptions::default()).await.unwrap_err();
-    assert_eq!(err.to_string(), "region r1 (127.0.0.1:5432): database \"eden_no_such_db_x\" does not exist");
+    let err = connect_all(&cfg, Some("eden_no_such_db_x"), &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "region r1 (127.0.0.1:5432): database \"eden_no_such_db_x\" does not exist"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +169,10 @@ async fn connect_error_of_first_region_in_config_order() {
         format!("r1=host=127.0.0.1 port={slow} user=postgres dbname=x"),
         format!("r2=host=127.0.0.1 port={refused} user=postgres dbname=x"),
     ]);
-    let opts = ConnectOptions { timeout: Duration::from_millis(500), ..Default::default() };
+    let opts = ConnectOptions {
+        timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
     let err = connect_all(&cfg, None, &opts).await.unwrap_err();
     assert_eq!(err.region(), Some("r1"), "{err}");
     drop(listener);
@@ -126,7 +180,9 @@ async fn connect_error_of_first_region_in_config_order() {
 
 #[tokio::test]
 async fn connect_no_regions() {
-    let err = connect_all(&Config::default(), Some("x"), &ConnectOptions::default()).await.unwrap_err();
+    let err = connect_all(&Config::default(), Some("x"), &ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Usage(_)));
     assert_eq!(
         err.to_string(),
@@ -137,8 +193,13 @@ async fn connect_no_regions() {
 #[tokio::test]
 async fn connect_unresolvable_host() {
     let cfg = config(&["r1=host=no-such-host.invalid user=postgres dbname=x".to_string()]);
-    let err = connect_all(&cfg, None, &ConnectOptions::default()).await.unwrap_err();
-    assert_eq!(err.to_string(), "region r1 (no-such-host.invalid:5432): cannot resolve host name \"no-such-host.invalid\"");
+    let err = connect_all(&cfg, None, &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "region r1 (no-such-host.invalid:5432): cannot resolve host name \"no-such-host.invalid\""
+    );
 }
 
 #[tokio::test]
@@ -151,38 +212,63 @@ async fn connect_password_auth() {
     let port = cluster.port;
     let opts = ConnectOptions::default();
     // Right password: in.
-    let cfg = config(&[format!("pw=postgres://postgres:Corr3ct-Horse@127.0.0.1:{port}/postgres")]);
+    let cfg = config(&[format!(
+        "pw=postgres://postgres:Corr3ct-Horse@127.0.0.1:{port}/postgres"
+    )]);
     connect_all(&cfg, None, &opts).await.unwrap();
     // Wrong password: the server's message, never the password.
-    let cfg = config(&[format!("pw=postgres://postgres:WrongPass@127.0.0.1:{port}/postgres")]);
-    let e = connect_all(&cfg, None, &opts).await.unwrap_err().to_string();
+    let cfg = config(&[format!(
+        "pw=postgres://postgres:WrongPass@127.0.0.1:{port}/postgres"
+    )]);
+    let e = connect_all(&cfg, None, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
-        format!("region pw (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the config or connection string)")
+        format!(
+            "region pw (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the config or connection string)"
+        )
     );
     assert!(!e.contains("WrongPass"));
     // No password at all (the test runs with whatever PG* the environment has; give an
     // explicit empty user-less conninfo only when PGPASSWORD is not set).
     if std::env::var_os("PGPASSWORD").is_none() && std::env::var_os("PGPASSFILE").is_none() {
-        let home_pgpass = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass"));
+        let home_pgpass =
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass"));
         if !home_pgpass.is_some_and(|p| p.exists()) {
-            let cfg = config(&[format!("pw=host=127.0.0.1 port={port} user=postgres dbname=postgres")]);
-            let e = connect_all(&cfg, None, &opts).await.unwrap_err().to_string();
+            let cfg = config(&[format!(
+                "pw=host=127.0.0.1 port={port} user=postgres dbname=postgres"
+            )]);
+            let e = connect_all(&cfg, None, &opts)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.ends_with("the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass"), "{e}");
         }
     }
     // Over the Unix socket (trusted there), addressed by directory.
     let sock = cluster.dir.path().join("sock");
-    let cfg = config(&[format!("unix=host={} port={port} user=postgres dbname=postgres", sock.display())]);
+    let cfg = config(&[format!(
+        "unix=host={} port={port} user=postgres dbname=postgres",
+        sock.display()
+    )]);
     let r = connect_all(&cfg, None, &opts).await.unwrap();
     assert_eq!(r[0].addr, format!("{}:{port}", sock.display()));
     assert_eq!(show(&r[0].client, "TimeZone").await, "UTC");
     // sslmode=require against a server without TLS.
-    let cfg = config(&[format!("pw=postgres://postgres:Corr3ct-Horse@127.0.0.1:{port}/postgres?sslmode=require")]);
-    let e = connect_all(&cfg, None, &opts).await.unwrap_err().to_string();
+    let cfg = config(&[format!(
+        "pw=postgres://postgres:Corr3ct-Horse@127.0.0.1:{port}/postgres?sslmode=require"
+    )]);
+    let e = connect_all(&cfg, None, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
-        format!("region pw (127.0.0.1:{port}): the server does not accept TLS, which sslmode=require requires; turn ssl on in the server or use sslmode=prefer")
+        format!(
+            "region pw (127.0.0.1:{port}): the server does not accept TLS, which sslmode=require requires; turn ssl on in the server or use sslmode=prefer"
+        )
     );
 }
 
@@ -190,22 +276,50 @@ async fn connect_password_auth() {
 fn other_ca(dir: &std::path::Path) -> std::path::PathBuf {
     let out = std::process::Command::new("openssl")
         .current_dir(dir)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "other.key", "-out", "other.crt", "-subj", "/CN=other-ca"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.crt",
+            "-subj",
+            "/CN=other-ca",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir.join("other.crt")
 }
 
 async fn ssl_in_use(client: &tokio_postgres::Client) -> bool {
-    client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
 async fn connect_tls_modes() {
     // TLS sessions log in with SCRAM (channel binding over rustls), plain ones are trusted.
     let cluster = TestCluster::start(
-        ClusterOptions::new().ssl().password("Tls-Pw-4u").hba_line("hostssl all all 127.0.0.1/32 scram-sha-256"),
+        ClusterOptions::new()
+            .ssl()
+            .password("Tls-Pw-4u")
+            .hba_line("hostssl all all 127.0.0.1/32 scram-sha-256"),
     );
     let port = cluster.port;
     let ca = cluster.ca_cert_path().unwrap();
@@ -214,32 +328,43 @@ async fn connect_tls_modes() {
     let connect = |conninfo: String| {
         let cfg = config(&[format!("tls={conninfo}")]);
         let opts = opts.clone();
-        async move { connect_all(&cfg, None, &opts).await.map(|mut v| v.remove(0)) }
+        async move {
+            connect_all(&cfg, None, &opts)
+                .await
+                .map(|mut v| v.remove(0))
+        }
     };
-    let base = format!("host=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres");
+    let base =
+        format!("host=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres");
 
     let r = connect(format!("{base} sslmode=disable")).await.unwrap();
     assert!(!ssl_in_use(&r.client).await);
     let r = connect(format!("{base} sslmode=prefer")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
     // Over TLS the password is required (hostssl ... scram-sha-256).
-    let e = connect(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres password=nope sslmode=require"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = connect(format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres password=nope sslmode=require"
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.ends_with("password authentication failed for user \"postgres\" (password taken from the config or connection string)"), "{e}");
     // require: encrypted, certificate not verified (self-made CA unknown here).
     let r = connect(format!("{base} sslmode=require")).await.unwrap();
     assert!(ssl_in_use(&r.client).await);
     // verify-ca: the chain is checked, the host name is not.
-    let r = connect(format!("{base} sslmode=verify-ca sslrootcert={ca}")).await.unwrap();
+    let r = connect(format!("{base} sslmode=verify-ca sslrootcert={ca}"))
+        .await
+        .unwrap();
     assert!(ssl_in_use(&r.client).await);
     let r = connect(format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres sslmode=verify-ca sslrootcert={ca}"))
         .await
         .unwrap();
     assert!(ssl_in_use(&r.client).await);
     // verify-full: chain and host name (the certificate names 127.0.0.1 and localhost).
-    let r = connect(format!("{base} sslmode=verify-full sslrootcert={ca}")).await.unwrap();
+    let r = connect(format!("{base} sslmode=verify-full sslrootcert={ca}"))
+        .await
+        .unwrap();
     assert!(ssl_in_use(&r.client).await);
     let r = connect(format!("host=localhost hostaddr=127.0.0.1 port={port} user=postgres password=Tls-Pw-4u dbname=postgres sslmode=verify-full sslrootcert={ca}"))
         .await
@@ -251,16 +376,27 @@ async fn connect_tls_modes() {
         .to_string();
     assert_eq!(
         e,
-        format!("region tls (wrong.example:{port}): TLS: the server's certificate is not valid for host name \"wrong.example\" (sslmode=verify-full); connect with a name the certificate lists, or use sslmode=verify-ca")
+        format!(
+            "region tls (wrong.example:{port}): TLS: the server's certificate is not valid for host name \"wrong.example\" (sslmode=verify-full); connect with a name the certificate lists, or use sslmode=verify-ca"
+        )
     );
     // A root that did not sign the server's certificate.
     let tmp = tempfile::tempdir().unwrap();
     let other = other_ca(tmp.path());
     for mode in ["verify-ca", "verify-full", "require"] {
-        let e = connect(format!("{base} sslmode={mode} sslrootcert={}", other.display())).await.unwrap_err().to_string();
+        let e = connect(format!(
+            "{base} sslmode={mode} sslrootcert={}",
+            other.display()
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             e,
-            format!("region tls (127.0.0.1:{port}): TLS: the server's certificate is not signed by a trusted root (sslrootcert \"{}\")", other.display()),
+            format!(
+                "region tls (127.0.0.1:{port}): TLS: the server's certificate is not signed by a trusted root (sslrootcert \"{}\")",
+                other.display()
+            ),
             "{mode}"
         );
     }
@@ -268,10 +404,16 @@ async fn connect_tls_modes() {
     let e = connect(format!("{base} sslmode=verify-full sslrootcert=")).await;
     if let Err(e) = e {
         // (Passes when no ~/.postgresql/root.crt exists on this machine.)
-        assert!(e.to_string().contains("needs a root certificate") || e.to_string().contains("TLS"), "{e}");
+        assert!(
+            e.to_string().contains("needs a root certificate") || e.to_string().contains("TLS"),
+            "{e}"
+        );
     }
     // Web roots do not know the test CA.
-    let e = connect(format!("{base} sslmode=verify-full sslrootcert=system")).await.unwrap_err().to_string();
+    let e = connect(format!("{base} sslmode=verify-full sslrootcert=system"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not signed by a trusted root"), "{e}");
 }
 
@@ -281,13 +423,19 @@ async fn connect_tls_modes() {
 fn child(region_spec: &str, envs: &[(&str, &str)]) -> String {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["connect_process_env_child", "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "connect_process_env_child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PG") {
             cmd.env_remove(&k);
         }
     }
-    cmd.env("HOME", home.path()).env("EDEN_CONNECT_CHILD_REGION", region_spec);
+    cmd.env("HOME", home.path())
+        .env("EDEN_CONNECT_CHILD_REGION", region_spec);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -296,19 +444,31 @@ fn child(region_spec: &str, envs: &[(&str, &str)]) -> String {
     stdout
         .lines()
         .find_map(|l| l.split_once("CHILD: ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("child said nothing:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|| {
+            panic!(
+                "child said nothing:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
         .to_string()
 }
 
 /// The child side of [`child`]; does nothing in a normal test run.
 #[tokio::test]
 async fn connect_process_env_child() {
-    let Ok(spec) = std::env::var("EDEN_CONNECT_CHILD_REGION") else { return };
+    let Ok(spec) = std::env::var("EDEN_CONNECT_CHILD_REGION") else {
+        return;
+    };
     let cfg = config(&[spec]);
     match connect_all(&cfg, None, &ConnectOptions::default()).await {
         Ok(r) => {
             let c = &r[0].client;
-            println!("CHILD: ok db={} user={} app={}", r[0].dbname, r[0].user(), show(c, "application_name").await);
+            println!(
+                "CHILD: ok db={} user={} app={}",
+                r[0].dbname,
+                r[0].user(),
+                show(c, "application_name").await
+            );
         }
         Err(e) => println!("CHILD: {e}"),
     }
@@ -321,28 +481,53 @@ async fn connect_env_variables() {
     // PGHOST, PGPORT, PGUSER, PGDATABASE, PGAPPNAME fill what the conninfo leaves out.
     let got = child(
         "r1=sslmode=disable",
-        &[("PGHOST", "127.0.0.1"), ("PGPORT", "5432"), ("PGUSER", "postgres"), ("PGDATABASE", db), ("PGAPPNAME", "from-env")],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", "5432"),
+            ("PGUSER", "postgres"),
+            ("PGDATABASE", db),
+            ("PGAPPNAME", "from-env"),
+        ],
     );
     assert_eq!(got, format!("ok db={db} user=postgres app=from-env"));
     // Explicit beats the environment.
     let got = child(
         &format!("r1=host=127.0.0.1 port=5432 user=postgres dbname={db} application_name=explicit"),
-        &[("PGHOST", "nowhere.invalid"), ("PGPORT", "1"), ("PGDATABASE", "nope"), ("PGAPPNAME", "from-env")],
+        &[
+            ("PGHOST", "nowhere.invalid"),
+            ("PGPORT", "1"),
+            ("PGDATABASE", "nope"),
+            ("PGAPPNAME", "from-env"),
+        ],
     );
     assert_eq!(got, format!("ok db={db} user=postgres app=explicit"));
     // PGCONNECT_TIMEOUT applies; a bad PGPORT is named.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let slow = listener.local_addr().unwrap().port();
-    let got = child(&format!("r1=host=127.0.0.1 port={slow} user=postgres dbname=x"), &[("PGCONNECT_TIMEOUT", "2")]);
-    assert_eq!(got, format!("region r1 (127.0.0.1:{slow}): timed out after 2s"));
-    let got = child("r1=host=127.0.0.1 user=postgres dbname=x", &[("PGPORT", "fivefour")]);
-    assert_eq!(got, "region r1 (127.0.0.1:5432): PGPORT: invalid port number \"fivefour\" (expected 1-65535)");
+    let got = child(
+        &format!("r1=host=127.0.0.1 port={slow} user=postgres dbname=x"),
+        &[("PGCONNECT_TIMEOUT", "2")],
+    );
+    assert_eq!(
+        got,
+        format!("region r1 (127.0.0.1:{slow}): timed out after 2s")
+    );
+    let got = child(
+        "r1=host=127.0.0.1 user=postgres dbname=x",
+        &[("PGPORT", "fivefour")],
+    );
+    assert_eq!(
+        got,
+        "region r1 (127.0.0.1:5432): PGPORT: invalid port number \"fivefour\" (expected 1-65535)"
+    );
 }
 
 #[tokio::test]
 async fn connect_env_passwords() {
     let cluster = TestCluster::start(
-        ClusterOptions::new().password("Env-Right-9").hba_line("host all all 127.0.0.1/32 scram-sha-256"),
+        ClusterOptions::new()
+            .password("Env-Right-9")
+            .hba_line("host all all 127.0.0.1/32 scram-sha-256"),
     );
     let port = cluster.port;
     let spec = format!("r1=postgres://postgres@127.0.0.1:{port}/postgres");
@@ -367,8 +552,14 @@ async fn connect_env_passwords() {
     let other = home.path().join("other.pass");
     std::fs::write(&other, "*:*:*:*:File-Wrong-2\n").unwrap();
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let got = child(&spec, &[("HOME", &h), ("PGPASSFILE", &other.display().to_string())]);
-    assert!(got.ends_with("(password taken from the password file)"), "{got}");
+    let got = child(
+        &spec,
+        &[("HOME", &h), ("PGPASSFILE", &other.display().to_string())],
+    );
+    assert!(
+        got.ends_with("(password taken from the password file)"),
+        "{got}"
+    );
     // A file others may read is ignored.
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o604)).unwrap();
     let got = child(&spec, &[("HOME", &h)]);

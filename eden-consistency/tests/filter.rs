@@ -4,10 +4,19 @@ use eden_consistency::filter::validate_where;
 use eden_test_util::TestDbs;
 
 fn cols() -> Vec<String> {
-    ["id", "tenant_id", "path", "version", "metadata", "last_updated_at", "Mixed Case", "secret"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "id",
+        "tenant_id",
+        "path",
+        "version",
+        "metadata",
+        "last_updated_at",
+        "Mixed Case",
+        "secret",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn ok(text: &str) -> String {
@@ -29,33 +38,63 @@ fn filter_accepts_ordinary_conditions() {
     assert_eq!(ok("id > 5"), "\"id\" > 5");
     assert_eq!(ok("ID between 1 and 10"), "\"id\" BETWEEN 1 AND 10");
     assert_eq!(ok("\"Mixed Case\" = 'x'"), "\"Mixed Case\" = 'x'");
-    assert_eq!(ok("path like 'a/%' and not (version in (1, 2, 3))"),
-               "(\"path\" LIKE 'a/%') AND (NOT (\"version\" IN (1, 2, 3)))");
-    assert_eq!(ok("path ILIKE '%X%' or path is null"), "(\"path\" ILIKE '%X%') OR (\"path\" IS NULL)");
-    assert_eq!(ok("last_updated_at >= now() - interval '7 days'"),
-               "\"last_updated_at\" >= (now() - INTERVAL '7 days')");
-    assert_eq!(ok("last_updated_at::date = current_date"), "\"last_updated_at\"::DATE = current_date");
-    assert_eq!(ok("cast(version as bigint) % 2 = 0"), "(CAST(\"version\" AS BIGINT) % 2) = 0");
-    assert_eq!(ok("lower(path) <> upper(path) and coalesce(version, 0) + 1 > abs(-3)"),
-               "(lower(\"path\") <> upper(\"path\")) AND ((coalesce(\"version\", 0) + 1) > abs(-3))");
-    assert_eq!(ok("date_trunc('day', last_updated_at) = timestamptz '2024-01-01'"),
-               "date_trunc('day', \"last_updated_at\") = TIMESTAMPTZ '2024-01-01'");
-    assert_eq!(ok("tenant_id = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid"),
-               "\"tenant_id\" = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::UUID");
+    assert_eq!(
+        ok("path like 'a/%' and not (version in (1, 2, 3))"),
+        "(\"path\" LIKE 'a/%') AND (NOT (\"version\" IN (1, 2, 3)))"
+    );
+    assert_eq!(
+        ok("path ILIKE '%X%' or path is null"),
+        "(\"path\" ILIKE '%X%') OR (\"path\" IS NULL)"
+    );
+    assert_eq!(
+        ok("last_updated_at >= now() - interval '7 days'"),
+        "\"last_updated_at\" >= (now() - INTERVAL '7 days')"
+    );
+    assert_eq!(
+        ok("last_updated_at::date = current_date"),
+        "\"last_updated_at\"::DATE = current_date"
+    );
+    assert_eq!(
+        ok("cast(version as bigint) % 2 = 0"),
+        "(CAST(\"version\" AS BIGINT) % 2) = 0"
+    );
+    assert_eq!(
+        ok("lower(path) <> upper(path) and coalesce(version, 0) + 1 > abs(-3)"),
+        "(lower(\"path\") <> upper(\"path\")) AND ((coalesce(\"version\", 0) + 1) > abs(-3))"
+    );
+    assert_eq!(
+        ok("date_trunc('day', last_updated_at) = timestamptz '2024-01-01'"),
+        "date_trunc('day', \"last_updated_at\") = TIMESTAMPTZ '2024-01-01'"
+    );
+    assert_eq!(
+        ok("tenant_id = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid"),
+        "\"tenant_id\" = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::UUID"
+    );
     assert_eq!(ok("path = 'it''s'"), "\"path\" = 'it''s'");
-    assert_eq!(ok("version is not null and metadata is not null"),
-               "(\"version\" IS NOT NULL) AND (\"metadata\" IS NOT NULL)");
-    assert_eq!(ok("version::numeric(10,2) > 1.5"), "\"version\"::NUMERIC(10,2) > 1.5");
+    assert_eq!(
+        ok("version is not null and metadata is not null"),
+        "(\"version\" IS NOT NULL) AND (\"metadata\" IS NOT NULL)"
+    );
+    assert_eq!(
+        ok("version::numeric(10,2) > 1.5"),
+        "\"version\"::NUMERIC(10,2) > 1.5"
+    );
     // Backslashes cannot escape the quote, whatever standard_conforming_strings says.
-    assert_eq!(ok(r"path = 'a\' or id = 1 or path = 'b'"),
-               r#"(("path" = E'a\\') OR ("id" = 1)) OR ("path" = 'b')"#);
+    assert_eq!(
+        ok(r"path = 'a\' or id = 1 or path = 'b'"),
+        r#"(("path" = E'a\\') OR ("id" = 1)) OR ("path" = 'b')"#
+    );
     assert_eq!(ok(r"path like 'x\_%'"), r#""path" LIKE E'x\\_%'"#);
     // Precedence is made explicit: the emitted SQL means what was parsed.
-    assert_eq!(ok("1 + 2 * version = 7 or not id = 1 and id < 3"),
-               "((1 + (2 * \"version\")) = 7) OR ((NOT (\"id\" = 1)) AND (\"id\" < 3))");
+    assert_eq!(
+        ok("1 + 2 * version = 7 or not id = 1 and id < 3"),
+        "((1 + (2 * \"version\")) = 7) OR ((NOT (\"id\" = 1)) AND (\"id\" < 3))"
+    );
     assert_eq!(ok("-version::int < 0"), "(-\"version\"::INT) < 0");
-    assert_eq!(ok("metadata->>'env' = 'prod' and metadata @> '{\"a\": 1}'"),
-               "((\"metadata\" ->> 'env') = 'prod') AND (\"metadata\" @> '{\"a\": 1}')");
+    assert_eq!(
+        ok("metadata->>'env' = 'prod' and metadata @> '{\"a\": 1}'"),
+        "((\"metadata\" ->> 'env') = 'prod') AND (\"metadata\" @> '{\"a\": 1}')"
+    );
     ok("metadata ? 'owner' and (metadata #>> '{a,b}') is not null and metadata -> 'x' <@ '[1]'");
     ok("case when version > 1 then true else false end");
     ok("extract(year from last_updated_at) = 2024");
@@ -137,23 +176,59 @@ async fn filter_emitted_sql_runs_and_injection_executes_nothing() {
         }
     };
     assert_eq!(count(ok("id BETWEEN 3 AND 7")).await, 5);
-    assert_eq!(count(ok("\"Mixed Case\" = 'x' and version in (0, 1)")).await, 6);
-    assert_eq!(count(ok("last_updated_at > now() - interval '5 days' - interval '1 hour'")).await, 5);
+    assert_eq!(
+        count(ok("\"Mixed Case\" = 'x' and version in (0, 1)")).await,
+        6
+    );
+    assert_eq!(
+        count(ok(
+            "last_updated_at > now() - interval '5 days' - interval '1 hour'"
+        ))
+        .await,
+        5
+    );
     assert_eq!(count(ok("lower(path) like 'p/1%'")).await, 11);
     assert_eq!(count(ok("version::text = '2' or path is null")).await, 7);
     client.batch_execute("UPDATE t SET metadata = jsonb_build_object('env', CASE WHEN id <= 4 THEN 'prod' ELSE 'dev' END, 'n', id)").await.unwrap();
     assert_eq!(count(ok("metadata->>'env' = 'prod'")).await, 4);
-    assert_eq!(count(ok("metadata @> '{\"env\": \"dev\"}' and (metadata->'n')::int > 18")).await, 2);
+    assert_eq!(
+        count(ok(
+            "metadata @> '{\"env\": \"dev\"}' and (metadata->'n')::int > 18"
+        ))
+        .await,
+        2
+    );
     assert_eq!(count(ok("metadata ? 'n'")).await, 20);
     // A backslash in a literal is a backslash, under either standard_conforming_strings.
-    client.batch_execute("INSERT INTO t (id, path) VALUES (100, 'back\\slash')").await.unwrap();
+    client
+        .batch_execute("INSERT INTO t (id, path) VALUES (100, 'back\\slash')")
+        .await
+        .unwrap();
     for scs in ["on", "off"] {
-        client.batch_execute(&format!("SET standard_conforming_strings = {scs}")).await.unwrap();
-        assert_eq!(count(ok(r"path = 'back\slash' or id = 1 or path = 'x'")).await, 2, "scs {scs}");
-        assert_eq!(count(ok(r"path = 'x\' or id = 1 or path = 'b'")).await, 1, "scs {scs}");
+        client
+            .batch_execute(&format!("SET standard_conforming_strings = {scs}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            count(ok(r"path = 'back\slash' or id = 1 or path = 'x'")).await,
+            2,
+            "scs {scs}"
+        );
+        assert_eq!(
+            count(ok(r"path = 'x\' or id = 1 or path = 'b'")).await,
+            1,
+            "scs {scs}"
+        );
     }
-    client.batch_execute("SET standard_conforming_strings = on; DELETE FROM t WHERE id = 100").await.unwrap();
-    for evil in ["true; DROP TABLE t", "true) OR (SELECT pg_sleep(0)) IS NULL OR (true", "true --"] {
+    client
+        .batch_execute("SET standard_conforming_strings = on; DELETE FROM t WHERE id = 100")
+        .await
+        .unwrap();
+    for evil in [
+        "true; DROP TABLE t",
+        "true) OR (SELECT pg_sleep(0)) IS NULL OR (true",
+        "true --",
+    ] {
         assert!(validate_where(evil, &cols()).is_err());
     }
     assert_eq!(count("true".into()).await, 20, "the table is still there");
@@ -166,11 +241,65 @@ mod props {
     fn token() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::sample::select(vec![
-                "id", "path", "version", "\"Mixed Case\"", "xmin", "nope", "(", ")", "(", ")", ",", "=", "<>", "<",
-                "+", "-", "*", "/", "%", "||", "::", "int", "text", "and", "or", "not", "is", "null", "true",
-                "between", "in", "like", "ilike", "lower", "now", "(select", "1", "2.5", "'a''b'", "'x\\'", ";",
-                "--", "/*", "*/", "$1", "$$", "pg_sleep", "case", "when", "then", "else", "end", "->>", "@>",
-                "interval", "'1 day'", "e'\\x41'", "union", "select",
+                "id",
+                "path",
+                "version",
+                "\"Mixed Case\"",
+                "xmin",
+                "nope",
+                "(",
+                ")",
+                "(",
+                ")",
+                ",",
+                "=",
+                "<>",
+                "<",
+                "+",
+                "-",
+                "*",
+                "/",
+                "%",
+                "||",
+                "::",
+                "int",
+                "text",
+                "and",
+                "or",
+                "not",
+                "is",
+                "null",
+                "true",
+                "between",
+                "in",
+                "like",
+                "ilike",
+                "lower",
+                "now",
+                "(select",
+                "1",
+                "2.5",
+                "'a''b'",
+                "'x\\'",
+                ";",
+                "--",
+                "/*",
+                "*/",
+                "$1",
+                "$$",
+                "pg_sleep",
+                "case",
+                "when",
+                "then",
+                "else",
+                "end",
+                "->>",
+                "@>",
+                "interval",
+                "'1 day'",
+                "e'\\x41'",
+                "union",
+                "select",
             ])
             .prop_map(str::to_string),
             "[a-z_]{1,6}",

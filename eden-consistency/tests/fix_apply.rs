@@ -1,16 +1,18 @@
 //! The apply engine against real PostgreSQL: guarded, archived writes; idempotence; FK order.
 
-use eden_consistency::apply::{apply_plan_on, ApplyOptions, FixReport};
-use eden_consistency::config::Resolution;
-use eden_consistency::plan::{plan_targets, resolver_decider, Decide, FixPlan, FixTarget, KeyMap};
-use eden_consistency::resolve::{Registry, Resolver};
 use eden_consistency::TableName;
+use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan_on};
+use eden_consistency::config::Resolution;
+use eden_consistency::plan::{Decide, FixPlan, FixTarget, KeyMap, plan_targets, resolver_decider};
+use eden_consistency::resolve::{Registry, Resolver};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 
 /// `region_priority: [r1, r2, r3]` through the real resolver.
 fn first_present() -> Box<Decide<'static>> {
-    let rule = Resolution::RegionPriority { regions: vec!["r1".into(), "r2".into(), "r3".into()] };
+    let rule = Resolution::RegionPriority {
+        regions: vec!["r1".into(), "r2".into(), "r3".into()],
+    };
     resolver_decider(Resolver::new(&rule, None, &[], &Registry::new()).unwrap())
 }
 
@@ -39,16 +41,26 @@ async fn plan(cs: &[Client], dbs: &TestDbs, table: &str, keys: Vec<KeyMap>) -> F
         deferred: vec![],
         tombstone_table: None,
     };
-    plan_targets(&refs, &dbs.region_names(), "db", &[target], &mut |_t| Ok(first_present()))
-        .await
-        .unwrap()
+    plan_targets(&refs, &dbs.region_names(), "db", &[target], &mut |_t| {
+        Ok(first_present())
+    })
+    .await
+    .unwrap()
 }
 
 async fn apply(cs: &[Client], plan: &FixPlan) -> FixReport {
     let refs: Vec<&Client> = cs.iter().collect();
-    apply_plan_on(&refs, plan, &ApplyOptions { progress: false, batch_size: 2, ..Default::default() })
-        .await
-        .unwrap()
+    apply_plan_on(
+        &refs,
+        plan,
+        &ApplyOptions {
+            progress: false,
+            batch_size: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 async fn dump(dbs: &TestDbs, i: usize, sql: &str) -> Vec<Option<String>> {
@@ -88,7 +100,10 @@ async fn fix_apply_basic_two_regions() {
     assert_eq!(r.applied(), 3);
     let q = "SELECT row(t.*)::text FROM t ORDER BY id";
     assert_eq!(dump(&dbs, 0, q).await, dump(&dbs, 1, q).await);
-    assert_eq!(dump(&dbs, 1, "SELECT v FROM t WHERE id = 1").await, vec![Some("a".into())]);
+    assert_eq!(
+        dump(&dbs, 1, "SELECT v FROM t WHERE id = 1").await,
+        vec![Some("a".into())]
+    );
     // exact numeric kept
     assert_eq!(
         dump(&dbs, 1, "SELECT n::text FROM t WHERE id = 3").await,
@@ -112,7 +127,10 @@ async fn fix_apply_basic_two_regions() {
         ]
     );
     // r1 got the copy of 4
-    assert_eq!(dump(&dbs, 0, "SELECT count(*)::text FROM replication_conflicts").await, vec![Some("1".into())]);
+    assert_eq!(
+        dump(&dbs, 0, "SELECT count(*)::text FROM replication_conflicts").await,
+        vec![Some("1".into())]
+    );
 
     // idempotent: a second plan finds nothing, apply writes nothing
     let p2 = plan(&cs, &dbs, "t", keys).await;
@@ -120,28 +138,45 @@ async fn fix_apply_basic_two_regions() {
     let r2 = apply(&cs, &p2).await;
     assert!(r2.consistent);
     assert_eq!(r2.applied(), 0);
-    assert_eq!(dump(&dbs, 1, "SELECT count(*)::text FROM replication_conflicts").await, vec![Some("2".into())]);
+    assert_eq!(
+        dump(&dbs, 1, "SELECT count(*)::text FROM replication_conflicts").await,
+        vec![Some("2".into())]
+    );
 }
 
 #[tokio::test]
 async fn fix_apply_guard_skips_changed_rows() {
     let dbs = TestDbs::new("fix_apply_guard_skips_changed_rows", 2).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'win'), (2, 'win'), (3, 'win')").await;
-    dbs.exec(1, "INSERT INTO t VALUES (1, 'lose'), (2, 'lose')").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'win'), (2, 'win'), (3, 'win')")
+        .await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'lose'), (2, 'lose')")
+        .await;
     let cs = clients(&dbs).await;
     let p = plan(&cs, &dbs, "t", vec![key(1), key(2), key(3)]).await;
     // After planning, a writer changes row 1 and inserts row 3 in r2.
-    dbs.exec(1, "UPDATE t SET v = 'newer' WHERE id = 1; INSERT INTO t VALUES (3, 'concurrent')").await;
+    dbs.exec(
+        1,
+        "UPDATE t SET v = 'newer' WHERE id = 1; INSERT INTO t VALUES (3, 'concurrent')",
+    )
+    .await;
     let r = apply(&cs, &p).await;
     assert!(!r.consistent);
     assert_eq!(r.tables[0].changed, 2, "{r:#?}");
     assert_eq!(r.tables[0].applied, 1);
     assert_eq!(
         dump(&dbs, 1, "SELECT v FROM t ORDER BY id").await,
-        vec![Some("newer".into()), Some("win".into()), Some("concurrent".into())]
+        vec![
+            Some("newer".into()),
+            Some("win".into()),
+            Some("concurrent".into())
+        ]
     );
-    assert_eq!(dump(&dbs, 1, "SELECT count(*)::text FROM replication_conflicts").await, vec![Some("1".into())]);
+    assert_eq!(
+        dump(&dbs, 1, "SELECT count(*)::text FROM replication_conflicts").await,
+        vec![Some("1".into())]
+    );
 }
 
 #[tokio::test]
@@ -177,16 +212,31 @@ async fn fix_apply_fk_parents_first_and_cycles() {
         tombstone_table: None,
     };
     // child listed first on purpose
-    let targets = vec![mk("child", &[10, 11, 12]), mk("emp", &[4, 3, 2, 1]), mk("b", &[1, 2]), mk("a", &[1, 2]), mk("parent", &[1, 2])];
-    let p = plan_targets(&refs, &dbs.region_names(), "db", &targets, &mut |_t| Ok(first_present()))
-        .await
-        .unwrap();
+    let targets = vec![
+        mk("child", &[10, 11, 12]),
+        mk("emp", &[4, 3, 2, 1]),
+        mk("b", &[1, 2]),
+        mk("a", &[1, 2]),
+        mk("parent", &[1, 2]),
+    ];
+    let p = plan_targets(&refs, &dbs.region_names(), "db", &targets, &mut |_t| {
+        Ok(first_present())
+    })
+    .await
+    .unwrap();
     let order: Vec<String> = p.tables.iter().map(|t| t.table.name.clone()).collect();
-    assert!(order.iter().position(|n| n == "parent") < order.iter().position(|n| n == "child"), "{order:?}");
+    assert!(
+        order.iter().position(|n| n == "parent") < order.iter().position(|n| n == "child"),
+        "{order:?}"
+    );
     assert_eq!(p.fk_cycles.len(), 2, "{:?}", p.fk_cycles);
     let r = apply(&cs, &p).await;
     assert!(r.consistent, "{r:#?}");
-    for q in ["SELECT row(t.*)::text FROM child t ORDER BY id", "SELECT row(t.*)::text FROM emp t ORDER BY id", "SELECT row(t.*)::text FROM a t ORDER BY id"] {
+    for q in [
+        "SELECT row(t.*)::text FROM child t ORDER BY id",
+        "SELECT row(t.*)::text FROM emp t ORDER BY id",
+        "SELECT row(t.*)::text FROM a t ORDER BY id",
+    ] {
         assert_eq!(dump(&dbs, 0, q).await, dump(&dbs, 1, q).await);
     }
 }
@@ -194,27 +244,50 @@ async fn fix_apply_fk_parents_first_and_cycles() {
 #[tokio::test]
 async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
     let dbs = TestDbs::new("fix_apply_no_replicate", 2).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
     let cs = clients(&dbs).await;
     let p = plan(&cs, &dbs, "t", vec![key(1), key(2)]).await;
 
     // A role without replication-origin rights: a clear error before anything is written.
     let role = "eden_t_norep_role";
-    dbs.exec(0, &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")).await;
-    dbs.exec_all(&format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; GRANT ALL ON SCHEMA public TO {role}")).await;
+    dbs.exec(
+        0,
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"),
+    )
+    .await;
+    dbs.exec_all(&format!(
+        "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; GRANT ALL ON SCHEMA public TO {role}"
+    ))
+    .await;
     let mut plain = Vec::new();
     for i in 0..2 {
         let url = dbs.url(i).replacen("postgres@", &format!("{role}@"), 1);
-        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         plain.push(c);
     }
     let refs: Vec<&Client> = plain.iter().collect();
-    let opts = ApplyOptions { progress: false, no_replicate: true, ..Default::default() };
-    let err = apply_plan_on(&refs, &p, &opts).await.unwrap_err().to_string();
-    assert!(err.contains("region r2") && err.contains("--no-replicate") && err.contains("superuser"), "{err}");
-    assert_eq!(dump(&dbs, 1, "SELECT count(*)::text FROM t").await, vec![Some("0".into())]);
+    let opts = ApplyOptions {
+        progress: false,
+        no_replicate: true,
+        ..Default::default()
+    };
+    let err = apply_plan_on(&refs, &p, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("region r2") && err.contains("--no-replicate") && err.contains("superuser"),
+        "{err}"
+    );
+    assert_eq!(
+        dump(&dbs, 1, "SELECT count(*)::text FROM t").await,
+        vec![Some("0".into())]
+    );
     drop(plain);
 
     // A superuser: the repair is written under the origin eden_reconcile.
@@ -228,14 +301,20 @@ async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
     let r = apply_plan_on(&refs, &p, &opts).await.unwrap();
     assert!(r.consistent);
     assert_eq!(
-        dump(&dbs, 1, "SELECT roname FROM pg_replication_origin WHERE roname = 'eden_reconcile'").await,
+        dump(
+            &dbs,
+            1,
+            "SELECT roname FROM pg_replication_origin WHERE roname = 'eden_reconcile'"
+        )
+        .await,
         vec![Some("eden_reconcile".into())]
     );
     // the session was reset: the same connection can be used again
     let r = apply_plan_on(&refs, &p, &opts).await.unwrap();
     assert_eq!(r.applied(), 0);
     dbs.exec(0, &format!("DROP OWNED BY {role}")).await;
-    dbs.exec(1, &format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+    dbs.exec(1, &format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await;
 }
 
 #[tokio::test]
@@ -247,7 +326,11 @@ async fn fix_apply_holds_back_cascading_deletes() {
          CREATE TABLE plain (id int PRIMARY KEY);",
     )
     .await;
-    dbs.exec(0, "INSERT INTO p VALUES (1); INSERT INTO c VALUES (10, 1); INSERT INTO plain VALUES (1)").await;
+    dbs.exec(
+        0,
+        "INSERT INTO p VALUES (1); INSERT INTO c VALUES (10, 1); INSERT INTO plain VALUES (1)",
+    )
+    .await;
     let cs = clients(&dbs).await;
     let refs: Vec<&Client> = cs.iter().collect();
     let mk = |t: &str| FixTarget {
@@ -261,16 +344,35 @@ async fn fix_apply_holds_back_cascading_deletes() {
     };
     let mut delete_wins = |_t: &FixTarget| -> eden_consistency::Result<Box<Decide<'static>>> {
         Ok(Box::new(|_s: &TableShape, _v: &[VersionView<'_>]| {
-            Ok(Resolved { winner: Winner::Delete { by: Some(1) }, decided_by: "tombstone".into(), needs_human: false, actions: None })
+            Ok(Resolved {
+                winner: Winner::Delete { by: Some(1) },
+                decided_by: "tombstone".into(),
+                needs_human: false,
+                actions: None,
+            })
         }))
     };
-    let p = plan_targets(&refs, &dbs.region_names(), "db", &[mk("p"), mk("plain")], &mut delete_wins).await.unwrap();
+    let p = plan_targets(
+        &refs,
+        &dbs.region_names(),
+        "db",
+        &[mk("p"), mk("plain")],
+        &mut delete_wins,
+    )
+    .await
+    .unwrap();
     let tp = p.tables.iter().find(|t| t.table.name == "p").unwrap();
     assert!(tp.keys.is_empty());
     assert!(tp.deferred[0].1.contains("cascade"), "{:?}", tp.deferred);
     let r = apply(&cs, &p).await;
     assert!(!r.consistent);
     assert_eq!(r.applied(), 1, "{r:#?}");
-    assert_eq!(dump(&dbs, 0, "SELECT count(*)::text FROM c").await, vec![Some("1".into())]);
-    assert_eq!(dump(&dbs, 0, "SELECT count(*)::text FROM plain").await, vec![Some("0".into())]);
+    assert_eq!(
+        dump(&dbs, 0, "SELECT count(*)::text FROM c").await,
+        vec![Some("1".into())]
+    );
+    assert_eq!(
+        dump(&dbs, 0, "SELECT count(*)::text FROM plain").await,
+        vec![Some("0".into())]
+    );
 }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use eden_consistency::apply::{apply_plan, ApplyOptions, FixReport};
-use eden_consistency::config::Config;
-use eden_consistency::connect::{connect_all, ConnectOptions, Region};
-use eden_consistency::plan::{plan_fix, FixOptions, KeyMap, TableDifferences};
 use eden_consistency::TableName;
+use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan};
+use eden_consistency::config::Config;
+use eden_consistency::connect::{ConnectOptions, Region, connect_all};
+use eden_consistency::plan::{FixOptions, KeyMap, TableDifferences, plan_fix};
 use eden_test_util::TestDbs;
 
 /// xorshift64*: a small seeded generator (tests must be reproducible).
@@ -27,7 +27,9 @@ impl Rng {
 fn config_for(urls: &[(String, String)]) -> Config {
     let regions: String = urls
         .iter()
-        .map(|(r, _)| format!("  - {{name: {r}, role: active, instance: {{host: 127.0.0.1, port: 5432}}}}\n"))
+        .map(|(r, _)| {
+            format!("  - {{name: {r}, role: active, instance: {{host: 127.0.0.1, port: 5432}}}}\n")
+        })
         .collect();
     let yaml = format!(
         "regions:\n{regions}replication:\n  provider: native\n  node_groups:\n    - name: g\n      database: app\n      conflict_resolution_tables:\n        - {{table: t, resolution: last_write_wins, tracking_column: updated_at}}\n"
@@ -40,7 +42,9 @@ fn config_for(urls: &[(String, String)]) -> Config {
 }
 
 fn urls(dbs: &TestDbs) -> Vec<(String, String)> {
-    (0..dbs.len()).map(|i| (dbs.region(i).to_string(), dbs.url(i))).collect()
+    (0..dbs.len())
+        .map(|i| (dbs.region(i).to_string(), dbs.url(i)))
+        .collect()
 }
 
 async fn all_keys(regions: &[Region]) -> Vec<TableDifferences> {
@@ -70,11 +74,14 @@ async fn all_keys(regions: &[Region]) -> Vec<TableDifferences> {
 
 async fn run_fix(regions: &[Region], cfg: &Config, opts: &ApplyOptions) -> FixReport {
     let diffs = all_keys(regions).await;
-    let plan = plan_fix(regions, cfg, "app", &diffs, &FixOptions::default()).await.unwrap();
+    let plan = plan_fix(regions, cfg, "app", &diffs, &FixOptions::default())
+        .await
+        .unwrap();
     apply_plan(regions, &plan, opts).await.unwrap()
 }
 
-const TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, updated_at timestamptz NOT NULL)";
+const TABLE: &str =
+    "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, updated_at timestamptz NOT NULL)";
 
 /// Fills both regions with `n` rows that differ everywhere (and some missing on each side);
 /// `tag` makes every value of this round unique.
@@ -96,7 +103,9 @@ async fn fix_concurrent_writer_loses_nothing() {
     dbs.exec(0, &a).await;
     dbs.exec(1, &b).await;
     let cfg = config_for(&urls(&dbs));
-    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
+    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default())
+        .await
+        .unwrap();
 
     // The writer: random rows in random regions, newest timestamps, for as long as fix runs.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -128,12 +137,21 @@ async fn fix_concurrent_writer_loses_nothing() {
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let opts = ApplyOptions { progress: false, batch_size: 10, max_rows_per_second: Some(2000.0), ..Default::default() };
+    let opts = ApplyOptions {
+        progress: false,
+        batch_size: 10,
+        max_rows_per_second: Some(2000.0),
+        ..Default::default()
+    };
     let first = run_fix(&regions, &cfg, &opts).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let last = writer.await.unwrap();
     assert!(last.len() > 50, "the writer wrote only {} rows", last.len());
-    eprintln!("first run: {} applied, {} changed since read", first.applied(), first.tables[0].changed);
+    eprintln!(
+        "first run: {} applied, {} changed since read",
+        first.applied(),
+        first.tables[0].changed
+    );
 
     // Row by row: every write of the writer is still there, or was overwritten by a newer
     // version (and then archived in that region).
@@ -145,14 +163,20 @@ async fn fix_concurrent_writer_loses_nothing() {
             .unwrap();
         let fv: String = row.get(0);
         let newer_or_same: bool = row.get(2);
-        assert!(newer_or_same, "region {region} id {id}: writer's {v} at {ts} was replaced by an older {fv}");
+        assert!(
+            newer_or_same,
+            "region {region} id {id}: writer's {v} at {ts} was replaced by an older {fv}"
+        );
         if &fv != v {
             let archived: i64 = c
                 .query_one("SELECT count(*) FROM replication_conflicts WHERE key = jsonb_build_object('id', $1::int) AND local_row->>'v' = $2", &[&(*id as i32), v])
                 .await
                 .unwrap()
                 .get(0);
-            assert!(archived > 0, "region {region} id {id}: writer's {v} overwritten without archive");
+            assert!(
+                archived > 0,
+                "region {region} id {id}: writer's {v} overwritten without archive"
+            );
         }
     }
     // Once the writer is quiet, the next runs converge.
@@ -172,11 +196,20 @@ async fn fix_concurrent_writer_loses_nothing() {
 /// Does nothing unless started by that test.
 #[tokio::test]
 async fn fix_kill_child_entry() {
-    let Ok(spec) = std::env::var("EDEN_FIX_KILL_CHILD") else { return };
+    let Ok(spec) = std::env::var("EDEN_FIX_KILL_CHILD") else {
+        return;
+    };
     let urls: Vec<(String, String)> = serde_json::from_str(&spec).unwrap();
     let cfg = config_for(&urls);
-    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
-    let opts = ApplyOptions { progress: false, batch_size: 7, max_rows_per_second: Some(500.0), ..Default::default() };
+    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let opts = ApplyOptions {
+        progress: false,
+        batch_size: 7,
+        max_rows_per_second: Some(500.0),
+        ..Default::default()
+    };
     let r = run_fix(&regions, &cfg, &opts).await;
     eprintln!("child finished: {} applied", r.applied());
 }
@@ -187,8 +220,14 @@ async fn fix_killed_at_random_moments_converges() {
     dbs.exec_all(TABLE).await;
     let urls = urls(&dbs);
     let cfg = config_for(&urls);
-    let seed: u64 = std::env::var("EDEN_FIX_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261127);
-    let iterations: usize = std::env::var("EDEN_FIX_KILL_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seed: u64 = std::env::var("EDEN_FIX_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261127);
+    let iterations: usize = std::env::var("EDEN_FIX_KILL_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let mut rng = Rng(seed.max(1));
     let exe = std::env::current_exe().unwrap();
     let mut killed_mid_apply = 0;
@@ -205,7 +244,12 @@ async fn fix_killed_at_random_moments_converges() {
         }
         let delay = Duration::from_millis(rng.below(900));
         let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "fix_kill_child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "fix_kill_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("EDEN_FIX_KILL_CHILD", serde_json::to_string(&urls).unwrap())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -215,22 +259,47 @@ async fn fix_killed_at_random_moments_converges() {
         tokio::time::sleep(delay).await;
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
-        eprintln!("iteration {it}: killed after {:?} ({status})", started.elapsed());
+        eprintln!(
+            "iteration {it}: killed after {:?} ({status})",
+            started.elapsed()
+        );
 
-        let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
+        let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default())
+            .await
+            .unwrap();
         let partial: i64 = {
             let mut n = 0;
             for r in &regions {
-                let exists: bool = r.client.query_one("SELECT to_regclass('replication_conflicts') IS NOT NULL", &[]).await.unwrap().get(0);
+                let exists: bool = r
+                    .client
+                    .query_one(
+                        "SELECT to_regclass('replication_conflicts') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
                 if exists {
-                    n += r.client.query_one("SELECT count(*) FROM replication_conflicts", &[]).await.unwrap().get::<_, i64>(0);
+                    n += r
+                        .client
+                        .query_one("SELECT count(*) FROM replication_conflicts", &[])
+                        .await
+                        .unwrap()
+                        .get::<_, i64>(0);
                 }
             }
             n - archived_before
         };
-        let opts = ApplyOptions { progress: false, batch_size: 50, ..Default::default() };
+        let opts = ApplyOptions {
+            progress: false,
+            batch_size: 50,
+            ..Default::default()
+        };
         let r = run_fix(&regions, &cfg, &opts).await;
-        eprintln!("iteration {it}: the killed run had written {partial} row(s); the rerun wrote {}", r.applied());
+        eprintln!(
+            "iteration {it}: the killed run had written {partial} row(s); the rerun wrote {}",
+            r.applied()
+        );
         if partial > 0 && r.applied() > 0 {
             killed_mid_apply += 1;
         }
@@ -258,7 +327,10 @@ async fn fix_killed_at_random_moments_converges() {
             }
         }
     }
-    assert!(iterations < 5 || killed_mid_apply > 0, "no iteration killed the fix while it was writing");
+    assert!(
+        iterations < 5 || killed_mid_apply > 0,
+        "no iteration killed the fix while it was writing"
+    );
 }
 
 /// Throughput on the local server: 20 000 differing keys (updates and inserts both ways).
@@ -272,13 +344,26 @@ async fn fix_throughput_20k() {
     dbs.exec(0, &a).await;
     dbs.exec(1, &b).await;
     let cfg = config_for(&urls(&dbs));
-    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default()).await.unwrap();
+    let regions = connect_all(&cfg, Some("app"), &ConnectOptions::default())
+        .await
+        .unwrap();
     let diffs = all_keys(&regions).await;
     let t0 = Instant::now();
-    let plan = plan_fix(&regions, &cfg, "app", &diffs, &FixOptions::default()).await.unwrap();
+    let plan = plan_fix(&regions, &cfg, "app", &diffs, &FixOptions::default())
+        .await
+        .unwrap();
     let planned = t0.elapsed();
     let t1 = Instant::now();
-    let r = apply_plan(&regions, &plan, &ApplyOptions { progress: false, ..Default::default() }).await.unwrap();
+    let r = apply_plan(
+        &regions,
+        &plan,
+        &ApplyOptions {
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let applied = t1.elapsed();
     assert!(r.consistent);
     eprintln!(

@@ -3,11 +3,11 @@
 
 use std::process::Command;
 
-use eden_consistency::apply::{apply_plan, write_sql_scripts, ApplyOptions, FixReport};
-use eden_consistency::config::Config;
-use eden_consistency::connect::{connect_all, ConnectOptions, Region};
-use eden_consistency::plan::{plan_fix, FixOptions, KeyMap, TableDifferences};
 use eden_consistency::TableName;
+use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan, write_sql_scripts};
+use eden_consistency::config::Config;
+use eden_consistency::connect::{ConnectOptions, Region, connect_all};
+use eden_consistency::plan::{FixOptions, KeyMap, TableDifferences, plan_fix};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 
@@ -44,14 +44,17 @@ fn config(dbs: &TestDbs, offset: usize) -> Config {
     let names = ["r1", "r2"];
     let regions: String = names
         .iter()
-        .map(|r| format!("  - {{name: {r}, role: active, instance: {{host: 127.0.0.1, port: 5432}}}}\n"))
+        .map(|r| {
+            format!("  - {{name: {r}, role: active, instance: {{host: 127.0.0.1, port: 5432}}}}\n")
+        })
         .collect();
     let yaml = format!(
         "regions:\n{regions}replication:\n  provider: native\n  node_groups:\n    - name: g\n      database: app\n      conflict_resolution_tables:\n{RULES}"
     );
     let mut cfg = Config::from_yaml_str(&yaml, "test.yaml").unwrap();
     for (i, n) in names.iter().enumerate() {
-        cfg.apply_region_flag(&format!("{n}={}", dbs.url(offset + i))).unwrap();
+        cfg.apply_region_flag(&format!("{n}={}", dbs.url(offset + i)))
+            .unwrap();
     }
     cfg
 }
@@ -71,7 +74,10 @@ async fn diffs(regions: &[Region]) -> Vec<TableDifferences> {
         out.push(TableDifferences {
             table: TableName::new("public", t),
             key_columns: vec![k.into()],
-            keys: keys.iter().map(|s| serde_json::from_str::<KeyMap>(s).unwrap()).collect(),
+            keys: keys
+                .iter()
+                .map(|s| serde_json::from_str::<KeyMap>(s).unwrap())
+                .collect(),
             in_flight: vec![],
             not_fixable: None,
         });
@@ -95,11 +101,22 @@ async fn full_dump(c: &Client) -> Vec<String> {
         out.push(r.get(0));
     }
     for t in ["parent", "child", "\"Odd Name\""] {
-        for r in c.query(&format!("SELECT x::text FROM {t} AS x ORDER BY 1"), &[]).await.unwrap() {
+        for r in c
+            .query(&format!("SELECT x::text FROM {t} AS x ORDER BY 1"), &[])
+            .await
+            .unwrap()
+        {
             out.push(r.get(0));
         }
     }
-    if c.query_one("SELECT to_regclass('replication_conflicts') IS NOT NULL", &[]).await.unwrap().get::<_, bool>(0) {
+    if c.query_one(
+        "SELECT to_regclass('replication_conflicts') IS NOT NULL",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get::<_, bool>(0)
+    {
         for r in c
             .query(
                 "SELECT concat_ws('|', table_name, key, conflict_type, local_region, remote_region, local_row, remote_row,
@@ -127,12 +144,27 @@ async fn fix_sql_out_equals_fix_and_dry_run_changes_nothing() {
     }
     let cfg_a = config(&dbs, 0);
     let cfg_b = config(&dbs, 2);
-    let ra = connect_all(&cfg_a, Some("app"), &ConnectOptions::default()).await.unwrap();
-    let rb = connect_all(&cfg_b, Some("app"), &ConnectOptions::default()).await.unwrap();
+    let ra = connect_all(&cfg_a, Some("app"), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let rb = connect_all(&cfg_b, Some("app"), &ConnectOptions::default())
+        .await
+        .unwrap();
 
     // --dry-run: plan, print both forms; nothing changes anywhere
-    let before = [full_dump(&ra[0].client).await, full_dump(&ra[1].client).await];
-    let plan = plan_fix(&ra, &cfg_a, "app", &diffs(&ra).await, &FixOptions::default()).await.unwrap();
+    let before = [
+        full_dump(&ra[0].client).await,
+        full_dump(&ra[1].client).await,
+    ];
+    let plan = plan_fix(
+        &ra,
+        &cfg_a,
+        "app",
+        &diffs(&ra).await,
+        &FixOptions::default(),
+    )
+    .await
+    .unwrap();
     let dry = FixReport::from_plan(&plan);
     let mut human = Vec::new();
     dry.print_human(&mut human).unwrap();
@@ -152,42 +184,95 @@ async fn fix_sql_out_equals_fix_and_dry_run_changes_nothing() {
             }
         }
     }
-    assert_eq!([full_dump(&ra[0].client).await, full_dump(&ra[1].client).await], before);
+    assert_eq!(
+        [
+            full_dump(&ra[0].client).await,
+            full_dump(&ra[1].client).await
+        ],
+        before
+    );
 
     // fix through the library
-    let opts = ApplyOptions { progress: false, batch_size: 2, ..Default::default() };
+    let opts = ApplyOptions {
+        progress: false,
+        batch_size: 2,
+        ..Default::default()
+    };
     let report = apply_plan(&ra, &plan, &opts).await.unwrap();
     assert!(report.consistent, "{report:#?}");
     let mut h = Vec::new();
     report.print_human(&mut h).unwrap();
     eprintln!("{}", String::from_utf8(h).unwrap());
-    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap().lines().take(30).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&report)
+            .unwrap()
+            .lines()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // --sql-out for the other pair, run with psql
     let dir = tempfile::tempdir().unwrap();
-    let plan_b = plan_fix(&rb, &cfg_b, "app", &diffs(&rb).await, &FixOptions::default()).await.unwrap();
+    let plan_b = plan_fix(
+        &rb,
+        &cfg_b,
+        "app",
+        &diffs(&rb).await,
+        &FixOptions::default(),
+    )
+    .await
+    .unwrap();
     let out = write_sql_scripts(&plan_b, &dir.path().join("fix.sql"), &opts).unwrap();
     assert_eq!(out.sql_files.len(), 2);
     if std::env::var("EDEN_SHOW_SCRIPT").is_ok() {
         eprintln!("{}", std::fs::read_to_string(&out.sql_files[0]).unwrap());
     }
     // writing scripts changed nothing
-    assert_eq!(dbs.query_texts(2, "SELECT to_regclass('replication_conflicts')::text").await, vec![None]);
+    assert_eq!(
+        dbs.query_texts(2, "SELECT to_regclass('replication_conflicts')::text")
+            .await,
+        vec![None]
+    );
     for (i, region) in ["r1", "r2"].iter().enumerate() {
         let path = dir.path().join(format!("fix.{region}.sql"));
         let status = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &dbs.url(2 + i), "-f"])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &dbs.url(2 + i),
+                "-f",
+            ])
             .arg(&path)
             .output()
             .unwrap();
-        assert!(status.status.success(), "psql: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
     for i in 0..2 {
-        assert_eq!(full_dump(&ra[i].client).await, full_dump(&rb[i].client).await, "region {i}");
+        assert_eq!(
+            full_dump(&ra[i].client).await,
+            full_dump(&rb[i].client).await,
+            "region {i}"
+        );
     }
     // rerunning a script changes nothing (guards)
     let path = dir.path().join("fix.r2.sql");
-    let st = Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &dbs.url(3), "-f"]).arg(&path).output().unwrap();
+    let st = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &dbs.url(3), "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(st.status.success());
-    assert_eq!(full_dump(&ra[1].client).await, full_dump(&rb[1].client).await);
+    assert_eq!(
+        full_dump(&ra[1].client).await,
+        full_dump(&rb[1].client).await
+    );
 }

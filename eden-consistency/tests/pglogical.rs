@@ -26,13 +26,13 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use eden_consistency::TableName;
 use eden_consistency::apply::{ApplyOptions, apply_plan};
-use eden_consistency::conflicts;
 use eden_consistency::check::{CheckOptions, Checker};
 use eden_consistency::config::Config;
+use eden_consistency::conflicts;
 use eden_consistency::plan::{FixOptions, plan_fix_checked};
 use eden_consistency::report::{CheckReport, TableStatus};
-use eden_consistency::TableName;
 use eden_test_util::{ClusterOptions, TestCluster};
 use serde_json::json;
 
@@ -55,7 +55,10 @@ struct Node {
 
 impl Node {
     fn dsn(&self) -> String {
-        format!("host=127.0.0.1 port={} dbname={DB} user=postgres", self.cluster.port)
+        format!(
+            "host=127.0.0.1 port={} dbname={DB} user=postgres",
+            self.cluster.port
+        )
     }
 
     /// Runs `sql` in `eden_vault`; on error panics naming the region, with the server log's tail.
@@ -72,7 +75,12 @@ impl Node {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                panic!("in region {} (port {}): {msg}\n--- server log (tail) ---\n{}", self.region, self.cluster.port, self.log_tail());
+                panic!(
+                    "in region {} (port {}): {msg}\n--- server log (tail) ---\n{}",
+                    self.region,
+                    self.cluster.port,
+                    self.log_tail()
+                );
             }
         }
     }
@@ -117,17 +125,36 @@ fn allow_pglogical_output(c: &TestCluster) {
     if cur == "<absent>" {
         return;
     }
-    let mut items: Vec<String> = cur.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let mut items: Vec<String> = cur
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.iter().any(|s| s == "pglogical_output") {
         return;
     }
     items.push("pglogical_output".into());
-    let list: Vec<String> = items.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
-    c.psql("postgres", &format!("ALTER SYSTEM SET output_plugin_libraries = {}", list.join(", ")));
+    let list: Vec<String> = items
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect();
+    c.psql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET output_plugin_libraries = {}",
+            list.join(", ")
+        ),
+    );
     c.psql("postgres", "SELECT pg_reload_conf()");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.psql("postgres", "SHOW output_plugin_libraries").contains("pglogical_output") {
-        assert!(Instant::now() < deadline, "output_plugin_libraries did not take pglogical_output after a reload");
+    while !c
+        .psql("postgres", "SHOW output_plugin_libraries")
+        .contains("pglogical_output")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "output_plugin_libraries did not take pglogical_output after a reload"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -166,14 +193,24 @@ impl Pair {
             let hb = s.spawn(start_cluster);
             (ha.join().expect("cluster a"), hb.join().expect("cluster b"))
         });
-        let a = Node { region: "us-east-1", node: "n1", cluster: ca };
-        let b = Node { region: "us-west-2", node: "n2", cluster: cb };
+        let a = Node {
+            region: "us-east-1",
+            node: "n1",
+            cluster: ca,
+        };
+        let b = Node {
+            region: "us-west-2",
+            node: "n2",
+            cluster: cb,
+        };
         for n in [&a, &b] {
             n.sql_in("postgres", &format!("CREATE DATABASE {DB}"));
             n.sql(SCHEMA_SQL);
             // The tool's own table, created as `eden-reconcile init` does.
             let client = n.cluster.client(DB).await;
-            conflicts::init(&client, n.region, &conflicts::table_name(None)).await.expect("create replication_conflicts");
+            conflicts::init(&client, n.region, &conflicts::table_name(None))
+                .await
+                .expect("create replication_conflicts");
             n.sql(&NODE_SQL.replace(":NODE", n.node).replace(":DSN", &n.dsn()));
         }
         a.sql(SEED_SQL);
@@ -202,7 +239,10 @@ impl Pair {
             ));
         }
         pair.catch_up();
-        eprintln!("[{test}] pglogical pair replicating after {:.1?}", started.elapsed());
+        eprintln!(
+            "[{test}] pglogical pair replicating after {:.1?}",
+            started.elapsed()
+        );
         pair
     }
 
@@ -251,12 +291,19 @@ impl Pair {
     /// Disables `n`'s subscription (so the other region's changes stop reaching `n`) and
     /// waits until the provider's slot is no longer in use.
     fn pause(&self, n: &Node) {
-        n.sql(&format!("SELECT pglogical.alter_subscription_disable('{}', immediate := true)", n.sub()));
+        n.sql(&format!(
+            "SELECT pglogical.alter_subscription_disable('{}', immediate := true)",
+            n.sub()
+        ));
         let slot = n.sql(&format!(
             "SELECT slot_name FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'",
             n.sub()
         ));
-        let provider = if std::ptr::eq(n, &self.a) { &self.b } else { &self.a };
+        let provider = if std::ptr::eq(n, &self.a) {
+            &self.b
+        } else {
+            &self.a
+        };
         let deadline = Instant::now() + WAIT;
         loop {
             let st = n.sub_status();
@@ -266,20 +313,29 @@ impl Pair {
             if st == "disabled" && active == "false" {
                 return;
             }
-            assert!(Instant::now() < deadline, "subscription {} did not stop: status {st}, slot {slot} active {active}", n.sub());
+            assert!(
+                Instant::now() < deadline,
+                "subscription {} did not stop: status {st}, slot {slot} active {active}",
+                n.sub()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Re-enables `n`'s subscription and waits until it replicates.
     fn resume(&self, n: &Node) {
-        n.sql(&format!("SELECT pglogical.alter_subscription_enable('{}', immediate := true)", n.sub()));
+        n.sql(&format!(
+            "SELECT pglogical.alter_subscription_enable('{}', immediate := true)",
+            n.sub()
+        ));
         self.wait_replicating(n);
     }
 
     /// A config as operators write it, plus `user: postgres` (trust auth).
     fn config(&self, provider: Option<&str>) -> Config {
-        let provider = provider.map(|p| format!("  provider: {p}\n")).unwrap_or_default();
+        let provider = provider
+            .map(|p| format!("  provider: {p}\n"))
+            .unwrap_or_default();
         let yaml = format!(
             "global:\n  max_replication_lag_seconds: 0\n  conflict_resolution: last_write_wins\n\
              regions:\n\
@@ -295,15 +351,22 @@ impl Pair {
             pa = self.a.cluster.port,
             pb = self.b.cluster.port,
         );
-        Config::from_yaml_str(&yaml, "pglogical-test.yaml").unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"))
+        Config::from_yaml_str(&yaml, "pglogical-test.yaml")
+            .unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"))
     }
 
     async fn checker(&self) -> Checker {
-        Checker::connect(self.config(Some("pglogical")), DB).await.expect("connect both regions")
+        Checker::connect(self.config(Some("pglogical")), DB)
+            .await
+            .expect("connect both regions")
     }
 
     async fn check(&self) -> CheckReport {
-        self.checker().await.run(&CheckOptions::default()).await.expect("check runs")
+        self.checker()
+            .await
+            .run(&CheckOptions::default())
+            .await
+            .expect("check runs")
     }
 }
 
@@ -318,7 +381,11 @@ fn write_under_foreign_origin(n: &Node, sql: &str) {
 }
 
 /// (table, status, [(key, missing_in, changed_columns)]) per table, for compact asserts.
-type Summary = Vec<(String, TableStatus, Vec<(serde_json::Value, Vec<String>, Vec<String>)>)>;
+type Summary = Vec<(
+    String,
+    TableStatus,
+    Vec<(serde_json::Value, Vec<String>, Vec<String>)>,
+)>;
 
 fn summary(r: &CheckReport) -> Summary {
     r.tables
@@ -327,7 +394,13 @@ fn summary(r: &CheckReport) -> Summary {
             let d = t
                 .differences
                 .iter()
-                .map(|d| (serde_json::Value::Object(d.key.clone()), d.missing_in.clone(), d.changed_columns.clone()))
+                .map(|d| {
+                    (
+                        serde_json::Value::Object(d.key.clone()),
+                        d.missing_in.clone(),
+                        d.changed_columns.clone(),
+                    )
+                })
                 .collect();
             (t.table.clone(), t.status, d)
         })
@@ -341,7 +414,11 @@ fn strs(v: &[&str]) -> Vec<String> {
 fn consistent_summary() -> Summary {
     vec![
         ("public.tenants".into(), TableStatus::Consistent, vec![]),
-        ("public.vault_secrets".into(), TableStatus::Consistent, vec![]),
+        (
+            "public.vault_secrets".into(),
+            TableStatus::Consistent,
+            vec![],
+        ),
     ]
 }
 
@@ -355,7 +432,13 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     // set eden_set and still never covered; local_cache (in no set) is not covered.
     let checker = p.checker().await;
     let tables = checker.tables(&CheckOptions::default()).await.unwrap();
-    assert_eq!(tables, vec![TableName::new("public", "tenants"), TableName::new("public", "vault_secrets")]);
+    assert_eq!(
+        tables,
+        vec![
+            TableName::new("public", "tenants"),
+            TableName::new("public", "vault_secrets")
+        ]
+    );
     // Control: without provider pglogical every user table is covered (still not the
     // tool's own table nor pglogical's catalog).
     let plain = Checker::connect(p.config(None), DB).await.unwrap();
@@ -375,16 +458,35 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     let r = checker.run(&CheckOptions::default()).await.unwrap();
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
-    let vs = r.tables.iter().find(|t| t.table == "public.vault_secrets").unwrap();
-    assert_eq!(vs.row_counts.get("us-west-2"), Some(&50), "initial copy reached us-west-2");
+    let vs = r
+        .tables
+        .iter()
+        .find(|t| t.table == "public.vault_secrets")
+        .unwrap();
+    assert_eq!(
+        vs.row_counts.get("us-west-2"),
+        Some(&50),
+        "initial copy reached us-west-2"
+    );
 
     // (2) Replicated writes in both regions: once caught up, they agree.
     a.sql("UPDATE vault_secrets SET secret = 'rotated-in-a', last_updated_at = now() WHERE id = 1");
-    b.sql("INSERT INTO tenants VALUES (11, 'tenant-from-b'); DELETE FROM vault_secrets WHERE id = 50");
+    b.sql(
+        "INSERT INTO tenants VALUES (11, 'tenant-from-b'); DELETE FROM vault_secrets WHERE id = 50",
+    );
     p.catch_up();
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "rotated-in-a");
-    assert_eq!(a.sql("SELECT name FROM tenants WHERE id = 11"), "tenant-from-b");
-    assert_eq!(a.sql("SELECT count(*) FROM vault_secrets WHERE id = 50"), "0");
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "rotated-in-a"
+    );
+    assert_eq!(
+        a.sql("SELECT name FROM tenants WHERE id = 11"),
+        "tenant-from-b"
+    );
+    assert_eq!(
+        a.sql("SELECT count(*) FROM vault_secrets WHERE id = 50"),
+        "0"
+    );
     let r = p.check().await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
@@ -397,7 +499,10 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     );
     b.sql("UPDATE tenants SET name = 'renamed-in-b' WHERE id = 1");
     p.caught_up_from(b); // us-west-2 -> us-east-1 still flows
-    assert_eq!(a.sql("SELECT name FROM tenants WHERE id = 1"), "renamed-in-b");
+    assert_eq!(
+        a.sql("SELECT name FROM tenants WHERE id = 1"),
+        "renamed-in-b"
+    );
     let r = p.check().await;
     assert_eq!(
         summary(&r),
@@ -411,7 +516,11 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
                 "public.vault_secrets".into(),
                 TableStatus::Divergent,
                 vec![
-                    (json!({"id": 2}), vec![], strs(&["last_updated_at", "secret"])),
+                    (
+                        json!({"id": 2}),
+                        vec![],
+                        strs(&["last_updated_at", "secret"])
+                    ),
                     (json!({"id": 3}), strs(&["us-east-1"]), vec![]),
                 ]
             ),
@@ -431,7 +540,15 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     let flagged: Vec<(String, serde_json::Value, bool)> = r
         .tables
         .iter()
-        .flat_map(|t| t.differences.iter().map(|d| (t.table.clone(), serde_json::Value::Object(d.key.clone()), d.in_flight)))
+        .flat_map(|t| {
+            t.differences.iter().map(|d| {
+                (
+                    t.table.clone(),
+                    serde_json::Value::Object(d.key.clone()),
+                    d.in_flight,
+                )
+            })
+        })
         .collect();
     assert_eq!(
         flagged,
@@ -444,7 +561,11 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
         r.to_json()
     );
     assert_eq!(r.in_flight_count, 3, "{:#}", r.to_json());
-    assert!(r.consistent, "in-flight differences alone do not make a table divergent: {:#}", r.to_json());
+    assert!(
+        r.consistent,
+        "in-flight differences alone do not make a table divergent: {:#}",
+        r.to_json()
+    );
 
     // Re-enabled and caught up: the drift was only lag, and is gone.
     p.resume(b);
@@ -452,7 +573,10 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     let r = p.check().await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 2"), "while-paused");
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 2"),
+        "while-paused"
+    );
     eprintln!(
         "[pglogical_check] scenario {:.1?}, total {:.1?}",
         t0.elapsed(),
@@ -491,12 +615,24 @@ fn archive(n: &Node, run_id: &str) -> Vec<String> {
 
 async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport {
     let checker = p.checker().await;
-    let (report, plan) = plan_fix_checked(&checker, &CheckOptions::default(), &FixOptions::default())
+    let (report, plan) =
+        plan_fix_checked(&checker, &CheckOptions::default(), &FixOptions::default())
+            .await
+            .expect("plan fix");
+    assert_eq!(
+        report.exit_code(),
+        1,
+        "fix found no differences: {:#}",
+        report.to_json()
+    );
+    let opts = ApplyOptions {
+        no_replicate,
+        progress: false,
+        ..ApplyOptions::default()
+    };
+    apply_plan(checker.regions(), &plan, &opts)
         .await
-        .expect("plan fix");
-    assert_eq!(report.exit_code(), 1, "fix found no differences: {:#}", report.to_json());
-    let opts = ApplyOptions { no_replicate, progress: false, ..ApplyOptions::default() };
-    apply_plan(checker.regions(), &plan, &opts).await.expect("apply fix")
+        .expect("apply fix")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,28 +658,57 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     p.resume(a);
     p.resume(b);
     p.catch_up();
-    assert_eq!(a.sql("SELECT string_agg(secret, ',' ORDER BY id) FROM vault_secrets WHERE id IN (1, 2)"), "b-1,b-2");
-    assert_eq!(b.sql("SELECT string_agg(secret, ',' ORDER BY id) FROM vault_secrets WHERE id IN (1, 2)"), "a-1,a-2");
+    assert_eq!(
+        a.sql("SELECT string_agg(secret, ',' ORDER BY id) FROM vault_secrets WHERE id IN (1, 2)"),
+        "b-1,b-2"
+    );
+    assert_eq!(
+        b.sql("SELECT string_agg(secret, ',' ORDER BY id) FROM vault_secrets WHERE id IN (1, 2)"),
+        "a-1,a-2"
+    );
 
     // Real divergence 2: writes under another replication origin are not sent on
     // (forward_origins = '{}'): the mechanism --no-replicate relies on.
-    write_under_foreign_origin(a, "INSERT INTO vault_secrets VALUES (100, 'origin-only-a', '2026-06-01 08:00Z')");
+    write_under_foreign_origin(
+        a,
+        "INSERT INTO vault_secrets VALUES (100, 'origin-only-a', '2026-06-01 08:00Z')",
+    );
     write_under_foreign_origin(b, "INSERT INTO tenants VALUES (100, 'origin-only-b')");
     p.catch_up();
-    assert_eq!(b.sql("SELECT count(*) FROM vault_secrets WHERE id = 100"), "0", "a write under an origin was forwarded");
-    assert_eq!(a.sql("SELECT count(*) FROM tenants WHERE id = 100"), "0", "a write under an origin was forwarded");
+    assert_eq!(
+        b.sql("SELECT count(*) FROM vault_secrets WHERE id = 100"),
+        "0",
+        "a write under an origin was forwarded"
+    );
+    assert_eq!(
+        a.sql("SELECT count(*) FROM tenants WHERE id = 100"),
+        "0",
+        "a write under an origin was forwarded"
+    );
 
     let r = p.check().await;
     assert_eq!(
         summary(&r),
         vec![
-            ("public.tenants".into(), TableStatus::Divergent, vec![(json!({"id": 100}), strs(&["us-east-1"]), vec![])]),
+            (
+                "public.tenants".into(),
+                TableStatus::Divergent,
+                vec![(json!({"id": 100}), strs(&["us-east-1"]), vec![])]
+            ),
             (
                 "public.vault_secrets".into(),
                 TableStatus::Divergent,
                 vec![
-                    (json!({"id": 1}), vec![], strs(&["last_updated_at", "secret"])),
-                    (json!({"id": 2}), vec![], strs(&["last_updated_at", "secret"])),
+                    (
+                        json!({"id": 1}),
+                        vec![],
+                        strs(&["last_updated_at", "secret"])
+                    ),
+                    (
+                        json!({"id": 2}),
+                        vec![],
+                        strs(&["last_updated_at", "secret"])
+                    ),
                     (json!({"id": 100}), strs(&["us-west-2"]), vec![]),
                 ]
             ),
@@ -565,7 +730,11 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     .collect();
     // Rows that arrived through pglogical carry its subscription's origin; the
     // origin-only rows carry the test's.
-    assert!(winners_before[0].4.starts_with("pgl_"), "{}", winners_before[0].4);
+    assert!(
+        winners_before[0].4.starts_with("pgl_"),
+        "{}",
+        winners_before[0].4
+    );
     assert_eq!(winners_before[1].4, "eden_test_drift");
 
     // (4) fix with no_replicate: each region repaired directly, under origin eden_reconcile.
@@ -578,7 +747,14 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
         .iter()
         .flat_map(|t| {
             t.actions.iter().map(move |x| {
-                format!("{}|{}|{}|{:?}|{}", x.region, t.table, serde_json::Value::Object(x.key.clone()), x.action, x.winner_region.clone().unwrap_or_default())
+                format!(
+                    "{}|{}|{}|{:?}|{}",
+                    x.region,
+                    t.table,
+                    serde_json::Value::Object(x.key.clone()),
+                    x.action,
+                    x.winner_region.clone().unwrap_or_default()
+                )
             })
         })
         .collect();
@@ -600,8 +776,14 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     a.sql("INSERT INTO tenants VALUES (900, 'marker-from-a')");
     b.sql("INSERT INTO tenants VALUES (901, 'marker-from-b')");
     p.catch_up();
-    assert_eq!(b.sql("SELECT name FROM tenants WHERE id = 900"), "marker-from-a");
-    assert_eq!(a.sql("SELECT name FROM tenants WHERE id = 901"), "marker-from-b");
+    assert_eq!(
+        b.sql("SELECT name FROM tenants WHERE id = 900"),
+        "marker-from-a"
+    );
+    assert_eq!(
+        a.sql("SELECT name FROM tenants WHERE id = 901"),
+        "marker-from-b"
+    );
 
     // The repair is right in both regions...
     for n in p.nodes() {
@@ -611,7 +793,12 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
             "region {}",
             n.region
         );
-        assert_eq!(n.sql("SELECT name FROM tenants WHERE id = 100"), "origin-only-b", "region {}", n.region);
+        assert_eq!(
+            n.sql("SELECT name FROM tenants WHERE id = 100"),
+            "origin-only-b",
+            "region {}",
+            n.region
+        );
     }
     // ... written under the replication origin ...
     assert_eq!(commit_origin(b, "vault_secrets", 1), "eden_reconcile");
@@ -620,8 +807,18 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     assert_eq!(commit_origin(a, "tenants", 100), "eden_reconcile");
     // ... and not sent back: the winners' rows were not re-applied ...
     for (n, table, id, xmin_before, origin_before) in &winners_before {
-        assert_eq!(&xmin(n, table, *id), xmin_before, "{table} {id} in {} was re-applied: the repair echoed", n.region);
-        assert_eq!(&commit_origin(n, table, *id), origin_before, "{table} {id} in {}", n.region);
+        assert_eq!(
+            &xmin(n, table, *id),
+            xmin_before,
+            "{table} {id} in {} was re-applied: the repair echoed",
+            n.region
+        );
+        assert_eq!(
+            &commit_origin(n, table, *id),
+            origin_before,
+            "{table} {id} in {}",
+            n.region
+        );
     }
     // ... and the archive records (replication_conflicts is in replication set eden_set)
     // stay in the region that wrote them.
@@ -654,14 +851,24 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     p.resume(a);
     p.resume(b);
     p.catch_up();
-    assert_eq!(a.sql("SELECT secret FROM vault_secrets WHERE id = 3"), "ctl-b");
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 3"), "ctl-a");
+    assert_eq!(
+        a.sql("SELECT secret FROM vault_secrets WHERE id = 3"),
+        "ctl-b"
+    );
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 3"),
+        "ctl-a"
+    );
     let winner_xmin = xmin(a, "vault_secrets", 3);
     let rep = fix(&p, false).await;
     assert!(rep.consistent, "{rep:#?}");
     assert_eq!(rep.applied(), 1, "{rep:#?}");
     p.catch_up();
-    assert_ne!(xmin(a, "vault_secrets", 3), winner_xmin, "control: the repair in us-west-2 was expected to be re-applied in us-east-1");
+    assert_ne!(
+        xmin(a, "vault_secrets", 3),
+        winner_xmin,
+        "control: the repair in us-west-2 was expected to be re-applied in us-east-1"
+    );
     assert_eq!(
         archive(a, &rep.run_id),
         vec!["us-west-2|public.vault_secrets|{\"id\": 3}|update_differs|us-east-1"],

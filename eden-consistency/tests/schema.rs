@@ -8,9 +8,16 @@ fn t(s: &str, n: &str) -> TableName {
     TableName::new(s, n)
 }
 
-async fn load(dbs: &TestDbs, i: usize, table: &TableName, key: Option<&[String]>) -> Option<TableSchema> {
+async fn load(
+    dbs: &TestDbs,
+    i: usize,
+    table: &TableName,
+    key: Option<&[String]>,
+) -> Option<TableSchema> {
     let c = dbs.client(i).await;
-    schema::load_table(&c, dbs.region(i), table, key).await.unwrap()
+    schema::load_table(&c, dbs.region(i), table, key)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -39,7 +46,12 @@ async fn covered_tables_lists_user_tables_only() {
     let tables = schema::covered_tables(&c, "r1", false, &own).await.unwrap();
     assert_eq!(
         tables,
-        vec![t("Odd Schema", "Weird \"T\""), t("public", "a"), t("public", "parted"), t("public", "Ünïcødé")]
+        vec![
+            t("Odd Schema", "Weird \"T\""),
+            t("public", "a"),
+            t("public", "parted"),
+            t("public", "Ünïcødé")
+        ]
     );
     // pglogical requested but not installed: all user tables.
     let tables2 = schema::covered_tables(&c, "r1", true, &own).await.unwrap();
@@ -57,7 +69,9 @@ fn covered_tables_with_pglogical_replication_sets() {
         return;
     }
     let cluster = TestCluster::start(
-        ClusterOptions::new().logical().setting("shared_preload_libraries", "'pglogical'"),
+        ClusterOptions::new()
+            .logical()
+            .setting("shared_preload_libraries", "'pglogical'"),
     );
     cluster.psql("postgres", "CREATE DATABASE app");
     cluster.psql(
@@ -76,7 +90,10 @@ fn covered_tables_with_pglogical_replication_sets() {
             cluster.port
         ),
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let c = cluster.client("app").await;
         let own = [t("public", "replication_conflicts")];
@@ -85,7 +102,11 @@ fn covered_tables_with_pglogical_replication_sets() {
         let all = schema::covered_tables(&c, "r1", false, &own).await.unwrap();
         assert_eq!(
             all,
-            vec![t("Other", "Rep 2"), t("public", "local_only"), t("public", "replicated")],
+            vec![
+                t("Other", "Rep 2"),
+                t("public", "local_only"),
+                t("public", "replicated")
+            ],
             "pglogical's own tables are excluded"
         );
     });
@@ -141,9 +162,17 @@ async fn columns_types_and_attributes() {
         "#,
     )
     .await;
-    let s = load(&dbs, 0, &t("public", "Mixed Case"), None).await.unwrap();
+    let s = load(&dbs, 0, &t("public", "Mixed Case"), None)
+        .await
+        .unwrap();
     let names: Vec<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(&names[..15], ["Id", "we\"ird", "d", "m", "arr", "parr", "j", "jb", "p", "tr", "cp", "cpp", "num", "ts", "ĉu"]);
+    assert_eq!(
+        &names[..15],
+        [
+            "Id", "we\"ird", "d", "m", "arr", "parr", "j", "jb", "p", "tr", "cp", "cpp", "num",
+            "ts", "ĉu"
+        ]
+    );
     assert_eq!(s.key.as_deref(), Some(&["Id".to_string()][..]));
     assert_eq!(s.key_source, Some(KeySource::PrimaryKey));
     assert!(!s.partitioned);
@@ -154,17 +183,27 @@ async fn columns_types_and_attributes() {
     assert!(col("Id").not_null && col("Id").hashable);
     assert_eq!(col("we\"ird").type_name, "character varying(20)");
     assert_eq!(col("we\"ird").collation.as_deref(), Some("C"));
-    assert!(col("we\"ird").hashable, "varchar hashes through text's opclass");
+    assert!(
+        col("we\"ird").hashable,
+        "varchar hashes through text's opclass"
+    );
     assert_eq!(col("ĉu").collation.as_deref(), Some("default"));
     assert_eq!(col("Id").collation, None);
     assert_eq!(col("d").type_name, "posint2");
-    assert_eq!(col("d").base_type_oid, 23, "domain over domain resolves to integer");
+    assert_eq!(
+        col("d").base_type_oid,
+        23,
+        "domain over domain resolves to integer"
+    );
     assert!(col("d").not_null && col("d").hashable);
     assert!(col("m").hashable);
     assert!(col("arr").is_array && col("arr").hashable);
     assert_eq!(col("arr").elem_type_oid, Some(23));
     assert_eq!(col("arr").type_name, "integer[]");
-    assert!(col("parr").is_array && !col("parr").hashable, "point has no hash opclass");
+    assert!(
+        col("parr").is_array && !col("parr").hashable,
+        "point has no hash opclass"
+    );
     assert!(!col("j").hashable, "json has no hash opclass");
     assert!(col("jb").hashable);
     assert!(!col("p").hashable);
@@ -183,20 +222,36 @@ async fn columns_types_and_attributes() {
     // function (even for NULL) and fails where there is none.
     let c = dbs.client(0).await;
     for column in &s.columns {
-        let sql = format!("SELECT hash_record_extended(ROW(NULL::{}), 0)", column.type_name);
+        let sql = format!(
+            "SELECT hash_record_extended(ROW(NULL::{}), 0)",
+            column.type_name
+        );
         let ok = c.query_one(&sql, &[]).await.is_ok();
-        assert_eq!(ok, column.hashable, "column {} ({})", column.name, column.type_name);
+        assert_eq!(
+            ok, column.hashable,
+            "column {} ({})",
+            column.name, column.type_name
+        );
     }
 
     // Absent table.
     assert!(load(&dbs, 0, &t("public", "nope"), None).await.is_none());
-    assert!(load(&dbs, 0, &t("public", "mixed case"), None).await.is_none(), "names are exact");
+    assert!(
+        load(&dbs, 0, &t("public", "mixed case"), None)
+            .await
+            .is_none(),
+        "names are exact"
+    );
 }
 
 #[tokio::test]
 async fn domain_over_array_is_an_array() {
     let dbs = TestDbs::new("schema_domain_array", 1).await;
-    dbs.exec(0, "CREATE DOMAIN ints AS int[]; CREATE TABLE x (id int PRIMARY KEY, v ints)").await;
+    dbs.exec(
+        0,
+        "CREATE DOMAIN ints AS int[]; CREATE TABLE x (id int PRIMARY KEY, v ints)",
+    )
+    .await;
     let s = load(&dbs, 0, &t("public", "x"), None).await.unwrap();
     let v = s.column("v").unwrap();
     assert!(v.is_array && v.hashable);
@@ -221,42 +276,80 @@ async fn key_choice() {
         "#,
     )
     .await;
-    let s = load(&dbs, 0, &t("public", "composite_pk"), None).await.unwrap();
-    assert_eq!(s.key, Some(vec!["b".to_string(), "a".to_string()]), "key in index order");
+    let s = load(&dbs, 0, &t("public", "composite_pk"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.key,
+        Some(vec!["b".to_string(), "a".to_string()]),
+        "key in index order"
+    );
 
     let s = load(&dbs, 0, &t("public", "uniq"), None).await.unwrap();
     // Two usable two-column indexes (w is nullable): uniq_x_y_key < uniq_y_z_key by name.
     assert_eq!(s.key, Some(vec!["x".to_string(), "y".to_string()]));
-    assert_eq!(s.key_source, Some(KeySource::UniqueIndex("uniq_x_y_key".into())));
+    assert_eq!(
+        s.key_source,
+        Some(KeySource::UniqueIndex("uniq_x_y_key".into()))
+    );
 
     let s = load(&dbs, 0, &t("public", "uniq_inc"), None).await.unwrap();
-    assert_eq!(s.key, Some(vec!["a".to_string()]), "INCLUDE columns are not key columns");
+    assert_eq!(
+        s.key,
+        Some(vec!["a".to_string()]),
+        "INCLUDE columns are not key columns"
+    );
 
-    let s = load(&dbs, 0, &t("public", "nullable_only"), None).await.unwrap();
+    let s = load(&dbs, 0, &t("public", "nullable_only"), None)
+        .await
+        .unwrap();
     assert_eq!(s.key, None);
     assert_eq!(s.key_source, None);
 
     let s = load(&dbs, 0, &t("public", "nokey"), None).await.unwrap();
     assert_eq!(s.key, None);
     let msg = s.skip_message();
-    assert!(msg.contains("key_columns: [a, b]") && msg.contains("public.nokey"), "{msg}");
+    assert!(
+        msg.contains("key_columns: [a, b]") && msg.contains("public.nokey"),
+        "{msg}"
+    );
 
     // The config's key_columns: validated, and overriding the automatic key.
     let cfg = vec!["a".to_string(), "b".to_string()];
-    let s = load(&dbs, 0, &t("public", "nokey"), Some(&cfg)).await.unwrap();
+    let s = load(&dbs, 0, &t("public", "nokey"), Some(&cfg))
+        .await
+        .unwrap();
     assert_eq!(s.key, Some(cfg.clone()));
     assert_eq!(s.key_source, Some(KeySource::Config));
-    let s = load(&dbs, 0, &t("public", "composite_pk"), Some(&["v".to_string()])).await.unwrap();
+    let s = load(
+        &dbs,
+        0,
+        &t("public", "composite_pk"),
+        Some(&["v".to_string()]),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.key, Some(vec!["v".to_string()]));
     assert_eq!(s.key_source, Some(KeySource::Config));
 
     let c = dbs.client(0).await;
-    let err = schema::load_table(&c, "r1", &t("public", "nokey"), Some(&["a".to_string(), "nope".to_string()]))
+    let err = schema::load_table(
+        &c,
+        "r1",
+        &t("public", "nokey"),
+        Some(&["a".to_string(), "nope".to_string()]),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("public.nokey") && err.contains("\"nope\"") && err.contains("r1"),
+        "{err}"
+    );
+    let err = schema::load_table(&c, "r1", &t("public", "nokey"), Some(&[]))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("public.nokey") && err.contains("\"nope\"") && err.contains("r1"), "{err}");
-    let err = schema::load_table(&c, "r1", &t("public", "nokey"), Some(&[])).await.unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
 }
 
@@ -308,15 +401,31 @@ async fn resolve_table_follows_search_path() {
         let c = &c;
         async move { schema::resolve_table(c, "r1", text).await }
     };
-    assert_eq!(r("only_public").await.unwrap(), Some(t("public", "only_public")));
-    assert_eq!(r("ONLY_PUBLIC").await.unwrap(), Some(t("public", "only_public")), "unquoted folds");
+    assert_eq!(
+        r("only_public").await.unwrap(),
+        Some(t("public", "only_public"))
+    );
+    assert_eq!(
+        r("ONLY_PUBLIC").await.unwrap(),
+        Some(t("public", "only_public")),
+        "unquoted folds"
+    );
     assert_eq!(r("CamelT").await.unwrap(), None, "unquoted folds to camelt");
     assert_eq!(r("\"CamelT\"").await.unwrap(), Some(t("public", "CamelT")));
-    assert_eq!(r("public.\"CamelT\"").await.unwrap(), Some(t("public", "CamelT")));
-    assert_eq!(r("t").await.unwrap(), None, "s1/s2 are not on the search_path");
+    assert_eq!(
+        r("public.\"CamelT\"").await.unwrap(),
+        Some(t("public", "CamelT"))
+    );
+    assert_eq!(
+        r("t").await.unwrap(),
+        None,
+        "s1/s2 are not on the search_path"
+    );
     assert_eq!(r("s2.t").await.unwrap(), Some(t("s2", "t")));
     assert_eq!(r("a_view").await.unwrap(), None, "views are not tables");
-    c.batch_execute("SET search_path = s2, s1, public").await.unwrap();
+    c.batch_execute("SET search_path = s2, s1, public")
+        .await
+        .unwrap();
     assert_eq!(r("t").await.unwrap(), Some(t("s2", "t")));
     c.batch_execute("SET search_path = s1, s2").await.unwrap();
     assert_eq!(r("t").await.unwrap(), Some(t("s1", "t")));
@@ -329,16 +438,32 @@ async fn resolve_table_follows_search_path() {
 async fn compare_schemas_across_regions() {
     let dbs = TestDbs::new("schema_compare", 3).await;
     // Same columns in another order, and a dropped column: equal.
-    dbs.exec(0, "CREATE TABLE same (id int PRIMARY KEY, a text, b int)").await;
+    dbs.exec(0, "CREATE TABLE same (id int PRIMARY KEY, a text, b int)")
+        .await;
     dbs.exec(1, "CREATE TABLE same (b int, id int PRIMARY KEY, x int, a text); ALTER TABLE same DROP COLUMN x").await;
-    dbs.exec(2, "CREATE TABLE same (a text, b int, id int PRIMARY KEY)").await;
+    dbs.exec(2, "CREATE TABLE same (a text, b int, id int PRIMARY KEY)")
+        .await;
     // Type difference, missing column, extra column, key difference, excluded column.
-    dbs.exec(0, "CREATE TABLE diff (id int PRIMARY KEY, v integer, gone text, ex int)").await;
-    dbs.exec(1, "CREATE TABLE diff (id int PRIMARY KEY, v bigint, extra text, ex text)").await;
-    dbs.exec(2, "CREATE TABLE diff (id int, v integer, gone text, PRIMARY KEY (id, v))").await;
+    dbs.exec(
+        0,
+        "CREATE TABLE diff (id int PRIMARY KEY, v integer, gone text, ex int)",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "CREATE TABLE diff (id int PRIMARY KEY, v bigint, extra text, ex text)",
+    )
+    .await;
+    dbs.exec(
+        2,
+        "CREATE TABLE diff (id int, v integer, gone text, PRIMARY KEY (id, v))",
+    )
+    .await;
     // Missing table in r3.
-    dbs.exec(0, "CREATE TABLE partial (id int PRIMARY KEY)").await;
-    dbs.exec(1, "CREATE TABLE partial (id int PRIMARY KEY)").await;
+    dbs.exec(0, "CREATE TABLE partial (id int PRIMARY KEY)")
+        .await;
+    dbs.exec(1, "CREATE TABLE partial (id int PRIMARY KEY)")
+        .await;
 
     async fn all(dbs: &TestDbs, name: &str) -> Vec<Option<TableSchema>> {
         let mut v = Vec::new();
@@ -349,24 +474,41 @@ async fn compare_schemas_across_regions() {
     }
     let regs = ["r1", "r2", "r3"];
     let pairs = |v: &'_ [Option<TableSchema>]| -> Vec<(&'static str, Option<TableSchema>)> {
-        regs.iter().zip(v.iter()).map(|(r, s)| (*r, s.clone())).collect()
+        regs.iter()
+            .zip(v.iter())
+            .map(|(r, s)| (*r, s.clone()))
+            .collect()
     };
 
     let same = all(&dbs, "same").await;
     let p = pairs(&same);
     let refs: Vec<(&str, Option<&TableSchema>)> = p.iter().map(|(r, s)| (*r, s.as_ref())).collect();
-    assert_eq!(schema::compare_schemas(&t("public", "same"), &refs, &[]), vec![]);
+    assert_eq!(
+        schema::compare_schemas(&t("public", "same"), &refs, &[]),
+        vec![]
+    );
 
     let diff = all(&dbs, "diff").await;
     let p = pairs(&diff);
     let refs: Vec<(&str, Option<&TableSchema>)> = p.iter().map(|(r, s)| (*r, s.as_ref())).collect();
     let d = schema::compare_schemas(&t("public", "diff"), &refs, &["ex".to_string()]);
     let cols: Vec<Option<&str>> = d.iter().map(|x| x.column.as_deref()).collect();
-    assert_eq!(cols, vec![Some("v"), Some("gone"), Some("extra"), None], "{d:#?}");
-    assert_eq!(d[0].message, "column \"v\" has type \"integer\" in r1, r3, \"bigint\" in r2");
+    assert_eq!(
+        cols,
+        vec![Some("v"), Some("gone"), Some("extra"), None],
+        "{d:#?}"
+    );
+    assert_eq!(
+        d[0].message,
+        "column \"v\" has type \"integer\" in r1, r3, \"bigint\" in r2"
+    );
     assert_eq!(d[1].message, "column \"gone\" is missing in r2");
     assert_eq!(d[2].message, "column \"extra\" is missing in r1, r3");
-    assert!(d[3].message.contains("(id) in r1, r2") && d[3].message.contains("(id, v) in r3"), "{}", d[3].message);
+    assert!(
+        d[3].message.contains("(id) in r1, r2") && d[3].message.contains("(id, v) in r3"),
+        "{}",
+        d[3].message
+    );
     // Without the exclusion, `ex` differs too.
     let d2 = schema::compare_schemas(&t("public", "diff"), &refs, &[]);
     assert!(d2.iter().any(|x| x.column.as_deref() == Some("ex")));
@@ -386,14 +528,24 @@ async fn compare_schemas_across_regions() {
 #[tokio::test]
 async fn enums_and_domains_compare_by_name() {
     let dbs = TestDbs::new("schema_enum_compare", 2).await;
-    dbs.exec_all("CREATE TYPE mood AS ENUM ('a', 'b'); CREATE DOMAIN code AS text").await;
-    dbs.exec(0, "CREATE TABLE e (id int PRIMARY KEY, m mood, c code)").await;
-    dbs.exec(1, "CREATE TABLE e (id int PRIMARY KEY, m mood, c text)").await;
+    dbs.exec_all("CREATE TYPE mood AS ENUM ('a', 'b'); CREATE DOMAIN code AS text")
+        .await;
+    dbs.exec(0, "CREATE TABLE e (id int PRIMARY KEY, m mood, c code)")
+        .await;
+    dbs.exec(1, "CREATE TABLE e (id int PRIMARY KEY, m mood, c text)")
+        .await;
     let a = load(&dbs, 0, &t("public", "e"), None).await;
     let b = load(&dbs, 1, &t("public", "e"), None).await;
     // OIDs differ between databases; names are what count.
-    let d = schema::compare_schemas(&t("public", "e"), &[("r1", a.as_ref()), ("r2", b.as_ref())], &[]);
+    let d = schema::compare_schemas(
+        &t("public", "e"),
+        &[("r1", a.as_ref()), ("r2", b.as_ref())],
+        &[],
+    );
     assert_eq!(d.len(), 1, "{d:#?}");
     assert_eq!(d[0].column.as_deref(), Some("c"));
-    assert_eq!(d[0].message, "column \"c\" has type \"code\" in r1, \"text\" in r2");
+    assert_eq!(
+        d[0].message,
+        "column \"c\" has type \"code\" in r1, \"text\" in r2"
+    );
 }

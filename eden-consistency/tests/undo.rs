@@ -1,9 +1,11 @@
 //! `undo`: restores the pre-fix state exactly, with guards, and records what it did.
 
-use eden_consistency::apply::{apply_plan_on, ApplyOptions};
-use eden_consistency::plan::{plan_targets, Decide, FixPlan, FixTarget, KeyMap, Resolved, TableShape, VersionView, Winner};
-use eden_consistency::undo::{undo_run_on, UndoOptions, UndoStatus};
 use eden_consistency::TableName;
+use eden_consistency::apply::{ApplyOptions, apply_plan_on};
+use eden_consistency::plan::{
+    Decide, FixPlan, FixTarget, KeyMap, Resolved, TableShape, VersionView, Winner, plan_targets,
+};
+use eden_consistency::undo::{UndoOptions, UndoStatus, undo_run_on};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 
@@ -12,10 +14,20 @@ use tokio_postgres::Client;
 fn decider(delete_if_first_missing: bool) -> Box<Decide<'static>> {
     Box::new(move |_s: &TableShape, views: &[VersionView<'_>]| {
         if delete_if_first_missing && views[0].row.is_none() {
-            return Ok(Resolved { winner: Winner::Delete { by: None }, decided_by: "tombstone".into(), needs_human: false, actions: None });
+            return Ok(Resolved {
+                winner: Winner::Delete { by: None },
+                decided_by: "tombstone".into(),
+                needs_human: false,
+                actions: None,
+            });
         }
         let i = views.iter().rposition(|v| v.row.is_some()).unwrap_or(0);
-        Ok(Resolved { winner: Winner::Region(i), decided_by: "region_priority".into(), needs_human: false, actions: None })
+        Ok(Resolved {
+            winner: Winner::Region(i),
+            decided_by: "region_priority".into(),
+            needs_human: false,
+            actions: None,
+        })
     })
 }
 
@@ -40,7 +52,11 @@ pub async fn full_dump(c: &Client) -> Vec<String> {
     for t in tables {
         let t: String = t.get(0);
         out.push(format!("table {t}"));
-        for r in c.query(&format!("SELECT x::text FROM {t} AS x ORDER BY 1"), &[]).await.unwrap() {
+        for r in c
+            .query(&format!("SELECT x::text FROM {t} AS x ORDER BY 1"), &[])
+            .await
+            .unwrap()
+        {
             out.push(r.get(0));
         }
     }
@@ -78,8 +94,15 @@ async fn plan(cs: &[&Client], dbs: &TestDbs, tombstones: bool) -> FixPlan {
         deferred: vec![],
         tombstone_table: None,
     };
-    let targets = vec![mk("child", &[1, 2, 3, 5], &[]), mk("parent", &[1, 2, 3, 5], &["secret"])];
-    plan_targets(cs, &dbs.region_names(), "db", &targets, &mut |_t| Ok(decider(tombstones))).await.unwrap()
+    let targets = vec![
+        mk("child", &[1, 2, 3, 5], &[]),
+        mk("parent", &[1, 2, 3, 5], &["secret"]),
+    ];
+    plan_targets(cs, &dbs.region_names(), "db", &targets, &mut |_t| {
+        Ok(decider(tombstones))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -92,21 +115,39 @@ async fn undo_restores_pre_fix_state_exactly() {
     let before = [full_dump(&c0).await, full_dump(&c1).await];
     // r2 wins where it has the row; rows absent in r1 (region 0) are deleted (tombstone).
     let p = plan(&cs, &dbs, true).await;
-    let opts = ApplyOptions { progress: false, batch_size: 1, ..Default::default() };
+    let opts = ApplyOptions {
+        progress: false,
+        batch_size: 1,
+        ..Default::default()
+    };
     let r = apply_plan_on(&cs, &p, &opts).await.unwrap();
     assert!(r.applied() > 0);
     assert!(!r.has_errors(), "{r:#?}");
     let after = [full_dump(&c0).await, full_dump(&c1).await];
     assert_ne!(before, after);
     // excluded column never written
-    assert_eq!(dbs.query_texts(0, "SELECT secret FROM parent WHERE id = 1").await, vec![Some("s1".into())]);
+    assert_eq!(
+        dbs.query_texts(0, "SELECT secret FROM parent WHERE id = 1")
+            .await,
+        vec![Some("s1".into())]
+    );
 
-    let uopts = UndoOptions { run_id: p.run_id.clone(), dry_run: true, apply: opts.clone() };
+    let uopts = UndoOptions {
+        run_id: p.run_id.clone(),
+        dry_run: true,
+        apply: opts.clone(),
+    };
     let dry = undo_run_on(&cs, &dbs.region_names(), &uopts).await.unwrap();
-    assert!(dry.actions.iter().all(|a| a.status == UndoStatus::Planned), "{dry:#?}");
+    assert!(
+        dry.actions.iter().all(|a| a.status == UndoStatus::Planned),
+        "{dry:#?}"
+    );
     assert_eq!([full_dump(&c0).await, full_dump(&c1).await], after);
 
-    let uopts = UndoOptions { dry_run: false, ..uopts };
+    let uopts = UndoOptions {
+        dry_run: false,
+        ..uopts
+    };
     let u = undo_run_on(&cs, &dbs.region_names(), &uopts).await.unwrap();
     assert_eq!(u.exit_code(), 0, "{u:#?}");
     assert_eq!(u.restored, r.applied());
@@ -118,14 +159,24 @@ async fn undo_restores_pre_fix_state_exactly() {
     let m = dbs
         .query_texts(1, &format!("SELECT count(*)::text FROM replication_conflicts WHERE run_id = '{}' AND conflict_type = 'undo'", u.run_id))
         .await;
-    let total: usize = n[0].as_ref().unwrap().parse::<usize>().unwrap() + m[0].as_ref().unwrap().parse::<usize>().unwrap();
+    let total: usize = n[0].as_ref().unwrap().parse::<usize>().unwrap()
+        + m[0].as_ref().unwrap().parse::<usize>().unwrap();
     assert_eq!(total, u.restored);
     // a second undo does nothing
     let u2 = undo_run_on(&cs, &dbs.region_names(), &uopts).await.unwrap();
     assert_eq!(u2.restored, 0);
-    assert!(u2.actions.iter().all(|a| a.status == UndoStatus::AlreadyRestored), "{u2:#?}");
+    assert!(
+        u2.actions
+            .iter()
+            .all(|a| a.status == UndoStatus::AlreadyRestored),
+        "{u2:#?}"
+    );
     // undo of the undo redoes the fix
-    let redo = UndoOptions { run_id: u.run_id.clone(), dry_run: false, apply: opts.clone() };
+    let redo = UndoOptions {
+        run_id: u.run_id.clone(),
+        dry_run: false,
+        apply: opts.clone(),
+    };
     let u3 = undo_run_on(&cs, &dbs.region_names(), &redo).await.unwrap();
     assert_eq!(u3.restored, u.restored);
     assert_eq!([full_dump(&c0).await, full_dump(&c1).await], after);
@@ -139,13 +190,32 @@ async fn undo_does_not_clobber_rows_changed_since() {
     let c1 = dbs.client(1).await;
     let cs = [&c0, &c1];
     let p = plan(&cs, &dbs, false).await;
-    let opts = ApplyOptions { progress: false, ..Default::default() };
+    let opts = ApplyOptions {
+        progress: false,
+        ..Default::default()
+    };
     apply_plan_on(&cs, &p, &opts).await.unwrap();
-    dbs.exec(0, "UPDATE parent SET name = 'changed-after-fix' WHERE id = 1").await;
-    let u = undo_run_on(&cs, &dbs.region_names(), &UndoOptions { run_id: p.run_id.clone(), dry_run: false, apply: opts })
-        .await
-        .unwrap();
+    dbs.exec(
+        0,
+        "UPDATE parent SET name = 'changed-after-fix' WHERE id = 1",
+    )
+    .await;
+    let u = undo_run_on(
+        &cs,
+        &dbs.region_names(),
+        &UndoOptions {
+            run_id: p.run_id.clone(),
+            dry_run: false,
+            apply: opts,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(u.changed, 1, "{u:#?}");
     assert_eq!(u.exit_code(), 1);
-    assert_eq!(dbs.query_texts(0, "SELECT name FROM parent WHERE id = 1").await, vec![Some("changed-after-fix".into())]);
+    assert_eq!(
+        dbs.query_texts(0, "SELECT name FROM parent WHERE id = 1")
+            .await,
+        vec![Some("changed-after-fix".into())]
+    );
 }

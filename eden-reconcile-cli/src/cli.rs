@@ -41,7 +41,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// The multi-region config (postgresql-multi-region.yaml).
-    #[arg(long, global = true, value_name = "FILE", env = "EDEN_RECONCILE_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "EDEN_RECONCILE_CONFIG"
+    )]
     pub config: Option<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
     /// key=value conninfo). Repeatable; regions given only here are ordered after the config's.
@@ -70,32 +75,44 @@ pub enum Command {
     /// Compare every replicated table (or the named ones) across all regions.
     ///
     /// Example: eden-reconcile check --db eden_vault --table vault_secrets --format json
-    #[command(after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml check --db eden_vault --table vault_secrets")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml check --db eden_vault --table vault_secrets"
+    )]
     Check(CheckArgs),
     /// List rows of replication_conflicts, newest first, from every region.
     ///
     /// Example: eden-reconcile conflicts --db eden_vault --since 24h --unresolved
-    #[command(after_help = "Example:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20"
+    )]
     Conflicts(ConflictsArgs),
     /// Resolve every difference by the table's rule and write the winners everywhere (nothing lost).
     ///
     /// Example: eden-reconcile fix --db eden_vault --dry-run
-    #[command(after_help = "Example:\n  eden-reconcile fix --db eden_vault --table vault_secrets --dry-run")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile fix --db eden_vault --table vault_secrets --dry-run"
+    )]
     Fix(FixArgs),
     /// Create replication_conflicts in every region's database (idempotent).
     ///
     /// Example: eden-reconcile init --db eden_vault
-    #[command(after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml init --db eden_vault")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml init --db eden_vault"
+    )]
     Init(DbArg),
     /// Restore the rows a fix run overwrote, deleted or inserted, from the archive.
     ///
     /// Example: eden-reconcile undo --db eden_vault --run 20261127T051500Z-3f2a
-    #[command(after_help = "Example:\n  eden-reconcile undo --db eden_vault --run <RUN_ID> --dry-run")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile undo --db eden_vault --run <RUN_ID> --dry-run"
+    )]
     Undo(UndoArgs),
     /// Check the config file completely, including custom expressions against the live schema.
     ///
     /// Example: eden-reconcile validate-config --config postgresql-multi-region.yaml
-    #[command(after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml validate-config --db eden_vault")]
+    #[command(
+        after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml validate-config --db eden_vault"
+    )]
     ValidateConfig(ValidateArgs),
 }
 
@@ -227,7 +244,9 @@ pub struct ValidateArgs {
 pub fn report_parse_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 ExitCode::from(2)

@@ -6,13 +6,16 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use eden_consistency::apply::{ApplyOptions, FixRun, run_fix};
 use eden_consistency::check::{CheckOptions, Checker};
-use eden_consistency::undo::{UndoOptions, undo_run};
 use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
+use eden_consistency::undo::{UndoOptions, undo_run};
 
-use crate::cli::{CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs, ValidateArgs};
+use crate::cli::{
+    CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs,
+    ValidateArgs,
+};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -67,7 +70,11 @@ async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
 /// region's database.
 async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
     let regions = connect(&config, db).await?;
-    let database = db.db.clone().or_else(|| regions.first().map(|r| r.dbname.clone())).unwrap_or_default();
+    let database = db
+        .db
+        .clone()
+        .or_else(|| regions.first().map(|r| r.dbname.clone()))
+        .unwrap_or_default();
     Ok(Checker::new(config, database, regions))
 }
 
@@ -112,11 +119,21 @@ async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outco
             report.print_human(&mut out, color)?;
         }
     }
-    Ok(if report.consistent { Outcome::Clean } else { Outcome::Differences })
+    Ok(if report.consistent {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
 }
 
 /// Writing options shared by `fix` and `undo`.
-fn apply_options(config: &Config, db: &DbArg, batch_size: Option<usize>, max_rps: Option<u64>, no_replicate: bool) -> Result<ApplyOptions> {
+fn apply_options(
+    config: &Config,
+    db: &DbArg,
+    batch_size: Option<usize>,
+    max_rps: Option<u64>,
+    no_replicate: bool,
+) -> Result<ApplyOptions> {
     let mut opts = ApplyOptions {
         conflicts_schema: conflicts_table(config, db).schema,
         no_replicate,
@@ -141,7 +158,13 @@ fn apply_options(config: &Config, db: &DbArg, batch_size: Option<usize>, max_rps
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
 async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
-    let apply = apply_options(&config, &args.db, args.batch_size, args.max_rows_per_second, args.no_replicate)?;
+    let apply = apply_options(
+        &config,
+        &args.db,
+        args.batch_size,
+        args.max_rows_per_second,
+        args.no_replicate,
+    )?;
     let checker = checker(config, &args.db).await?;
     let check = CheckOptions {
         tables: args.tables.clone(),
@@ -150,7 +173,12 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         progress: stderr_is_terminal(),
         ..CheckOptions::default()
     };
-    let run = FixRun { dry_run: args.dry_run, sql_out: args.sql_out.clone(), apply, ..FixRun::default() };
+    let run = FixRun {
+        dry_run: args.dry_run,
+        sql_out: args.sql_out.clone(),
+        apply,
+        ..FixRun::default()
+    };
     let report = run_fix(&checker, &check, &run).await?;
     let mut out = std::io::stdout().lock();
     match format {
@@ -160,17 +188,32 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
     drop(out);
     let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
     if let Some(first) = errors.first() {
-        let more = if errors.len() > 1 { format!(" (and {} more failed batch(es), see the report)", errors.len() - 1) } else { String::new() };
+        let more = if errors.len() > 1 {
+            format!(
+                " (and {} more failed batch(es), see the report)",
+                errors.len() - 1
+            )
+        } else {
+            String::new()
+        };
         bail!("{first}; that batch was rolled back, nothing was lost{more}");
     }
-    Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
+    Ok(if report.exit_code() == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
 }
 
 /// `undo --run ID`: restore what a fix run changed, from the archive.
 async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
-    let opts = UndoOptions { run_id: args.run.clone(), dry_run: args.dry_run, apply };
+    let opts = UndoOptions {
+        run_id: args.run.clone(),
+        dry_run: args.dry_run,
+        apply,
+    };
     let report = undo_run(&regions, &opts).await?;
     let mut out = std::io::stdout().lock();
     match format {
@@ -179,9 +222,16 @@ async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome
     }
     drop(out);
     if let Some(first) = report.errors.first() {
-        bail!("undo of run {} could not restore everything: {first}", args.run);
+        bail!(
+            "undo of run {} could not restore everything: {first}",
+            args.run
+        );
     }
-    Ok(if report.exit_code() == 0 { Outcome::Clean } else { Outcome::Differences })
+    Ok(if report.exit_code() == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
 }
 
 /// Where `replication_conflicts` lives for this database.
@@ -210,7 +260,11 @@ async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> 
                 .iter()
                 .map(|(r, new)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": new}))
                 .collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"regions": regions}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"regions": regions}))?
+            )?;
         }
         Format::Human => {
             for (r, new) in &created {
@@ -234,10 +288,21 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
         Some(name) => {
             let Some(index) = config.region_index(name) else {
                 let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-                bail!("--in {name}: no such region (defined: {})", known.join(", "));
+                bail!(
+                    "--in {name}: no such region (defined: {})",
+                    known.join(", ")
+                );
             };
             let db = args.db.db.as_deref().unwrap_or("");
-            vec![connect::connect_region(&config.regions[index], index, db, &ConnectOptions::default()).await?]
+            vec![
+                connect::connect_region(
+                    &config.regions[index],
+                    index,
+                    db,
+                    &ConnectOptions::default(),
+                )
+                .await?,
+            ]
         }
         None => connect(&config, &args.db).await?,
     };
@@ -248,11 +313,18 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
         unresolved: args.unresolved,
         limit: args.limit,
     };
-    let pairs: Vec<(&str, &tokio_postgres::Client)> = regions.iter().map(|r| (r.name.as_str(), &r.client)).collect();
+    let pairs: Vec<(&str, &tokio_postgres::Client)> = regions
+        .iter()
+        .map(|r| (r.name.as_str(), &r.client))
+        .collect();
     let rows = conflicts::list(&pairs, &table, &filter).await?;
     let mut out = std::io::stdout().lock();
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&conflicts::to_json(&rows))?)?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&conflicts::to_json(&rows))?
+        )?,
         Format::Human => conflicts::print_human(&mut out, &rows, now)?,
     }
     Ok(Outcome::Clean)
@@ -265,23 +337,41 @@ async fn validate_config(config: Config, args: &ValidateArgs, format: Format) ->
     use eden_consistency::validate::{self, Severity, Validation};
 
     let registry = Registry::new();
-    let file = config.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(no config file)".into());
-    let mut results: Vec<(Option<String>, Validation)> = vec![(None, validate::validate_offline(&config, &registry))];
+    let file = config
+        .file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(no config file)".into());
+    let mut results: Vec<(Option<String>, Validation)> =
+        vec![(None, validate::validate_offline(&config, &registry))];
     if !args.offline {
         config.validate()?;
         let databases: Vec<String> = match &args.db.db {
             Some(db) => vec![db.clone()],
-            None => config.node_groups.iter().map(|g| g.database.clone()).collect(),
+            None => config
+                .node_groups
+                .iter()
+                .map(|g| g.database.clone())
+                .collect(),
         };
         results.clear();
         for db in databases {
-            let regions = connect::connect_all(&config, Some(&db), &ConnectOptions::default()).await?;
-            results.push((Some(db.clone()), validate::validate_against(&config, &db, &regions, &registry).await?));
+            let regions =
+                connect::connect_all(&config, Some(&db), &ConnectOptions::default()).await?;
+            results.push((
+                Some(db.clone()),
+                validate::validate_against(&config, &db, &regions, &registry).await?,
+            ));
         }
     }
-    let findings: Vec<(&Option<String>, &validate::Finding)> =
-        results.iter().flat_map(|(db, v)| v.findings.iter().map(move |f| (db, f))).collect();
-    let errors: Vec<_> = findings.iter().filter(|(_, f)| f.severity == Severity::Error).collect();
+    let findings: Vec<(&Option<String>, &validate::Finding)> = results
+        .iter()
+        .flat_map(|(db, v)| v.findings.iter().map(move |f| (db, f)))
+        .collect();
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|(_, f)| f.severity == Severity::Error)
+        .collect();
     let warnings = findings.len() - errors.len();
     let rules: usize = results.iter().map(|(_, v)| v.rules_checked).sum();
     let mut out = std::io::stdout().lock();
@@ -296,19 +386,47 @@ async fn validate_config(config: Config, args: &ValidateArgs, format: Format) ->
         }
         Format::Human => {
             for (db, f) in &findings {
-                let level = if f.severity == Severity::Error { "error" } else { "warning" };
-                let table = f.table.as_deref().map(|t| format!("table {t}: ")).unwrap_or_default();
+                let level = if f.severity == Severity::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let table = f
+                    .table
+                    .as_deref()
+                    .map(|t| format!("table {t}: "))
+                    .unwrap_or_default();
                 let db = db.as_deref().map(|d| format!("[{d}] ")).unwrap_or_default();
                 writeln!(out, "{level}: {db}{table}{}", f.message)?;
             }
-            let scope = if args.offline { "file only".to_string() } else { format!("{} database(s) checked against the regions", results.len()) };
-            writeln!(out, "{file}: {rules} table rule(s), {} error(s), {warnings} warning(s) ({scope})", errors.len())?;
+            let scope = if args.offline {
+                "file only".to_string()
+            } else {
+                format!("{} database(s) checked against the regions", results.len())
+            };
+            writeln!(
+                out,
+                "{file}: {rules} table rule(s), {} error(s), {warnings} warning(s) ({scope})",
+                errors.len()
+            )?;
         }
     }
     if let Some((_, first)) = errors.first() {
-        let table = first.table.as_deref().map(|t| format!("table {t}: ")).unwrap_or_default();
-        let more = if errors.len() > 1 { format!(" (and {} more error(s))", errors.len() - 1) } else { String::new() };
+        let table = first
+            .table
+            .as_deref()
+            .map(|t| format!("table {t}: "))
+            .unwrap_or_default();
+        let more = if errors.len() > 1 {
+            format!(" (and {} more error(s))", errors.len() - 1)
+        } else {
+            String::new()
+        };
         bail!("{file}: {table}{}{more}", first.message);
     }
-    Ok(if warnings > 0 { Outcome::Differences } else { Outcome::Clean })
+    Ok(if warnings > 0 {
+        Outcome::Differences
+    } else {
+        Outcome::Clean
+    })
 }

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
         Err(e) => return cli::report_parse_error(e),
     };
     init_logging(cli.global.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("eden-reconcile: cannot start the async runtime: {e}");
@@ -39,7 +42,11 @@ fn main() -> ExitCode {
 
 /// Errors are one sentence on one line, whatever the layers below wrote.
 fn one_line(text: &str) -> String {
-    text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Logs go to stderr through `tracing`; `EDEN_LOG` (or `RUST_LOG`) overrides the level.

@@ -109,7 +109,13 @@ fn fnv1a(s: &str) -> u64 {
 pub fn db_name(test_name: &str, i: usize) -> String {
     let mut clean: String = test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let suffix = format!("_{}", i + 1);
     let prefix = "eden_t_";
@@ -169,7 +175,9 @@ impl TestDbs {
     /// Like [`TestDbs::new`], with the caller's region names (one database each).
     pub async fn new_named(test_name: &str, region_names: &[&str]) -> TestDbs {
         let admin = admin_url();
-        let names: Vec<String> = (0..region_names.len()).map(|i| db_name(test_name, i)).collect();
+        let names: Vec<String> = (0..region_names.len())
+            .map(|i| db_name(test_name, i))
+            .collect();
         let client = connect(&admin).await;
         for name in &names {
             let q = quote_ident(name);
@@ -178,11 +186,17 @@ impl TestDbs {
                 .await
                 .unwrap_or_else(|e| panic!("eden-test-util: dropping leftover {name}: {e}"));
             client
-                .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0 ENCODING 'UTF8'"))
+                .batch_execute(&format!(
+                    "CREATE DATABASE {q} TEMPLATE template0 ENCODING 'UTF8'"
+                ))
                 .await
                 .unwrap_or_else(|e| panic!("eden-test-util: creating {name}: {e}"));
         }
-        TestDbs { admin, names, regions: region_names.iter().map(|s| s.to_string()).collect() }
+        TestDbs {
+            admin,
+            names,
+            regions: region_names.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// Number of databases (regions).
@@ -233,10 +247,14 @@ impl TestDbs {
     /// Runs `sql` (one or more statements) in region `i`; panics on error.
     pub async fn exec(&self, i: usize, sql: &str) {
         let client = self.client(i).await;
-        client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("eden-test-util: in {} ({}): {}: {sql}", self.regions[i], self.names[i], pg_err(&e)));
+        client.batch_execute(sql).await.unwrap_or_else(|e| {
+            panic!(
+                "eden-test-util: in {} ({}): {}: {sql}",
+                self.regions[i],
+                self.names[i],
+                pg_err(&e)
+            )
+        });
     }
 
     /// Runs `sql` in every region.
@@ -248,8 +266,12 @@ impl TestDbs {
 
     /// Runs the SQL file at `path` in region `i`.
     pub async fn load_fixture(&self, i: usize, path: &Path) {
-        let sql = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("eden-test-util: cannot read fixture {}: {e}", path.display()));
+        let sql = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!(
+                "eden-test-util: cannot read fixture {}: {e}",
+                path.display()
+            )
+        });
         self.exec(i, &sql).await;
     }
 
@@ -257,10 +279,13 @@ impl TestDbs {
     /// (`NULL` as `None`). Handy for assertions: cast in SQL (`SELECT x::text`).
     pub async fn query_texts(&self, i: usize, sql: &str) -> Vec<Option<String>> {
         let client = self.client(i).await;
-        let rows = client
-            .query(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("eden-test-util: in {}: {}: {sql}", self.regions[i], pg_err(&e)));
+        let rows = client.query(sql, &[]).await.unwrap_or_else(|e| {
+            panic!(
+                "eden-test-util: in {}: {}: {sql}",
+                self.regions[i],
+                pg_err(&e)
+            )
+        });
         rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect()
     }
 }
@@ -281,19 +306,27 @@ impl Drop for TestDbs {
         let names = std::mem::take(&mut self.names);
         // Drop is synchronous and may run inside a runtime: use a thread with its own.
         let handle = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(_) => return,
             };
             rt.block_on(async move {
-                let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await else {
+                let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                else {
                     return;
                 };
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
                 for name in names {
-                    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                    let sql = format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&name)
+                    );
                     if let Err(e) = client.batch_execute(&sql).await {
                         eprintln!("eden-test-util: could not drop {name}: {}", pg_err(&e));
                     }
@@ -357,7 +390,8 @@ impl ClusterOptions {
     }
     /// `wal_level=logical` and `track_commit_timestamp=on`.
     pub fn logical(self) -> Self {
-        self.setting("wal_level", "logical").setting("track_commit_timestamp", "on")
+        self.setting("wal_level", "logical")
+            .setting("track_commit_timestamp", "on")
     }
 }
 
@@ -374,12 +408,18 @@ pub struct TestCluster {
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// A command run as the `postgres` OS user when we are root.
 fn pg_command(program: &str) -> Command {
-    let path = if program.contains('/') { program.to_string() } else { format!("{PG_BIN}/{program}") };
+    let path = if program.contains('/') {
+        program.to_string()
+    } else {
+        format!("{PG_BIN}/{program}")
+    };
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);
@@ -391,7 +431,9 @@ fn pg_command(program: &str) -> Command {
 
 fn run_checked(mut cmd: Command, what: &str) -> String {
     cmd.stdin(Stdio::null());
-    let out = cmd.output().unwrap_or_else(|e| panic!("eden-test-util: {what}: cannot run: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("eden-test-util: {what}: cannot run: {e}"));
     if !out.status.success() {
         panic!(
             "eden-test-util: {what} failed ({}):\n{}\n{}",
@@ -420,7 +462,10 @@ impl TestCluster {
     /// initdb + start. Panics (with the server log) when the cluster cannot start.
     pub fn start(opts: ClusterOptions) -> TestCluster {
         reap_orphans();
-        let dir = tempfile::Builder::new().prefix("eden-cluster-").tempdir().expect("eden-test-util: tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("eden-cluster-")
+            .tempdir()
+            .expect("eden-test-util: tempdir");
         let root = dir.path().to_path_buf();
         std::fs::write(root.join("owner.pid"), std::process::id().to_string()).expect("owner.pid");
         std::fs::create_dir(root.join("sock")).expect("sock dir");
@@ -431,13 +476,25 @@ impl TestCluster {
         let data = root.join("data");
 
         let mut initdb = pg_command("initdb");
-        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         if let Some(pw) = &opts.password {
             let pwfile = root.join("pwfile");
             std::fs::write(&pwfile, format!("{pw}\n")).expect("pwfile");
             initdb.arg(format!("--pwfile={}", pwfile.display()));
         }
-        if !opts.initdb_args.iter().any(|a| a.starts_with("--locale") || a.starts_with("--lc-")) {
+        if !opts
+            .initdb_args
+            .iter()
+            .any(|a| a.starts_with("--locale") || a.starts_with("--lc-"))
+        {
             initdb.arg("--locale=C.UTF-8");
         }
         initdb.args(&opts.initdb_args);
@@ -458,7 +515,8 @@ impl TestCluster {
             new.push_str(&old);
             std::fs::write(&hba_path, new).expect("write pg_hba.conf");
         }
-        let base_conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("read postgresql.conf");
+        let base_conf =
+            std::fs::read_to_string(data.join("postgresql.conf")).expect("read postgresql.conf");
 
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -466,11 +524,16 @@ impl TestCluster {
             let mut conf = base_conf.clone();
             conf.push_str("\n# eden-test-util\n");
             conf.push_str(&format!("port = {port}\nlisten_addresses = '127.0.0.1'\n"));
-            conf.push_str(&format!("unix_socket_directories = '{}'\n", root.join("sock").display()));
+            conf.push_str(&format!(
+                "unix_socket_directories = '{}'\n",
+                root.join("sock").display()
+            ));
             conf.push_str("fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n");
             conf.push_str("shared_buffers = 32MB\nmax_connections = 50\nlogging_collector = off\n");
             if opts.ssl {
-                conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+                conf.push_str(
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                );
             }
             for (k, v) in &opts.settings {
                 conf.push_str(&format!("{k} = {v}\n"));
@@ -479,18 +542,32 @@ impl TestCluster {
             chown_postgres(&root);
             let log = root.join("server.log");
             let mut start = pg_command("pg_ctl");
-            start.arg("-D").arg(&data).arg("-l").arg(&log).args(["-w", "-t", "60", "start"]);
-            start.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            start
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "start"]);
+            start
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
             let ok = start.output().map(|o| o.status.success()).unwrap_or(false);
             if ok && wait_ready(port, &root) {
-                return TestCluster { port, dir, password: opts.password.clone(), ssl: opts.ssl };
+                return TestCluster {
+                    port,
+                    dir,
+                    password: opts.password.clone(),
+                    ssl: opts.ssl,
+                };
             }
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
             let mut stop = pg_command("pg_ctl");
             stop.arg("-D").arg(&data).args(["-m", "immediate", "stop"]);
             stop.stdout(Stdio::null()).stderr(Stdio::null());
             let _ = stop.status();
-            if !last_log.contains("could not bind") && !last_log.contains("Address already in use") {
+            if !last_log.contains("could not bind") && !last_log.contains("Address already in use")
+            {
                 break;
             }
         }
@@ -499,7 +576,11 @@ impl TestCluster {
 
     /// `postgres://postgres@127.0.0.1:<port>/<db>` (no password; see [`TestCluster::password`]).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{}", self.port, percent_encode_path(db))
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            self.port,
+            percent_encode_path(db)
+        )
     }
 
     /// The `postgres` user's password, if one was set.
@@ -526,29 +607,46 @@ impl TestCluster {
     /// returns psql's unaligned, tuples-only output. Works with no async runtime.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let mut c = pg_command("/usr/bin/psql");
-        c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
-            .arg("-h")
-            .arg(self.dir.path().join("sock"))
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .arg("-c")
-            .arg(sql);
+        c.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-h")
+        .arg(self.dir.path().join("sock"))
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg("-d")
+        .arg(db)
+        .arg("-c")
+        .arg(sql);
         run_checked(c, &format!("psql on port {}", self.port))
     }
 
     /// A client connected over TCP without TLS (trust or password auth as configured).
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1").port(self.port).user("postgres").dbname(db);
+        cfg.host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(db);
         if let Some(pw) = &self.password {
             cfg.password(pw);
         }
         let (client, conn) = cfg
             .connect(tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("eden-test-util: cannot connect to cluster port {}: {e}", self.port));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "eden-test-util: cannot connect to cluster port {}: {e}",
+                    self.port
+                )
+            });
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -559,23 +657,36 @@ impl TestCluster {
 /// Stops and deletes clusters left behind by test processes that died without dropping
 /// them (killed, aborted): their `owner.pid` names a process that no longer exists.
 fn reap_orphans() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
-        let is_ours = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("eden-cluster-"));
+        let is_ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("eden-cluster-"));
         if !is_ours {
             continue;
         }
-        let Ok(owner) = std::fs::read_to_string(path.join("owner.pid")) else { continue };
-        let Ok(pid) = owner.trim().parse::<u32>() else { continue };
+        let Ok(owner) = std::fs::read_to_string(path.join("owner.pid")) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<u32>() else {
+            continue;
+        };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         let data = path.join("data");
         if data.join("postmaster.pid").exists() {
             let mut stop = pg_command("pg_ctl");
-            stop.arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]);
-            stop.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            stop.arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"]);
+            stop.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             let _ = stop.status();
         }
         let _ = std::fs::remove_dir_all(&path);
@@ -613,17 +724,55 @@ fn make_certs(root: &Path, data: &Path) {
     )
     .expect("san.ext");
     openssl(
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=eden-test-ca"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=eden-test-ca",
+        ],
         "openssl CA",
     );
     openssl(
-        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
         "openssl CSR",
     );
     openssl(
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-            "-out", "server.crt", "-extfile", "san.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "san.ext",
         ],
         "openssl sign",
     );
@@ -631,18 +780,30 @@ fn make_certs(root: &Path, data: &Path) {
         std::fs::copy(root.join(f), data.join(f)).expect("copy cert");
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod key");
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
         if std::env::var("EDEN_TEST_KEEP").is_ok_and(|v| v == "1") {
-            eprintln!("eden-test-util: keeping cluster on port {} in {}", self.port, self.dir.path().display());
+            eprintln!(
+                "eden-test-util: keeping cluster on port {} in {}",
+                self.port,
+                self.dir.path().display()
+            );
             let _ = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")).keep();
         }
         let mut stop = pg_command("pg_ctl");
-        stop.arg("-D").arg(self.data_dir()).args(["-m", "immediate", "-w", "stop"]);
-        stop.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"]);
+        stop.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let _ = stop.status();
     }
 }
@@ -666,7 +827,10 @@ impl BinOutput {
     /// Standard output parsed as JSON; panics with both streams when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}); exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+            panic!(
+                "stdout is not JSON ({e}); exit {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.code, self.stdout, self.stderr
+            )
         })
     }
 
@@ -708,7 +872,9 @@ where
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", exe.as_ref()));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", exe.as_ref()));
     BinOutput {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -748,8 +914,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(url_with_db("postgres://postgres@127.0.0.1:5432/postgres", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(url_with_db("postgres://u@h:1?sslmode=disable", "d"), "postgres://u@h:1/d?sslmode=disable");
+        assert_eq!(
+            url_with_db("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            url_with_db("postgres://u@h:1?sslmode=disable", "d"),
+            "postgres://u@h:1/d?sslmode=disable"
+        );
         assert_eq!(redact("postgres://u:secret@h/d"), "postgres://u:***@h/d");
     }
 }

@@ -6,7 +6,11 @@ use serde_json::json;
 use crate::common::run;
 
 fn args(dbs: &TestDbs, extra: &[&str]) -> Vec<String> {
-    let mut a = vec!["check".to_string(), "--db".to_string(), dbs.name(0).to_string()];
+    let mut a = vec![
+        "check".to_string(),
+        "--db".to_string(),
+        dbs.name(0).to_string(),
+    ];
     a.extend(dbs.region_args());
     a.extend(extra.iter().map(|s| s.to_string()));
     a
@@ -28,7 +32,10 @@ async fn check_json_shape_and_exit_codes() {
     assert_eq!(j["tables"][0]["status"], json!("consistent"));
 
     dbs.exec(1, "DELETE FROM vault_secrets WHERE id = 42; UPDATE vault_secrets SET secret = 'x', last_updated_at = '2024-02-01' WHERE id = 7;").await;
-    let r = run(args(&dbs, &["--format", "json", "--table", "vault_secrets"]));
+    let r = run(args(
+        &dbs,
+        &["--format", "json", "--table", "vault_secrets"],
+    ));
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     let j = r.json();
     assert_eq!(j["database"], json!(dbs.name(0)));
@@ -38,11 +45,17 @@ async fn check_json_shape_and_exit_codes() {
     assert_eq!(t["key_columns"], json!(["id"]));
     assert_eq!(t["status"], json!("divergent"));
     assert!(t["message"].is_string());
-    assert_eq!(t["row_counts"], json!({"us-east-1": 1000, "us-west-2": 999}));
+    assert_eq!(
+        t["row_counts"],
+        json!({"us-east-1": 1000, "us-west-2": 999})
+    );
     assert_eq!(t["difference_count"], json!(2));
     assert_eq!(t["differences"][0]["key"], json!({"id": 7}));
     assert_eq!(t["differences"][0]["missing_in"], json!([]));
-    assert_eq!(t["differences"][0]["changed_columns"], json!(["last_updated_at", "secret"]));
+    assert_eq!(
+        t["differences"][0]["changed_columns"],
+        json!(["last_updated_at", "secret"])
+    );
     assert_eq!(t["differences"][1]["key"], json!({"id": 42}));
     assert_eq!(t["differences"][1]["missing_in"], json!(["us-west-2"]));
     assert_eq!(t["differences"][1]["changed_columns"], json!([]));
@@ -52,31 +65,52 @@ async fn check_json_shape_and_exit_codes() {
     for mode in ["pushdown", "stream"] {
         let m = run(args(&dbs, &["--format", "json", "--mode", mode]));
         assert_eq!(m.code, Some(1));
-        assert_eq!(m.json()["tables"][0]["differences"], t["differences"], "{mode}");
+        assert_eq!(
+            m.json()["tables"][0]["differences"],
+            t["differences"],
+            "{mode}"
+        );
     }
 
     // Human output: a summary line per table, no colour when not a terminal.
     let h = run(args(&dbs, &[]));
     assert_eq!(h.code, Some(1));
-    assert!(h.stdout.contains("public.vault_secrets") && h.stdout.contains("divergent"), "{}", h.stdout);
+    assert!(
+        h.stdout.contains("public.vault_secrets") && h.stdout.contains("divergent"),
+        "{}",
+        h.stdout
+    );
     assert!(!h.stdout.contains('\x1b'));
 
     // Refused --where and --table: exit 2, one line, nothing executed.
     let bad = run(args(&dbs, &["--where", "id = 1; DROP TABLE vault_secrets"]));
     bad.assert_one_line_error();
-    let bad = run(args(&dbs, &["--table", "vault_secrets; DROP TABLE vault_secrets"]));
+    let bad = run(args(
+        &dbs,
+        &["--table", "vault_secrets; DROP TABLE vault_secrets"],
+    ));
     bad.assert_one_line_error();
-    assert_eq!(dbs.query_texts(0, "SELECT count(*)::text FROM vault_secrets").await, vec![Some("1000".to_string())]);
+    assert_eq!(
+        dbs.query_texts(0, "SELECT count(*)::text FROM vault_secrets")
+            .await,
+        vec![Some("1000".to_string())]
+    );
 }
 
 #[tokio::test]
 async fn check_skipped_table_exits_1() {
     let dbs = TestDbs::new_named("e2e_check_skip", &["a", "b"]).await;
-    dbs.exec_all("CREATE TABLE nokey(a int, b text); INSERT INTO nokey VALUES (1, 'x');").await;
+    dbs.exec_all("CREATE TABLE nokey(a int, b text); INSERT INTO nokey VALUES (1, 'x');")
+        .await;
     let r = run(args(&dbs, &["--format", "json"]));
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     let j = r.json();
     assert_eq!(j["consistent"], json!(false));
     assert_eq!(j["tables"][0]["status"], json!("skipped"));
-    assert!(j["tables"][0]["message"].as_str().unwrap().contains("key_columns"));
+    assert!(
+        j["tables"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("key_columns")
+    );
 }

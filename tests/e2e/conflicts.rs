@@ -33,11 +33,25 @@ async fn setup(name: &str) -> TestDbs {
     let c2 = dbs.client(1).await;
     conflicts::init(&c1, "r1", &t).await.unwrap();
     conflicts::init(&c2, "r2", &t).await.unwrap();
-    conflicts::insert_records(&c1, &t, &[rec(1, "r1", true, "public.vault_secrets")]).await.unwrap();
-    dbs.exec(0, "UPDATE replication_conflicts SET created_at = now() - interval '2 days'").await;
-    conflicts::insert_records(&c1, &t, &[rec(2, "r1", false, "public.vault_secrets")]).await.unwrap();
-    conflicts::insert_records(&c2, &t, &[rec(3, "r2", false, "public.tenants")]).await.unwrap();
-    dbs.exec(1, "UPDATE replication_conflicts SET created_at = now() - interval '1 hour'").await;
+    conflicts::insert_records(&c1, &t, &[rec(1, "r1", true, "public.vault_secrets")])
+        .await
+        .unwrap();
+    dbs.exec(
+        0,
+        "UPDATE replication_conflicts SET created_at = now() - interval '2 days'",
+    )
+    .await;
+    conflicts::insert_records(&c1, &t, &[rec(2, "r1", false, "public.vault_secrets")])
+        .await
+        .unwrap();
+    conflicts::insert_records(&c2, &t, &[rec(3, "r2", false, "public.tenants")])
+        .await
+        .unwrap();
+    dbs.exec(
+        1,
+        "UPDATE replication_conflicts SET created_at = now() - interval '1 hour'",
+    )
+    .await;
     dbs
 }
 
@@ -53,7 +67,12 @@ fn ids(v: &serde_json::Value) -> Vec<(String, i64)> {
         .as_array()
         .unwrap_or_else(|| panic!("no conflicts array: {v}"))
         .iter()
-        .map(|c| (c["region"].as_str().unwrap().to_string(), c["key"]["id"].as_i64().unwrap()))
+        .map(|c| {
+            (
+                c["region"].as_str().unwrap().to_string(),
+                c["key"]["id"].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -61,13 +80,34 @@ fn ids(v: &serde_json::Value) -> Vec<(String, i64)> {
 async fn json_lists_every_region_newest_first() {
     let dbs = setup("e2e_conflicts_json").await;
     let r = list(&dbs, &["--format", "json"]);
-    assert_eq!(r.code, Some(0), "unresolved records do not change the exit code\n{}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "unresolved records do not change the exit code\n{}",
+        r.stderr
+    );
     let v = r.json();
-    assert_eq!(ids(&v), vec![("r1".into(), 2), ("r2".into(), 3), ("r1".into(), 1)]);
+    assert_eq!(
+        ids(&v),
+        vec![("r1".into(), 2), ("r2".into(), 3), ("r1".into(), 1)]
+    );
     let first = v["conflicts"][0].as_object().unwrap();
     for k in [
-        "region", "id", "created_at", "table_name", "key", "conflict_type", "local_region", "remote_region",
-        "local_row", "remote_row", "resolution", "winner_region", "decided_by", "resolved_at", "run_id",
+        "region",
+        "id",
+        "created_at",
+        "table_name",
+        "key",
+        "conflict_type",
+        "local_region",
+        "remote_region",
+        "local_row",
+        "remote_row",
+        "resolution",
+        "winner_region",
+        "decided_by",
+        "resolved_at",
+        "run_id",
     ] {
         assert!(first.contains_key(k), "{k} missing: {first:?}");
     }
@@ -77,7 +117,13 @@ async fn json_lists_every_region_newest_first() {
     assert!(first["resolved_at"].is_null());
     assert!(v["conflicts"][2]["resolved_at"].is_string());
     // Global options after the subcommand too.
-    let mut a: Vec<String> = vec!["--format".into(), "json".into(), "conflicts".into(), "--db".into(), "eden_vault".into()];
+    let mut a: Vec<String> = vec![
+        "--format".into(),
+        "json".into(),
+        "conflicts".into(),
+        "--db".into(),
+        "eden_vault".into(),
+    ];
     a.extend(dbs.region_args());
     assert_eq!(ids(&run(&a).json()), ids(&v));
 }
@@ -95,13 +141,28 @@ async fn filters() {
     assert_eq!(j(&["--in", "r2"]), vec![("r2".into(), 3)]);
     assert_eq!(j(&["--in", "r1"]), vec![("r1".into(), 2), ("r1".into(), 1)]);
     assert_eq!(j(&["--table", "tenants"]), vec![("r2".into(), 3)]);
-    assert_eq!(j(&["--table", "public.vault_secrets"]), vec![("r1".into(), 2), ("r1".into(), 1)]);
-    assert_eq!(j(&["--unresolved"]), vec![("r1".into(), 2), ("r2".into(), 3)]);
-    assert_eq!(j(&["--since", "24h"]), vec![("r1".into(), 2), ("r2".into(), 3)]);
+    assert_eq!(
+        j(&["--table", "public.vault_secrets"]),
+        vec![("r1".into(), 2), ("r1".into(), 1)]
+    );
+    assert_eq!(
+        j(&["--unresolved"]),
+        vec![("r1".into(), 2), ("r2".into(), 3)]
+    );
+    assert_eq!(
+        j(&["--since", "24h"]),
+        vec![("r1".into(), 2), ("r2".into(), 3)]
+    );
     assert_eq!(j(&["--since", "30m"]), vec![("r1".into(), 2)]);
     assert_eq!(j(&["--since", "2000-01-01T00:00:00Z"]).len(), 3);
-    assert_eq!(j(&["--limit", "2"]), vec![("r1".into(), 2), ("r2".into(), 3)]);
-    assert_eq!(j(&["--in", "r1", "--unresolved", "--limit", "5"]), vec![("r1".into(), 2)]);
+    assert_eq!(
+        j(&["--limit", "2"]),
+        vec![("r1".into(), 2), ("r2".into(), 3)]
+    );
+    assert_eq!(
+        j(&["--in", "r1", "--unresolved", "--limit", "5"]),
+        vec![("r1".into(), 2)]
+    );
 }
 
 #[tokio::test]
@@ -109,10 +170,22 @@ async fn human_output() {
     let dbs = setup("e2e_conflicts_human").await;
     let r = list(&dbs, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.stdout.contains("public.vault_secrets") && r.stdout.contains("public.tenants"), "{}", r.stdout);
-    assert!(r.stdout.contains("id=2") && r.stdout.contains("last_updated_at"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("public.vault_secrets") && r.stdout.contains("public.tenants"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("id=2") && r.stdout.contains("last_updated_at"),
+        "{}",
+        r.stdout
+    );
     // Newest first: r1's id 2 comes before r2's id 3.
-    assert!(r.stdout.find("id=2").unwrap() < r.stdout.find("id=3").unwrap(), "{}", r.stdout);
+    assert!(
+        r.stdout.find("id=2").unwrap() < r.stdout.find("id=3").unwrap(),
+        "{}",
+        r.stdout
+    );
     let r = list(&dbs, &["--since", "2099-01-01T00:00:00Z"]);
     assert_eq!(r.code, Some(0));
     assert!(r.stdout.contains("no conflicts"), "{}", r.stdout);
@@ -127,7 +200,12 @@ async fn regions_without_the_table_list_nothing() {
     let r = list(&dbs, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // Listing creates nothing.
-    let n = dbs.query_texts(0, "SELECT count(*)::text FROM pg_class WHERE relname = 'replication_conflicts'").await;
+    let n = dbs
+        .query_texts(
+            0,
+            "SELECT count(*)::text FROM pg_class WHERE relname = 'replication_conflicts'",
+        )
+        .await;
     assert_eq!(n, vec![Some("0".into())]);
 }
 

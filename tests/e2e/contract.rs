@@ -16,8 +16,16 @@ const W: &str = "us-west-2";
 /// Writes an operator-style config: `regions` in that order (all on the local server, so a
 /// `--region` flag is what points each at its own database), `global_extra` lines under
 /// `global:`, and one node group for database `db` with the given rule lines.
-fn write_cfg(dir: &Path, regions: &[&str], global_extra: &str, db: &str, rules: &[&str]) -> PathBuf {
-    let mut y = String::from("global:\n  replication_user: replication_user\n  monitoring_interval_seconds: 60\n");
+fn write_cfg(
+    dir: &Path,
+    regions: &[&str],
+    global_extra: &str,
+    db: &str,
+    rules: &[&str],
+) -> PathBuf {
+    let mut y = String::from(
+        "global:\n  replication_user: replication_user\n  monitoring_interval_seconds: 60\n",
+    );
     if !global_extra.contains("conflict_resolution") {
         y.push_str("  conflict_resolution: last_write_wins\n");
     }
@@ -36,7 +44,9 @@ fn write_cfg(dir: &Path, regions: &[&str], global_extra: &str, db: &str, rules: 
 }
 
 fn node_group(db: &str, rules: &[&str]) -> String {
-    let mut y = format!("    - name: {db}_group\n      database: {db}\n      conflict_resolution_tables:\n");
+    let mut y = format!(
+        "    - name: {db}_group\n      database: {db}\n      conflict_resolution_tables:\n"
+    );
     if rules.is_empty() {
         y.push_str("        []\n");
     }
@@ -49,7 +59,11 @@ fn node_group(db: &str, rules: &[&str]) -> String {
 fn fastrand_name() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// `eden-reconcile [--config cfg] ARGS --db app <region flags>`.
@@ -84,17 +98,33 @@ fn diff<'a>(t: &'a J, key: &J) -> &'a J {
 }
 
 fn actions_for<'a>(t: &'a J, key: &J) -> Vec<&'a J> {
-    t["actions"].as_array().unwrap_or_else(|| panic!("no actions: {t}")).iter().filter(|a| &a["key"] == key).collect()
+    t["actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no actions: {t}"))
+        .iter()
+        .filter(|a| &a["key"] == key)
+        .collect()
 }
 
 fn strs(v: &J) -> Vec<String> {
-    let mut s: Vec<String> = v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
     s.sort();
     s
 }
 
 fn code(r: &Run, c: i32) {
-    assert_eq!(r.code, Some(c), "expected exit {c}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(c),
+        "expected exit {c}\nstdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
 }
 
 async fn one(dbs: &TestDbs, i: usize, sql: &str) -> Option<String> {
@@ -106,7 +136,13 @@ async fn count(dbs: &TestDbs, i: usize, sql: &str) -> i64 {
 }
 
 async fn has_conflicts_table(dbs: &TestDbs, i: usize) -> bool {
-    one(dbs, i, "SELECT to_regclass('public.replication_conflicts')::text").await.is_some()
+    one(
+        dbs,
+        i,
+        "SELECT to_regclass('public.replication_conflicts')::text",
+    )
+    .await
+    .is_some()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -118,7 +154,8 @@ async fn has_conflicts_table(dbs: &TestDbs, i: usize) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_config_flag_env_and_option_position() {
     let dbs = TestDbs::new_named("contract_cfg_discovery", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'east')").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'west')").await;
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +165,9 @@ async fn contract_config_flag_env_and_option_position() {
         &[W, E],
         "  some_future_setting: 17\n",
         "app",
-        &["{table: t, resolution: region_priority, regions: [us-west-2, us-east-1], future_key: x}"],
+        &[
+            "{table: t, resolution: region_priority, regions: [us-west-2, us-east-1], future_key: x}",
+        ],
     );
 
     // --config before the subcommand.
@@ -142,7 +181,15 @@ async fn contract_config_flag_env_and_option_position() {
     assert_eq!(a[0]["decided_by"], "region_priority", "{j}");
 
     // Options after the subcommand.
-    let mut args: Vec<String> = vec!["check".into(), "--format".into(), "json".into(), "--config".into(), cfg.display().to_string(), "--db".into(), "app".into()];
+    let mut args: Vec<String> = vec![
+        "check".into(),
+        "--format".into(),
+        "json".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--db".into(),
+        "app".into(),
+    ];
     args.extend(dbs.region_args());
     let r = run(&args);
     code(&r, 1);
@@ -152,17 +199,28 @@ async fn contract_config_flag_env_and_option_position() {
 
     // $EDEN_RECONCILE_CONFIG.
     let mut cmd = eden();
-    cmd.env("EDEN_RECONCILE_CONFIG", &cfg).args(["fix", "--dry-run", "--format", "json", "--db", "app"]).args(dbs.region_args());
+    cmd.env("EDEN_RECONCILE_CONFIG", &cfg)
+        .args(["fix", "--dry-run", "--format", "json", "--db", "app"])
+        .args(dbs.region_args());
     let r = run_cmd(&mut cmd);
     code(&r, 1);
     let j = r.json();
     let a = actions_for(table(&j, "public.t"), &json!({"id": 1}));
-    assert_eq!(a[0]["winner_region"], W, "config from the environment must supply the rule: {j}");
+    assert_eq!(
+        a[0]["winner_region"], W,
+        "config from the environment must supply the rule: {j}"
+    );
     assert_eq!(j["dry_run"], true);
 
     // Data untouched by dry runs.
-    assert_eq!(one(&dbs, 0, "SELECT v FROM t").await.as_deref(), Some("east"));
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("west"));
+    assert_eq!(
+        one(&dbs, 0, "SELECT v FROM t").await.as_deref(),
+        Some("east")
+    );
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t").await.as_deref(),
+        Some("west")
+    );
 }
 
 /// With the config's regions only (no `--region`), `--db` is the database each region's
@@ -170,10 +228,22 @@ async fn contract_config_flag_env_and_option_position() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_config_regions_and_db_without_flags() {
     let dbs = TestDbs::new_named("contract_cfg_only", &[E]).await;
-    dbs.exec(0, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x'), (2, 'y')").await;
+    dbs.exec(
+        0,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x'), (2, 'y')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_cfg(dir.path(), &[E, W], "", dbs.name(0), &[]);
-    let r = run(["--config", cfg.to_str().unwrap(), "check", "--db", dbs.name(0), "--format", "json"]);
+    let r = run([
+        "--config",
+        cfg.to_str().unwrap(),
+        "check",
+        "--db",
+        dbs.name(0),
+        "--format",
+        "json",
+    ]);
     code(&r, 0);
     let j = r.json();
     assert_eq!(j["database"], dbs.name(0), "{j}");
@@ -188,14 +258,20 @@ async fn contract_config_regions_and_db_without_flags() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_region_flag_forms_and_override() {
     let dbs = TestDbs::new_named("contract_region_forms", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'a')").await;
 
     // URL for one, key=value for the other, no config.
-    let kv = format!("{W}=host=127.0.0.1 port=5432 user=postgres dbname={}", dbs.name(1));
+    let kv = format!(
+        "{W}=host=127.0.0.1 port=5432 user=postgres dbname={}",
+        dbs.name(1)
+    );
     let url = format!("{E}={}", dbs.url(0));
-    let r = run(["check", "--db", "app", "--format", "json", "--region", &url, "--region", &kv]);
+    let r = run([
+        "check", "--db", "app", "--format", "json", "--region", &url, "--region", &kv,
+    ]);
     code(&r, 1);
     let j = r.json();
     assert_eq!(j["regions"], json!([E, W]), "--region order: {j}");
@@ -206,10 +282,24 @@ async fn contract_region_flag_forms_and_override() {
 
     // key=value without dbname: --db names the database.
     let kv_nodb = format!("{W}=host=127.0.0.1 port=5432 user=postgres");
-    let r = run(["check", "--db", dbs.name(1), "--format", "json", "--region", &url, "--region", &kv_nodb]);
+    let r = run([
+        "check",
+        "--db",
+        dbs.name(1),
+        "--format",
+        "json",
+        "--region",
+        &url,
+        "--region",
+        &kv_nodb,
+    ]);
     code(&r, 1);
     let j = r.json();
-    assert_eq!(table(&j, "public.t")["row_counts"], json!({E: 2, W: 1}), "{j}");
+    assert_eq!(
+        table(&j, "public.t")["row_counts"],
+        json!({E: 2, W: 1}),
+        "{j}"
+    );
 
     // A config whose us-east-1 points at a dead port: --region overrides it.
     let dir = tempfile::tempdir().unwrap();
@@ -229,17 +319,35 @@ async fn contract_region_flag_forms_and_override() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_db_picks_node_group() {
     let dbs = TestDbs::new_named("contract_db_group", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'east')").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'west')").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut y = String::from("global:\n  conflict_resolution: last_write_wins\nregions:\n  - name: us-east-1\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\n  - name: us-west-2\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\nreplication:\n  provider: pglogical\n  node_groups:\n");
-    y.push_str(&node_group("db_a", &["{table: t, resolution: region_priority, regions: [us-west-2, us-east-1]}"]));
-    y.push_str(&node_group("db_b", &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"]));
+    let mut y = String::from(
+        "global:\n  conflict_resolution: last_write_wins\nregions:\n  - name: us-east-1\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\n  - name: us-west-2\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\nreplication:\n  provider: pglogical\n  node_groups:\n",
+    );
+    y.push_str(&node_group(
+        "db_a",
+        &["{table: t, resolution: region_priority, regions: [us-west-2, us-east-1]}"],
+    ));
+    y.push_str(&node_group(
+        "db_b",
+        &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"],
+    ));
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, y).unwrap();
     for (db, winner, loser) in [("db_a", W, E), ("db_b", E, W)] {
-        let mut a: Vec<String> = vec!["--config".into(), cfg.display().to_string(), "fix".into(), "--dry-run".into(), "--format".into(), "json".into(), "--db".into(), db.into()];
+        let mut a: Vec<String> = vec![
+            "--config".into(),
+            cfg.display().to_string(),
+            "fix".into(),
+            "--dry-run".into(),
+            "--format".into(),
+            "json".into(),
+            "--db".into(),
+            db.into(),
+        ];
         a.extend(dbs.region_args());
         let r = run(&a);
         code(&r, 1);
@@ -288,15 +396,27 @@ async fn contract_check_json_shape_and_keys() {
     assert_eq!(j["database"], "app", "{j}");
     assert_eq!(j["regions"], json!([E, W]));
     assert_eq!(j["consistent"], false);
-    let names: Vec<&str> = j["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    let names: Vec<&str> = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(sorted, vec!["other.same", "public.comp", "public.vault_secrets"], "every user table, schema-qualified, none of the tool's: {j}");
+    assert_eq!(
+        sorted,
+        vec!["other.same", "public.comp", "public.vault_secrets"],
+        "every user table, schema-qualified, none of the tool's: {j}"
+    );
 
     let t = table(&j, "public.vault_secrets");
     assert_eq!(t["key_columns"], json!(["id"]));
     assert_eq!(t["status"], "divergent");
-    assert!(t["message"].is_string(), "non-consistent status carries a message: {t}");
+    assert!(
+        t["message"].is_string(),
+        "non-consistent status carries a message: {t}"
+    );
     assert_eq!(t["row_counts"], json!({E: 3, W: 2}));
     assert_eq!(t["difference_count"], 2);
     assert_eq!(t["differences"].as_array().unwrap().len(), 2);
@@ -305,7 +425,10 @@ async fn contract_check_json_shape_and_keys() {
     assert_eq!(d42["changed_columns"], json!([]));
     let d7 = diff(t, &json!({"id": 7}));
     assert_eq!(d7["missing_in"], json!([]));
-    assert_eq!(strs(&d7["changed_columns"]), vec!["last_updated_at", "secret"]);
+    assert_eq!(
+        strs(&d7["changed_columns"]),
+        vec!["last_updated_at", "secret"]
+    );
     assert!(d7["key"]["id"].is_i64(), "integer key as JSON number: {d7}");
 
     let c = table(&j, "public.comp");
@@ -320,17 +443,36 @@ async fn contract_check_json_shape_and_keys() {
     assert_eq!(dc["changed_columns"], json!(["v"]));
 
     let s = table(&j, "other.same");
-    assert_eq!(s["status"], "consistent", "different TimeZone/DateStyle/extra_float_digits must not make equal rows differ: {s}");
+    assert_eq!(
+        s["status"], "consistent",
+        "different TimeZone/DateStyle/extra_float_digits must not make equal rows differ: {s}"
+    );
     assert_eq!(s["difference_count"], 0);
     assert_eq!(s["differences"], json!([]));
 
     // --table filters (repeatable, unqualified or qualified), consistent → exit 0.
-    let r = go(&dbs, None, &["check", "--format", "json", "--table", "other.same"]);
+    let r = go(
+        &dbs,
+        None,
+        &["check", "--format", "json", "--table", "other.same"],
+    );
     code(&r, 0);
     let j = r.json();
     assert_eq!(j["consistent"], true);
     assert_eq!(j["tables"].as_array().unwrap().len(), 1, "{j}");
-    let r = go(&dbs, None, &["check", "--format", "json", "--table", "comp", "--table", "other.same"]);
+    let r = go(
+        &dbs,
+        None,
+        &[
+            "check",
+            "--format",
+            "json",
+            "--table",
+            "comp",
+            "--table",
+            "other.same",
+        ],
+    );
     code(&r, 1);
     assert_eq!(r.json()["tables"].as_array().unwrap().len(), 2);
 }
@@ -358,51 +500,95 @@ async fn contract_check_statuses() {
         &[E, W],
         "",
         "app",
-        &["{table: keyed_by_cfg, resolution: last_write_wins, key_columns: [a, b]}", "{table: excl, resolution: last_write_wins, exclude_columns: [noise]}"],
+        &[
+            "{table: keyed_by_cfg, resolution: last_write_wins, key_columns: [a, b]}",
+            "{table: excl, resolution: last_write_wins, exclude_columns: [noise]}",
+        ],
     );
 
     // Skipped → exit 1, consistent false, message naming how to give key columns.
-    let r = go(&dbs, Some(&cfg), &["check", "--format", "json", "--table", "nokey"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["check", "--format", "json", "--table", "nokey"],
+    );
     code(&r, 1);
     let j = r.json();
     assert_eq!(j["consistent"], false, "{j}");
     let t = table(&j, "public.nokey");
     assert_eq!(t["status"], "skipped", "{j}");
-    let msg = t["message"].as_str().unwrap_or_else(|| panic!("skipped needs a message: {t}"));
-    assert!(msg.contains("key_columns"), "message should say how to name key columns: {msg}");
+    let msg = t["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("skipped needs a message: {t}"));
+    assert!(
+        msg.contains("key_columns"),
+        "message should say how to name key columns: {msg}"
+    );
 
     // key_columns in the config → compared.
-    let r = go(&dbs, Some(&cfg), &["check", "--format", "json", "--table", "keyed_by_cfg"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["check", "--format", "json", "--table", "keyed_by_cfg"],
+    );
     code(&r, 0);
     let t = table(&r.json(), "public.keyed_by_cfg").clone();
     assert_eq!(t["status"], "consistent", "{t}");
     assert_eq!(t["key_columns"], json!(["a", "b"]));
 
     // exclude_columns.
-    let r = go(&dbs, Some(&cfg), &["check", "--format", "json", "--table", "excl"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["check", "--format", "json", "--table", "excl"],
+    );
     code(&r, 0);
     assert_eq!(table(&r.json(), "public.excl")["status"], "consistent");
     // Without the config, the excluded column differs.
-    let r = go(&dbs, None, &["check", "--format", "json", "--table", "excl"]);
+    let r = go(
+        &dbs,
+        None,
+        &["check", "--format", "json", "--table", "excl"],
+    );
     code(&r, 1);
     let j = r.json();
-    assert_eq!(diff(table(&j, "public.excl"), &json!({"id": 1}))["changed_columns"], json!(["noise"]));
+    assert_eq!(
+        diff(table(&j, "public.excl"), &json!({"id": 1}))["changed_columns"],
+        json!(["noise"])
+    );
 
     // schema_mismatch lists the differing columns.
-    let r = go(&dbs, Some(&cfg), &["check", "--format", "json", "--table", "typed"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["check", "--format", "json", "--table", "typed"],
+    );
     code(&r, 1);
     let j = r.json();
     let t = table(&j, "public.typed");
     assert_eq!(t["status"], "schema_mismatch", "{j}");
     let text = t.to_string();
-    let msg = t["message"].as_str().unwrap_or_else(|| panic!("schema_mismatch needs a message: {t}"));
+    let msg = t["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("schema_mismatch needs a message: {t}"));
     assert!(!msg.is_empty());
     assert!(text.contains("\"n\"") || msg.contains('n'), "{t}");
-    assert!(text.contains("extra"), "the missing column must be listed: {t}");
-    assert!(msg.contains("extra") && msg.contains(" n") || text.contains("extra") && text.contains("\"n\""), "{t}");
+    assert!(
+        text.contains("extra"),
+        "the missing column must be listed: {t}"
+    );
+    assert!(
+        msg.contains("extra") && msg.contains(" n")
+            || text.contains("extra") && text.contains("\"n\""),
+        "{t}"
+    );
 
     // Column order alone is no mismatch.
-    let r = go(&dbs, Some(&cfg), &["check", "--format", "json", "--table", "ordered"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["check", "--format", "json", "--table", "ordered"],
+    );
     code(&r, 0);
     assert_eq!(table(&r.json(), "public.ordered")["status"], "consistent");
 }
@@ -411,9 +597,12 @@ async fn contract_check_statuses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_three_regions_changed_columns() {
     let dbs = TestDbs::new_named("contract_three_regions", &[E, W, "eu-west-1"]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, a text, b text)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'a1', 'b'), (2, 'x', 'b')").await;
-    dbs.exec(1, "INSERT INTO t VALUES (1, 'a2', 'b'), (2, 'x', 'b')").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, a text, b text)")
+        .await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'a1', 'b'), (2, 'x', 'b')")
+        .await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'a2', 'b'), (2, 'x', 'b')")
+        .await;
     dbs.exec(2, "INSERT INTO t VALUES (2, 'x', 'B')").await;
     let r = go(&dbs, None, &["check", "--format", "json"]);
     code(&r, 1);
@@ -434,12 +623,24 @@ async fn contract_three_regions_changed_columns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_in_flight() {
     let dbs = TestDbs::new_named("contract_in_flight", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)")
+        .await;
     // id 1 changed just now in us-east-1; id 2 inserted just now, not yet in us-west-2.
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'new', now()), (2, 'fresh insert', now())").await;
-    dbs.exec(1, "INSERT INTO t VALUES (1, 'old', '2024-01-01')").await;
+    dbs.exec(
+        0,
+        "INSERT INTO t VALUES (1, 'new', now()), (2, 'fresh insert', now())",
+    )
+    .await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'old', '2024-01-01')")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 300\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 300\n",
+        "app",
+        &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"],
+    );
 
     let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
     code(&r, 0);
@@ -451,16 +652,37 @@ async fn contract_in_flight() {
     let d = diff(t, &json!({"id": 1}));
     assert_eq!(d["in_flight"], true, "{t}");
     let d = diff(t, &json!({"id": 2}));
-    assert_eq!(d["in_flight"], true, "a fresh insert not yet replicated is in flight: {t}");
+    assert_eq!(
+        d["in_flight"], true,
+        "a fresh insert not yet replicated is in flight: {t}"
+    );
     assert_eq!(d["missing_in"], json!([W]));
 
     // A shorter window (the row is still younger than it) keeps the pause short.
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 20\n",
+        "app",
+        &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     // In flight alone is not a difference: fix has nothing to do now.
     code(&r, 0);
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t WHERE id = 1").await.as_deref(), Some("old"), "fix must leave an in-flight row: {}", r.stdout);
-    assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM t").await, 1, "fix must leave an in-flight insert: {}", r.stdout);
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("old"),
+        "fix must leave an in-flight row: {}",
+        r.stdout
+    );
+    assert_eq!(
+        count(&dbs, 1, "SELECT count(*)::text FROM t").await,
+        1,
+        "fix must leave an in-flight insert: {}",
+        r.stdout
+    );
 
     // No config: window 0 → divergent.
     let r = go(&dbs, None, &["check", "--format", "json"]);
@@ -488,8 +710,20 @@ async fn contract_ties_and_nulls() {
         "{table: nul, resolution: last_write_wins, tracking_column: updated_at}",
         "{table: nulf, resolution: first_write_wins, tracking_column: updated_at}",
     ];
-    let cfg_we = write_cfg(dir.path(), &[W, E], "  max_replication_lag_seconds: 0\n", "app", &rules);
-    let cfg_ew = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &rules);
+    let cfg_we = write_cfg(
+        dir.path(),
+        &[W, E],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &rules,
+    );
+    let cfg_ew = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &rules,
+    );
 
     for (cfg, first) in [(&cfg_we, W), (&cfg_ew, E)] {
         let r = go(&dbs, Some(cfg), &["fix", "--dry-run", "--format", "json"]);
@@ -497,13 +731,25 @@ async fn contract_ties_and_nulls() {
         let j = r.json();
         let a = actions_for(table(&j, "public.tie"), &json!({"id": 1}));
         assert_eq!(a.len(), 1, "{j}");
-        assert_eq!(a[0]["winner_region"], first, "tie must go to the first region in the config: {j}");
+        assert_eq!(
+            a[0]["winner_region"], first,
+            "tie must go to the first region in the config: {j}"
+        );
         let by = a[0]["decided_by"].as_str().unwrap_or("");
-        assert!(by.starts_with("tiebreak:"), "a tie is decided_by tiebreak:<rule>: {j}");
+        assert!(
+            by.starts_with("tiebreak:"),
+            "a tie is decided_by tiebreak:<rule>: {j}"
+        );
         let a = actions_for(table(&j, "public.nul"), &json!({"id": 1}));
-        assert_eq!(a[0]["winner_region"], W, "NULL is older than any value (last_write_wins): {j}");
+        assert_eq!(
+            a[0]["winner_region"], W,
+            "NULL is older than any value (last_write_wins): {j}"
+        );
         let a = actions_for(table(&j, "public.nulf"), &json!({"id": 1}));
-        assert_eq!(a[0]["winner_region"], E, "NULL is older than any value (first_write_wins): {j}");
+        assert_eq!(
+            a[0]["winner_region"], E,
+            "NULL is older than any value (first_write_wins): {j}"
+        );
     }
     // A config naming no regions: --region flag order decides the tie.
     let noreg = dir.path().join("noregions.yaml");
@@ -513,7 +759,16 @@ async fn contract_ties_and_nulls() {
     )
     .unwrap();
     for order in [[0usize, 1], [1, 0]] {
-        let mut a: Vec<String> = vec!["--config".into(), noreg.display().to_string(), "fix".into(), "--dry-run".into(), "--format".into(), "json".into(), "--db".into(), "app".into()];
+        let mut a: Vec<String> = vec![
+            "--config".into(),
+            noreg.display().to_string(),
+            "fix".into(),
+            "--dry-run".into(),
+            "--format".into(),
+            "json".into(),
+            "--db".into(),
+            "app".into(),
+        ];
         for i in order {
             a.push("--region".into());
             a.push(format!("{}={}", dbs.region(i), dbs.url(i)));
@@ -523,7 +778,10 @@ async fn contract_ties_and_nulls() {
         let j = r.json();
         let first = dbs.region(order[0]);
         let acts = actions_for(table(&j, "public.tie"), &json!({"id": 1}));
-        assert_eq!(acts[0]["winner_region"], first, "tie must go to the first --region: {j}");
+        assert_eq!(
+            acts[0]["winner_region"], first,
+            "tie must go to the first --region: {j}"
+        );
     }
 }
 
@@ -534,17 +792,25 @@ async fn contract_ties_and_nulls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_check_record() {
     let dbs = TestDbs::new_named("contract_check_record", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'only east')").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'only east')")
+        .await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'b')").await;
     let r = go(&dbs, None, &["check", "--format", "json"]);
     code(&r, 1);
-    assert!(!has_conflicts_table(&dbs, 0).await && !has_conflicts_table(&dbs, 1).await, "check without --record must write nothing");
+    assert!(
+        !has_conflicts_table(&dbs, 0).await && !has_conflicts_table(&dbs, 1).await,
+        "check without --record must write nothing"
+    );
     code(&go(&dbs, None, &["init"]), 0);
     let r = go(&dbs, None, &["check"]);
     code(&r, 1);
     for i in 0..2 {
-        assert_eq!(count(&dbs, i, "SELECT count(*)::text FROM replication_conflicts").await, 0);
+        assert_eq!(
+            count(&dbs, i, "SELECT count(*)::text FROM replication_conflicts").await,
+            0
+        );
     }
     let r = go(&dbs, None, &["check", "--record", "--format", "json"]);
     code(&r, 1);
@@ -555,16 +821,29 @@ async fn contract_check_record() {
             "SELECT count(*)::text FROM replication_conflicts WHERE key = '{\"id\": 1}' AND table_name = 'public.t' AND resolved_at IS NULL",
         )
         .await;
-        assert!(n >= 1, "region {i}: the changed row must be recorded unresolved");
+        assert!(
+            n >= 1,
+            "region {i}: the changed row must be recorded unresolved"
+        );
         let n = count(&dbs, i, "SELECT count(*)::text FROM replication_conflicts WHERE key = '{\"id\": 2}' AND resolved_at IS NULL").await;
         assert!(n >= 1, "region {i}: the missing row involves both regions");
-        let lr = one(&dbs, i, "SELECT local_region FROM replication_conflicts LIMIT 1").await;
+        let lr = one(
+            &dbs,
+            i,
+            "SELECT local_region FROM replication_conflicts LIMIT 1",
+        )
+        .await;
         assert_eq!(lr.as_deref(), Some(dbs.region(i)));
         let run_ids = count(&dbs, i, "SELECT count(DISTINCT run_id)::text FROM replication_conflicts WHERE run_id IS NOT NULL").await;
         assert_eq!(run_ids, 1, "one run id per check run");
     }
     // Data untouched.
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t WHERE id = 1").await.as_deref(), Some("b"));
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("b")
+    );
     assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM t").await, 1);
 }
 
@@ -573,8 +852,20 @@ async fn contract_check_record() {
 // ---------------------------------------------------------------------------------------
 
 const CONFLICT_COLUMNS: [&str; 14] = [
-    "id", "created_at", "table_name", "key", "conflict_type", "local_region", "remote_region", "local_row", "remote_row", "resolution",
-    "winner_region", "decided_by", "resolved_at", "run_id",
+    "id",
+    "created_at",
+    "table_name",
+    "key",
+    "conflict_type",
+    "local_region",
+    "remote_region",
+    "local_row",
+    "remote_row",
+    "resolution",
+    "winner_region",
+    "decided_by",
+    "resolved_at",
+    "run_id",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -594,15 +885,28 @@ async fn contract_conflicts_listing() {
             if resolved { "now()" } else { "NULL" }
         )
     };
-    dbs.exec(0, &(ins(E, "now() - interval '3 hours'", "public.a", true, 1) + &ins(E, "now() - interval '10 minutes'", "public.b", false, 2))).await;
-    dbs.exec(1, &(ins(W, "now() - interval '5 minutes'", "public.a", false, 3) + &ins(W, "now() - interval '2 days'", "public.b", false, 4))).await;
+    dbs.exec(
+        0,
+        &(ins(E, "now() - interval '3 hours'", "public.a", true, 1)
+            + &ins(E, "now() - interval '10 minutes'", "public.b", false, 2)),
+    )
+    .await;
+    dbs.exec(
+        1,
+        &(ins(W, "now() - interval '5 minutes'", "public.a", false, 3)
+            + &ins(W, "now() - interval '2 days'", "public.b", false, 4)),
+    )
+    .await;
 
     let list = |extra: &[&str]| -> Vec<J> {
         let mut a = vec!["conflicts", "--format", "json"];
         a.extend_from_slice(extra);
         let r = go(&dbs, None, &a);
         code(&r, 0);
-        r.json()["conflicts"].as_array().unwrap_or_else(|| panic!("{}", r.stdout)).clone()
+        r.json()["conflicts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.stdout))
+            .clone()
     };
     let all = list(&[]);
     assert_eq!(all.len(), 4);
@@ -612,24 +916,59 @@ async fn contract_conflicts_listing() {
         }
     }
     let keys: Vec<J> = all.iter().map(|c| c["key"]["id"].clone()).collect();
-    assert_eq!(keys, vec![json!(3), json!(2), json!(1), json!(4)], "newest first: {all:?}");
+    assert_eq!(
+        keys,
+        vec![json!(3), json!(2), json!(1), json!(4)],
+        "newest first: {all:?}"
+    );
     assert_eq!(all[0]["region"], W);
     assert_eq!(all[1]["region"], E);
-    assert_eq!(all[0]["local_row"], json!({"id": 3, "v": "l"}), "jsonb as JSON");
+    assert_eq!(
+        all[0]["local_row"],
+        json!({"id": 3, "v": "l"}),
+        "jsonb as JSON"
+    );
     assert_eq!(all[0]["resolved_at"], J::Null);
     assert_eq!(all[0]["run_id"], "run-3");
 
     let in_e = list(&["--in", E]);
-    assert_eq!(in_e.iter().map(|c| c["key"]["id"].clone()).collect::<Vec<_>>(), vec![json!(2), json!(1)]);
+    assert_eq!(
+        in_e.iter()
+            .map(|c| c["key"]["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(2), json!(1)]
+    );
     assert!(in_e.iter().all(|c| c["region"] == E));
     let ta = list(&["--table", "public.a"]);
-    assert_eq!(ta.iter().map(|c| c["key"]["id"].clone()).collect::<Vec<_>>(), vec![json!(3), json!(1)]);
+    assert_eq!(
+        ta.iter()
+            .map(|c| c["key"]["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(3), json!(1)]
+    );
     let since = list(&["--since", "1h"]);
-    assert_eq!(since.iter().map(|c| c["key"]["id"].clone()).collect::<Vec<_>>(), vec![json!(3), json!(2)]);
+    assert_eq!(
+        since
+            .iter()
+            .map(|c| c["key"]["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(3), json!(2)]
+    );
     let unres = list(&["--unresolved"]);
-    assert_eq!(unres.iter().map(|c| c["key"]["id"].clone()).collect::<Vec<_>>(), vec![json!(3), json!(2), json!(4)]);
+    assert_eq!(
+        unres
+            .iter()
+            .map(|c| c["key"]["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(3), json!(2), json!(4)]
+    );
     let lim = list(&["--limit", "2"]);
-    assert_eq!(lim.iter().map(|c| c["key"]["id"].clone()).collect::<Vec<_>>(), vec![json!(3), json!(2)]);
+    assert_eq!(
+        lim.iter()
+            .map(|c| c["key"]["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(3), json!(2)]
+    );
     let combo = list(&["--unresolved", "--since", "1h", "--in", W]);
     assert_eq!(combo.len(), 1);
     // Human output exits 0 too.
@@ -647,8 +986,20 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
     dbs.exec(0, "INSERT INTO vault_secrets VALUES (7, 'new', '{\"k\": 1}', '2024-06-01 00:00:00+00'), (42, 'east only', NULL, '2024-01-01 00:00:00+00')").await;
     dbs.exec(1, "INSERT INTO vault_secrets VALUES (7, 'old', '{\"k\": 0}', '2024-01-01 00:00:00+00'), (43, 'west only', NULL, '2024-01-01 00:00:00+00')").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated_at}"]);
-    let before_w = one(&dbs, 1, "SELECT to_jsonb(v)::text FROM vault_secrets v WHERE id = 7").await.unwrap();
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated_at}"],
+    );
+    let before_w = one(
+        &dbs,
+        1,
+        "SELECT to_jsonb(v)::text FROM vault_secrets v WHERE id = 7",
+    )
+    .await
+    .unwrap();
 
     // Dry run: the full shape, nothing changed anywhere (no replication_conflicts created).
     let r = go(&dbs, Some(&cfg), &["fix", "--dry-run", "--format", "json"]);
@@ -659,7 +1010,10 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
     assert_eq!(j["consistent"], false, "dry run with differences: {j}");
     let t = table(&j, "public.vault_secrets");
     assert_eq!(t["resolution"], "last_write_wins");
-    assert!(t["applied"].is_number() && t["unresolved"].is_number(), "{t}");
+    assert!(
+        t["applied"].is_number() && t["unresolved"].is_number(),
+        "{t}"
+    );
     let a7 = actions_for(t, &json!({"id": 7}));
     assert_eq!(a7.len(), 1, "{t}");
     assert_eq!(a7[0]["region"], W);
@@ -669,15 +1023,33 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
     let a42 = actions_for(t, &json!({"id": 42}));
     assert_eq!(a42.len(), 1, "{t}");
     assert_eq!(a42[0]["region"], W);
-    assert_eq!(a42[0]["action"], "insert", "a row in only some regions is copied, never deleted: {t}");
+    assert_eq!(
+        a42[0]["action"], "insert",
+        "a row in only some regions is copied, never deleted: {t}"
+    );
     let a43 = actions_for(t, &json!({"id": 43}));
     assert_eq!(a43[0]["region"], E);
     assert_eq!(a43[0]["action"], "insert");
     for i in 0..2 {
-        assert!(!has_conflicts_table(&dbs, i).await, "--dry-run must not create replication_conflicts");
+        assert!(
+            !has_conflicts_table(&dbs, i).await,
+            "--dry-run must not create replication_conflicts"
+        );
     }
-    assert_eq!(one(&dbs, 1, "SELECT to_jsonb(v)::text FROM vault_secrets v WHERE id = 7").await.unwrap(), before_w);
-    assert_eq!(count(&dbs, 0, "SELECT count(*)::text FROM vault_secrets").await, 2);
+    assert_eq!(
+        one(
+            &dbs,
+            1,
+            "SELECT to_jsonb(v)::text FROM vault_secrets v WHERE id = 7"
+        )
+        .await
+        .unwrap(),
+        before_w
+    );
+    assert_eq!(
+        count(&dbs, 0, "SELECT count(*)::text FROM vault_secrets").await,
+        2
+    );
 
     // Real fix.
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
@@ -690,9 +1062,18 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
     assert_eq!(t["applied"], 3, "{t}");
     assert_eq!(t["unresolved"], 0);
     for i in 0..2 {
-        assert_eq!(count(&dbs, i, "SELECT count(*)::text FROM vault_secrets").await, 3, "copied, never deleted");
+        assert_eq!(
+            count(&dbs, i, "SELECT count(*)::text FROM vault_secrets").await,
+            3,
+            "copied, never deleted"
+        );
     }
-    assert_eq!(one(&dbs, 1, "SELECT secret FROM vault_secrets WHERE id = 7").await.as_deref(), Some("new"));
+    assert_eq!(
+        one(&dbs, 1, "SELECT secret FROM vault_secrets WHERE id = 7")
+            .await
+            .as_deref(),
+        Some("new")
+    );
     // Nothing lost: the overwritten row's full image in local_row, in that region.
     let rec = dbs
         .query_texts(
@@ -702,15 +1083,30 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
         .await;
     let before: J = serde_json::from_str(&before_w).unwrap();
     assert!(
-        rec.iter().flatten().any(|s| serde_json::from_str::<J>(s).unwrap() == before),
+        rec.iter()
+            .flatten()
+            .any(|s| serde_json::from_str::<J>(s).unwrap() == before),
         "local_row must hold the full pre-image {before}: {rec:?}"
     );
     let rec = dbs
         .query_texts(1, "SELECT concat_ws('|', winner_region, decided_by, resolution, run_id, local_region, (resolved_at IS NOT NULL)::text) FROM replication_conflicts WHERE key = '{\"id\": 7}'")
         .await;
-    assert!(rec.iter().flatten().any(|s| s == &format!("{E}|last_updated_at|last_write_wins|{run_id}|{W}|true")), "{rec:?}");
-    let rec = dbs.query_texts(1, "SELECT decided_by FROM replication_conflicts WHERE key = '{\"id\": 42}'").await;
-    assert!(rec.iter().flatten().any(|s| s == "missing_row"), "copy decided_by missing_row: {rec:?}");
+    assert!(
+        rec.iter()
+            .flatten()
+            .any(|s| s == &format!("{E}|last_updated_at|last_write_wins|{run_id}|{W}|true")),
+        "{rec:?}"
+    );
+    let rec = dbs
+        .query_texts(
+            1,
+            "SELECT decided_by FROM replication_conflicts WHERE key = '{\"id\": 42}'",
+        )
+        .await;
+    assert!(
+        rec.iter().flatten().any(|s| s == "missing_row"),
+        "copy decided_by missing_row: {rec:?}"
+    );
     // Idempotent.
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     code(&r, 0);
@@ -784,7 +1180,10 @@ async fn contract_fix_rules() {
     assert_eq!(m["applied"], 0, "{m}");
     assert!(m["unresolved"].as_i64().unwrap_or(0) >= 1, "{m}");
     let ma = actions_for(m, &json!({"id": 1}));
-    assert!(!ma.is_empty() && ma.iter().all(|a| a["action"] == "manual"), "{m}");
+    assert!(
+        !ma.is_empty() && ma.iter().all(|a| a["action"] == "manual"),
+        "{m}"
+    );
     assert_eq!(j["consistent"], false);
 
     let v = |i: usize, sql: &'static str| {
@@ -795,19 +1194,53 @@ async fn contract_fix_rules() {
         assert_eq!(v(i, "SELECT v FROM fww").await.as_deref(), Some("east-old"));
         assert_eq!(v(i, "SELECT v FROM tenants").await.as_deref(), Some("west"));
         assert_eq!(v(i, "SELECT v FROM quotas").await.as_deref(), Some("west"));
-        assert_eq!(v(i, "SELECT v FROM feature_flags WHERE id = 1").await.as_deref(), Some("west-v5"));
-        assert_eq!(v(i, "SELECT v FROM feature_flags WHERE id = 2").await.as_deref(), Some("west-v4"));
+        assert_eq!(
+            v(i, "SELECT v FROM feature_flags WHERE id = 1")
+                .await
+                .as_deref(),
+            Some("west-v5")
+        );
+        assert_eq!(
+            v(i, "SELECT v FROM feature_flags WHERE id = 2")
+                .await
+                .as_deref(),
+            Some("west-v4")
+        );
     }
     // manual: data untouched, unresolved records.
-    assert_eq!(v(0, "SELECT v FROM manual_t").await.as_deref(), Some("east"));
-    assert_eq!(v(1, "SELECT v FROM manual_t").await.as_deref(), Some("west"));
+    assert_eq!(
+        v(0, "SELECT v FROM manual_t").await.as_deref(),
+        Some("east")
+    );
+    assert_eq!(
+        v(1, "SELECT v FROM manual_t").await.as_deref(),
+        Some("west")
+    );
     let n = count(&dbs, 0, "SELECT count(*)::text FROM replication_conflicts WHERE table_name = 'public.manual_t' AND resolved_at IS NULL").await
         + count(&dbs, 1, "SELECT count(*)::text FROM replication_conflicts WHERE table_name = 'public.manual_t' AND resolved_at IS NULL").await;
     assert!(n >= 1, "manual records an unresolved conflict");
-    let r = go(&dbs, Some(&cfg), &["conflicts", "--unresolved", "--table", "public.manual_t", "--format", "json"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &[
+            "conflicts",
+            "--unresolved",
+            "--table",
+            "public.manual_t",
+            "--format",
+            "json",
+        ],
+    );
     code(&r, 0);
     let c = r.json();
-    assert!(c["conflicts"].as_array().unwrap().iter().all(|x| x["resolution"] == "manual" || x["resolution"].is_null()), "{c}");
+    assert!(
+        c["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["resolution"] == "manual" || x["resolution"].is_null()),
+        "{c}"
+    );
     assert!(!c["conflicts"].as_array().unwrap().is_empty());
 }
 
@@ -829,15 +1262,42 @@ async fn contract_fix_commit_timestamp() {
         cluster.client(db).await.batch_execute(ddl).await.unwrap();
     }
     // West written first, east later → east is newest.
-    cluster.client("west").await.batch_execute("INSERT INTO t VALUES (1, 'west-older'); INSERT INTO listed VALUES (1, 'west-older')").await.unwrap();
+    cluster
+        .client("west")
+        .await
+        .batch_execute(
+            "INSERT INTO t VALUES (1, 'west-older'); INSERT INTO listed VALUES (1, 'west-older')",
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    cluster.client("east").await.batch_execute("INSERT INTO t VALUES (1, 'east-newer'); INSERT INTO listed VALUES (1, 'east-newer')").await.unwrap();
+    cluster
+        .client("east")
+        .await
+        .batch_execute(
+            "INSERT INTO t VALUES (1, 'east-newer'); INSERT INTO listed VALUES (1, 'east-newer')",
+        )
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[W, E], "  max_replication_lag_seconds: 0\n", "app", &["{table: listed, resolution: last_write_wins}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[W, E],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: listed, resolution: last_write_wins}"],
+    );
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = vec!["--config".into(), cfg.display().to_string()];
         a.extend(extra.iter().map(|s| s.to_string()));
-        a.extend(["--db".into(), "app".into(), "--region".into(), format!("{E}={}", cluster.url("east")), "--region".into(), format!("{W}={}", cluster.url("west"))]);
+        a.extend([
+            "--db".into(),
+            "app".into(),
+            "--region".into(),
+            format!("{E}={}", cluster.url("east")),
+            "--region".into(),
+            format!("{W}={}", cluster.url("west")),
+        ]);
         a
     };
     let r = run(args(&["fix", "--dry-run", "--format", "json"]));
@@ -852,7 +1312,13 @@ async fn contract_fix_commit_timestamp() {
     assert_eq!(table(&j, "public.t")["resolution"], "last_write_wins");
     let r = run(args(&["fix", "--format", "json"]));
     code(&r, 0);
-    let v: String = cluster.client("west").await.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
+    let v: String = cluster
+        .client("west")
+        .await
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "east-newer");
     commit_ts_in_flight_and_custom(&cluster).await;
     drop(cluster);
@@ -891,7 +1357,11 @@ async fn contract_init_columns_idempotent() {
                 &format!("SELECT data_type || '|' || is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'replication_conflicts' AND column_name = '{col}'"),
             )
             .await;
-            assert_eq!(got.as_deref(), Some(format!("{ty}|{nullable}").as_str()), "region {i} column {col}");
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("{ty}|{nullable}").as_str()),
+                "region {i} column {col}"
+            );
         }
         let pk = one(&dbs, i, "SELECT string_agg(a.attname, ',') FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) WHERE x.indrelid = 'public.replication_conflicts'::regclass AND x.indisprimary").await;
         assert_eq!(pk.as_deref(), Some("id"));
@@ -907,9 +1377,19 @@ async fn contract_init_columns_idempotent() {
     let r = go(&dbs, None, &["check", "--format", "json"]);
     code(&r, 0);
     let j = r.json();
-    assert!(j["tables"].as_array().unwrap().iter().all(|t| !t["table"].as_str().unwrap().contains("replication_conflicts")), "{j}");
+    assert!(
+        j["tables"].as_array().unwrap().iter().all(|t| !t["table"]
+            .as_str()
+            .unwrap()
+            .contains("replication_conflicts")),
+        "{j}"
+    );
     code(&go(&dbs, None, &["init"]), 0);
-    assert_eq!(count(&dbs, 0, "SELECT count(*)::text FROM replication_conflicts").await, 1, "init keeps existing records");
+    assert_eq!(
+        count(&dbs, 0, "SELECT count(*)::text FROM replication_conflicts").await,
+        1,
+        "init keeps existing records"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -924,27 +1404,74 @@ async fn contract_errors() {
     let secret = "s3cret";
     let bad = format!("{W}=postgres://postgres:{secret}@127.0.0.1:1/x");
     for cmd in ["check", "fix", "init", "conflicts"] {
-        let r = run([cmd, "--db", "app", "--region", &format!("{E}={}", dbs.url(0)), "--region", &bad]);
+        let r = run([
+            cmd,
+            "--db",
+            "app",
+            "--region",
+            &format!("{E}={}", dbs.url(0)),
+            "--region",
+            &bad,
+        ]);
         r.assert_one_line_error();
-        assert!(r.stderr.contains(W), "{cmd}: must name the region: {}", r.stderr);
-        assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret), "{cmd}: password leaked: {} {}", r.stderr, r.stdout);
-        let r = run([cmd, "--db", "app", "--format", "json", "--region", &format!("{E}={}", dbs.url(0)), "--region", &bad]);
+        assert!(
+            r.stderr.contains(W),
+            "{cmd}: must name the region: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains(secret) && !r.stdout.contains(secret),
+            "{cmd}: password leaked: {} {}",
+            r.stderr,
+            r.stdout
+        );
+        let r = run([
+            cmd,
+            "--db",
+            "app",
+            "--format",
+            "json",
+            "--region",
+            &format!("{E}={}", dbs.url(0)),
+            "--region",
+            &bad,
+        ]);
         r.assert_one_line_error();
-        assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret), "{cmd} json: password leaked");
+        assert!(
+            !r.stderr.contains(secret) && !r.stdout.contains(secret),
+            "{cmd} json: password leaked"
+        );
     }
     // key=value with password.
-    let r = run(["check", "--db", "app", "--region", &format!("{W}=host=127.0.0.1 port=1 user=postgres password={secret} dbname=x")]);
+    let r = run([
+        "check",
+        "--db",
+        "app",
+        "--region",
+        &format!("{W}=host=127.0.0.1 port=1 user=postgres password={secret} dbname=x"),
+    ]);
     r.assert_one_line_error();
-    assert!(r.stderr.contains(W) && !r.stderr.contains(secret), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(W) && !r.stderr.contains(secret),
+        "{}",
+        r.stderr
+    );
 
     // Missing config file names the file.
     let missing = dir.path().join("nope.yaml");
-    let r = run(["--config", missing.to_str().unwrap(), "check", "--db", "app"]);
+    let r = run([
+        "--config",
+        missing.to_str().unwrap(),
+        "check",
+        "--db",
+        "app",
+    ]);
     r.assert_one_line_error();
     assert!(r.stderr.contains("nope.yaml"), "{}", r.stderr);
     // Same via the environment.
     let mut cmd = eden();
-    cmd.env("EDEN_RECONCILE_CONFIG", &missing).args(["check", "--db", "app"]);
+    cmd.env("EDEN_RECONCILE_CONFIG", &missing)
+        .args(["check", "--db", "app"]);
     let r = run_cmd(&mut cmd);
     r.assert_one_line_error();
     assert!(r.stderr.contains("nope.yaml"), "{}", r.stderr);
@@ -955,7 +1482,13 @@ async fn contract_errors() {
     r.assert_one_line_error();
     assert!(r.stderr.contains("broken.yaml"), "{}", r.stderr);
     // An unknown resolution name names the table.
-    let cfg = write_cfg(dir.path(), &[E, W], "", "app", &["{table: t, resolution: coin_flip}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "",
+        "app",
+        &["{table: t, resolution: coin_flip}"],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--dry-run"]);
     r.assert_one_line_error();
     assert!(r.stderr.contains('t'), "{}", r.stderr);
@@ -995,20 +1528,29 @@ async fn contract_key_rendering_other_types() {
     code(&r, 1);
     let j = r.json();
     assert_eq!(
-        diff(table(&j, "public.k"), &json!({"s": 3, "n": "1.50", "d": "2024-02-29", "ts": "2024-01-01 10:11:12.5", "tz": "2024-07-01 12:34:56.789+00"}))["missing_in"],
+        diff(
+            table(&j, "public.k"),
+            &json!({"s": 3, "n": "1.50", "d": "2024-02-29", "ts": "2024-01-01 10:11:12.5", "tz": "2024-07-01 12:34:56.789+00"})
+        )["missing_in"],
         json!([W]),
         "{j}"
     );
     let kb = table(&j, "public.kb");
-    assert_eq!(kb["differences"][0]["key"], json!({"x": "\\x0102", "ip": "10.1.2.3/16"}), "bytea/inet as PostgreSQL prints them: {kb}");
+    assert_eq!(
+        kb["differences"][0]["key"],
+        json!({"x": "\\x0102", "ip": "10.1.2.3/16"}),
+        "bytea/inet as PostgreSQL prints them: {kb}"
+    );
 }
 
 /// A boolean key is printed as PostgreSQL prints it: `t` / `f`.
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_key_rendering_bool() {
     let dbs = TestDbs::new_named("contract_key_bool", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE kb (b bool PRIMARY KEY, v int)").await;
-    dbs.exec(0, "INSERT INTO kb VALUES (true, 1), (false, 2)").await;
+    dbs.exec_all("CREATE TABLE kb (b bool PRIMARY KEY, v int)")
+        .await;
+    dbs.exec(0, "INSERT INTO kb VALUES (true, 1), (false, 2)")
+        .await;
     let r = go(&dbs, None, &["check", "--format", "json"]);
     code(&r, 1);
     let j = r.json();
@@ -1022,22 +1564,51 @@ async fn contract_key_rendering_bool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_partial_region_override() {
     let dbs = TestDbs::new_named("contract_partial_override", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'a')").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_cfg(dir.path(), &[E, W], "", dbs.name(0), &[]);
     let w = format!("{W}={}", dbs.url(1));
-    let r = run(["--config", cfg.to_str().unwrap(), "check", "--format", "json", "--db", dbs.name(0), "--region", &w]);
+    let r = run([
+        "--config",
+        cfg.to_str().unwrap(),
+        "check",
+        "--format",
+        "json",
+        "--db",
+        dbs.name(0),
+        "--region",
+        &w,
+    ]);
     code(&r, 1);
     let j = r.json();
-    assert_eq!(table(&j, "public.t")["row_counts"], json!({E: 2, W: 1}), "{j}");
+    assert_eq!(
+        table(&j, "public.t")["row_counts"],
+        json!({E: 2, W: 1}),
+        "{j}"
+    );
     // URL without a database: --db.
     let e_nodb = format!("{E}=postgres://postgres@127.0.0.1:5432");
-    let r = run(["check", "--format", "json", "--db", dbs.name(1), "--region", &e_nodb, "--region", &format!("{W}={}", dbs.url(0))]);
+    let r = run([
+        "check",
+        "--format",
+        "json",
+        "--db",
+        dbs.name(1),
+        "--region",
+        &e_nodb,
+        "--region",
+        &format!("{W}={}", dbs.url(0)),
+    ]);
     code(&r, 1);
     let j = r.json();
-    assert_eq!(table(&j, "public.t")["row_counts"], json!({E: 1, W: 2}), "{j}");
+    assert_eq!(
+        table(&j, "public.t")["row_counts"],
+        json!({E: 1, W: 2}),
+        "{j}"
+    );
 }
 
 /// libpq habits: PGUSER/PGPASSWORD/PGHOST/PGPORT and ~/.pgpass when the config gives none;
@@ -1047,9 +1618,16 @@ async fn contract_libpq_env_and_pgpass() {
     use eden_test_util::{ClusterOptions, TestCluster};
     let pw = "Sup3rS3cretPw";
     let cluster = tokio::task::spawn_blocking(move || {
-        let c = TestCluster::start(ClusterOptions::new().password(pw).hba_line("host all all 127.0.0.1/32 scram-sha-256"));
+        let c = TestCluster::start(
+            ClusterOptions::new()
+                .password(pw)
+                .hba_line("host all all 127.0.0.1/32 scram-sha-256"),
+        );
         c.psql("postgres", "CREATE DATABASE app; ");
-        c.psql("app", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+        c.psql(
+            "app",
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)",
+        );
         c
     })
     .await
@@ -1076,10 +1654,21 @@ async fn contract_libpq_env_and_pgpass() {
     // PGUSER + PGPASSWORD.
     let mut cmd = eden();
     bare(&mut cmd);
-    cmd.env("PGUSER", "postgres").env("PGPASSWORD", pw).args(["--config", cfg.to_str().unwrap(), "check", "--db", "app", "--format", "json"]);
+    cmd.env("PGUSER", "postgres").env("PGPASSWORD", pw).args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "check",
+        "--db",
+        "app",
+        "--format",
+        "json",
+    ]);
     let r = run_cmd(&mut cmd);
     code(&r, 0);
-    assert_eq!(table(&r.json(), "public.t")["row_counts"], json!({E: 1, W: 1}));
+    assert_eq!(
+        table(&r.json(), "public.t")["row_counts"],
+        json!({E: 1, W: 1})
+    );
     // ~/.pgpass.
     let pgpass = home.path().join(".pgpass");
     std::fs::write(&pgpass, format!("127.0.0.1:{port}:*:postgres:{pw}\n")).unwrap();
@@ -1089,32 +1678,42 @@ async fn contract_libpq_env_and_pgpass() {
     }
     let mut cmd = eden();
     bare(&mut cmd);
-    cmd.env("PGUSER", "postgres").args(["--config", cfg.to_str().unwrap(), "check", "--db", "app"]);
+    cmd.env("PGUSER", "postgres")
+        .args(["--config", cfg.to_str().unwrap(), "check", "--db", "app"]);
     let r = run_cmd(&mut cmd);
     code(&r, 0);
     // PGHOST/PGPORT with a bare key=value region.
     let mut cmd = eden();
     bare(&mut cmd);
-    cmd.env("PGUSER", "postgres").env("PGHOST", "127.0.0.1").env("PGPORT", &port).args([
-        "check",
-        "--db",
-        "app",
-        "--region",
-        "a=dbname=app",
-        "--region",
-        "b=dbname=app",
-    ]);
+    cmd.env("PGUSER", "postgres")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .args([
+            "check",
+            "--db",
+            "app",
+            "--region",
+            "a=dbname=app",
+            "--region",
+            "b=dbname=app",
+        ]);
     let r = run_cmd(&mut cmd);
     code(&r, 0);
     std::fs::remove_file(&pgpass).unwrap();
     // Wrong password: exit 2, region named, no password.
     let mut cmd = eden();
     bare(&mut cmd);
-    cmd.env("PGUSER", "postgres").env("PGPASSWORD", "WrongPassw0rd").args(["--config", cfg.to_str().unwrap(), "check", "--db", "app"]);
+    cmd.env("PGUSER", "postgres")
+        .env("PGPASSWORD", "WrongPassw0rd")
+        .args(["--config", cfg.to_str().unwrap(), "check", "--db", "app"]);
     let r = run_cmd(&mut cmd);
     r.assert_one_line_error();
     assert!(r.stderr.contains(E) || r.stderr.contains(W), "{}", r.stderr);
-    assert!(!r.stderr.contains("WrongPassw0rd") && !r.stderr.contains(pw), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("WrongPassw0rd") && !r.stderr.contains(pw),
+        "{}",
+        r.stderr
+    );
     drop(cluster);
 }
 
@@ -1124,20 +1723,56 @@ async fn contract_odd_identifiers() {
     let dbs = TestDbs::new_named("contract_odd_idents", &[E, W]).await;
     dbs.exec_all("CREATE SCHEMA \"My Schema\"; CREATE TABLE \"My Schema\".\"Odd Table\" (\"Id\" int PRIMARY KEY, \"Val ue\" text, \"updatedAt\" timestamptz)").await;
     dbs.exec(0, "INSERT INTO \"My Schema\".\"Odd Table\" VALUES (1, 'new', '2024-06-01'), (2, 'only east', '2024-01-01')").await;
-    dbs.exec(1, "INSERT INTO \"My Schema\".\"Odd Table\" VALUES (1, 'old', '2024-01-01')").await;
+    dbs.exec(
+        1,
+        "INSERT INTO \"My Schema\".\"Odd Table\" VALUES (1, 'old', '2024-01-01')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: '\"My Schema\".\"Odd Table\"', resolution: last_write_wins, tracking_column: updatedAt}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &[
+            "{table: '\"My Schema\".\"Odd Table\"', resolution: last_write_wins, tracking_column: updatedAt}",
+        ],
+    );
     let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
     code(&r, 1);
     let j = r.json();
     let t = &j["tables"][0];
     assert_eq!(t["key_columns"], json!(["Id"]), "{j}");
     assert_eq!(t["difference_count"], 2, "{j}");
-    assert_eq!(diff(t, &json!({"Id": 1}))["changed_columns"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(
+        diff(t, &json!({"Id": 1}))["changed_columns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{j}"
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     code(&r, 0);
-    assert_eq!(one(&dbs, 1, "SELECT \"Val ue\" FROM \"My Schema\".\"Odd Table\" WHERE \"Id\" = 1").await.as_deref(), Some("new"));
-    assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM \"My Schema\".\"Odd Table\"").await, 2);
+    assert_eq!(
+        one(
+            &dbs,
+            1,
+            "SELECT \"Val ue\" FROM \"My Schema\".\"Odd Table\" WHERE \"Id\" = 1"
+        )
+        .await
+        .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        count(
+            &dbs,
+            1,
+            "SELECT count(*)::text FROM \"My Schema\".\"Odd Table\""
+        )
+        .await,
+        2
+    );
 }
 
 /// Fix details: remote_row is the winner's image, local_row is null where the row was absent,
@@ -1148,39 +1783,93 @@ async fn contract_fix_records_and_scope() {
     dbs.exec_all("CREATE TABLE a (id int PRIMARY KEY, v text, at timestamptz); CREATE TABLE b (id int PRIMARY KEY, v text, at timestamptz)").await;
     dbs.exec(0, "INSERT INTO a VALUES (1, 'win', '2024-06-01'), (2, 'east', '2024-01-01'); INSERT INTO b VALUES (1, 'east', '2024-01-01')").await;
     dbs.exec(1, "INSERT INTO a VALUES (1, 'lose', '2024-01-01'); INSERT INTO b VALUES (1, 'west', '2024-02-01')").await;
-    dbs.exec(2, "INSERT INTO a VALUES (1, 'lose2', '2023-01-01'), (2, 'east', '2024-01-01')").await;
+    dbs.exec(
+        2,
+        "INSERT INTO a VALUES (1, 'lose2', '2023-01-01'), (2, 'east', '2024-01-01')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_cfg(
         dir.path(),
         &[E, W, "eu-west-1"],
         "  max_replication_lag_seconds: 0\n",
         "app",
-        &["{table: a, resolution: last_write_wins, tracking_column: at}", "{table: b, resolution: last_write_wins, tracking_column: at}"],
+        &[
+            "{table: a, resolution: last_write_wins, tracking_column: at}",
+            "{table: b, resolution: last_write_wins, tracking_column: at}",
+        ],
     );
-    let win_image: J = serde_json::from_str(&one(&dbs, 0, "SELECT to_jsonb(x)::text FROM a x WHERE id = 1").await.unwrap()).unwrap();
-    let r = go(&dbs, Some(&cfg), &["fix", "--table", "a", "--format", "json"]);
+    let win_image: J = serde_json::from_str(
+        &one(&dbs, 0, "SELECT to_jsonb(x)::text FROM a x WHERE id = 1")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["fix", "--table", "a", "--format", "json"],
+    );
     code(&r, 0);
     let j = r.json();
-    assert_eq!(j["tables"].as_array().unwrap().len(), 1, "--table limits fix: {j}");
+    assert_eq!(
+        j["tables"].as_array().unwrap().len(),
+        1,
+        "--table limits fix: {j}"
+    );
     // b untouched.
-    assert_eq!(one(&dbs, 0, "SELECT v FROM b").await.as_deref(), Some("east"));
+    assert_eq!(
+        one(&dbs, 0, "SELECT v FROM b").await.as_deref(),
+        Some("east")
+    );
     for i in 0..3 {
-        assert_eq!(one(&dbs, i, "SELECT v FROM a WHERE id = 1").await.as_deref(), Some("win"), "region {i}");
-        assert_eq!(count(&dbs, i, "SELECT count(*)::text FROM a").await, 2, "region {i}");
+        assert_eq!(
+            one(&dbs, i, "SELECT v FROM a WHERE id = 1")
+                .await
+                .as_deref(),
+            Some("win"),
+            "region {i}"
+        );
+        assert_eq!(
+            count(&dbs, i, "SELECT count(*)::text FROM a").await,
+            2,
+            "region {i}"
+        );
     }
     for i in [1, 2] {
         let rows = dbs.query_texts(i, "SELECT remote_row::text FROM replication_conflicts WHERE key = '{\"id\": 1}' AND remote_row IS NOT NULL").await;
-        assert!(rows.iter().flatten().any(|s| serde_json::from_str::<J>(s).unwrap() == win_image), "region {i}: remote_row is the winner: {rows:?}");
-        let ct = dbs.query_texts(i, "SELECT conflict_type FROM replication_conflicts WHERE key = '{\"id\": 1}'").await;
+        assert!(
+            rows.iter()
+                .flatten()
+                .any(|s| serde_json::from_str::<J>(s).unwrap() == win_image),
+            "region {i}: remote_row is the winner: {rows:?}"
+        );
+        let ct = dbs
+            .query_texts(
+                i,
+                "SELECT conflict_type FROM replication_conflicts WHERE key = '{\"id\": 1}'",
+            )
+            .await;
         assert!(ct.iter().flatten().all(|s| !s.is_empty()), "{ct:?}");
     }
     let rows = dbs.query_texts(1, "SELECT coalesce(local_row::text, 'NULL') FROM replication_conflicts WHERE key = '{\"id\": 2}'").await;
-    assert!(rows.iter().flatten().any(|s| s == "NULL"), "local_row null where the row was absent: {rows:?}");
+    assert!(
+        rows.iter().flatten().any(|s| s == "NULL"),
+        "local_row null where the row was absent: {rows:?}"
+    );
     // Nothing to do for a: exit 0, consistent, dry run too.
-    let r = go(&dbs, Some(&cfg), &["fix", "--table", "a", "--dry-run", "--format", "json"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["fix", "--table", "a", "--dry-run", "--format", "json"],
+    );
     code(&r, 0);
     assert_eq!(r.json()["consistent"], true);
-    let r = go(&dbs, Some(&cfg), &["fix", "--table", "a", "--format", "json"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["fix", "--table", "a", "--format", "json"],
+    );
     code(&r, 0);
     assert_eq!(r.json()["consistent"], true);
     // Human formats give the same exit codes.
@@ -1204,13 +1893,37 @@ async fn contract_conflicts_since_rfc3339_and_unqualified_table() {
            ('2025-06-02 00:00:00+00', 'public.b', '{\"id\": 3}', 'missing_row', 'us-east-1')",
     )
     .await;
-    let r = go(&dbs, None, &["conflicts", "--format", "json", "--since", "2025-01-01T00:00:00Z"]);
+    let r = go(
+        &dbs,
+        None,
+        &[
+            "conflicts",
+            "--format",
+            "json",
+            "--since",
+            "2025-01-01T00:00:00Z",
+        ],
+    );
     code(&r, 0);
-    let ids: Vec<J> = r.json()["conflicts"].as_array().unwrap().iter().map(|c| c["key"]["id"].clone()).collect();
+    let ids: Vec<J> = r.json()["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"]["id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!(3), json!(2)]);
-    let r = go(&dbs, None, &["conflicts", "--format", "json", "--table", "a"]);
+    let r = go(
+        &dbs,
+        None,
+        &["conflicts", "--format", "json", "--table", "a"],
+    );
     code(&r, 0);
-    let ids: Vec<J> = r.json()["conflicts"].as_array().unwrap().iter().map(|c| c["key"]["id"].clone()).collect();
+    let ids: Vec<J> = r.json()["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"]["id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!(2), json!(1)], "--table a means public.a");
 }
 
@@ -1242,23 +1955,46 @@ async fn contract_values_across_server_settings() {
                    '2024-01-01'::date + g, g * interval '1 day 3 hours', g / 9.0, jsonb_build_object('b', g, 'a', g::text)
                FROM generate_series(1, 3000) g;";
     dbs.exec(0, ddl).await;
-    cluster.client("app").await.batch_execute(ddl).await.unwrap();
+    cluster
+        .client("app")
+        .await
+        .batch_execute(ddl)
+        .await
+        .unwrap();
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        a.extend(["--db".into(), "app".into(), "--region".into(), format!("{E}={}", dbs.url(0)), "--region".into(), format!("{W}={}", cluster.url("app"))]);
+        a.extend([
+            "--db".into(),
+            "app".into(),
+            "--region".into(),
+            format!("{E}={}", dbs.url(0)),
+            "--region".into(),
+            format!("{W}={}", cluster.url("app")),
+        ]);
         a
     };
     let r = run(args(&["check", "--format", "json"]));
     code(&r, 0);
-    assert_eq!(table(&r.json(), "public.t")["row_counts"], json!({E: 3000, W: 3000}));
+    assert_eq!(
+        table(&r.json(), "public.t")["row_counts"],
+        json!({E: 3000, W: 3000})
+    );
     // Real differences are found, keyed as text.
-    cluster.client("app").await.batch_execute("UPDATE t SET f = f + 1e-9 WHERE k = 'B5'; DELETE FROM t WHERE k = 'a4'").await.unwrap();
+    cluster
+        .client("app")
+        .await
+        .batch_execute("UPDATE t SET f = f + 1e-9 WHERE k = 'B5'; DELETE FROM t WHERE k = 'a4'")
+        .await
+        .unwrap();
     let r = run(args(&["check", "--format", "json"]));
     code(&r, 1);
     let j = r.json();
     let t = table(&j, "public.t");
     assert_eq!(t["difference_count"], 2, "{t}");
-    assert_eq!(diff(t, &json!({"k": "B5"}))["changed_columns"], json!(["f"]));
+    assert_eq!(
+        diff(t, &json!({"k": "B5"}))["changed_columns"],
+        json!(["f"])
+    );
     assert_eq!(diff(t, &json!({"k": "a4"}))["missing_in"], json!([W]));
     drop(cluster);
 }
@@ -1298,7 +2034,10 @@ async fn contract_fix_types_identity_generated() {
         &[E, W],
         "  max_replication_lag_seconds: 0\n",
         "app",
-        &["{table: ty, resolution: region_priority, regions: [us-east-1, us-west-2]}", "{table: idg, resolution: region_priority, regions: [us-east-1, us-west-2]}"],
+        &[
+            "{table: ty, resolution: region_priority, regions: [us-east-1, us-west-2]}",
+            "{table: idg, resolution: region_priority, regions: [us-east-1, us-west-2]}",
+        ],
     );
     let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
     code(&r, 1);
@@ -1311,7 +2050,10 @@ async fn contract_fix_types_identity_generated() {
     assert_eq!(r.json()["consistent"], true, "{}", r.stdout);
     let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
     code(&r, 0);
-    for q in ["SELECT string_agg(x::text, ';' ORDER BY id) FROM ty x", "SELECT string_agg(x::text, ';' ORDER BY id) FROM idg x"] {
+    for q in [
+        "SELECT string_agg(x::text, ';' ORDER BY id) FROM ty x",
+        "SELECT string_agg(x::text, ';' ORDER BY id) FROM idg x",
+    ] {
         assert_eq!(one(&dbs, 0, q).await, one(&dbs, 1, q).await, "{q}");
     }
 }
@@ -1331,17 +2073,46 @@ async fn contract_partitioned_and_non_tables() {
          CREATE SEQUENCE sq;",
     )
     .await;
-    dbs.exec(0, "INSERT INTO ev VALUES (1, 'e', 'x'), (2, 'w', 'y'); INSERT INTO base VALUES (1, 'a')").await;
-    dbs.exec(1, "INSERT INTO ev VALUES (1, 'e', 'x'); INSERT INTO base VALUES (1, 'a')").await;
+    dbs.exec(
+        0,
+        "INSERT INTO ev VALUES (1, 'e', 'x'), (2, 'w', 'y'); INSERT INTO base VALUES (1, 'a')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO ev VALUES (1, 'e', 'x'); INSERT INTO base VALUES (1, 'a')",
+    )
+    .await;
     let r = go(&dbs, None, &["check", "--format", "json"]);
     code(&r, 1);
     let j = r.json();
-    let names: Vec<&str> = j["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
-    assert!(!names.iter().any(|n| n.ends_with(".vw") || n.ends_with(".mv") || n.ends_with(".sq")), "{names:?}");
-    let total_diffs: i64 = j["tables"].as_array().unwrap().iter().map(|t| t["difference_count"].as_i64().unwrap_or(0)).sum();
+    let names: Vec<&str> = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with(".vw") || n.ends_with(".mv") || n.ends_with(".sq")),
+        "{names:?}"
+    );
+    let total_diffs: i64 = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["difference_count"].as_i64().unwrap_or(0))
+        .sum();
     assert_eq!(total_diffs, 1, "the one missing row is reported once: {j}");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &[]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &[],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     code(&r, 0);
     assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM ev").await, 2);
@@ -1355,7 +2126,10 @@ async fn contract_conflicts_before_init() {
     let r = go(&dbs, None, &["conflicts", "--format", "json"]);
     code(&r, 0);
     assert_eq!(r.json(), json!({"conflicts": []}));
-    assert!(!has_conflicts_table(&dbs, 0).await, "conflicts must not create the table");
+    assert!(
+        !has_conflicts_table(&dbs, 0).await,
+        "conflicts must not create the table"
+    );
 }
 
 /// A usable unique key (NOT NULL, not partial) stands in for a primary key; a nullable or
@@ -1381,8 +2155,16 @@ async fn contract_usable_unique_keys() {
     let uq = table(&j, "public.uq");
     assert_eq!(uq["key_columns"], json!(["a"]), "{uq}");
     assert_eq!(diff(uq, &json!({"a": 1}))["changed_columns"], json!(["b"]));
-    assert_eq!(table(&j, "public.uqn")["status"], "skipped", "nullable unique is no usable key: {j}");
-    assert_eq!(table(&j, "public.uqp")["status"], "skipped", "partial unique is no usable key: {j}");
+    assert_eq!(
+        table(&j, "public.uqn")["status"],
+        "skipped",
+        "nullable unique is no usable key: {j}"
+    );
+    assert_eq!(
+        table(&j, "public.uqp")["status"],
+        "skipped",
+        "partial unique is no usable key: {j}"
+    );
 }
 
 /// manual never changes anything, not even copying a missing row; highest_value treats NULL
@@ -1392,23 +2174,43 @@ async fn contract_manual_missing_and_rule_edges() {
     let dbs = TestDbs::new_named("contract_rule_edges", &[E, W]).await;
     dbs.exec_all("CREATE TABLE m (id int PRIMARY KEY, v text); CREATE TABLE q (id int PRIMARY KEY, lim bigint, v text); CREATE TABLE cx (id int PRIMARY KEY, version int)").await;
     dbs.exec(0, "INSERT INTO m VALUES (1, 'only east'); INSERT INTO q VALUES (1, NULL, 'east-null'); INSERT INTO cx VALUES (1, 1)").await;
-    dbs.exec(1, "INSERT INTO q VALUES (1, 5, 'west-5'); INSERT INTO cx VALUES (1, 2)").await;
+    dbs.exec(
+        1,
+        "INSERT INTO q VALUES (1, 5, 'west-5'); INSERT INTO cx VALUES (1, 2)",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_cfg(
         dir.path(),
         &[E, W],
         "  max_replication_lag_seconds: 0\n",
         "app",
-        &["{table: m, resolution: manual}", "{table: q, resolution: highest_value, column: lim}"],
+        &[
+            "{table: m, resolution: manual}",
+            "{table: q, resolution: highest_value, column: lim}",
+        ],
     );
-    let r = go(&dbs, Some(&cfg), &["fix", "--table", "m", "--table", "q", "--format", "json"]);
+    let r = go(
+        &dbs,
+        Some(&cfg),
+        &["fix", "--table", "m", "--table", "q", "--format", "json"],
+    );
     code(&r, 1);
     let j = r.json();
-    assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM m").await, 0, "manual: never change, not even a copy: {j}");
+    assert_eq!(
+        count(&dbs, 1, "SELECT count(*)::text FROM m").await,
+        0,
+        "manual: never change, not even a copy: {j}"
+    );
     let a = actions_for(table(&j, "public.q"), &json!({"id": 1}));
-    assert_eq!(a[0]["winner_region"], W, "NULL is lowest for highest_value: {j}");
-    assert_eq!(one(&dbs, 0, "SELECT v FROM q").await.as_deref(), Some("west-5"));
-
+    assert_eq!(
+        a[0]["winner_region"], W,
+        "NULL is lowest for highest_value: {j}"
+    );
+    assert_eq!(
+        one(&dbs, 0, "SELECT v FROM q").await.as_deref(),
+        Some("west-5")
+    );
 }
 
 /// Config errors in a table's rule (custom expression naming an unknown column or smuggling a
@@ -1417,22 +2219,50 @@ async fn contract_manual_missing_and_rule_edges() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_invalid_rule_is_error() {
     let dbs = TestDbs::new_named("contract_invalid_rule", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE cx (id int PRIMARY KEY, version int)").await;
+    dbs.exec_all("CREATE TABLE cx (id int PRIMARY KEY, version int)")
+        .await;
     dbs.exec(0, "INSERT INTO cx VALUES (1, 1)").await;
     dbs.exec(1, "INSERT INTO cx VALUES (1, 2)").await;
     let dir = tempfile::tempdir().unwrap();
-    let bad = write_cfg(dir.path(), &[E, W], "", "app", &["{table: cx, resolution: region_priority}"]);
+    let bad = write_cfg(
+        dir.path(),
+        &[E, W],
+        "",
+        "app",
+        &["{table: cx, resolution: region_priority}"],
+    );
     let r = go(&dbs, Some(&bad), &["fix"]);
     r.assert_one_line_error();
-    assert!(r.stderr.contains("cx"), "region_priority without regions names the table: {}", r.stderr);
-    let bad = write_cfg(dir.path(), &[E, W], "", "app", &["{table: cx, resolution: custom, expression: \"a.version > b.version; DROP TABLE cx\"}"]);
+    assert!(
+        r.stderr.contains("cx"),
+        "region_priority without regions names the table: {}",
+        r.stderr
+    );
+    let bad = write_cfg(
+        dir.path(),
+        &[E, W],
+        "",
+        "app",
+        &["{table: cx, resolution: custom, expression: \"a.version > b.version; DROP TABLE cx\"}"],
+    );
     let r = go(&dbs, Some(&bad), &["fix", "--format", "json"]);
     assert_ne!(r.code, Some(0), "{}", r.stdout);
     assert_eq!(count(&dbs, 0, "SELECT count(*)::text FROM cx").await, 1);
-    assert_eq!(one(&dbs, 0, "SELECT version::text FROM cx").await.as_deref(), Some("1"));
+    assert_eq!(
+        one(&dbs, 0, "SELECT version::text FROM cx")
+            .await
+            .as_deref(),
+        Some("1")
+    );
     r.assert_one_line_error();
     assert!(r.stderr.contains("cx"), "must name the table: {}", r.stderr);
-    let bad = write_cfg(dir.path(), &[E, W], "", "app", &["{table: cx, resolution: custom, expression: \"a.no_such_col > b.version\"}"]);
+    let bad = write_cfg(
+        dir.path(),
+        &[E, W],
+        "",
+        "app",
+        &["{table: cx, resolution: custom, expression: \"a.no_such_col > b.version\"}"],
+    );
     let r = go(&dbs, Some(&bad), &["fix", "--format", "json"]);
     r.assert_one_line_error();
     assert!(r.stderr.contains("cx"), "must name the table: {}", r.stderr);
@@ -1446,28 +2276,65 @@ async fn commit_ts_in_flight_and_custom(cluster: &eden_test_util::TestCluster) {
     for db in ["east2", "west2"] {
         cluster.client(db).await.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text)").await.unwrap();
     }
-    cluster.client("east2").await.batch_execute("INSERT INTO c VALUES (1, 'east-first')").await.unwrap();
+    cluster
+        .client("east2")
+        .await
+        .batch_execute("INSERT INTO c VALUES (1, 'east-first')")
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    cluster.client("west2").await.batch_execute("INSERT INTO c VALUES (1, 'west-later'); INSERT INTO t VALUES (1, 'west')").await.unwrap();
-    cluster.client("east2").await.batch_execute("INSERT INTO t VALUES (1, 'east')").await.unwrap();
+    cluster
+        .client("west2")
+        .await
+        .batch_execute("INSERT INTO c VALUES (1, 'west-later'); INSERT INTO t VALUES (1, 'west')")
+        .await
+        .unwrap();
+    cluster
+        .client("east2")
+        .await
+        .batch_execute("INSERT INTO t VALUES (1, 'east')")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = |cfg: &Path, extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = vec!["--config".into(), cfg.display().to_string()];
         a.extend(extra.iter().map(|s| s.to_string()));
-        a.extend(["--db".into(), "app".into(), "--region".into(), format!("{E}={}", cluster.url("east2")), "--region".into(), format!("{W}={}", cluster.url("west2"))]);
+        a.extend([
+            "--db".into(),
+            "app".into(),
+            "--region".into(),
+            format!("{E}={}", cluster.url("east2")),
+            "--region".into(),
+            format!("{W}={}", cluster.url("west2")),
+        ]);
         a
     };
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: c, resolution: custom, expression: \"commit_ts(a) < commit_ts(b)\"}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 20\n",
+        "app",
+        &["{table: c, resolution: custom, expression: \"commit_ts(a) < commit_ts(b)\"}"],
+    );
     let r = run(args(&cfg, &["check", "--table", "t", "--format", "json"]));
     code(&r, 0);
     let j = r.json();
     assert_eq!(table(&j, "public.t")["in_flight_count"], 1, "{j}");
-    let cfg0 = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: c, resolution: custom, expression: \"commit_ts(a) < commit_ts(b)\"}"]);
+    let cfg0 = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: c, resolution: custom, expression: \"commit_ts(a) < commit_ts(b)\"}"],
+    );
     let r = run(args(&cfg0, &["fix", "--table", "c", "--format", "json"]));
     code(&r, 0);
     let j = r.json();
     let a = actions_for(table(&j, "public.c"), &json!({"id": 1}));
-    assert_eq!(a[0]["winner_region"], E, "custom commit_ts(a) < commit_ts(b): earliest wins: {j}");
+    assert_eq!(
+        a[0]["winner_region"], E,
+        "custom commit_ts(a) < commit_ts(b): earliest wins: {j}"
+    );
     assert_eq!(a[0]["decided_by"], "expression");
 }
 
@@ -1476,20 +2343,40 @@ async fn commit_ts_in_flight_and_custom(cluster: &eden_test_util::TestCluster) {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_record_remote_region_and_dry_run_no_records() {
     let dbs = TestDbs::new_named("contract_record_remote", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'a')").await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'b')").await;
     code(&go(&dbs, None, &["init"]), 0);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"],
+    );
     code(&go(&dbs, Some(&cfg), &["fix", "--dry-run"]), 1);
     for i in 0..2 {
-        assert_eq!(count(&dbs, i, "SELECT count(*)::text FROM replication_conflicts").await, 0, "dry run wrote a record");
+        assert_eq!(
+            count(&dbs, i, "SELECT count(*)::text FROM replication_conflicts").await,
+            0,
+            "dry run wrote a record"
+        );
     }
     code(&go(&dbs, Some(&cfg), &["check", "--record"]), 1);
     for (i, other) in [(0, W), (1, E)] {
-        let rr = dbs.query_texts(i, "SELECT coalesce(remote_region, 'NULL') FROM replication_conflicts").await;
-        assert_eq!(rr, vec![Some(other.to_string())], "remote_region is the other side (region {i})");
+        let rr = dbs
+            .query_texts(
+                i,
+                "SELECT coalesce(remote_region, 'NULL') FROM replication_conflicts",
+            )
+            .await;
+        assert_eq!(
+            rr,
+            vec![Some(other.to_string())],
+            "remote_region is the other side (region {i})"
+        );
     }
 }
 
@@ -1498,12 +2385,22 @@ async fn contract_record_remote_region_and_dry_run_no_records() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_global_options_first_and_clean_stdout() {
     let dbs = TestDbs::new_named("contract_options_first", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE big (id bigint PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE big (id bigint PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO big VALUES (9223372036854775807, 'max'), (-9223372036854775808, 'min'), (9007199254740993, 'odd')").await;
     let mut a: Vec<String> = dbs.region_args();
-    a.extend(["--format".into(), "json".into(), "-vv".into(), "check".into(), "--db".into(), "app".into()]);
+    a.extend([
+        "--format".into(),
+        "json".into(),
+        "-vv".into(),
+        "check".into(),
+        "--db".into(),
+        "app".into(),
+    ]);
     let mut cmd = eden();
-    cmd.env("EDEN_LOG", "debug").env("RUST_LOG", "trace").args(&a);
+    cmd.env("EDEN_LOG", "debug")
+        .env("RUST_LOG", "trace")
+        .args(&a);
     let r = run_cmd(&mut cmd);
     code(&r, 1);
     let j = r.json();
@@ -1513,7 +2410,10 @@ async fn contract_global_options_first_and_clean_stdout() {
         let d = diff(t, &json!({"id": id}));
         assert_eq!(d["key"]["id"].as_i64(), Some(id), "{d}");
     }
-    assert!(r.stdout.contains("9223372036854775807"), "exact digits on stdout");
+    assert!(
+        r.stdout.contains("9223372036854775807"),
+        "exact digits on stdout"
+    );
 }
 
 /// Custom: when neither version beats the other, the tie-break order (config region order)
@@ -1521,12 +2421,19 @@ async fn contract_global_options_first_and_clean_stdout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_custom_tie_uses_region_order() {
     let dbs = TestDbs::new_named("contract_custom_tie", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE ff (id int PRIMARY KEY, version int, v text)").await;
+    dbs.exec_all("CREATE TABLE ff (id int PRIMARY KEY, version int, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO ff VALUES (1, 3, 'east')").await;
     dbs.exec(1, "INSERT INTO ff VALUES (1, 3, 'west')").await;
     let dir = tempfile::tempdir().unwrap();
     for (order, first) in [([E, W], E), ([W, E], W)] {
-        let cfg = write_cfg(dir.path(), &order, "  max_replication_lag_seconds: 0\n", "app", &["{table: ff, resolution: custom, expression: \"a.version > b.version\"}"]);
+        let cfg = write_cfg(
+            dir.path(),
+            &order,
+            "  max_replication_lag_seconds: 0\n",
+            "app",
+            &["{table: ff, resolution: custom, expression: \"a.version > b.version\"}"],
+        );
         let r = go(&dbs, Some(&cfg), &["fix", "--dry-run", "--format", "json"]);
         code(&r, 1);
         let j = r.json();
@@ -1541,8 +2448,10 @@ async fn contract_custom_tie_uses_region_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_archive_same_transaction() {
     let dbs = TestDbs::new_named("contract_archive_tx", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'east'), (2, 'east only')").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    dbs.exec(0, "INSERT INTO t VALUES (1, 'east'), (2, 'east only')")
+        .await;
     dbs.exec(1, "INSERT INTO t VALUES (1, 'west')").await;
     code(&go(&dbs, None, &["init"]), 0);
     dbs.exec(
@@ -1552,12 +2461,34 @@ async fn contract_archive_same_transaction() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
-    assert_ne!(r.code, Some(0), "fix cannot have succeeded: {}\n{}", r.stdout, r.stderr);
+    assert_ne!(
+        r.code,
+        Some(0),
+        "fix cannot have succeeded: {}\n{}",
+        r.stdout,
+        r.stderr
+    );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t WHERE id = 1").await.as_deref(), Some("west"), "changed without its record");
-    assert_eq!(count(&dbs, 1, "SELECT count(*)::text FROM t").await, 1, "inserted without its record");
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("west"),
+        "changed without its record"
+    );
+    assert_eq!(
+        count(&dbs, 1, "SELECT count(*)::text FROM t").await,
+        1,
+        "inserted without its record"
+    );
 }
 
 /// In flight: a difference that converges during the recheck pause is not listed; an old
@@ -1565,39 +2496,77 @@ async fn contract_archive_same_transaction() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_in_flight_converges_and_old_divergent() {
     let dbs = TestDbs::new_named("contract_in_flight_conv", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)").await;
-    dbs.exec(0, "INSERT INTO t VALUES (1, 'new', now()), (2, 'old-east', '2024-02-01')").await;
-    dbs.exec(1, "INSERT INTO t VALUES (1, 'older', '2024-01-01'), (2, 'old-west', '2024-01-01')").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)")
+        .await;
+    dbs.exec(
+        0,
+        "INSERT INTO t VALUES (1, 'new', now()), (2, 'old-east', '2024-02-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO t VALUES (1, 'older', '2024-01-01'), (2, 'old-west', '2024-01-01')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 20\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 20\n",
+        "app",
+        &["{table: t, resolution: last_write_wins, tracking_column: updated_at}"],
+    );
     // "Replication" catches up shortly after the first look.
     let url0 = dbs.url(0);
     let url1 = dbs.url(1);
     let catch_up = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-        let (c, conn) = eden_test_util::tokio_postgres::connect(&url1, eden_test_util::tokio_postgres::NoTls).await.unwrap();
+        let (c, conn) =
+            eden_test_util::tokio_postgres::connect(&url1, eden_test_util::tokio_postgres::NoTls)
+                .await
+                .unwrap();
         tokio::spawn(conn);
-        let (c0, conn0) = eden_test_util::tokio_postgres::connect(&url0, eden_test_util::tokio_postgres::NoTls).await.unwrap();
+        let (c0, conn0) =
+            eden_test_util::tokio_postgres::connect(&url0, eden_test_util::tokio_postgres::NoTls)
+                .await
+                .unwrap();
         tokio::spawn(conn0);
-        let row = c0.query_one("SELECT v, updated_at FROM t WHERE id = 1", &[]).await.unwrap();
+        let row = c0
+            .query_one("SELECT v, updated_at FROM t WHERE id = 1", &[])
+            .await
+            .unwrap();
         let v: String = row.get(0);
         let at: std::time::SystemTime = row.get(1);
-        c.execute("UPDATE t SET v = $1, updated_at = $2 WHERE id = 1", &[&v, &at]).await.unwrap();
+        c.execute(
+            "UPDATE t SET v = $1, updated_at = $2 WHERE id = 1",
+            &[&v, &at],
+        )
+        .await
+        .unwrap();
     });
     let r = go(&dbs, Some(&cfg), &["check", "--format", "json"]);
     catch_up.await.unwrap();
     code(&r, 1);
     let j = r.json();
     let t = table(&j, "public.t");
-    assert_eq!(t["status"], "divergent", "the old difference is divergent: {t}");
-    assert_eq!(t["difference_count"], 1, "the converged row is not listed: {t}");
+    assert_eq!(
+        t["status"], "divergent",
+        "the old difference is divergent: {t}"
+    );
+    assert_eq!(
+        t["difference_count"], 1,
+        "the converged row is not listed: {t}"
+    );
     assert_eq!(t["differences"][0]["key"], json!({"id": 2}));
     assert_ne!(t["differences"][0]["in_flight"], true);
 
     // PGSSLMODE=verify-full with no root certificate in $HOME must fail to connect.
     let home = tempfile::tempdir().unwrap();
     let mut cmd = eden();
-    cmd.env("HOME", home.path()).env("PGSSLMODE", "verify-full").args(["check", "--db", "app"]).args(dbs.region_args());
+    cmd.env("HOME", home.path())
+        .env("PGSSLMODE", "verify-full")
+        .args(["check", "--db", "app"])
+        .args(dbs.region_args());
     let r = run_cmd(&mut cmd);
     r.assert_one_line_error();
 }
@@ -1606,19 +2575,44 @@ async fn contract_in_flight_converges_and_old_divergent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_fix_with_config_key_columns() {
     let dbs = TestDbs::new_named("contract_fix_keycols", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE nk (tenant text, item int, qty int)").await;
-    dbs.exec(0, "INSERT INTO nk VALUES ('a', 1, 10), ('a', 2, 20), ('b', 1, 5)").await;
-    dbs.exec(1, "INSERT INTO nk VALUES ('a', 1, 11), ('b', 1, 5)").await;
+    dbs.exec_all("CREATE TABLE nk (tenant text, item int, qty int)")
+        .await;
+    dbs.exec(
+        0,
+        "INSERT INTO nk VALUES ('a', 1, 10), ('a', 2, 20), ('b', 1, 5)",
+    )
+    .await;
+    dbs.exec(1, "INSERT INTO nk VALUES ('a', 1, 11), ('b', 1, 5)")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: nk, resolution: region_priority, regions: [us-east-1, us-west-2], key_columns: [tenant, item]}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &[
+            "{table: nk, resolution: region_priority, regions: [us-east-1, us-west-2], key_columns: [tenant, item]}",
+        ],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     code(&r, 0);
     let j = r.json();
     let t = table(&j, "public.nk");
-    assert_eq!(actions_for(t, &json!({"tenant": "a", "item": 1}))[0]["action"], "update", "{t}");
-    assert_eq!(actions_for(t, &json!({"tenant": "a", "item": 2}))[0]["action"], "insert", "{t}");
+    assert_eq!(
+        actions_for(t, &json!({"tenant": "a", "item": 1}))[0]["action"],
+        "update",
+        "{t}"
+    );
+    assert_eq!(
+        actions_for(t, &json!({"tenant": "a", "item": 2}))[0]["action"],
+        "insert",
+        "{t}"
+    );
     let q = "SELECT string_agg(format('%s/%s/%s', tenant, item, qty), ',' ORDER BY tenant, item) FROM nk";
-    assert_eq!(one(&dbs, 1, q).await.as_deref(), Some("a/1/10,a/2/20,b/1/5"));
+    assert_eq!(
+        one(&dbs, 1, q).await.as_deref(),
+        Some("a/1/10,a/2/20,b/1/5")
+    );
 }
 
 /// A tracking column (or highest_value column) the table does not have is a config error:
@@ -1626,22 +2620,42 @@ async fn contract_fix_with_config_key_columns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_unknown_rule_column_is_error() {
     let dbs = TestDbs::new_named("contract_unknown_rule_col", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE vault_secrets (id int PRIMARY KEY, v text, last_updated_at timestamptz)").await;
-    dbs.exec(0, "INSERT INTO vault_secrets VALUES (1, 'east', '2024-06-01')").await;
-    dbs.exec(1, "INSERT INTO vault_secrets VALUES (1, 'west', '2024-01-01')").await;
+    dbs.exec_all(
+        "CREATE TABLE vault_secrets (id int PRIMARY KEY, v text, last_updated_at timestamptz)",
+    )
+    .await;
+    dbs.exec(
+        0,
+        "INSERT INTO vault_secrets VALUES (1, 'east', '2024-06-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO vault_secrets VALUES (1, 'west', '2024-01-01')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     for rule in [
         "{table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated}",
         "{table: vault_secrets, resolution: highest_value, column: no_such_column}",
     ] {
-        let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &[rule]);
+        let cfg = write_cfg(
+            dir.path(),
+            &[E, W],
+            "  max_replication_lag_seconds: 0\n",
+            "app",
+            &[rule],
+        );
         for args in [&["fix"][..], &["fix", "--format", "json"][..]] {
             let r = go(&dbs, Some(&cfg), args);
             r.assert_one_line_error();
             assert!(r.stderr.contains("vault_secrets"), "{rule}: {}", r.stderr);
         }
     }
-    assert_eq!(one(&dbs, 1, "SELECT v FROM vault_secrets").await.as_deref(), Some("west"));
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM vault_secrets").await.as_deref(),
+        Some("west")
+    );
 }
 
 /// last_write_wins without a tracking column decides by commit timestamp; on a server with
@@ -1655,17 +2669,30 @@ async fn contract_lww_without_commit_timestamps_says_why() {
     if off.as_deref() != Some("off") {
         return; // needs a server without commit timestamps
     }
-    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
     dbs.exec(0, "INSERT INTO t VALUES (1, 'east')").await;
-    dbs.exec(1, "INSERT INTO t VALUES (1, 'west (written last)')").await;
+    dbs.exec(1, "INSERT INTO t VALUES (1, 'west (written last)')")
+        .await;
     let r = go(&dbs, None, &["fix", "--format", "json"]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("track_commit_timestamp"), "should say why the region order decided: {}", r.stderr);
+    assert!(
+        r.stderr.contains("track_commit_timestamp"),
+        "should say why the region order decided: {}",
+        r.stderr
+    );
     let action = &r.json()["tables"][0]["actions"][0];
     assert_eq!(action["decided_by"], "tiebreak:region_order", "{action}");
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("east"));
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t").await.as_deref(),
+        Some("east")
+    );
     let archived = one(&dbs, 1, "SELECT local_row->>'v' FROM replication_conflicts").await;
-    assert_eq!(archived.as_deref(), Some("west (written last)"), "the overwritten row is archived");
+    assert_eq!(
+        archived.as_deref(),
+        Some("west (written last)"),
+        "the overwritten row is archived"
+    );
 }
 
 /// Nothing depends on which region answered first: repeated runs give the same report
@@ -1676,9 +2703,22 @@ async fn contract_deterministic_reports() {
     dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text, at timestamptz); CREATE TABLE u (id int PRIMARY KEY, v text, at timestamptz)").await;
     dbs.exec(0, "INSERT INTO t SELECT g, 'e' || (g % 3), '2024-01-01' FROM generate_series(1, 200) g; INSERT INTO u VALUES (1, 'a', '2024-01-01')").await;
     dbs.exec(1, "INSERT INTO t SELECT g, 'w' || (g % 5), '2024-01-01' FROM generate_series(5, 210) g; INSERT INTO u VALUES (1, 'b', '2024-01-01')").await;
-    dbs.exec(2, "INSERT INTO t SELECT g, 'e' || (g % 3), '2024-01-01' FROM generate_series(1, 190) g").await;
+    dbs.exec(
+        2,
+        "INSERT INTO t SELECT g, 'e' || (g % 3), '2024-01-01' FROM generate_series(1, 190) g",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W, "eu-west-1"], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: last_write_wins, tracking_column: at}", "{table: u, resolution: last_write_wins, tracking_column: at}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W, "eu-west-1"],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &[
+            "{table: t, resolution: last_write_wins, tracking_column: at}",
+            "{table: u, resolution: last_write_wins, tracking_column: at}",
+        ],
+    );
     fn strip(v: &mut J) {
         if let Some(o) = v.as_object_mut() {
             for k in ["stats", "elapsed_ms", "run_id", "mode"] {
@@ -1719,11 +2759,28 @@ async fn contract_deterministic_reports() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_fix_swapped_unique_values() {
     let dbs = TestDbs::new_named("contract_fix_swap_unique", &[E, W]).await;
-    dbs.exec_all("CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE NOT NULL, at timestamptz)").await;
-    dbs.exec(0, "INSERT INTO users VALUES (1, 'a@x', '2024-06-01'), (2, 'b@x', '2024-06-01')").await;
-    dbs.exec(1, "INSERT INTO users VALUES (1, 'b@x', '2024-01-01'), (2, 'a@x', '2024-01-01')").await;
+    dbs.exec_all(
+        "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE NOT NULL, at timestamptz)",
+    )
+    .await;
+    dbs.exec(
+        0,
+        "INSERT INTO users VALUES (1, 'a@x', '2024-06-01'), (2, 'b@x', '2024-06-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO users VALUES (1, 'b@x', '2024-01-01'), (2, 'a@x', '2024-01-01')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: users, resolution: last_write_wins, tracking_column: at}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: users, resolution: last_write_wins, tracking_column: at}"],
+    );
     let r = go(&dbs, Some(&cfg), &["fix", "--format", "json"]);
     code(&r, 0);
     let q = "SELECT string_agg(id || '=' || email, ',' ORDER BY id) FROM users";
@@ -1736,12 +2793,29 @@ async fn contract_fix_swapped_unique_values() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_fix_apply_error_one_line() {
     let dbs = TestDbs::new_named("contract_fix_apply_error", &[E, W]).await;
-    dbs.exec(0, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'bad')").await;
+    dbs.exec(
+        0,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'bad')",
+    )
+    .await;
     dbs.exec(1, "CREATE TABLE t (id int PRIMARY KEY, v text CHECK (v <> 'bad')); INSERT INTO t VALUES (1, 'good')").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_cfg(dir.path(), &[E, W], "  max_replication_lag_seconds: 0\n", "app", &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"]);
+    let cfg = write_cfg(
+        dir.path(),
+        &[E, W],
+        "  max_replication_lag_seconds: 0\n",
+        "app",
+        &["{table: t, resolution: region_priority, regions: [us-east-1, us-west-2]}"],
+    );
     let r = go(&dbs, Some(&cfg), &["fix"]);
-    assert_eq!(one(&dbs, 1, "SELECT v FROM t").await.as_deref(), Some("good"));
+    assert_eq!(
+        one(&dbs, 1, "SELECT v FROM t").await.as_deref(),
+        Some("good")
+    );
     r.assert_one_line_error();
-    assert!(r.stderr.contains(W) && r.stderr.contains("t"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(W) && r.stderr.contains("t"),
+        "{}",
+        r.stderr
+    );
 }

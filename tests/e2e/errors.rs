@@ -18,27 +18,57 @@ fn fixture(name: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Exit 2, exactly one non-empty stderr line, which is `want` (after the prefix); nothing
 /// in either stream mentions any of `secrets`.
 #[track_caller]
 fn assert_error(out: &BinOutput, want: &str, secrets: &[&str]) {
-    assert_eq!(out.code, Some(2), "expected exit 2\nstdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected exactly one line on stderr, got:\n{}", out.stderr);
-    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"), "{}", out.stderr);
+    assert_eq!(
+        out.code,
+        Some(2),
+        "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr, got:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(lines[0], format!("eden-reconcile: {want}"));
     for s in secrets {
-        assert!(!out.stdout.contains(s) && !out.stderr.contains(s), "secret {s:?} leaked:\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            !out.stdout.contains(s) && !out.stderr.contains(s),
+            "secret {s:?} leaked:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
     }
 }
 
 #[test]
 fn errors_wrong_password() {
     let cluster = TestCluster::start(
-        ClusterOptions::new().password("Right-Pw-71zq").hba_line("host all all 127.0.0.1/32 scram-sha-256"),
+        ClusterOptions::new()
+            .password("Right-Pw-71zq")
+            .hba_line("host all all 127.0.0.1/32 scram-sha-256"),
     );
     let port = cluster.port;
     let url_pw = "Url-Pw-93kx";
@@ -46,29 +76,50 @@ fn errors_wrong_password() {
     // The URL's password is used (and wrong); PGPASSWORD is set too and must not leak either.
     let out = run_bin(
         EXE,
-        ["check", "--db", "postgres", "--region", &format!("r1=postgres://postgres:{url_pw}@127.0.0.1:{port}/postgres")],
+        [
+            "check",
+            "--db",
+            "postgres",
+            "--region",
+            &format!("r1=postgres://postgres:{url_pw}@127.0.0.1:{port}/postgres"),
+        ],
         &[("PGPASSWORD", env_pw)],
     );
     assert_error(
         &out,
-        &format!("region r1 ({}): password authentication failed for user \"postgres\" (password taken from the config or connection string)", format_args!("127.0.0.1:{port}")),
+        &format!(
+            "region r1 ({}): password authentication failed for user \"postgres\" (password taken from the config or connection string)",
+            format_args!("127.0.0.1:{port}")
+        ),
         &[url_pw, env_pw, "Right-Pw-71zq"],
     );
     // Only PGPASSWORD (wrong).
     let out = run_bin(
         EXE,
-        ["check", "--db", "postgres", "--region", &format!("r1=host=127.0.0.1 port={port} user=postgres")],
+        [
+            "check",
+            "--db",
+            "postgres",
+            "--region",
+            &format!("r1=host=127.0.0.1 port={port} user=postgres"),
+        ],
         &[("PGPASSWORD", env_pw)],
     );
     assert_error(
         &out,
-        &format!("region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from PGPASSWORD)"),
+        &format!(
+            "region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from PGPASSWORD)"
+        ),
         &[env_pw],
     );
     // A wrong password from ~/.pgpass.
     let home = tempfile::tempdir().unwrap();
     let pgpass = home.path().join(".pgpass");
-    std::fs::write(&pgpass, format!("# test\n127.0.0.1:{port}:*:postgres:Pgpass-Pw-31\n")).unwrap();
+    std::fs::write(
+        &pgpass,
+        format!("# test\n127.0.0.1:{port}:*:postgres:Pgpass-Pw-31\n"),
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
     let home_s = home.path().display().to_string();
@@ -77,18 +128,31 @@ fn errors_wrong_password() {
     let out = run_bin(EXE, args, &[("HOME", home_s.as_str())]);
     assert_error(
         &out,
-        &format!("region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the password file)"),
+        &format!(
+            "region r1 (127.0.0.1:{port}): password authentication failed for user \"postgres\" (password taken from the password file)"
+        ),
         &["Pgpass-Pw-31"],
     );
     // A password file others can read is ignored, with libpq's warning.
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run_bin(EXE, args, &[("HOME", home_s.as_str())]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("has group or world access"), "{}", out.stderr);
-    let last = out.stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default();
+    assert!(
+        out.stderr.contains("has group or world access"),
+        "{}",
+        out.stderr
+    );
+    let last = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or_default();
     assert_eq!(
         last,
-        format!("eden-reconcile: region r1 (127.0.0.1:{port}): the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass")
+        format!(
+            "eden-reconcile: region r1 (127.0.0.1:{port}): the server asks for a password and none was given; set it in the connection string, PGPASSWORD or ~/.pgpass"
+        )
     );
     assert!(!out.stderr.contains("Pgpass-Pw-31") && !out.stderr.contains("panicked"));
 }
@@ -98,20 +162,40 @@ fn errors_unreachable_host() {
     let port = free_port();
     let out = run_bin(
         EXE,
-        ["check", "--db", "eden_vault", "--region", &format!("us-east-1=postgres://postgres:Pw-Unreach-1@127.0.0.1:{port}/eden_vault")],
+        [
+            "check",
+            "--db",
+            "eden_vault",
+            "--region",
+            &format!("us-east-1=postgres://postgres:Pw-Unreach-1@127.0.0.1:{port}/eden_vault"),
+        ],
         &[("PGPASSWORD", "Pw-Unreach-2")],
     );
-    assert_error(&out, &format!("region us-east-1 (127.0.0.1:{port}): connection refused"), &["Pw-Unreach-1", "Pw-Unreach-2"]);
+    assert_error(
+        &out,
+        &format!("region us-east-1 (127.0.0.1:{port}): connection refused"),
+        &["Pw-Unreach-1", "Pw-Unreach-2"],
+    );
 }
 
 #[test]
 fn errors_missing_database() {
     let out = run_bin(
         EXE,
-        ["check", "--db", "eden_e2e_no_such_database", "--region", "r1=postgres://postgres@127.0.0.1:5432"],
+        [
+            "check",
+            "--db",
+            "eden_e2e_no_such_database",
+            "--region",
+            "r1=postgres://postgres@127.0.0.1:5432",
+        ],
         &[],
     );
-    assert_error(&out, "region r1 (127.0.0.1:5432): database \"eden_e2e_no_such_database\" does not exist", &[]);
+    assert_error(
+        &out,
+        "region r1 (127.0.0.1:5432): database \"eden_e2e_no_such_database\" does not exist",
+        &[],
+    );
 }
 
 #[test]
@@ -120,7 +204,9 @@ fn errors_malformed_yaml() {
     let out = run_bin(EXE, ["--config", &f, "check", "--db", "eden_vault"], &[]);
     assert_error(
         &out,
-        &format!("{f}: line 7, column 4: the file is not valid YAML: did not find expected '-' indicator"),
+        &format!(
+            "{f}: line 7, column 4: the file is not valid YAML: did not find expected '-' indicator"
+        ),
         &[],
     );
 }
@@ -128,10 +214,16 @@ fn errors_malformed_yaml() {
 #[test]
 fn errors_unknown_resolution() {
     let f = fixture("config/unknown-resolution.yaml");
-    let out = run_bin(EXE, ["check", "--db", "eden_vault"], &[("EDEN_RECONCILE_CONFIG", f.as_str())]);
+    let out = run_bin(
+        EXE,
+        ["check", "--db", "eden_vault"],
+        &[("EDEN_RECONCILE_CONFIG", f.as_str())],
+    );
     assert_error(
         &out,
-        &format!("{f}: table vault_secrets in node group \"eden_vault_group\": unknown resolution \"newest_wins\"; use one of last_write_wins, first_write_wins, region_priority, highest_value, custom, custom_rust, column_merge, manual"),
+        &format!(
+            "{f}: table vault_secrets in node group \"eden_vault_group\": unknown resolution \"newest_wins\"; use one of last_write_wins, first_write_wins, region_priority, highest_value, custom, custom_rust, column_merge, manual"
+        ),
         &[],
     );
 }
@@ -142,19 +234,45 @@ fn errors_undefined_region_in_rule() {
     let out = run_bin(EXE, ["--config", &f, "check", "--db", "eden_vault"], &[]);
     assert_error(
         &out,
-        &format!("{f}: table tenants in node group \"eden_vault_group\": region_priority names region \"eu-central-1\", which is not defined under regions: (defined: us-east-1, us-west-2); fix the name or define the region"),
+        &format!(
+            "{f}: table tenants in node group \"eden_vault_group\": region_priority names region \"eu-central-1\", which is not defined under regions: (defined: us-east-1, us-west-2); fix the name or define the region"
+        ),
         &[],
     );
 }
 
 #[test]
 fn errors_bad_region_flag_never_echoes_password() {
-    let out = run_bin(EXE, ["check", "--db", "x", "--region", "postgres://u:Flag-Pw-88@h/db?sslmode=require"], &[]);
+    let out = run_bin(
+        EXE,
+        [
+            "check",
+            "--db",
+            "x",
+            "--region",
+            "postgres://u:Flag-Pw-88@h/db?sslmode=require",
+        ],
+        &[],
+    );
     assert_error(
         &out,
         "--region expects NAME=CONNINFO where NAME is a region name (letters, digits, '-', '_', '.'); e.g. --region us-east-1=postgres://db.example:5432/eden_vault",
         &["Flag-Pw-88"],
     );
-    let out = run_bin(EXE, ["check", "--db", "x", "--region", "r1=postgres://u:Flag-Pw-88@h:notaport/db"], &[]);
-    assert_error(&out, "--region r1: invalid port number \"notaport\" (expected 1-65535)", &["Flag-Pw-88"]);
+    let out = run_bin(
+        EXE,
+        [
+            "check",
+            "--db",
+            "x",
+            "--region",
+            "r1=postgres://u:Flag-Pw-88@h:notaport/db",
+        ],
+        &[],
+    );
+    assert_error(
+        &out,
+        "--region r1: invalid port number \"notaport\" (expected 1-65535)",
+        &["Flag-Pw-88"],
+    );
 }

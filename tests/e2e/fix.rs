@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eden_test_util::TestDbs;
 
-use crate::common::{eden, run, run_cmd, Run};
+use crate::common::{Run, eden, run, run_cmd};
 
 const SCHEMA: &str = "
 CREATE TABLE parent (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL);
@@ -17,7 +17,11 @@ fn config_file(dbs: &TestDbs, dir: &std::path::Path, extra_rules: &str) -> std::
     let regions: String = dbs
         .region_names()
         .iter()
-        .map(|r| format!("  - name: {r}\n    role: active\n    instance: {{ host: 127.0.0.1, port: 5432 }}\n"))
+        .map(|r| {
+            format!(
+                "  - name: {r}\n    role: active\n    instance: {{ host: 127.0.0.1, port: 5432 }}\n"
+            )
+        })
         .collect();
     let yaml = format!(
         "global:\n  conflict_resolution: last_write_wins\nregions:\n{regions}replication:\n  provider: native\n  node_groups:\n    - name: app_group\n      database: app\n      conflict_resolution_tables:\n        - {{table: parent, resolution: last_write_wins, tracking_column: updated_at}}\n        - {{table: child, resolution: last_write_wins, tracking_column: updated_at}}\n{extra_rules}"
@@ -78,7 +82,12 @@ async fn setup(name: &str) -> TestDbs {
 }
 
 fn applied(v: &serde_json::Value) -> i64 {
-    v["tables"].as_array().unwrap().iter().map(|t| t["applied"].as_i64().unwrap()).sum()
+    v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["applied"].as_i64().unwrap())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,15 +98,29 @@ async fn e2e_fix_dry_run_apply_idempotent_undo() {
     let before = [dump(&dbs, 0), dump(&dbs, 1)];
 
     // --dry-run, json: the plan; nothing changes, not even replication_conflicts appears
-    let r = run(eden_args(&dbs, &cfg, &["fix", "--dry-run", "--format", "json"]));
+    let r = run(eden_args(
+        &dbs,
+        &cfg,
+        &["fix", "--dry-run", "--format", "json"],
+    ));
     assert_eq!(r.code, Some(1), "{r:?}");
     let v = r.json();
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["consistent"], false);
     assert!(v["run_id"].is_string());
-    let parent = v["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.parent").unwrap();
+    let parent = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.parent")
+        .unwrap();
     assert_eq!(parent["resolution"], "last_write_wins");
-    let a = parent["actions"].as_array().unwrap().iter().find(|a| a["key"]["id"] == 1).unwrap();
+    let a = parent["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"]["id"] == 1)
+        .unwrap();
     assert_eq!(a["region"], "r2");
     assert_eq!(a["action"], "update");
     assert_eq!(a["winner_region"], "r1");
@@ -112,7 +135,11 @@ async fn e2e_fix_dry_run_apply_idempotent_undo() {
     assert_eq!([dump(&dbs, 0), dump(&dbs, 1)], before);
 
     // fix
-    let r = run(eden_args(&dbs, &cfg, &["fix", "--format", "json", "--batch-size", "1"]));
+    let r = run(eden_args(
+        &dbs,
+        &cfg,
+        &["fix", "--format", "json", "--batch-size", "1"],
+    ));
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = r.json();
     assert_eq!(v["dry_run"], false);
@@ -124,7 +151,10 @@ async fn e2e_fix_dry_run_apply_idempotent_undo() {
     // again: nothing to do, no new record
     let count = |i| {
         let d = dbs.url(i);
-        let out = std::process::Command::new("psql").args(["-XAtc", "SELECT count(*) FROM replication_conflicts", &d]).output().unwrap();
+        let out = std::process::Command::new("psql")
+            .args(["-XAtc", "SELECT count(*) FROM replication_conflicts", &d])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let (n0, n1) = (count(0), count(1));
@@ -138,11 +168,18 @@ async fn e2e_fix_dry_run_apply_idempotent_undo() {
     assert_eq!(r.code, Some(0), "{r:?}");
     let recs = r.json()["conflicts"].as_array().unwrap().clone();
     assert_eq!(recs.len(), 6);
-    assert!(recs.iter().all(|c| c["run_id"] == run_id.as_str() && !c["resolved_at"].is_null()));
+    assert!(
+        recs.iter()
+            .all(|c| c["run_id"] == run_id.as_str() && !c["resolved_at"].is_null())
+    );
 
     // undo --dry-run changes nothing; undo restores the state before the fix exactly
     let after = [dump(&dbs, 0), dump(&dbs, 1)];
-    let r = run(eden_args(&dbs, &cfg, &["undo", "--run", &run_id, "--dry-run"]));
+    let r = run(eden_args(
+        &dbs,
+        &cfg,
+        &["undo", "--run", &run_id, "--dry-run"],
+    ));
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!([dump(&dbs, 0), dump(&dbs, 1)], after);
     let r = run(eden_args(&dbs, &cfg, &["undo", "--run", &run_id]));
@@ -157,15 +194,33 @@ async fn e2e_fix_manual_table_exit_1() {
     let dbs = setup("e2e_fix_manual_table_exit_1").await;
     dbs.exec(1, "UPDATE notes SET body = 'edited'").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dbs, dir.path(), "        - {table: notes, resolution: manual}\n");
-    let r = run(eden_args(&dbs, &cfg, &["fix", "--format", "json", "--table", "notes"]));
+    let cfg = config_file(
+        &dbs,
+        dir.path(),
+        "        - {table: notes, resolution: manual}\n",
+    );
+    let r = run(eden_args(
+        &dbs,
+        &cfg,
+        &["fix", "--format", "json", "--table", "notes"],
+    ));
     assert_eq!(r.code, Some(1), "{r:?}");
     let v = r.json();
     assert_eq!(v["tables"][0]["unresolved"], 1);
     assert_eq!(v["tables"][0]["actions"][0]["action"], "manual");
-    let r = run(eden_args(&dbs, &cfg, &["conflicts", "--unresolved", "--format", "json"]));
+    let r = run(eden_args(
+        &dbs,
+        &cfg,
+        &["conflicts", "--unresolved", "--format", "json"],
+    ));
     assert_eq!(r.json()["conflicts"].as_array().unwrap().len(), 2);
-    assert_eq!(dump(&dbs, 1).iter().filter(|l| l.contains("edited")).count(), 1);
+    assert_eq!(
+        dump(&dbs, 1)
+            .iter()
+            .filter(|l| l.contains("edited"))
+            .count(),
+        1
+    );
 }
 
 /// Kills `fix` with SIGKILL at seeded random moments; the next run converges and every row
@@ -173,25 +228,42 @@ async fn e2e_fix_manual_table_exit_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_fix_sigkill_then_rerun_converges() {
     let dbs = TestDbs::new("e2e_fix_sigkill", 2).await;
-    dbs.exec_all("CREATE TABLE big (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL)").await;
+    dbs.exec_all("CREATE TABLE big (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL)")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dbs, dir.path(), "        - {table: big, resolution: last_write_wins, tracking_column: updated_at}\n");
-    let mut seed: u64 = std::env::var("EDEN_FIX_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
-    let iterations: usize = std::env::var("EDEN_FIX_KILL_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let cfg = config_file(
+        &dbs,
+        dir.path(),
+        "        - {table: big, resolution: last_write_wins, tracking_column: updated_at}\n",
+    );
+    let mut seed: u64 = std::env::var("EDEN_FIX_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let iterations: usize = std::env::var("EDEN_FIX_KILL_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
     for it in 0..iterations {
         dbs.exec_all("TRUNCATE big").await;
         dbs.exec(0, &format!("INSERT INTO big SELECT i, 'i{it}-r1-' || i, '2024-01-01'::timestamptz + (i % 5) * interval '1 day' FROM generate_series(1, 300) i WHERE i % 9 <> 1")).await;
         dbs.exec(1, &format!("INSERT INTO big SELECT i, 'i{it}-r2-' || i, '2024-01-03' FROM generate_series(1, 300) i WHERE i % 9 <> 2")).await;
         let images = [
-            dbs.query_texts(0, "SELECT to_jsonb(b)::text FROM big b").await,
-            dbs.query_texts(1, "SELECT to_jsonb(b)::text FROM big b").await,
+            dbs.query_texts(0, "SELECT to_jsonb(b)::text FROM big b")
+                .await,
+            dbs.query_texts(1, "SELECT to_jsonb(b)::text FROM big b")
+                .await,
         ];
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_millis(100 + seed % 900);
         let mut child = eden()
-            .args(eden_args(&dbs, &cfg, &["fix", "--batch-size", "5", "--max-rows-per-second", "400"]))
+            .args(eden_args(
+                &dbs,
+                &cfg,
+                &["fix", "--batch-size", "5", "--max-rows-per-second", "400"],
+            ))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -204,7 +276,11 @@ async fn e2e_fix_sigkill_then_rerun_converges() {
         let again = run(eden_args(&dbs, &cfg, &["fix", "--format", "json"]));
         assert_eq!(applied(&again.json()), 0, "iteration {it}");
         let q = "SELECT b::text FROM big b ORDER BY id";
-        assert_eq!(dbs.query_texts(0, q).await, dbs.query_texts(1, q).await, "iteration {it}");
+        assert_eq!(
+            dbs.query_texts(0, q).await,
+            dbs.query_texts(1, q).await,
+            "iteration {it}"
+        );
         for (i, imgs) in images.iter().enumerate() {
             let c = dbs.client(i).await;
             for img in imgs.iter().flatten() {

@@ -1,11 +1,11 @@
 //! End-to-end tests of the real `eden-reconcile` binary.
 
-mod common;
+mod check;
 mod cli;
-mod init;
+mod common;
 mod conflicts;
+mod contract;
 mod errors;
 mod fix;
+mod init;
 mod pglogical;
-mod contract;
-mod check;

@@ -35,7 +35,10 @@ struct Node {
 
 impl Node {
     fn dsn(&self) -> String {
-        format!("host=127.0.0.1 port={} dbname={DB} user=postgres", self.cluster.port)
+        format!(
+            "host=127.0.0.1 port={} dbname={DB} user=postgres",
+            self.cluster.port
+        )
     }
 
     fn sql(&self, sql: &str) -> String {
@@ -65,7 +68,11 @@ impl Node {
     }
 
     fn sub(&self) -> &'static str {
-        if self.node == "n1" { "from_n2" } else { "from_n1" }
+        if self.node == "n1" {
+            "from_n2"
+        } else {
+            "from_n1"
+        }
     }
 
     fn sub_status(&self) -> String {
@@ -83,14 +90,23 @@ impl Node {
             if st == "replicating" {
                 return;
             }
-            assert!(Instant::now() < deadline, "subscription {} in {} is '{st}' after {WAIT:?}:\n{}", self.sub(), self.region, self.cluster.log());
+            assert!(
+                Instant::now() < deadline,
+                "subscription {} in {} is '{st}' after {WAIT:?}:\n{}",
+                self.sub(),
+                self.region,
+                self.cluster.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// Waits until the other node has applied everything written here so far.
     fn sent_everything(&self) {
-        self.sql(&format!("SET statement_timeout = '{}s'; SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)", WAIT.as_secs()));
+        self.sql(&format!(
+            "SET statement_timeout = '{}s'; SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
+            WAIT.as_secs()
+        ));
     }
 }
 
@@ -109,13 +125,30 @@ fn start_cluster() -> TestCluster {
     let cur = c.psql("postgres", "SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'), '<absent>')");
     let cur = cur.trim();
     if cur != "<absent>" && !cur.contains("pglogical_output") {
-        let mut items: Vec<String> = cur.split(',').map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| format!("'{s}'")).collect();
+        let mut items: Vec<String> = cur
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("'{s}'"))
+            .collect();
         items.push("'pglogical_output'".into());
-        c.psql("postgres", &format!("ALTER SYSTEM SET output_plugin_libraries = {}", items.join(", ")));
+        c.psql(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET output_plugin_libraries = {}",
+                items.join(", ")
+            ),
+        );
         c.psql("postgres", "SELECT pg_reload_conf()");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !c.psql("postgres", "SHOW output_plugin_libraries").contains("pglogical_output") {
-            assert!(Instant::now() < deadline, "output_plugin_libraries did not take pglogical_output");
+        while !c
+            .psql("postgres", "SHOW output_plugin_libraries")
+            .contains("pglogical_output")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "output_plugin_libraries did not take pglogical_output"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -142,8 +175,16 @@ impl Pair {
             let hb = s.spawn(start_cluster);
             (ha.join().expect("cluster a"), hb.join().expect("cluster b"))
         });
-        let a = Node { region: "us-east-1", node: "n1", cluster: ca };
-        let b = Node { region: "us-west-2", node: "n2", cluster: cb };
+        let a = Node {
+            region: "us-east-1",
+            node: "n1",
+            cluster: ca,
+        };
+        let b = Node {
+            region: "us-west-2",
+            node: "n2",
+            cluster: cb,
+        };
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("postgresql-multi-region.yaml");
         std::fs::write(
@@ -178,7 +219,12 @@ replication:
             ),
         )
         .unwrap();
-        let pair = Pair { a, b, cfg, _dir: dir };
+        let pair = Pair {
+            a,
+            b,
+            cfg,
+            _dir: dir,
+        };
         for n in [&pair.a, &pair.b] {
             n.sql_in("postgres", &format!("CREATE DATABASE {DB}"));
             n.sql(SCHEMA_SQL);
@@ -190,7 +236,8 @@ replication:
         }
         pair.a.sql(SEED_SQL);
         pair.a.sql("INSERT INTO local_cache VALUES (1, 'a-only')");
-        pair.b.sql("INSERT INTO local_cache VALUES (1, 'b'), (2, 'b')");
+        pair.b
+            .sql("INSERT INTO local_cache VALUES (1, 'b'), (2, 'b')");
         for (n, provider, copy) in [(&pair.b, &pair.a, true), (&pair.a, &pair.b, false)] {
             n.sql(&format!(
                 "SELECT pglogical.create_subscription(subscription_name := '{}', provider_dsn := '{}', \
@@ -219,22 +266,36 @@ replication:
 
     /// Disables `n`'s subscription and waits until the provider's slot is idle.
     fn pause(&self, n: &Node) {
-        n.sql(&format!("SELECT pglogical.alter_subscription_disable('{}', immediate := true)", n.sub()));
+        n.sql(&format!(
+            "SELECT pglogical.alter_subscription_disable('{}', immediate := true)",
+            n.sub()
+        ));
         let slot = n.sql(&format!("SELECT slot_name FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'", n.sub()));
-        let provider = if std::ptr::eq(n, &self.a) { &self.b } else { &self.a };
+        let provider = if std::ptr::eq(n, &self.a) {
+            &self.b
+        } else {
+            &self.a
+        };
         let deadline = Instant::now() + WAIT;
         loop {
             let active = provider.sql(&format!("SELECT coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = '{slot}'), 'absent')"));
             if n.sub_status() == "disabled" && active == "false" {
                 return;
             }
-            assert!(Instant::now() < deadline, "subscription {} did not stop (slot {slot} active: {active})", n.sub());
+            assert!(
+                Instant::now() < deadline,
+                "subscription {} did not stop (slot {slot} active: {active})",
+                n.sub()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn resume(&self, n: &Node) {
-        n.sql(&format!("SELECT pglogical.alter_subscription_enable('{}', immediate := true)", n.sub()));
+        n.sql(&format!(
+            "SELECT pglogical.alter_subscription_enable('{}', immediate := true)",
+            n.sub()
+        ));
         n.wait_replicating();
     }
 
@@ -254,7 +315,13 @@ trait ExpectCode {
 impl ExpectCode for Run {
     #[track_caller]
     fn expect_code(self, code: i32) -> Run {
-        assert_eq!(self.code, Some(code), "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -268,9 +335,17 @@ fn tables(report: &Value) -> Vec<(String, String, Vec<Value>)> {
         .map(|t| {
             let diffs = t["differences"]
                 .as_array()
-                .map(|a| a.iter().map(|d| json!([d["key"], d["missing_in"], d["changed_columns"]])).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|d| json!([d["key"], d["missing_in"], d["changed_columns"]]))
+                        .collect()
+                })
                 .unwrap_or_default();
-            (t["table"].as_str().unwrap().to_string(), t["status"].as_str().unwrap().to_string(), diffs)
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+                diffs,
+            )
         })
         .collect()
 }
@@ -297,7 +372,11 @@ fn pglogical_e2e_check_covers_sets_and_follows_replication() {
     assert_eq!(v["regions"], json!(["us-east-1", "us-west-2"]));
     assert_eq!(v["consistent"], true);
     assert_eq!(tables(&v), all_consistent(), "{v:#}");
-    assert_eq!(v["tables"][1]["row_counts"], json!({"us-east-1": 50, "us-west-2": 50}), "initial copy");
+    assert_eq!(
+        v["tables"][1]["row_counts"],
+        json!({"us-east-1": 50, "us-west-2": 50}),
+        "initial copy"
+    );
     // The human report says the same, exit 0.
     p.eden(&["check"]).expect_code(0);
 
@@ -305,8 +384,14 @@ fn pglogical_e2e_check_covers_sets_and_follows_replication() {
     a.sql("UPDATE vault_secrets SET secret = 'rotated', last_updated_at = now() WHERE id = 1");
     b.sql("INSERT INTO tenants VALUES (11, 'from-b')");
     p.catch_up();
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "rotated");
-    assert_eq!(tables(&p.eden(&["check", "--format", "json"]).expect_code(0).json()), all_consistent());
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "rotated"
+    );
+    assert_eq!(
+        tables(&p.eden(&["check", "--format", "json"]).expect_code(0).json()),
+        all_consistent()
+    );
 
     // us-west-2 stops receiving; us-east-1 writes: found.
     p.pause(b);
@@ -316,7 +401,11 @@ fn pglogical_e2e_check_covers_sets_and_follows_replication() {
     assert_eq!(
         tables(&v),
         vec![
-            ("public.tenants".into(), "divergent".into(), vec![json!([{"id": 3}, ["us-east-1"], []])]),
+            (
+                "public.tenants".into(),
+                "divergent".into(),
+                vec![json!([{"id": 3}, ["us-east-1"], []])]
+            ),
             (
                 "public.vault_secrets".into(),
                 "divergent".into(),
@@ -331,8 +420,14 @@ fn pglogical_e2e_check_covers_sets_and_follows_replication() {
     // Replication resumes and catches up: consistent again.
     p.resume(b);
     p.catch_up();
-    assert_eq!(tables(&p.eden(&["check", "--format", "json"]).expect_code(0).json()), all_consistent());
-    eprintln!("[pglogical_e2e_check] setup {setup:.1?}, total {:.1?}", t0.elapsed());
+    assert_eq!(
+        tables(&p.eden(&["check", "--format", "json"]).expect_code(0).json()),
+        all_consistent()
+    );
+    eprintln!(
+        "[pglogical_e2e_check] setup {setup:.1?}, total {:.1?}",
+        t0.elapsed()
+    );
 }
 
 fn xmin(n: &Node, table: &str, id: i32) -> String {
@@ -354,29 +449,68 @@ fn pglogical_e2e_fix_no_replicate_is_not_echoed() {
     p.resume(a);
     p.resume(b);
     p.catch_up();
-    assert_eq!(a.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "b-1");
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "a-1");
+    assert_eq!(
+        a.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "b-1"
+    );
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "a-1"
+    );
     let v = p.eden(&["check", "--format", "json"]).expect_code(1).json();
     assert_eq!(
         tables(&v)[1],
-        ("public.vault_secrets".into(), "divergent".into(), vec![json!([{"id": 1}, [], ["last_updated_at", "secret"]])]),
+        (
+            "public.vault_secrets".into(),
+            "divergent".into(),
+            vec![json!([{"id": 1}, [], ["last_updated_at", "secret"]])]
+        ),
         "{v:#}"
     );
     let winner_xmin = xmin(a, "vault_secrets", 1);
 
     // The dry run plans the update of us-west-2 and changes nothing.
-    let dry = p.eden(&["fix", "--no-replicate", "--dry-run", "--format", "json"]).expect_code(1).json();
+    let dry = p
+        .eden(&["fix", "--no-replicate", "--dry-run", "--format", "json"])
+        .expect_code(1)
+        .json();
     assert_eq!(dry["dry_run"], true, "{dry:#}");
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "a-1");
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "a-1"
+    );
 
-    let fixed = p.eden(&["fix", "--no-replicate", "--format", "json"]).expect_code(0).json();
+    let fixed = p
+        .eden(&["fix", "--no-replicate", "--format", "json"])
+        .expect_code(0)
+        .json();
     assert_eq!(fixed["consistent"], true, "{fixed:#}");
-    let t = &fixed["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.vault_secrets").cloned().unwrap();
+    let t = &fixed["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.vault_secrets")
+        .cloned()
+        .unwrap();
     assert_eq!(t["resolution"], "last_write_wins");
     assert_eq!(t["applied"], 1, "{fixed:#}");
     let act = &t["actions"][0];
-    assert_eq!((&act["key"], &act["region"], &act["action"], &act["winner_region"], &act["decided_by"]),
-               (&json!({"id": 1}), &json!("us-west-2"), &json!("update"), &json!("us-east-1"), &json!("last_updated_at")));
+    assert_eq!(
+        (
+            &act["key"],
+            &act["region"],
+            &act["action"],
+            &act["winner_region"],
+            &act["decided_by"]
+        ),
+        (
+            &json!({"id": 1}),
+            &json!("us-west-2"),
+            &json!("update"),
+            &json!("us-east-1"),
+            &json!("last_updated_at")
+        )
+    );
 
     // Everything written so far has been through replication (plus a marker that does travel).
     a.sql("INSERT INTO tenants VALUES (900, 'marker')");
@@ -386,22 +520,52 @@ fn pglogical_e2e_fix_no_replicate_is_not_echoed() {
     // Repaired, written under origin eden_reconcile, and not sent back: the winner's row in
     // us-east-1 was not re-applied, and the archive record stays in us-west-2 although
     // replication_conflicts is in a replication set.
-    assert_eq!(b.sql("SELECT secret FROM vault_secrets WHERE id = 1"), "b-1");
+    assert_eq!(
+        b.sql("SELECT secret FROM vault_secrets WHERE id = 1"),
+        "b-1"
+    );
     assert_eq!(
         b.sql("SELECT ro.roname FROM vault_secrets t JOIN pg_replication_origin ro ON ro.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident WHERE t.id = 1"),
         "eden_reconcile"
     );
-    assert_eq!(xmin(a, "vault_secrets", 1), winner_xmin, "the repair was echoed back to us-east-1");
-    // `conflicts` reads every region; `region` says where each record was read.
-    let all = p.eden(&["conflicts", "--format", "json"]).expect_code(0).json();
-    let recs = all["conflicts"].as_array().unwrap();
-    assert_eq!(recs.len(), 1, "exactly one archive record, in us-west-2 (none travelled to us-east-1): {all:#}");
     assert_eq!(
-        (&recs[0]["region"], &recs[0]["local_region"], &recs[0]["key"], &recs[0]["local_row"]["secret"], &recs[0]["remote_row"]["secret"]),
-        (&json!("us-west-2"), &json!("us-west-2"), &json!({"id": 1}), &json!("a-1"), &json!("b-1")),
+        xmin(a, "vault_secrets", 1),
+        winner_xmin,
+        "the repair was echoed back to us-east-1"
+    );
+    // `conflicts` reads every region; `region` says where each record was read.
+    let all = p
+        .eden(&["conflicts", "--format", "json"])
+        .expect_code(0)
+        .json();
+    let recs = all["conflicts"].as_array().unwrap();
+    assert_eq!(
+        recs.len(),
+        1,
+        "exactly one archive record, in us-west-2 (none travelled to us-east-1): {all:#}"
+    );
+    assert_eq!(
+        (
+            &recs[0]["region"],
+            &recs[0]["local_region"],
+            &recs[0]["key"],
+            &recs[0]["local_row"]["secret"],
+            &recs[0]["remote_row"]["secret"]
+        ),
+        (
+            &json!("us-west-2"),
+            &json!("us-west-2"),
+            &json!({"id": 1}),
+            &json!("a-1"),
+            &json!("b-1")
+        ),
         "{all:#}"
     );
-    assert_eq!(a.sql("SELECT count(*) FROM replication_conflicts"), "0", "an archive record travelled to us-east-1");
+    assert_eq!(
+        a.sql("SELECT count(*) FROM replication_conflicts"),
+        "0",
+        "an archive record travelled to us-east-1"
+    );
     assert_eq!(recs[0]["run_id"], fixed["run_id"]);
 
     p.eden(&["check"]).expect_code(0);

@@ -11,25 +11,43 @@ use eden_test_util::TestDbs;
 pub fn config_for(dbs: &TestDbs) -> Config {
     let mut cfg = Config::default();
     for i in 0..dbs.len() {
-        cfg.apply_region_flag(&format!("{}={}", dbs.region(i), dbs.url(i))).unwrap();
+        cfg.apply_region_flag(&format!("{}={}", dbs.region(i), dbs.url(i)))
+            .unwrap();
     }
     cfg
 }
 
 /// Connects a checker to every test database.
 pub async fn checker(dbs: &TestDbs) -> Checker {
-    Checker::connect(config_for(dbs), dbs.name(0)).await.unwrap()
+    Checker::connect(config_for(dbs), dbs.name(0))
+        .await
+        .unwrap()
 }
 
 /// Options for one mode.
 pub fn opts(mode: Mode) -> CheckOptions {
-    CheckOptions { mode, ..CheckOptions::default() }
+    CheckOptions {
+        mode,
+        ..CheckOptions::default()
+    }
 }
 
 /// Runs a check in both modes, asserts both agree (apart from stats), returns the pushdown one.
 pub async fn run_both(c: &Checker, base: &CheckOptions) -> CheckReport {
-    let p = c.run(&CheckOptions { mode: Mode::Pushdown, ..base.clone() }).await.unwrap();
-    let s = c.run(&CheckOptions { mode: Mode::Stream, ..base.clone() }).await.unwrap();
+    let p = c
+        .run(&CheckOptions {
+            mode: Mode::Pushdown,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    let s = c
+        .run(&CheckOptions {
+            mode: Mode::Stream,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(strip(&p), strip(&s), "pushdown and stream disagree");
     p
 }
@@ -52,24 +70,47 @@ pub fn strip(r: &CheckReport) -> serde_json::Value {
 
 /// The table named `name` (`public.x`).
 pub fn table<'a>(r: &'a CheckReport, name: &str) -> &'a TableReport {
-    r.tables.iter().find(|t| t.table == name).unwrap_or_else(|| panic!("no table {name} in {:#?}", r.to_json()))
+    r.tables
+        .iter()
+        .find(|t| t.table == name)
+        .unwrap_or_else(|| panic!("no table {name} in {:#?}", r.to_json()))
 }
 
 /// `(key json, missing_in, changed_columns)` of a table, in report order.
 pub fn diffs(t: &TableReport) -> Vec<(serde_json::Value, Vec<String>, Vec<String>)> {
     t.differences
         .iter()
-        .map(|d| (serde_json::Value::Object(d.key.clone()), d.missing_in.clone(), d.changed_columns.clone()))
+        .map(|d| {
+            (
+                serde_json::Value::Object(d.key.clone()),
+                d.missing_in.clone(),
+                d.changed_columns.clone(),
+            )
+        })
         .collect()
 }
 
 /// Adds a node group for `db` with one table rule.
-pub fn add_rule(cfg: &mut Config, db: &str, table: &str, key_columns: Option<Vec<&str>>, exclude: Vec<&str>) {
+pub fn add_rule(
+    cfg: &mut Config,
+    db: &str,
+    table: &str,
+    key_columns: Option<Vec<&str>>,
+    exclude: Vec<&str>,
+) {
     use eden_consistency::config::{NodeGroup, Resolution, TableRule};
     if cfg.node_group(db).is_none() {
-        cfg.node_groups.push(NodeGroup { name: "g".into(), database: db.into(), ..Default::default() });
+        cfg.node_groups.push(NodeGroup {
+            name: "g".into(),
+            database: db.into(),
+            ..Default::default()
+        });
     }
-    let g = cfg.node_groups.iter_mut().find(|g| g.database == db).unwrap();
+    let g = cfg
+        .node_groups
+        .iter_mut()
+        .find(|g| g.database == db)
+        .unwrap();
     g.tables.push(TableRule {
         table: table.into(),
         resolution: Resolution::default(),
