@@ -257,27 +257,12 @@ impl FixReport {
                         ]
                     })
                     .collect();
-                let head = ["key", "region", "action", "winner", "decided_by", "status"];
-                let mut w = head.map(|h| h.chars().count());
-                for r in &rows {
-                    for (i, c) in r.iter().enumerate() {
-                        w[i] = w[i].max(c.chars().count());
-                    }
-                }
-                let line = |cells: [&str; 6]| {
-                    let mut s = String::from("  ");
-                    for (i, c) in cells.iter().enumerate() {
-                        s.push_str(c);
-                        if i + 1 < cells.len() {
-                            s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
-                        }
-                    }
-                    s
-                };
-                writeln!(out, "{}", line(head))?;
-                for r in &rows {
-                    writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
-                }
+                crate::report::write_aligned(
+                    out,
+                    "  ",
+                    &["key", "region", "action", "winner", "decided_by", "status"],
+                    &rows,
+                )?;
             }
             for d in &t.deferred {
                 writeln!(out, "  deferred: {d}")?;

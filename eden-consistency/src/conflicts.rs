@@ -758,32 +758,7 @@ pub fn print_human(
             status,
         ]);
     }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &table {
-        for (i, c) in row.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    writeln!(
-        out,
-        "{}",
-        line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-    )?;
-    for row in &table {
-        writeln!(out, "{}", line(row))?;
-    }
+    crate::report::write_aligned(out, "", &header, &table)?;
     let unresolved = rows.iter().filter(|r| r.is_unresolved()).count();
     writeln!(
         out,

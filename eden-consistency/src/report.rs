@@ -341,3 +341,51 @@ impl Progress {
         }
     }
 }
+
+/// Writes rows as an aligned text table for people: each line starts with `indent`, columns
+/// are separated by at least two spaces, trailing blanks are trimmed. `head` is the first
+/// line; every row should have as many cells as `head`.
+///
+/// ```
+/// let mut out = Vec::new();
+/// eden_consistency::report::write_aligned(&mut out, "  ", &["key", "action"], &[vec!["id=7".into(), "update".into()]]).unwrap();
+/// assert_eq!(String::from_utf8(out).unwrap(), "  key   action\n  id=7  update\n");
+/// ```
+pub fn write_aligned<R: AsRef<[String]>>(
+    out: &mut dyn Write,
+    indent: &str,
+    head: &[&str],
+    rows: &[R],
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, c) in row.as_ref().iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut s = String::from(indent);
+        for (i, c) in cells.enumerate() {
+            s.push_str(c);
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(c.chars().count())
+                + 2;
+            s.push_str(&" ".repeat(pad));
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(&mut head.iter().copied()))?;
+    for row in rows {
+        writeln!(
+            out,
+            "{}",
+            line(&mut row.as_ref().iter().map(String::as_str))
+        )?;
+    }
+    Ok(())
+}

@@ -140,27 +140,12 @@ impl UndoReport {
             })
             .collect();
         if !rows.is_empty() {
-            let head = ["region", "table", "key", "undo", "status"];
-            let mut w = head.map(|h| h.chars().count());
-            for r in &rows {
-                for (i, c) in r.iter().enumerate() {
-                    w[i] = w[i].max(c.chars().count());
-                }
-            }
-            let line = |cells: [&str; 5]| {
-                let mut s = String::from("  ");
-                for (i, c) in cells.iter().enumerate() {
-                    s.push_str(c);
-                    if i + 1 < cells.len() {
-                        s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
-                    }
-                }
-                s
-            };
-            writeln!(out, "{}", line(head))?;
-            for r in &rows {
-                writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
-            }
+            crate::report::write_aligned(
+                out,
+                "  ",
+                &["region", "table", "key", "undo", "status"],
+                &rows,
+            )?;
         }
         for e in &self.errors {
             writeln!(out, "error: {e}")?;
