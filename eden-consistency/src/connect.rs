@@ -408,15 +408,18 @@ fn tls_connector(
     let config = match (params.sslmode, roots) {
         (SslMode::Disable, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_custom_certificate_verifier(Arc::new(LibpqVerifier {
+                roots: None,
+                provider,
+            }))
             .with_no_client_auth(),
         (SslMode::VerifyFull, Some(roots)) => {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         (SslMode::VerifyCa | SslMode::Prefer | SslMode::Require, Some(roots)) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                roots: Arc::new(roots),
+            .with_custom_certificate_verifier(Arc::new(LibpqVerifier {
+                roots: Some(Arc::new(roots)),
                 provider,
             }))
             .with_no_client_auth(),
@@ -428,7 +431,10 @@ fn tls_connector(
         }
         (SslMode::Prefer | SslMode::Require, None) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_custom_certificate_verifier(Arc::new(LibpqVerifier {
+                roots: None,
+                provider,
+            }))
             .with_no_client_auth(),
     };
     let mode = match params.sslmode {
@@ -439,61 +445,18 @@ fn tls_connector(
     Ok((mode, tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 
-/// Accepts any certificate (libpq's `require` without a root certificate); the handshake's
-/// signatures are still checked, so the channel is encrypted to whoever holds the key.
+/// The certificate checks of libpq's modes below `verify-full`: with `roots`, the chain is
+/// verified against them but not the host name (`verify-ca`, and `prefer`/`require` when a
+/// root certificate is configured); without, any certificate is accepted (`require` with no
+/// root certificate). The handshake's signatures are checked either way, so the channel is
+/// encrypted to whoever holds the certificate's key.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Verifies the chain against the roots but not the host name (libpq's `verify-ca`).
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct LibpqVerifier {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -502,14 +465,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
