@@ -834,6 +834,42 @@ impl BinOutput {
         })
     }
 
+    /// Asserts the contract's error shape: exit 2, exactly one non-empty line on stderr,
+    /// starting `eden-reconcile: `, and no panic text.
+    #[track_caller]
+    pub fn assert_one_line_error(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "expected exit 2, got {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one line on stderr, got:\n{}",
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("eden-reconcile: "),
+            "stderr: {}",
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
+            "{}",
+            self.stderr
+        );
+        self
+    }
+
     /// Panics (showing both streams) unless the exit code is `code`.
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {

@@ -4,62 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-/// What one run of the binary produced.
-#[derive(Debug)]
-pub struct Run {
-    /// Exit code (`None` if killed by a signal).
-    pub code: Option<i32>,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl Run {
-    /// Stdout parsed as JSON; panics with the output when it is not.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Asserts the contract's error shape: exit 2, exactly one line on stderr starting
-    /// `eden-reconcile: `, and no panic text.
-    pub fn assert_one_line_error(&self) {
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected exit 2, got {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one line on stderr, got:\n{}",
-            self.stderr
-        );
-        assert!(
-            lines[0].starts_with("eden-reconcile: "),
-            "stderr: {}",
-            self.stderr
-        );
-        assert!(
-            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
-            "{}",
-            self.stderr
-        );
-    }
-}
+/// What one run of the binary produced (exit code, stdout, stderr), with `json()`,
+/// `assert_code()` and `assert_one_line_error()`.
+pub type Run = eden_test_util::BinOutput;
 
 /// A command for the real `eden-reconcile` binary, with a clean environment for the tool's
 /// own variables (so a developer's EDEN_RECONCILE_CONFIG does not leak in).

@@ -29,29 +29,12 @@ fn free_port() -> u16 {
 /// in either stream mentions any of `secrets`.
 #[track_caller]
 fn assert_error(out: &BinOutput, want: &str, secrets: &[&str]) {
-    assert_eq!(
-        out.code,
-        Some(2),
-        "expected exit 2\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
-    );
+    out.assert_one_line_error();
     let lines: Vec<&str> = out
         .stderr
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one line on stderr, got:\n{}",
-        out.stderr
-    );
-    assert!(
-        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
-        "{}",
-        out.stderr
-    );
     assert_eq!(lines[0], format!("eden-reconcile: {want}"));
     for s in secrets {
         assert!(
