@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
