@@ -61,6 +61,9 @@ use crate::report::RegionStats;
 use crate::schema::Column;
 use crate::value::{self, Value, oid};
 
+/// Rows hashed per parallel batch in stream mode.
+const STREAM_BATCH_ROWS: usize = 8192;
+
 /// Seed of the per-chunk row hashes in pushdown mode (never 0: see the module docs).
 const CHUNK_SEED: i64 = 1;
 /// Seeds of the two 64-bit halves of a row's 128-bit hash in pushdown mode.
@@ -614,22 +617,29 @@ impl<'a> PgSource<'a> {
         let chunking2 = chunking.clone();
         let progress = self.progress.clone();
         let worker = std::thread::spawn(move || -> Result<(Vec<ChunkDigest>, u64), String> {
+            // Tuples are cut into batches as bytes arrive and each batch is hashed in
+            // parallel on rayon's pool; chunk digests are sums, so the order of rows within
+            // a batch does not matter.
             let mut parser = CopyBinaryParser::new();
             let mut sums = vec![ChunkDigest::default(); chunking2.len()];
-            let mut buf = Vec::new();
             let mut n = 0u64;
             for data in rx {
                 parser.push(&data);
-                while let Some(t) = parser.next_tuple()? {
-                    let d = digest::digest_copy_tuple(&t, &oids, &mut buf)?;
-                    let k0 = t.fields().nth(k0_idx).flatten();
-                    let v = value::decode_wire(k0, oids[k0_idx])?;
-                    sums[chunking2.chunk_of(&v)].add(&d);
-                    n += 1;
-                    if n % 65536 == 0 {
-                        if let Some(p) = &progress {
-                            p.store(n, std::sync::atomic::Ordering::Relaxed);
-                        }
+                while let Some(batch) = parser.next_batch(STREAM_BATCH_ROWS)? {
+                    let hashed = batch.par_map(|t| -> Result<(usize, digest::RowDigest), String> {
+                        let mut buf = Vec::with_capacity(256);
+                        let d = digest::digest_copy_tuple(&t, &oids, &mut buf)?;
+                        let k0 = t.fields().nth(k0_idx).flatten();
+                        let v = value::decode_wire(k0, oids[k0_idx])?;
+                        Ok((chunking2.chunk_of(&v), d))
+                    });
+                    for h in hashed {
+                        let (chunk, d) = h?;
+                        sums[chunk].add(&d);
+                    }
+                    n += batch.len() as u64;
+                    if let Some(p) = &progress {
+                        p.store(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
