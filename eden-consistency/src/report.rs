@@ -184,7 +184,18 @@ pub struct CheckReport {
 impl CheckReport {
     /// The process exit code for this report: 0 when consistent, else 1.
     pub fn exit_code(&self) -> i32 {
-        if self.consistent { 0 } else { 1 }
+        if self.first_error().is_some() {
+            2
+        } else if self.consistent {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The first table that could not be checked (status `error`), if any.
+    pub fn first_error(&self) -> Option<&TableReport> {
+        self.tables.iter().find(|t| t.status == TableStatus::Error)
     }
 
     /// The JSON document (CONTRACT §3).

@@ -119,6 +119,16 @@ async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outco
             report.print_human(&mut out, color)?;
         }
     }
+    drop(out);
+    // The report is printed in full; a table that could not be checked also makes the run
+    // an error (exit 2), since its regions were not verified.
+    if let Some(t) = report.first_error() {
+        bail!(
+            "table {}: {}",
+            t.table,
+            t.message.as_deref().unwrap_or("could not be checked")
+        );
+    }
     Ok(if report.consistent {
         Outcome::Clean
     } else {

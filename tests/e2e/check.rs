@@ -114,3 +114,50 @@ async fn check_skipped_table_exits_1() {
             .contains("key_columns")
     );
 }
+
+/// A table that cannot be read (here: no SELECT privilege in one region) is reported with
+/// status `error` and its message, the other tables are still compared, and the run exits 2
+/// with one line on stderr naming the table.
+#[tokio::test]
+async fn check_table_error_is_reported_and_exits_2() {
+    let dbs = TestDbs::new_named("e2e_check_table_error", &["us-east-1", "us-west-2"]).await;
+    let role = "eden_e2e_check_noread";
+    dbs.exec_all(&format!(
+        "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         CREATE TABLE readable(id int primary key, v text); INSERT INTO readable VALUES (1, 'a');
+         CREATE TABLE secret(id int primary key, v text); INSERT INTO secret VALUES (1, 'a');
+         GRANT SELECT ON readable TO {role};"
+    ))
+    .await;
+    dbs.exec(1, &format!("GRANT SELECT ON secret TO {role}"))
+        .await;
+    let regions: Vec<String> = (0..2)
+        .flat_map(|i| {
+            let url = dbs.url(i).replacen("postgres@", &format!("{role}@"), 1);
+            [
+                "--region".to_string(),
+                format!("{}={url}", dbs.region_names()[i]),
+            ]
+        })
+        .collect();
+    let mut a = vec!["check".to_string(), "--format".into(), "json".into()];
+    a.extend(regions);
+    let r = run(a);
+    r.assert_one_line_error();
+    assert!(r.stderr.contains("public.secret"), "{}", r.stderr);
+    let j = r.json();
+    let tables = j["tables"].as_array().unwrap();
+    let status = |name: &str| {
+        tables
+            .iter()
+            .find(|t| t["table"] == name)
+            .map(|t| t["status"].clone())
+    };
+    assert_eq!(
+        status("public.readable"),
+        Some(json!("consistent")),
+        "{j:#}"
+    );
+    assert_eq!(status("public.secret"), Some(json!("error")), "{j:#}");
+    assert_eq!(j["consistent"], json!(false));
+}
