@@ -22,8 +22,6 @@
 //! pglogical must be installed (`postgresql-15-pglogical`; `scripts/services.sh` installs
 //! it): without it these tests FAIL, they do not skip.
 
-use std::panic::AssertUnwindSafe;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eden_consistency::TableName;
@@ -33,341 +31,63 @@ use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::plan::{FixOptions, plan_fix_checked};
 use eden_consistency::report::{CheckReport, TableStatus};
-use eden_test_util::{ClusterOptions, TestCluster};
+use eden_test_util::pglogical::{DB, Node, Pair};
 use serde_json::json;
 
-const PGLOGICAL_SO: &str = "/usr/lib/postgresql/15/lib/pglogical.so";
-const DB: &str = "eden_vault";
-const SETS: &str = "ARRAY['eden_set', 'eden_tenants']";
-/// Longest wait for any replication step; a broken setup fails after this, never hangs.
-const WAIT: Duration = Duration::from_secs(30);
-
-const SCHEMA_SQL: &str = include_str!("../../fixtures/sql/pglogical_schema.sql");
-const SEED_SQL: &str = include_str!("../../fixtures/sql/pglogical_seed.sql");
-const NODE_SQL: &str = include_str!("../../fixtures/sql/pglogical_node.sql");
-
-/// One region: a cluster that is pglogical node `node`.
-struct Node {
-    region: &'static str,
-    node: &'static str,
-    cluster: TestCluster,
-}
-
-impl Node {
-    fn dsn(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} dbname={DB} user=postgres",
-            self.cluster.port
-        )
-    }
-
-    /// Runs `sql` in `eden_vault`; on error panics naming the region, with the server log's tail.
-    fn sql(&self, sql: &str) -> String {
-        self.sql_in(DB, sql)
-    }
-
-    fn sql_in(&self, db: &str, sql: &str) -> String {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.cluster.psql(db, sql))) {
-            Ok(out) => out.trim().to_string(),
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!(
-                    "in region {} (port {}): {msg}\n--- server log (tail) ---\n{}",
-                    self.region,
-                    self.cluster.port,
-                    self.log_tail()
-                );
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.cluster.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// The name of this node's subscription (to the other node).
-    fn sub(&self) -> String {
-        format!("from_{}", if self.node == "n1" { "n2" } else { "n1" })
-    }
-
-    fn sub_status(&self) -> String {
-        self.sql(&format!(
-            "SELECT coalesce((SELECT status FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'), 'absent')",
-            self.sub()
-        ))
-    }
-}
-
-/// Fails (never skips) when pglogical is not installed.
-fn require_pglogical() {
-    assert!(
-        Path::new(PGLOGICAL_SO).exists(),
-        "pglogical is not installed ({PGLOGICAL_SO} is missing): these tests need real pglogical replication; \
-         install it with `apt-get install -y postgresql-15-pglogical` (scripts/services.sh does this in CI)"
-    );
-}
-
-/// Some PostgreSQL builds (this machine's 15.20 among them) only let a walsender load the
-/// logical decoding output plugins listed in `output_plugin_libraries`; pglogical's is
-/// `pglogical_output`. Where that setting exists, add it; elsewhere nothing to do.
-fn allow_pglogical_output(c: &TestCluster) {
-    let cur = c.psql(
-        "postgres",
-        "SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'), '<absent>')",
-    );
-    let cur = cur.trim();
-    if cur == "<absent>" {
-        return;
-    }
-    let mut items: Vec<String> = cur
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items.iter().any(|s| s == "pglogical_output") {
-        return;
-    }
-    items.push("pglogical_output".into());
-    let list: Vec<String> = items
-        .iter()
-        .map(|s| format!("'{}'", s.replace('\'', "''")))
-        .collect();
-    c.psql(
-        "postgres",
-        &format!(
-            "ALTER SYSTEM SET output_plugin_libraries = {}",
-            list.join(", ")
-        ),
-    );
-    c.psql("postgres", "SELECT pg_reload_conf()");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !c
-        .psql("postgres", "SHOW output_plugin_libraries")
-        .contains("pglogical_output")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "output_plugin_libraries did not take pglogical_output after a reload"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_cluster() -> TestCluster {
-    let c = TestCluster::start(
-        ClusterOptions::new()
-            .logical()
-            .setting("shared_preload_libraries", "'pglogical'")
-            .setting("max_replication_slots", "10")
-            .setting("max_wal_senders", "10")
-            .setting("max_worker_processes", "16")
-            .setting("wal_receiver_status_interval", "1s")
-            .setting("wal_sender_timeout", "30s"),
-    );
-    allow_pglogical_output(&c);
-    c
-}
-
-/// Two regions replicating both ways. `a` is us-east-1 (node n1), `b` us-west-2 (n2).
-struct Pair {
-    a: Node,
-    b: Node,
-    started: Instant,
-}
-
-impl Pair {
-    /// Starts both clusters, creates the schema, seeds region a, makes both pglogical
-    /// nodes, subscribes each to the other (b copies a's seed data) and waits until both
-    /// subscriptions replicate and the initial copy is done.
-    async fn start(test: &str) -> Pair {
-        require_pglogical();
-        let started = Instant::now();
-        let (ca, cb) = std::thread::scope(|s| {
-            let ha = s.spawn(start_cluster);
-            let hb = s.spawn(start_cluster);
-            (ha.join().expect("cluster a"), hb.join().expect("cluster b"))
-        });
-        let a = Node {
-            region: "us-east-1",
-            node: "n1",
-            cluster: ca,
-        };
-        let b = Node {
-            region: "us-west-2",
-            node: "n2",
-            cluster: cb,
-        };
-        for n in [&a, &b] {
-            n.sql_in("postgres", &format!("CREATE DATABASE {DB}"));
-            n.sql(SCHEMA_SQL);
-            // The tool's own table, created as `eden-reconcile init` does.
-            let client = n.cluster.client(DB).await;
-            conflicts::init(&client, n.region, &conflicts::table_name(None))
-                .await
-                .expect("create replication_conflicts");
-            n.sql(&NODE_SQL.replace(":NODE", n.node).replace(":DSN", &n.dsn()));
-        }
-        a.sql(SEED_SQL);
-        // Tables outside the sets differ between regions on purpose.
-        a.sql("INSERT INTO local_cache VALUES (1, 'a-only')");
-        b.sql("INSERT INTO local_cache VALUES (1, 'b'), (2, 'b')");
-        let subscribe = |n: &Node, provider: &Node, copy: bool| {
-            n.sql(&format!(
-                "SELECT pglogical.create_subscription(subscription_name := '{}', provider_dsn := '{}', \
-                 replication_sets := {SETS}, synchronize_structure := false, synchronize_data := {copy}, \
-                 forward_origins := '{{}}')",
-                n.sub(),
-                provider.dsn()
-            ));
-        };
-        subscribe(&b, &a, true);
-        subscribe(&a, &b, false);
-        let pair = Pair { a, b, started };
-        pair.wait_replicating(&pair.a);
-        pair.wait_replicating(&pair.b);
-        for n in [&pair.a, &pair.b] {
-            n.sql(&format!(
-                "SET statement_timeout = '{}s'; SELECT pglogical.wait_for_subscription_sync_complete('{}')",
-                WAIT.as_secs(),
-                n.sub()
-            ));
-        }
-        pair.catch_up();
-        eprintln!(
-            "[{test}] pglogical pair replicating after {:.1?}",
-            started.elapsed()
-        );
-        pair
-    }
-
-    fn nodes(&self) -> [&Node; 2] {
-        [&self.a, &self.b]
-    }
-
-    /// Waits until `n`'s subscription is `replicating` (fails after [`WAIT`]).
-    fn wait_replicating(&self, n: &Node) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let st = n.sub_status();
-            if st == "replicating" {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "subscription {} in region {} is '{st}', not 'replicating', after {WAIT:?}\n--- {} log ---\n{}\n--- {} log ---\n{}",
-                    n.sub(),
-                    n.region,
-                    self.a.region,
-                    self.a.log_tail(),
-                    self.b.region,
-                    self.b.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until everything written so far in `provider` has been applied by the other
-    /// node (pglogical.wait_slot_confirm_lsn on the provider, bounded by [`WAIT`]).
-    fn caught_up_from(&self, provider: &Node) {
-        provider.sql(&format!(
-            "SET statement_timeout = '{}s'; SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
-            WAIT.as_secs()
-        ));
-    }
-
-    /// Both directions caught up.
-    fn catch_up(&self) {
-        self.caught_up_from(&self.a);
-        self.caught_up_from(&self.b);
-    }
-
-    /// Disables `n`'s subscription (so the other region's changes stop reaching `n`) and
-    /// waits until the provider's slot is no longer in use.
-    fn pause(&self, n: &Node) {
-        n.sql(&format!(
-            "SELECT pglogical.alter_subscription_disable('{}', immediate := true)",
-            n.sub()
-        ));
-        let slot = n.sql(&format!(
-            "SELECT slot_name FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'",
-            n.sub()
-        ));
-        let provider = if std::ptr::eq(n, &self.a) {
-            &self.b
-        } else {
-            &self.a
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let st = n.sub_status();
-            let active = provider.sql(&format!(
-                "SELECT coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = '{slot}'), 'absent')"
-            ));
-            if st == "disabled" && active == "false" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "subscription {} did not stop: status {st}, slot {slot} active {active}",
-                n.sub()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Re-enables `n`'s subscription and waits until it replicates.
-    fn resume(&self, n: &Node) {
-        n.sql(&format!(
-            "SELECT pglogical.alter_subscription_enable('{}', immediate := true)",
-            n.sub()
-        ));
-        self.wait_replicating(n);
-    }
-
-    /// A config as operators write it, plus `user: postgres` (trust auth).
-    fn config(&self, provider: Option<&str>) -> Config {
-        let provider = provider
-            .map(|p| format!("  provider: {p}\n"))
-            .unwrap_or_default();
-        let yaml = format!(
-            "global:\n  max_replication_lag_seconds: 0\n  conflict_resolution: last_write_wins\n\
-             regions:\n\
-             \x20 - name: {ra}\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pa}, user: postgres }}\n\
-             \x20 - name: {rb}\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pb}, user: postgres }}\n\
-             replication:\n{provider}\
-             \x20 node_groups:\n\
-             \x20   - name: eden_vault_group\n      database: {DB}\n      conflict_resolution_tables:\n\
-             \x20       - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n\
-             \x20       - table: tenants\n          resolution: region_priority\n          regions: [{ra}, {rb}]\n",
-            ra = self.a.region,
-            rb = self.b.region,
-            pa = self.a.cluster.port,
-            pb = self.b.cluster.port,
-        );
-        Config::from_yaml_str(&yaml, "pglogical-test.yaml")
-            .unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"))
-    }
-
-    async fn checker(&self) -> Checker {
-        Checker::connect(self.config(Some("pglogical")), DB)
+/// Both regions replicating, with `replication_conflicts` created as `eden-reconcile init`
+/// does, before the fixture puts it in a replication set.
+async fn start_pair(test: &str) -> Pair {
+    let pair = Pair::start_clusters();
+    for n in pair.nodes() {
+        let client = n.cluster.client(DB).await;
+        conflicts::init(&client, n.region, &conflicts::table_name(None))
             .await
-            .expect("connect both regions")
+            .expect("create replication_conflicts");
     }
+    pair.replicate();
+    eprintln!(
+        "[{test}] pglogical pair replicating after {:.1?}",
+        pair.started.elapsed()
+    );
+    pair
+}
 
-    async fn check(&self) -> CheckReport {
-        self.checker()
-            .await
-            .run(&CheckOptions::default())
-            .await
-            .expect("check runs")
-    }
+/// A config as operators write it, plus `user: postgres` (trust auth).
+fn config(p: &Pair, provider: Option<&str>) -> Config {
+    let provider = provider
+        .map(|p| format!("  provider: {p}\n"))
+        .unwrap_or_default();
+    let yaml = format!(
+        "global:\n  max_replication_lag_seconds: 0\n  conflict_resolution: last_write_wins\n\
+         regions:\n\
+         \x20 - name: {ra}\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pa}, user: postgres }}\n\
+         \x20 - name: {rb}\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pb}, user: postgres }}\n\
+         replication:\n{provider}\
+         \x20 node_groups:\n\
+         \x20   - name: eden_vault_group\n      database: {DB}\n      conflict_resolution_tables:\n\
+         \x20       - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n\
+         \x20       - table: tenants\n          resolution: region_priority\n          regions: [{ra}, {rb}]\n",
+        ra = p.a.region,
+        rb = p.b.region,
+        pa = p.a.cluster.port,
+        pb = p.b.cluster.port,
+    );
+    Config::from_yaml_str(&yaml, "pglogical-test.yaml")
+        .unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"))
+}
+
+async fn connect(p: &Pair) -> Checker {
+    Checker::connect(config(p, Some("pglogical")), DB)
+        .await
+        .expect("connect both regions")
+}
+
+async fn check(p: &Pair) -> CheckReport {
+    connect(p)
+        .await
+        .run(&CheckOptions::default())
+        .await
+        .expect("check runs")
 }
 
 /// A write that pglogical (with `forward_origins = '{}'`) does not send on: made in a
@@ -424,13 +144,13 @@ fn consistent_summary() -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
-    let p = Pair::start("pglogical_check").await;
+    let p = start_pair("pglogical_check").await;
     let (a, b) = (&p.a, &p.b);
     let t0 = Instant::now();
 
     // (1) Which tables: exactly the replication sets' tables. replication_conflicts is in
     // set eden_set and still never covered; local_cache (in no set) is not covered.
-    let checker = p.checker().await;
+    let checker = connect(&p).await;
     let tables = checker.tables(&CheckOptions::default()).await.unwrap();
     assert_eq!(
         tables,
@@ -441,7 +161,7 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     );
     // Control: without provider pglogical every user table is covered (still not the
     // tool's own table nor pglogical's catalog).
-    let plain = Checker::connect(p.config(None), DB).await.unwrap();
+    let plain = Checker::connect(config(&p, None), DB).await.unwrap();
     let all = plain.tables(&CheckOptions::default()).await.unwrap();
     assert_eq!(
         all,
@@ -487,7 +207,7 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
         a.sql("SELECT count(*) FROM vault_secrets WHERE id = 50"),
         "0"
     );
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
 
@@ -498,12 +218,12 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
          DELETE FROM vault_secrets WHERE id = 3; INSERT INTO tenants VALUES (12, 'paused-a')",
     );
     b.sql("UPDATE tenants SET name = 'renamed-in-b' WHERE id = 1");
-    p.caught_up_from(b); // us-west-2 -> us-east-1 still flows
+    b.sent_everything(); // us-west-2 -> us-east-1 still flows
     assert_eq!(
         a.sql("SELECT name FROM tenants WHERE id = 1"),
         "renamed-in-b"
     );
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(
         summary(&r),
         vec![
@@ -536,7 +256,7 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
         recheck_pause: Some(Duration::from_millis(200)),
         ..CheckOptions::default()
     };
-    let r = p.checker().await.run(&lagged).await.unwrap();
+    let r = connect(&p).await.run(&lagged).await.unwrap();
     let flagged: Vec<(String, serde_json::Value, bool)> = r
         .tables
         .iter()
@@ -570,7 +290,7 @@ async fn pglogical_check_covers_the_replication_sets_and_follows_replication() {
     // Re-enabled and caught up: the drift was only lag, and is gone.
     p.resume(b);
     p.catch_up();
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
     assert_eq!(
@@ -614,7 +334,7 @@ fn archive(n: &Node, run_id: &str) -> Vec<String> {
 }
 
 async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport {
-    let checker = p.checker().await;
+    let checker = connect(&p).await;
     let (report, plan) =
         plan_fix_checked(&checker, &CheckOptions::default(), &FixOptions::default())
             .await
@@ -637,7 +357,7 @@ async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pglogical_fix_no_replicate_repairs_without_echo() {
-    let p = Pair::start("pglogical_fix").await;
+    let p = start_pair("pglogical_fix").await;
     let (a, b) = (&p.a, &p.b);
     let t0 = Instant::now();
 
@@ -686,7 +406,7 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
         "a write under an origin was forwarded"
     );
 
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(
         summary(&r),
         vec![
@@ -837,7 +557,7 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
             "us-west-2|public.vault_secrets|{\"id\": 1}|update_differs|us-east-1",
         ]
     );
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     assert_eq!(r.exit_code(), 0);
     let t_no_replicate = t0.elapsed();
@@ -876,7 +596,7 @@ async fn pglogical_fix_no_replicate_repairs_without_echo() {
     );
     // It does not loop further: us-east-1 does not send the applied change on again.
     assert_eq!(archive(b, &rep.run_id).len(), 1);
-    let r = p.check().await;
+    let r = check(&p).await;
     assert_eq!(summary(&r), consistent_summary(), "{:#}", r.to_json());
     eprintln!(
         "[pglogical_fix] fix {:.1?}; scenario with --no-replicate {:.1?}; with control {:.1?}; total {:.1?}",

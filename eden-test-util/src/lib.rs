@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod pglogical;
+
 pub use tempfile::TempDir;
 pub use tokio_postgres;
 

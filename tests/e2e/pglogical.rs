@@ -10,181 +10,32 @@
 //! pglogical must be installed (`postgresql-15-pglogical`, installed by
 //! `scripts/services.sh`): without it these tests FAIL, they do not skip.
 
-use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use eden_test_util::{ClusterOptions, TestCluster};
+use eden_test_util::pglogical::{DB, Node, Pair};
 use serde_json::{Value, json};
 
 use crate::common::{Run, run};
 
-const PGLOGICAL_SO: &str = "/usr/lib/postgresql/15/lib/pglogical.so";
-const DB: &str = "eden_vault";
-const WAIT: Duration = Duration::from_secs(30);
-
-const SCHEMA_SQL: &str = include_str!("../../fixtures/sql/pglogical_schema.sql");
-const SEED_SQL: &str = include_str!("../../fixtures/sql/pglogical_seed.sql");
-const NODE_SQL: &str = include_str!("../../fixtures/sql/pglogical_node.sql");
-
-struct Node {
-    region: &'static str,
-    node: &'static str,
-    cluster: TestCluster,
-}
-
-impl Node {
-    fn dsn(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} dbname={DB} user=postgres",
-            self.cluster.port
-        )
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.sql_in(DB, sql)
-    }
-
-    /// Runs `sql`; on error panics naming the region, with the server log's tail.
-    fn sql_in(&self, db: &str, sql: &str) -> String {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.cluster.psql(db, sql))) {
-            Ok(out) => out.trim().to_string(),
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                let log = self.cluster.log();
-                let lines: Vec<&str> = log.lines().collect();
-                panic!(
-                    "in region {} (port {}): {msg}\n--- server log (tail) ---\n{}",
-                    self.region,
-                    self.cluster.port,
-                    lines[lines.len().saturating_sub(40)..].join("\n")
-                );
-            }
-        }
-    }
-
-    fn sub(&self) -> &'static str {
-        if self.node == "n1" {
-            "from_n2"
-        } else {
-            "from_n1"
-        }
-    }
-
-    fn sub_status(&self) -> String {
-        self.sql(&format!(
-            "SELECT coalesce((SELECT status FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'), 'absent')",
-            self.sub()
-        ))
-    }
-
-    /// Waits until the subscription replicates (fails after [`WAIT`]).
-    fn wait_replicating(&self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let st = self.sub_status();
-            if st == "replicating" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "subscription {} in {} is '{st}' after {WAIT:?}:\n{}",
-                self.sub(),
-                self.region,
-                self.cluster.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until the other node has applied everything written here so far.
-    fn sent_everything(&self) {
-        self.sql(&format!(
-            "SET statement_timeout = '{}s'; SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
-            WAIT.as_secs()
-        ));
-    }
-}
-
-fn start_cluster() -> TestCluster {
-    let c = TestCluster::start(
-        ClusterOptions::new()
-            .logical()
-            .setting("shared_preload_libraries", "'pglogical'")
-            .setting("max_replication_slots", "10")
-            .setting("max_wal_senders", "10")
-            .setting("max_worker_processes", "16")
-            .setting("wal_receiver_status_interval", "1s"),
-    );
-    // Some builds (this machine's PostgreSQL 15.20) only allow the logical decoding output
-    // plugins listed in output_plugin_libraries; pglogical's is pglogical_output.
-    let cur = c.psql("postgres", "SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'), '<absent>')");
-    let cur = cur.trim();
-    if cur != "<absent>" && !cur.contains("pglogical_output") {
-        let mut items: Vec<String> = cur
-            .split(',')
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("'{s}'"))
-            .collect();
-        items.push("'pglogical_output'".into());
-        c.psql(
-            "postgres",
-            &format!(
-                "ALTER SYSTEM SET output_plugin_libraries = {}",
-                items.join(", ")
-            ),
-        );
-        c.psql("postgres", "SELECT pg_reload_conf()");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !c
-            .psql("postgres", "SHOW output_plugin_libraries")
-            .contains("pglogical_output")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "output_plugin_libraries did not take pglogical_output"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    c
-}
-
 /// us-east-1 (n1) and us-west-2 (n2) replicating both ways, plus the config file.
-struct Pair {
-    a: Node,
-    b: Node,
+struct Setup {
+    pair: Pair,
     cfg: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Pair {
-    fn start() -> Pair {
-        assert!(
-            Path::new(PGLOGICAL_SO).exists(),
-            "pglogical is not installed ({PGLOGICAL_SO} is missing): install postgresql-15-pglogical \
-             (scripts/services.sh does it in CI); these tests need real pglogical replication"
-        );
-        let (ca, cb) = std::thread::scope(|s| {
-            let ha = s.spawn(start_cluster);
-            let hb = s.spawn(start_cluster);
-            (ha.join().expect("cluster a"), hb.join().expect("cluster b"))
-        });
-        let a = Node {
-            region: "us-east-1",
-            node: "n1",
-            cluster: ca,
-        };
-        let b = Node {
-            region: "us-west-2",
-            node: "n2",
-            cluster: cb,
-        };
+impl std::ops::Deref for Setup {
+    type Target = Pair;
+    fn deref(&self) -> &Pair {
+        &self.pair
+    }
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let pair = Pair::start_clusters();
+        let (a, b) = (&pair.a, &pair.b);
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("postgresql-multi-region.yaml");
         std::fs::write(
@@ -219,84 +70,15 @@ replication:
             ),
         )
         .unwrap();
-        let pair = Pair {
-            a,
-            b,
+        let setup = Setup {
+            pair,
             cfg,
             _dir: dir,
         };
-        for n in [&pair.a, &pair.b] {
-            n.sql_in("postgres", &format!("CREATE DATABASE {DB}"));
-            n.sql(SCHEMA_SQL);
-        }
-        // The tool creates its own table; pglogical_node.sql then puts it in a replication set.
-        pair.eden(&["init"]).expect_code(0);
-        for n in [&pair.a, &pair.b] {
-            n.sql(&NODE_SQL.replace(":NODE", n.node).replace(":DSN", &n.dsn()));
-        }
-        pair.a.sql(SEED_SQL);
-        pair.a.sql("INSERT INTO local_cache VALUES (1, 'a-only')");
-        pair.b
-            .sql("INSERT INTO local_cache VALUES (1, 'b'), (2, 'b')");
-        for (n, provider, copy) in [(&pair.b, &pair.a, true), (&pair.a, &pair.b, false)] {
-            n.sql(&format!(
-                "SELECT pglogical.create_subscription(subscription_name := '{}', provider_dsn := '{}', \
-                 replication_sets := ARRAY['eden_set', 'eden_tenants'], synchronize_structure := false, \
-                 synchronize_data := {copy}, forward_origins := '{{}}')",
-                n.sub(),
-                provider.dsn()
-            ));
-        }
-        for n in [&pair.a, &pair.b] {
-            n.wait_replicating();
-            n.sql(&format!(
-                "SET statement_timeout = '{}s'; SELECT pglogical.wait_for_subscription_sync_complete('{}')",
-                WAIT.as_secs(),
-                n.sub()
-            ));
-        }
-        pair.catch_up();
-        pair
-    }
-
-    fn catch_up(&self) {
-        self.a.sent_everything();
-        self.b.sent_everything();
-    }
-
-    /// Disables `n`'s subscription and waits until the provider's slot is idle.
-    fn pause(&self, n: &Node) {
-        n.sql(&format!(
-            "SELECT pglogical.alter_subscription_disable('{}', immediate := true)",
-            n.sub()
-        ));
-        let slot = n.sql(&format!("SELECT slot_name FROM pglogical.show_subscription_status() WHERE subscription_name = '{}'", n.sub()));
-        let provider = if std::ptr::eq(n, &self.a) {
-            &self.b
-        } else {
-            &self.a
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let active = provider.sql(&format!("SELECT coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = '{slot}'), 'absent')"));
-            if n.sub_status() == "disabled" && active == "false" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "subscription {} did not stop (slot {slot} active: {active})",
-                n.sub()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn resume(&self, n: &Node) {
-        n.sql(&format!(
-            "SELECT pglogical.alter_subscription_enable('{}', immediate := true)",
-            n.sub()
-        ));
-        n.wait_replicating();
+        // The tool creates its own table; the fixture then puts it in a replication set.
+        setup.eden(&["init"]).expect_code(0);
+        setup.pair.replicate();
+        setup
     }
 
     /// `eden-reconcile --config CFG ARGS... --db eden_vault`.
@@ -360,7 +142,7 @@ fn all_consistent() -> Vec<(String, String, Vec<Value>)> {
 #[test]
 fn pglogical_e2e_check_covers_sets_and_follows_replication() {
     let t0 = Instant::now();
-    let p = Pair::start();
+    let p = Setup::start();
     let setup = t0.elapsed();
     let (a, b) = (&p.a, &p.b);
 
@@ -437,7 +219,7 @@ fn xmin(n: &Node, table: &str, id: i32) -> String {
 #[test]
 fn pglogical_e2e_fix_no_replicate_is_not_echoed() {
     let t0 = Instant::now();
-    let p = Pair::start();
+    let p = Setup::start();
     let (a, b) = (&p.a, &p.b);
 
     // Concurrent updates while both subscriptions are off: pglogical's default
