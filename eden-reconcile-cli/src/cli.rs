@@ -136,17 +136,27 @@ pub enum ModeArg {
     Stream,
 }
 
-/// `check` options.
+/// Which tables to compare and how digests are computed (shared by `check` and `fix`).
 #[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub db: DbArg,
+pub struct Selection {
     /// Only this table (schema-qualified or not). Repeatable.
     #[arg(long = "table", value_name = "TABLE")]
     pub tables: Vec<String>,
     /// Leave this table out. Repeatable.
     #[arg(long = "exclude-table", value_name = "TABLE")]
     pub exclude_tables: Vec<String>,
+    /// How digests are computed.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+}
+
+/// `check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub select: Selection,
     /// Compare only rows matching this boolean SQL expression (checked before use).
     #[arg(long = "where", value_name = "EXPR")]
     pub where_clause: Option<String>,
@@ -156,9 +166,6 @@ pub struct CheckArgs {
     /// Tables and chunks compared in parallel (bounded connections per region).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// How digests are computed.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub mode: ModeArg,
     /// Record each difference as an unresolved row of replication_conflicts in every region involved.
     #[arg(long)]
     pub record: bool,
@@ -191,12 +198,8 @@ pub struct ConflictsArgs {
 pub struct FixArgs {
     #[command(flatten)]
     pub db: DbArg,
-    /// Only this table (schema-qualified or not). Repeatable.
-    #[arg(long = "table", value_name = "TABLE")]
-    pub tables: Vec<String>,
-    /// Leave this table out. Repeatable.
-    #[arg(long = "exclude-table", value_name = "TABLE")]
-    pub exclude_tables: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Print the plan and change nothing in any database.
     #[arg(long)]
     pub dry_run: bool,
@@ -212,9 +215,6 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
-    /// How digests are computed.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub mode: ModeArg,
 }
 
 /// `undo` options.

@@ -99,12 +99,12 @@ fn stderr_is_terminal() -> bool {
 async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
     let checker = checker(config, &args.db).await?;
     let opts = CheckOptions {
-        tables: args.tables.clone(),
-        exclude_tables: args.exclude_tables.clone(),
+        tables: args.select.tables.clone(),
+        exclude_tables: args.select.exclude_tables.clone(),
         filter: args.where_clause.clone(),
         max_differences: args.max_differences,
         jobs: args.jobs.unwrap_or(1).max(1),
-        mode: args.mode.into(),
+        mode: args.select.mode.into(),
         record: args.record,
         progress: stderr_is_terminal(),
         ..CheckOptions::default()
@@ -177,9 +177,9 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
     )?;
     let checker = checker(config, &args.db).await?;
     let check = CheckOptions {
-        tables: args.tables.clone(),
-        exclude_tables: args.exclude_tables.clone(),
-        mode: args.mode.into(),
+        tables: args.select.tables.clone(),
+        exclude_tables: args.select.exclude_tables.clone(),
+        mode: args.select.mode.into(),
         progress: stderr_is_terminal(),
         ..CheckOptions::default()
     };
