@@ -106,7 +106,7 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 /// The database name for region `i` (1-based in the name) of test `test_name`:
-/// `eden_t_<name>_<i>`, at most 63 bytes; a name that is not plain lower-case ASCII
+/// `eden_t_<name>_<i>` (prefix from `EDEN_TEST_DB_PREFIX` when set), at most 63 bytes; a name that is not plain lower-case ASCII
 /// letters, digits and `_`, or is long, is sanitized and gets a hash of the original.
 pub fn db_name(test_name: &str, i: usize) -> String {
     let mut clean: String = test_name
@@ -120,7 +120,9 @@ pub fn db_name(test_name: &str, i: usize) -> String {
         })
         .collect();
     let suffix = format!("_{}", i + 1);
-    let prefix = "eden_t_";
+    // Several checkouts on one server (parallel work trees) keep apart with their own prefix.
+    let prefix_owned = std::env::var("EDEN_TEST_DB_PREFIX").unwrap_or_else(|_| "eden_t_".into());
+    let prefix = prefix_owned.as_str();
     // A hash of the exact name when the name was shortened or changed by sanitizing, so
     // `a-b`, `a_b` and `A_B` stay distinct.
     if prefix.len() + clean.len() + suffix.len() > 63 || clean != test_name {
@@ -926,8 +928,9 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(db_name("simple", 0), "eden_t_simple_1");
-        assert!(db_name("With Space-X", 1).starts_with("eden_t_with_space_x_"));
+        let p = std::env::var("EDEN_TEST_DB_PREFIX").unwrap_or_else(|_| "eden_t_".into());
+        assert_eq!(db_name("simple", 0), format!("{p}simple_1"));
+        assert!(db_name("With Space-X", 1).starts_with(&format!("{p}with_space_x_")));
         assert_ne!(db_name("a-b", 0), db_name("a_b", 0));
         assert_ne!(db_name("A_B", 0), db_name("a_b", 0));
         let long = "a".repeat(100);
