@@ -207,11 +207,9 @@ async fn open(region: &str, params: &ResolvedParams, opts: &ConnectOptions) -> R
         .user(&params.user)
         .dbname(&params.dbname);
     if let Some(a) = &params.hostaddr {
-        let ip = a.parse().map_err(|_| {
-            fail(format!(
-                "invalid hostaddr \"{a}\": it must be a numeric IP address"
-            ))
-        })?;
+        let ip = a
+            .parse()
+            .map_err(|_| fail("invalid hostaddr: it must be a numeric IP address".to_string()))?;
         pg.hostaddr(ip);
     }
     if let Some(pw) = &params.password {
