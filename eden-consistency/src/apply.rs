@@ -63,7 +63,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result, pg_message};
-use crate::ident::quote_ident;
+use crate::ident::{escape_control, quote_ident};
 use crate::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
 
 /// The replication origin used by `--no-replicate`.
@@ -1296,6 +1296,10 @@ pub fn region_script(
     create_conflicts_sql: &str,
 ) -> String {
     let rc = conflicts_table(&opts.conflicts_schema);
+    // Text in `--` comments is one line whatever it holds: a newline in a table name must not
+    // start a line of its own (psql would run `\! cmd` there).
+    let c = |t: &str| escape_control(t).into_owned();
+    let (run_id_c, database, region) = (c(run_id), c(database), c(&work.region));
     let mut s = String::new();
     s.push_str(&format!(
         "-- eden-reconcile fix, run {run_id}\n-- region {}, database {database}\n\
@@ -1303,7 +1307,9 @@ pub fn region_script(
          -- Each batch is one transaction. Its statement only touches rows still equal to what\n\
          -- was read when planning (to_jsonb image), archives each row it changes into\n\
          -- replication_conflicts in the same statement, and returns the items it wrote.\n\n",
-        work.region, work.region
+        region,
+        region,
+        run_id = run_id_c
     ));
     s.push_str("\\set ON_ERROR_STOP on\n");
     s.push_str(
@@ -1322,7 +1328,7 @@ pub fn region_script(
         s.push_str(&format!(
             "-- batch {}: {}\nBEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE;\n",
             n + 1,
-            table_names.get(t).map(String::as_str).unwrap_or("")
+            c(table_names.get(t).map(String::as_str).unwrap_or(""))
         ));
         if unit.deferred {
             s.push_str("SET CONSTRAINTS ALL DEFERRED;\n");
@@ -1347,7 +1353,7 @@ pub fn region_script(
                 "-- {} {} row(s) of {}\n",
                 step.kind.as_str(),
                 step.items.len(),
-                table_name
+                c(&table_name)
             ));
             s.push_str(&batch_sql(shapes[step.table], step.kind, &rc, &lit));
             s.push_str(";\n");

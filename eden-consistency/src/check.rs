@@ -543,9 +543,12 @@ impl Checker {
                 .as_ref()
                 .filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
             {
-                c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
-                    .await
-                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
+                c.batch_execute(&format!(
+                    "SET TRANSACTION SNAPSHOT {}",
+                    crate::ident::quote_literal(s)
+                ))
+                .await
+                .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
             }
         }
 

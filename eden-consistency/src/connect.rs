@@ -2,7 +2,7 @@
 //!
 //! Every session is opened with its settings fixed in the startup packet (no extra round
 //! trip): `TimeZone=UTC`, `DateStyle=ISO`, `IntervalStyle=postgres`,
-//! `extra_float_digits=3`, `bytea_output=hex`, `statement_timeout`, `lock_timeout` and
+//! `extra_float_digits=3`, `bytea_output=hex`, `standard_conforming_strings=on`, `statement_timeout`, `lock_timeout` and
 //! `application_name=eden-reconcile` (unless `application_name` / `PGAPPNAME` says
 //! otherwise), so that values read in different regions compare as values.
 //!
@@ -183,6 +183,7 @@ fn startup_options(opts: &ConnectOptions) -> String {
         "-c IntervalStyle=postgres".to_string(),
         "-c extra_float_digits=3".to_string(),
         "-c bytea_output=hex".to_string(),
+        "-c standard_conforming_strings=on".to_string(),
         format!(
             "-c statement_timeout={}",
             opts.statement_timeout.map(ms).unwrap_or(0)
@@ -520,7 +521,7 @@ mod tests {
         };
         assert_eq!(
             startup_options(&o),
-            "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c statement_timeout=30000 -c lock_timeout=10000"
+            "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c standard_conforming_strings=on -c statement_timeout=30000 -c lock_timeout=10000"
         );
     }
 

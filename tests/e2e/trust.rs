@@ -42,3 +42,180 @@ fn malformed_urls_never_echo_the_password() {
         assert!(!r.stderr.contains("Sekr3t"), "{shape}: {}", r.stderr);
     }
 }
+
+/// Two regions of a fresh test database pair with `schema` run in both and `r1`/`r2` run
+/// in region 0 / 1.
+async fn pair(test: &str, schema: &str, r1: &str, r2: &str) -> eden_test_util::TestDbs {
+    let dbs = eden_test_util::TestDbs::new(test, 2).await;
+    dbs.exec_all(schema).await;
+    dbs.exec(0, r1).await;
+    dbs.exec(1, r2).await;
+    dbs
+}
+
+fn with_regions(dbs: &eden_test_util::TestDbs, args: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    a.extend(dbs.region_args());
+    a
+}
+
+/// A table whose name holds a newline followed by `\! cmd`: the `--sql-out` scripts keep it
+/// inside comments and quoted names, so psql running them executes no shell command, and
+/// the scripts repair the regions.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_out_scripts_never_run_a_shell_command_from_a_table_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let name = format!("t\n\\! touch {}\n", marker.display());
+    let q = eden_consistency::ident::quote_ident(&name);
+    let dbs = pair(
+        "trust_sql_out_name",
+        &format!("CREATE TABLE {q} (id int PRIMARY KEY, v text);"),
+        &format!("INSERT INTO {q} VALUES (1, 'a'), (2, 'b');"),
+        &format!("INSERT INTO {q} VALUES (1, 'a');"),
+    )
+    .await;
+    let out = dir.path().join("fix.sql");
+    let r = run(with_regions(
+        &dbs,
+        &["fix", "--db", "x", "--sql-out", out.to_str().unwrap()],
+    ));
+    assert!(
+        r.code == Some(1) || r.code == Some(0),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let mut scripts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    scripts.sort();
+    assert!(!scripts.is_empty(), "no script written: {}", r.stdout);
+    for script in &scripts {
+        let text = std::fs::read_to_string(script).unwrap();
+        for line in text.lines() {
+            if line.starts_with("\\!") {
+                eprintln!("{text}");
+                panic!("a line of {script:?} runs a shell command: {line}");
+            }
+        }
+        let region = if script
+            .to_string_lossy()
+            .contains(&dbs.region(0).to_string())
+        {
+            0
+        } else {
+            1
+        };
+        let psql = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &dbs.url(region),
+                "-f",
+            ])
+            .arg(script)
+            .output()
+            .expect("run psql");
+        assert!(
+            psql.status.success(),
+            "psql failed on {script:?}: {}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+    }
+    assert!(
+        !marker.exists(),
+        "psql ran the shell command hidden in the table name"
+    );
+    let r = run(with_regions(&dbs, &["check", "--db", "x"]));
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+}
+
+/// On a server whose `standard_conforming_strings` is off, a column name holding a
+/// backslash still gives valid statements: every session pins the setting on, and every
+/// literal is quoted by one function that is safe either way.
+#[test]
+fn fix_works_when_the_server_has_standard_conforming_strings_off() {
+    use eden_test_util::{ClusterOptions, TestCluster};
+    let cluster = TestCluster::start(
+        ClusterOptions::new()
+            .setting("standard_conforming_strings", "off")
+            .setting("escape_string_warning", "off"),
+    );
+    assert_eq!(
+        cluster
+            .psql("postgres", "SHOW standard_conforming_strings")
+            .trim(),
+        "off"
+    );
+    let table = r#"CREATE TABLE docs (id int PRIMARY KEY, "doc\" jsonb, "it's\n" text)"#;
+    for db in ["r1", "r2"] {
+        cluster.psql("postgres", &format!("CREATE DATABASE {db}"));
+        cluster.psql(db, table);
+    }
+    cluster.psql("r1", r#"INSERT INTO docs VALUES (1, 'null', E'a\\b'), (2, E'{"k": "v\\\\w"}', 'x'), (3, NULL, 'y')"#);
+    cluster.psql("r2", r#"INSERT INTO docs VALUES (1, '{}', 'a')"#);
+    let regions = [
+        "--region".to_string(),
+        format!("r1={}", cluster.url("r1")),
+        "--region".to_string(),
+        format!("r2={}", cluster.url("r2")),
+    ];
+    let mut args = vec!["fix".to_string(), "--db".into(), "r1".into()];
+    args.extend(regions.iter().cloned());
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let mut args = vec!["check".to_string(), "--db".into(), "r1".into()];
+    args.extend(regions.iter().cloned());
+    let r = run(&args);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let rows = |db| {
+        cluster.psql(
+            db,
+            r#"SELECT id, "doc\"::text, "it's\n" FROM docs ORDER BY id"#,
+        )
+    };
+    assert_eq!(rows("r1"), rows("r2"));
+    // The SQL script route (run by psql in a session that may keep the server's setting).
+    cluster.psql("r2", "DELETE FROM docs WHERE id = 2");
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "fix".to_string(),
+        "--db".into(),
+        "r1".into(),
+        "--sql-out".into(),
+        dir.path().join("fix.sql").display().to_string(),
+    ];
+    args.extend(regions.iter().cloned());
+    let r = run(&args);
+    assert!(
+        r.code == Some(1) || r.code == Some(0),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let psql = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &cluster.url("r2"),
+            "-f",
+        ])
+        .arg(dir.path().join("fix.r2.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(rows("r1"), rows("r2"));
+}
