@@ -78,6 +78,9 @@ pub struct TableRule {
     pub exclude_columns: Vec<String>,
     /// Where deletes are remembered, if anywhere.
     pub tombstone: Option<Tombstone>,
+    /// `redact_columns`: columns whose values are masked in every output and log (the
+    /// archive keeps them).
+    pub redact_columns: Vec<String>,
 }
 
 /// A resolution rule (CONTRACT §1).
@@ -440,6 +443,7 @@ mod raw {
         expression: Option<String>,
         key_columns: Option<Vec<String>>,
         exclude_columns: Option<Vec<String>>,
+        redact_columns: Option<Vec<String>>,
         columns: Option<BTreeMap<String, String>>,
         custom_rust: Option<String>,
         name: Option<String>,
@@ -816,12 +820,14 @@ mod raw {
             ));
         }
         let exclude_columns = clean_list(t.exclude_columns, "exclude_columns")?.unwrap_or_default();
+        let redact_columns = clean_list(t.redact_columns, "redact_columns")?.unwrap_or_default();
         Ok(TableRule {
             table,
             resolution,
             key_columns,
             exclude_columns,
             tombstone,
+            redact_columns,
         })
     }
 

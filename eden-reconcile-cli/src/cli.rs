@@ -55,6 +55,10 @@ pub struct GlobalOpts {
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Print the values of the columns a table's `redact_columns` masks (they are shown as
+    /// "[redacted]" otherwise).
+    #[arg(long, global = true)]
+    pub show_values: bool,
     /// More log output on stderr (-v info, -vv debug); EDEN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -10,6 +10,7 @@ use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
+use eden_consistency::redact::{self, Redactor};
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use crate::cli::{
@@ -39,13 +40,35 @@ impl Outcome {
 pub async fn run(cli: Cli) -> Result<Outcome> {
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
+    let show = cli.global.show_values;
     match cli.command {
         Command::Init(args) => init(&config, &args, format).await,
-        Command::Conflicts(args) => list_conflicts(config, &args, format).await,
-        Command::Check(args) => check(config, &args, format).await,
+        Command::Conflicts(args) => {
+            let r = redactor(&config, &args.db, show);
+            list_conflicts(config, &args, format, &r).await
+        }
+        Command::Check(args) => {
+            let r = redactor(&config, &args.db, show);
+            check(config, &args, format, &r).await
+        }
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
-        Command::Fix(args) => fix(config, &args, format).await,
-        Command::Undo(args) => undo(config, &args, format).await,
+        Command::Fix(args) => {
+            let r = redactor(&config, &args.db, show);
+            fix(config, &args, format, &r).await
+        }
+        Command::Undo(args) => {
+            let r = redactor(&config, &args.db, show);
+            undo(config, &args, format, &r).await
+        }
+    }
+}
+
+/// The columns masked in outputs (`redact_columns`), or none with `--show-values`.
+fn redactor(config: &Config, db: &DbArg, show_values: bool) -> Redactor {
+    if show_values {
+        Redactor::none()
+    } else {
+        Redactor::from_config(config, db.db.as_deref())
     }
 }
 
@@ -96,7 +119,12 @@ fn stderr_is_terminal() -> bool {
 }
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
-async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
+async fn check(
+    config: Config,
+    args: &CheckArgs,
+    format: Format,
+    redactor: &Redactor,
+) -> Result<Outcome> {
     let checker = checker(config, &args.db).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
@@ -109,7 +137,8 @@ async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outco
         progress: stderr_is_terminal(),
         ..CheckOptions::default()
     };
-    let report = checker.run(&opts).await?;
+    let mut report = checker.run(&opts).await?;
+    redact::check_report(redactor, &mut report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
@@ -167,7 +196,12 @@ fn apply_options(
 
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
-async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+async fn fix(
+    config: Config,
+    args: &FixArgs,
+    format: Format,
+    redactor: &Redactor,
+) -> Result<Outcome> {
     let apply = apply_options(
         &config,
         &args.db,
@@ -189,7 +223,8 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         apply,
         ..FixRun::default()
     };
-    let report = run_fix(&checker, &check, &run).await?;
+    let mut report = run_fix(&checker, &check, &run).await?;
+    redact::fix_report(redactor, &mut report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -216,7 +251,12 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
 }
 
 /// `undo --run ID`: restore what a fix run changed, from the archive.
-async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome> {
+async fn undo(
+    config: Config,
+    args: &UndoArgs,
+    format: Format,
+    redactor: &Redactor,
+) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
     let opts = UndoOptions {
@@ -224,7 +264,8 @@ async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome
         dry_run: args.dry_run,
         apply,
     };
-    let report = undo_run(&regions, &opts).await?;
+    let mut report = undo_run(&regions, &opts).await?;
+    redact::undo_report(redactor, &mut report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -287,7 +328,12 @@ async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> 
 }
 
 /// `conflicts`: list records, newest first, from every region (or `--in` one).
-async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) -> Result<Outcome> {
+async fn list_conflicts(
+    config: Config,
+    args: &ConflictsArgs,
+    format: Format,
+    redactor: &Redactor,
+) -> Result<Outcome> {
     let now = chrono::Utc::now();
     let since = match &args.since {
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
@@ -327,7 +373,8 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
         .iter()
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
-    let rows = conflicts::list(&pairs, &table, &filter).await?;
+    let mut rows = conflicts::list(&pairs, &table, &filter).await?;
+    redact::conflicts(redactor, &mut rows);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(

@@ -219,3 +219,80 @@ fn fix_works_when_the_server_has_standard_conforming_strings_off() {
     );
     assert_eq!(rows("r1"), rows("r2"));
 }
+
+/// `redact_columns: [encrypted_value]` masks the column in every output (conflicts human and
+/// JSON, fix and its dry run, undo, check), while the archive keeps the real values and
+/// `--show-values` prints them.
+#[tokio::test(flavor = "multi_thread")]
+async fn redact_columns_mask_secrets_in_every_output() {
+    let dbs = pair(
+        "trust_redact",
+        "CREATE TABLE vault_secrets (id int PRIMARY KEY, name text, encrypted_value text, last_updated_at timestamptz);",
+        "INSERT INTO vault_secrets VALUES (1, 'db', 'TOPSECRET-A', '2026-01-02'), (2, 'api', 'TOPSECRET-B', '2026-01-01');",
+        "INSERT INTO vault_secrets VALUES (1, 'db', 'TOPSECRET-OLD', '2026-01-01');",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    let regions: String = dbs
+        .region_names()
+        .iter()
+        .map(|r| format!("  - {{name: {r}, instance: {{host: 127.0.0.1, port: 5432}}}}\n"))
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "regions:\n{regions}replication:\n  provider: native\n  node_groups:\n    - name: g\n      database: app\n      conflict_resolution_tables:\n        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n          redact_columns: [encrypted_value]\n"
+        ),
+    )
+    .unwrap();
+    let eden = |args: &[&str]| {
+        let mut a = vec!["--config".to_string(), cfg.display().to_string()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        a.extend(["--db".to_string(), "app".to_string()]);
+        a.extend(dbs.region_args());
+        a.push("-vv".into());
+        run(a)
+    };
+    let clean = |r: &crate::common::Run, what: &str| {
+        assert!(
+            !r.stdout.contains("TOPSECRET") && !r.stderr.contains("TOPSECRET"),
+            "{what} shows a redacted value:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+    };
+    for f in ["human", "json"] {
+        clean(&eden(&["check", "--format", f]), "check");
+        clean(&eden(&["fix", "--dry-run", "--format", f]), "fix --dry-run");
+    }
+    let r = eden(&["fix", "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    clean(&r, "fix");
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    for f in ["human", "json"] {
+        let r = eden(&["conflicts", "--format", f]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        clean(&r, "conflicts");
+        clean(
+            &eden(&["undo", "--run", &run_id, "--dry-run", "--format", f]),
+            "undo --dry-run",
+        );
+    }
+    let r = eden(&["conflicts", "--format", "json"]);
+    assert!(r.stdout.contains("[redacted]"), "{}", r.stdout);
+    // The archive keeps the values (undo needs them); --show-values prints them.
+    let archived = dbs
+        .query_texts(1, "SELECT local_row->>'encrypted_value' FROM replication_conflicts WHERE local_row IS NOT NULL")
+        .await;
+    assert_eq!(archived, vec![Some("TOPSECRET-OLD".to_string())]);
+    let r = eden(&["conflicts", "--format", "json", "--show-values"]);
+    assert!(r.stdout.contains("TOPSECRET-OLD"), "{}", r.stdout);
+    let r = eden(&["undo", "--run", &run_id, "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    clean(&r, "undo");
+    let back = dbs
+        .query_texts(1, "SELECT encrypted_value FROM vault_secrets ORDER BY id")
+        .await;
+    assert_eq!(back, vec![Some("TOPSECRET-OLD".to_string())]);
+}
