@@ -291,7 +291,7 @@ impl Checker {
         }
         let result = self.run_tables(&tables, opts, &run_id, &snapshots).await;
         for r in &self.regions {
-            let _ = r.client.batch_execute("COMMIT").await;
+            crate::connect::end_transaction(&r.client, "COMMIT").await;
         }
         let reports = result?;
         let mut stats: RegionMap<RegionStats> = RegionMap(
@@ -409,7 +409,7 @@ impl Checker {
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
-            let _ = c.batch_execute("ROLLBACK").await;
+            crate::connect::end_transaction(c, "ROLLBACK").await;
         }
         match res {
             Ok(mut tc) => {
@@ -665,7 +665,7 @@ impl Checker {
         );
         drop(sources);
         for c in conns {
-            let _ = c.batch_execute("COMMIT").await;
+            crate::connect::end_transaction(c, "COMMIT").await;
         }
 
         // In flight: recheck after a pause, outside the snapshot.

@@ -137,18 +137,17 @@ pub fn init_sql(table: &TableName) -> String {
 pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bool> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
-    // `Client::transaction` needs `&mut`: drive the transaction by hand. A SAVEPOINT fails
-    // outside a transaction block, which tells whether the caller has one open.
-    let in_caller_tx = match client.batch_execute("SAVEPOINT eden_conflicts_init").await {
-        Ok(()) => true,
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
-            false
-        }
-        Err(e) => return Err(q(e)),
+    // `Client::transaction` needs `&mut`: drive the transaction by hand. Whether the caller
+    // has a transaction block open is asked without provoking an error (a failing probe
+    // would log an ERROR on the server): outside a block every statement is a transaction
+    // of its own, so its start is the statement's start.
+    let in_caller_tx = crate::connect::in_transaction(client).await.map_err(q)?;
+    let begin = if in_caller_tx {
+        "SAVEPOINT eden_conflicts_init"
+    } else {
+        "BEGIN"
     };
-    if !in_caller_tx {
-        client.batch_execute("BEGIN").await.map_err(q)?;
-    }
+    client.batch_execute(begin).await.map_err(q)?;
     match init_in_tx(client, region, table).await {
         Ok(created) => {
             let end = if in_caller_tx {

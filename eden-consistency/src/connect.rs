@@ -509,6 +509,32 @@ impl ServerCertVerifier for LibpqVerifier {
     }
 }
 
+/// True when the session has a transaction block open. Asked without provoking an error or
+/// a warning on the server: outside a block every statement is a transaction of its own, so
+/// its start is the statement's start.
+pub async fn in_transaction(
+    client: &tokio_postgres::Client,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let probe = client
+        .simple_query(
+            "SELECT pg_catalog.transaction_timestamp() <> pg_catalog.statement_timestamp()",
+        )
+        .await?;
+    Ok(probe.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("t"),
+        _ => false,
+    }))
+}
+
+/// Ends the session's transaction block with `statement` (`COMMIT` or `ROLLBACK`) when one
+/// is open; nothing otherwise (a `COMMIT` with no transaction logs a WARNING on the server).
+/// Errors are ignored: this is cleanup.
+pub async fn end_transaction(client: &tokio_postgres::Client, statement: &str) {
+    if in_transaction(client).await.unwrap_or(true) {
+        let _ = client.batch_execute(statement).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

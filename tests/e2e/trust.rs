@@ -296,3 +296,61 @@ async fn redact_columns_mask_secrets_in_every_output() {
         .await;
     assert_eq!(back, vec![Some("TOPSECRET-OLD".to_string())]);
 }
+
+/// `init`, `check --record`, `fix`, `conflicts` and `undo` in normal operation leave no
+/// ERROR line in the server's log (log-based alerting must stay quiet).
+#[test]
+fn normal_operation_logs_no_error_on_the_server() {
+    use eden_test_util::{ClusterOptions, TestCluster};
+    let cluster = TestCluster::start(ClusterOptions::new().setting("log_min_messages", "warning"));
+    for db in ["r1", "r2"] {
+        cluster.psql("postgres", &format!("CREATE DATABASE {db}"));
+        cluster.psql(
+            db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz)",
+        );
+    }
+    cluster.psql(
+        "r1",
+        "INSERT INTO t VALUES (1, 'a', '2026-01-02'), (2, 'b', '2026-01-01')",
+    );
+    cluster.psql(
+        "r2",
+        "INSERT INTO t VALUES (1, 'old', '2026-01-01'), (3, 'c', '2026-01-01')",
+    );
+    let base = |args: &[&str]| {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--db".to_string(),
+            "r1".into(),
+            "--region".into(),
+            format!("r1={}", cluster.url("r1")),
+            "--region".into(),
+            format!("r2={}", cluster.url("r2")),
+        ]);
+        run(a)
+    };
+    // Only what our runs make the server log counts (not the harness's own start-up).
+    let from = cluster.log().len();
+    assert_eq!(base(&["init"]).code, Some(0));
+    assert_eq!(base(&["init"]).code, Some(0));
+    assert_eq!(base(&["check", "--record"]).code, Some(1));
+    assert_eq!(base(&["fix", "--dry-run"]).code, Some(1));
+    let r = base(&["fix", "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(base(&["check"]).code, Some(0));
+    assert_eq!(base(&["conflicts"]).code, Some(0));
+    let r = base(&["undo", "--run", &run_id]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let log = cluster.log();
+    let errors: Vec<&str> = log[from..]
+        .lines()
+        .filter(|l| l.contains("ERROR:") || l.contains("FATAL:") || l.contains("WARNING:"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "server log has errors:\n{}",
+        errors.join("\n")
+    );
+}
