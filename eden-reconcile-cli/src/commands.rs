@@ -139,7 +139,7 @@ async fn check(
     };
     let mut report = checker.run(&opts).await?;
     redact::check_report(redactor, &mut report);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
         Format::Human => {
@@ -225,7 +225,7 @@ async fn fix(
     };
     let mut report = run_fix(&checker, &check, &run).await?;
     redact::fix_report(redactor, &mut report);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => report.print_human(&mut out)?,
@@ -266,7 +266,7 @@ async fn undo(
     };
     let mut report = undo_run(&regions, &opts).await?;
     redact::undo_report(redactor, &mut report);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => report.print_human(&mut out)?,
@@ -304,7 +304,7 @@ async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> 
         let new = conflicts::init(&r.client, &r.name, &table).await?;
         created.push((r, new));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => {
             let regions: Vec<_> = created
@@ -375,7 +375,7 @@ async fn list_conflicts(
         .collect();
     let mut rows = conflicts::list(&pairs, &table, &filter).await?;
     redact::conflicts(redactor, &mut rows);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(
             out,
@@ -431,7 +431,7 @@ async fn validate_config(config: Config, args: &ValidateArgs, format: Format) ->
         .collect();
     let warnings = findings.len() - errors.len();
     let rules: usize = results.iter().map(|(_, v)| v.rules_checked).sum();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => {
             let dbs: Vec<_> = results

@@ -354,3 +354,34 @@ fn normal_operation_logs_no_error_on_the_server() {
         errors.join("\n")
     );
 }
+
+/// `check | head`: when the reader closes the pipe, the run ends quietly (nothing on
+/// stderr) with its own exit code, as ripgrep does.
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_stdout_ends_quietly() {
+    let dbs = pair(
+        "trust_closed_pipe",
+        "CREATE TABLE t (id int PRIMARY KEY, v text);",
+        "INSERT INTO t SELECT g, 'a' FROM generate_series(1, 500) g;",
+        "INSERT INTO t SELECT g, 'b' FROM generate_series(1, 500) g;",
+    )
+    .await;
+    for format in ["human", "json"] {
+        let mut cmd = crate::common::eden();
+        cmd.args(with_regions(
+            &dbs,
+            &["check", "--db", "x", "--format", format],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("eden-reconcile:"),
+            "{format}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {stderr}");
+    }
+}
