@@ -135,6 +135,51 @@ pub fn init_sql(table: &TableName) -> String {
 /// Outside a transaction it runs in a transaction of its own; inside the caller's
 /// transaction it runs in a savepoint there (and commits with it).
 pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bool> {
+    Ok(init_with(client, region, table, false).await?.created)
+}
+
+/// What [`init_with`] did to one region's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InitReport {
+    /// The table was created.
+    pub created: bool,
+    /// Columns added to an existing table.
+    pub added_columns: Vec<String>,
+    /// Indexes added to an existing table.
+    pub added_indexes: Vec<String>,
+}
+
+impl InitReport {
+    /// `created`, `already present`, or exactly what was added.
+    pub fn describe(&self) -> String {
+        if self.created {
+            return "created".into();
+        }
+        let mut parts = Vec::new();
+        if !self.added_columns.is_empty() {
+            parts.push(format!("added column(s) {}", self.added_columns.join(", ")));
+        }
+        if !self.added_indexes.is_empty() {
+            parts.push(format!("added index(es) {}", self.added_indexes.join(", ")));
+        }
+        if parts.is_empty() {
+            "already present".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// [`init`], telling what it created or added. An existing table that lacks columns or
+/// indexes is changed only when it is in no replication set (pglogical, or a native
+/// publication), or when `upgrade` is true: otherwise the error names what is missing and
+/// asks for `init --upgrade`.
+pub async fn init_with(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+    upgrade: bool,
+) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
     // `Client::transaction` needs `&mut`: drive the transaction by hand. Whether the caller
@@ -148,7 +193,7 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
         "BEGIN"
     };
     client.batch_execute(begin).await.map_err(q)?;
-    match init_in_tx(client, region, table).await {
+    match init_in_tx(client, region, table, upgrade).await {
         Ok(created) => {
             let end = if in_caller_tx {
                 "RELEASE SAVEPOINT eden_conflicts_init"
@@ -170,7 +215,12 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
     }
 }
 
-async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<bool> {
+async fn init_in_tx(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+    upgrade: bool,
+) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
     client
@@ -198,7 +248,7 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
 
     let existing = existing_columns(client, region, table).await?;
     let created = existing.is_none();
-    match existing {
+    match &existing {
         None => {
             let cols: Vec<String> = COLUMNS
                 .iter()
@@ -219,24 +269,7 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
                 .await
                 .map_err(q)?;
         }
-        Some(have) => {
-            let missing: Vec<String> = COLUMNS
-                .iter()
-                .filter(|(n, _, _)| !have.iter().any(|h| h == n))
-                .map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n)))
-                .collect();
-            if !missing.is_empty() {
-                tracing::info!(region, table = %table, "adding {} missing column(s)", missing.len());
-                client
-                    .batch_execute(&format!(
-                        "ALTER TABLE {} {}",
-                        table.quoted(),
-                        missing.join(", ")
-                    ))
-                    .await
-                    .map_err(q)?;
-            }
-        }
+        Some(_) => {}
     }
 
     let have_idx: Vec<String> = client
@@ -252,19 +285,115 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for (name, def) in indexes(table) {
-        if !have_idx.contains(&name) {
-            client
-                .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} {def}",
-                    quote_ident(&name),
-                    table.quoted()
-                ))
-                .await
-                .map_err(q)?;
+    let mut report = InitReport {
+        created,
+        ..InitReport::default()
+    };
+    if let Some(have) = &existing {
+        report.added_columns = COLUMNS
+            .iter()
+            .filter(|(n, _, _)| !have.iter().any(|h| h == n))
+            .map(|(n, _, _)| n.to_string())
+            .collect();
+    }
+    let missing_idx: Vec<(String, String)> = indexes(table)
+        .into_iter()
+        .filter(|(name, _)| !have_idx.contains(name))
+        .collect();
+    if !created {
+        report.added_indexes = missing_idx.iter().map(|(n, _)| n.clone()).collect();
+    }
+    let changes = !report.added_columns.is_empty() || !report.added_indexes.is_empty();
+    if changes && !upgrade {
+        if let Some(set) = replication_set_of(client, region, table).await? {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: format!(
+                    "in region {region} it is in {set} and lacks {}; run 'eden-reconcile init --upgrade' to add them",
+                    report.describe().replace("added ", "")
+                ),
+            });
         }
     }
-    Ok(created)
+    if !report.added_columns.is_empty() {
+        let adds: Vec<String> = COLUMNS
+            .iter()
+            .filter(|(n, _, _)| report.added_columns.iter().any(|a| a == n))
+            .map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n)))
+            .collect();
+        tracing::info!(region, table = %table, columns = %report.added_columns.join(","), "adding missing column(s)");
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {} {}",
+                table.quoted(),
+                adds.join(", ")
+            ))
+            .await
+            .map_err(q)?;
+    }
+    for (name, def) in &missing_idx {
+        client
+            .batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} {def}",
+                quote_ident(name),
+                table.quoted()
+            ))
+            .await
+            .map_err(q)?;
+    }
+    Ok(report)
+}
+
+/// The replication set (pglogical) or publication (native) that `table` belongs to, if any,
+/// named for a message.
+async fn replication_set_of(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    let q = |e: tokio_postgres::Error| {
+        Error::query(
+            region,
+            format!("looking for replication sets of {table}"),
+            &e,
+        )
+    };
+    let pglogical: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical')",
+            &[],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
+    if pglogical {
+        let row = client
+            .query_opt(
+                "SELECT s.set_name::text FROM pglogical.replication_set_table t \
+                 JOIN pglogical.replication_set s ON s.set_id = t.set_id \
+                 JOIN pg_catalog.pg_class c ON c.oid = t.set_reloid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 LIMIT 1",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(q)?;
+        if let Some(r) = row {
+            return Ok(Some(format!(
+                "the pglogical replication set {}",
+                r.get::<_, String>(0)
+            )));
+        }
+    }
+    let row = client
+        .query_opt(
+            "SELECT pubname::text FROM pg_catalog.pg_publication_tables \
+             WHERE schemaname = $1 AND tablename = $2 LIMIT 1",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(q)?;
+    Ok(row.map(|r| format!("the publication {}", r.get::<_, String>(0))))
 }
 
 /// The table's column names, or `None` when it does not exist.

@@ -103,7 +103,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml init --db eden_vault"
     )]
-    Init(DbArg),
+    Init(InitArgs),
     /// Restore the rows a fix run overwrote, deleted or inserted, from the archive.
     ///
     /// Example: eden-reconcile undo --db eden_vault --run 20261127T051500Z-3f2a
@@ -127,6 +127,18 @@ pub struct DbArg {
     /// region URL that names a database overrides it for that region.
     #[arg(long, value_name = "NAME")]
     pub db: Option<String>,
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Also add missing columns and indexes to an existing replication_conflicts that is in a
+    /// replication set (pglogical) or publication; without it such a table is left unchanged
+    /// and init says what it lacks.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// How digests are computed.

@@ -14,8 +14,8 @@ use eden_consistency::redact::{self, Redactor};
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use crate::cli::{
-    CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs,
-    ValidateArgs,
+    CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, InitArgs, ModeArg,
+    UndoArgs, ValidateArgs,
 };
 
 /// What a command found, for the exit code.
@@ -295,21 +295,21 @@ fn conflicts_table(config: &Config, db: &DbArg) -> TableName {
     conflicts::table_name(schema)
 }
 
-/// `init`: create `replication_conflicts` in every region.
-async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> {
-    let regions = connect(config, args).await?;
-    let table = conflicts_table(config, args);
-    let mut created = Vec::new();
+/// `init`: create `replication_conflicts` in every region, or say exactly what it added.
+async fn init(config: &Config, args: &InitArgs, format: Format) -> Result<Outcome> {
+    let regions = connect(config, &args.db).await?;
+    let table = conflicts_table(config, &args.db);
+    let mut done = Vec::new();
     for r in &regions {
-        let new = conflicts::init(&r.client, &r.name, &table).await?;
-        created.push((r, new));
+        let report = conflicts::init_with(&r.client, &r.name, &table, args.upgrade).await?;
+        done.push((r, report));
     }
     let mut out = crate::output::stdout();
     match format {
         Format::Json => {
-            let regions: Vec<_> = created
+            let regions: Vec<_> = done
                 .iter()
-                .map(|(r, new)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": new}))
+                .map(|(r, rep)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": rep.created, "added_columns": rep.added_columns, "added_indexes": rep.added_indexes}))
                 .collect();
             writeln!(
                 out,
@@ -318,9 +318,14 @@ async fn init(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> 
             )?;
         }
         Format::Human => {
-            for (r, new) in &created {
-                let what = if *new { "created" } else { "already present" };
-                writeln!(out, "{:<16} {}  {table}: {what}", r.name, r.dbname)?;
+            for (r, rep) in &done {
+                writeln!(
+                    out,
+                    "{:<16} {}  {table}: {}",
+                    r.name,
+                    r.dbname,
+                    rep.describe()
+                )?;
             }
         }
     }

@@ -385,3 +385,89 @@ async fn closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(1), "{format}: {stderr}");
     }
 }
+
+const GUIDE_SHAPED: &str = "CREATE TABLE replication_conflicts (id bigserial PRIMARY KEY, table_name text, \
+     conflict_time timestamptz DEFAULT now(), local_data jsonb, remote_data jsonb, resolution text);";
+
+/// `init` on an existing, older `replication_conflicts` says exactly which columns and
+/// indexes it adds; a table in a replication set (here a publication) is changed only with
+/// `--upgrade`.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_says_what_it_adds_and_upgrades_a_replicated_table_only_when_asked() {
+    let dbs = pair(
+        "trust_init_upgrade",
+        GUIDE_SHAPED,
+        "",
+        "CREATE PUBLICATION trust_pub FOR TABLE replication_conflicts;",
+    )
+    .await;
+    let columns = |i: usize| {
+        let dbs = &dbs;
+        async move {
+            dbs.query_texts(i, "SELECT string_agg(attname::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'replication_conflicts'::regclass AND attnum > 0 AND NOT attisdropped").await
+        }
+    };
+    let before = columns(1).await;
+    let r = run(with_regions(&dbs, &["init", "--db", "x"]));
+    // Region 0: not replicated, upgraded and told. Region 1: in a publication: refused.
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    r.assert_one_line_error();
+    assert!(
+        r.stderr.contains("publication trust_pub") && r.stderr.contains("--upgrade"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("created_at") && r.stderr.contains("run_id"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        columns(1).await,
+        before,
+        "a replicated table was changed without --upgrade"
+    );
+    assert!(columns(0).await[0].as_deref().unwrap().contains("run_id"));
+    // Region 0 was upgraded by the first run: init now says it is present.
+    let r = run(with_regions(&dbs, &["init", "--db", "x", "--upgrade"]));
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].ends_with("already present"), "{}", r.stdout);
+    assert!(
+        lines[1].contains("added column(s) created_at, key, conflict_type, local_region")
+            && lines[1].contains("added index(es) replication_conflicts_table_created_idx"),
+        "{}",
+        r.stdout
+    );
+    assert!(!lines[1].contains("already present"));
+    let r = run(with_regions(
+        &dbs,
+        &["init", "--db", "x", "--format", "json"],
+    ));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.json()["regions"][1]["added_columns"],
+        serde_json::json!([])
+    );
+}
+
+/// On a guide-shaped table in no replication set, init adds what is missing and lists it.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_lists_the_columns_it_adds() {
+    let dbs = pair("trust_init_lists", GUIDE_SHAPED, "", "").await;
+    let r = run(with_regions(&dbs, &["init", "--db", "x"]));
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    for line in r.stdout.lines() {
+        assert!(!line.contains("already present"), "{}", r.stdout);
+        assert!(
+            line.contains("added column(s) created_at, key,"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            line.contains("replication_conflicts_run_id_idx"),
+            "{}",
+            r.stdout
+        );
+    }
+}
