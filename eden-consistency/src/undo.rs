@@ -31,7 +31,7 @@ use tokio_postgres::Client;
 
 use crate::apply::{
     ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, key_text,
-    prepare_session, run_region, schedule,
+    origin_name, prepare_session, run_region, schedule,
 };
 use crate::error::{Error, Result};
 use crate::ident::TableName;
@@ -273,8 +273,9 @@ pub async fn undo_run_on(
     if !opts.dry_run && opts.apply.no_replicate {
         // Check every region may use the replication origin before restoring anything.
         for (client, region) in clients.iter().zip(regions) {
-            prepare_session(client, region, true).await?;
-            finish_session(client, true).await;
+            let origin = origin_name(&undo_id, region);
+            prepare_session(client, region, Some(&origin)).await?;
+            finish_session(client, Some(&origin)).await;
         }
     }
     for (client, region) in clients.iter().zip(regions) {
@@ -414,7 +415,11 @@ pub async fn undo_run_on(
             .filter(|g| g.hard_cycle)
             .flat_map(|g| g.tables.clone())
             .collect();
-        prepare_session(client, region, opts.apply.no_replicate).await?;
+        let origin = opts
+            .apply
+            .no_replicate
+            .then(|| origin_name(&undo_id, region));
+        prepare_session(client, region, origin.as_deref()).await?;
         let outcome = run_region(
             client,
             &work,
@@ -425,7 +430,7 @@ pub async fn undo_run_on(
             &hard,
         )
         .await;
-        finish_session(client, opts.apply.no_replicate).await;
+        finish_session(client, origin.as_deref()).await;
         let outcome = outcome?;
         for (i, &a) in item_action.iter().enumerate() {
             let st = match outcome.status.get(i).copied().flatten() {

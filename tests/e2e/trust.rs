@@ -336,7 +336,7 @@ fn normal_operation_logs_no_error_on_the_server() {
     assert_eq!(base(&["init"]).code, Some(0));
     assert_eq!(base(&["check", "--record"]).code, Some(1));
     assert_eq!(base(&["fix", "--dry-run"]).code, Some(1));
-    let r = base(&["fix", "--format", "json"]);
+    let r = base(&["fix", "--no-replicate", "--format", "json"]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     let run_id = r.json()["run_id"].as_str().unwrap().to_string();
     assert_eq!(base(&["check"]).code, Some(0));
@@ -469,5 +469,66 @@ async fn init_lists_the_columns_it_adds() {
             "{}",
             r.stdout
         );
+    }
+}
+
+/// `fix --no-replicate` with two regions in one cluster (replication origins are
+/// cluster-wide), and two such runs at once: each run and region uses an origin of its own,
+/// dropped at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_replicate_works_when_regions_and_runs_share_a_cluster() {
+    let a = pair(
+        "trust_noreplicate_a",
+        "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz);",
+        "INSERT INTO t SELECT g, 'new', '2026-01-02' FROM generate_series(1, 300) g;",
+        "INSERT INTO t SELECT g, 'old', '2026-01-01' FROM generate_series(1, 300) g;",
+    )
+    .await;
+    let b = pair(
+        "trust_noreplicate_b",
+        "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz);",
+        "INSERT INTO t SELECT g, 'new', '2026-01-02' FROM generate_series(1, 300) g;",
+        "",
+    )
+    .await;
+    let args = |dbs: &eden_test_util::TestDbs| {
+        with_regions(
+            dbs,
+            &[
+                "fix",
+                "--db",
+                "x",
+                "--no-replicate",
+                "--batch-size",
+                "50",
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| run(args(&a)));
+        let hb = s.spawn(|| run(args(&b)));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    for r in [&ra, &rb] {
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    }
+    for dbs in [&a, &b] {
+        let r = run(with_regions(dbs, &["check", "--db", "x"]));
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    }
+    // Nothing of these runs is left among the cluster's origins.
+    for r in [&ra, &rb] {
+        let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+        let left = a
+            .query_texts(
+                0,
+                &format!(
+                    "SELECT roname::text FROM pg_replication_origin WHERE roname LIKE '%{run_id}%'"
+                ),
+            )
+            .await;
+        assert!(left.is_empty(), "origins left: {left:?}");
     }
 }
