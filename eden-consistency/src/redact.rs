@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::Value as Json;
 
 use crate::config::Config;
-use crate::ident::TableName;
+use crate::pg::ident::TableName;
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "[redacted]";
@@ -118,7 +118,7 @@ fn mask_in(cols: &BTreeSet<String>, value: &mut Json) {
 }
 
 /// Masks a fix report in place: keys, deferred entries, keys still differing.
-pub fn fix_report(r: &Redactor, report: &mut crate::apply::FixReport) {
+pub fn fix_report(r: &Redactor, report: &mut crate::repair::apply::FixReport) {
     if r.is_empty() {
         return;
     }
@@ -137,14 +137,14 @@ pub fn fix_report(r: &Redactor, report: &mut crate::apply::FixReport) {
 }
 
 /// Masks an undo report in place (keys).
-pub fn undo_report(r: &Redactor, report: &mut crate::undo::UndoReport) {
+pub fn undo_report(r: &Redactor, report: &mut crate::repair::undo::UndoReport) {
     for a in &mut report.actions {
         r.mask_map(&a.table.clone(), &mut a.key);
     }
 }
 
 /// Masks a check report in place (keys of differences).
-pub fn check_report(r: &Redactor, report: &mut crate::report::CheckReport) {
+pub fn check_report(r: &Redactor, report: &mut crate::check::report::CheckReport) {
     if r.is_empty() {
         return;
     }
@@ -157,7 +157,7 @@ pub fn check_report(r: &Redactor, report: &mut crate::report::CheckReport) {
 }
 
 /// Masks listed conflicts in place: key, `local_row`, `remote_row`, `details`.
-pub fn conflicts(r: &Redactor, rows: &mut [crate::conflicts::ListedConflict]) {
+pub fn conflicts(r: &Redactor, rows: &mut [crate::store::conflicts::ListedConflict]) {
     if r.is_empty() {
         return;
     }
