@@ -3,6 +3,6 @@
 # the binary, plus doc examples. Starts the services it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/services.sh
+scripts/services.sh --with-pglogical
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo test --workspace --locked --no-fail-fast "$@"

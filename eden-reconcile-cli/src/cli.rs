@@ -238,7 +238,8 @@ pub struct FixArgs {
 pub struct UndoArgs {
     #[command(flatten)]
     pub db: DbArg,
-    /// The run to undo (run_id from the fix report or replication_conflicts).
+    /// The run to undo (run_id from the fix report or replication_conflicts; a unique prefix
+    /// of it is enough).
     #[arg(long = "run", value_name = "RUN_ID")]
     pub run: String,
     /// Print what would be restored and change nothing.

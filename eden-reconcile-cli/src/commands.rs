@@ -259,8 +259,11 @@ async fn undo(
 ) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
+    let run_id =
+        eden_consistency::undo::resolve_run_id(&regions, &apply.conflicts_schema, &args.run)
+            .await?;
     let opts = UndoOptions {
-        run_id: args.run.clone(),
+        run_id: run_id.clone(),
         dry_run: args.dry_run,
         apply,
     };
@@ -273,10 +276,7 @@ async fn undo(
     }
     drop(out);
     if let Some(first) = report.errors.first() {
-        bail!(
-            "undo of run {} could not restore everything: {first}",
-            args.run
-        );
+        bail!("undo of run {run_id} could not restore everything: {first}");
     }
     Ok(if report.exit_code() == 0 {
         Outcome::Clean

@@ -532,3 +532,80 @@ async fn no_replicate_works_when_regions_and_runs_share_a_cluster() {
         assert!(left.is_empty(), "origins left: {left:?}");
     }
 }
+
+/// The small things: undo's `already restored`, no raw JSON in human output, keys in the
+/// key's order everywhere, a unique prefix of a run id for `undo --run`.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_things_read_well() {
+    let dbs = pair(
+        "trust_small_things",
+        "CREATE TABLE t (b int, a int, v text, updated_at timestamptz, PRIMARY KEY (b, a));",
+        "INSERT INTO t VALUES (1, 2, 'new', '2026-01-02'), (3, 4, 'x', '2026-01-01');",
+        "INSERT INTO t VALUES (1, 2, 'old', '2026-01-01');",
+    )
+    .await;
+    let eden = |args: &[&str]| run(with_regions(&dbs, args));
+    let r = eden(&["fix", "--db", "x", "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    // Keys in the key's order (b, a) in check, fix, conflicts and undo alike.
+    let r = eden(&["conflicts", "--db", "x"]);
+    assert!(
+        r.stdout.contains("b=1, a=2") && !r.stdout.contains("a=2, b=1"),
+        "{}",
+        r.stdout
+    );
+    let r = eden(&["conflicts", "--db", "x", "--format", "json"]);
+    let key = &r.json()["conflicts"][0]["key"];
+    assert_eq!(
+        key.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["b", "a"]
+    );
+    // A unique prefix of the run id is enough.
+    let r = eden(&["undo", "--db", "x", "--run", &run_id[..8]]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("b=1, a=2"), "{}", r.stdout);
+    assert!(r.stdout.contains(&run_id), "{}", r.stdout);
+    let r = eden(&["undo", "--db", "x", "--run", &run_id]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already restored"), "{}", r.stdout);
+    assert!(!r.stdout.contains("alreadyrestored"), "{}", r.stdout);
+    // An ambiguous prefix: exit 2, one sentence saying how many runs it matches.
+    dbs.exec(1, "INSERT INTO replication_conflicts (table_name, key, conflict_type, local_region, run_id) VALUES ('public.t', '{}', 'x', 'r', 'zzprefix-1'), ('public.t', '{}', 'x', 'r', 'zzprefix-2')").await;
+    let r = eden(&["undo", "--db", "x", "--run", "zzprefix"]);
+    r.assert_one_line_error();
+    assert!(
+        r.stderr.contains("ambiguous") && r.stderr.contains("2 run ids"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The demo's headings are bold only on a terminal: piped, no escape codes.
+#[test]
+fn demo_headings_are_plain_when_piped() {
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo.sh"))
+        .unwrap();
+    let start = demo
+        .find("\nif [ -t 1 ]")
+        .expect("the demo decides on colour with [ -t 1 ]");
+    let end = start + demo[start..].find("\nfi\n").unwrap() + 4;
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{}\nstep eden-reconcile check", &demo[start..end]))
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("$ eden-reconcile check"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains("\\033"),
+        "{text:?}"
+    );
+    // Only the test script asks services.sh for pglogical.
+    let test_sh =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test.sh"))
+            .unwrap();
+    assert!(test_sh.contains("services.sh --with-pglogical"));
+    assert!(!demo.contains("--with-pglogical"));
+}

@@ -267,7 +267,7 @@ impl FixReport {
                 )?;
             }
             for d in &t.deferred {
-                writeln!(out, "  deferred: {d}")?;
+                writeln!(out, "  deferred: {}", entry_text(d, "key", "reason"))?;
             }
             for k in &t.still_differing {
                 writeln!(out, "  still differs after fix: {}", key_text(k))?;
@@ -277,7 +277,7 @@ impl FixReport {
             }
         }
         for n in &self.not_planned {
-            writeln!(out, "not planned: {n}")?;
+            writeln!(out, "not planned: {}", entry_text(n, "table", "message"))?;
         }
         for c in &self.fk_cycles {
             let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
@@ -367,6 +367,23 @@ pub async fn run_fix(
 }
 
 /// `id=7, name=x` for a key map.
+/// A `{what: ..., why: "..."}` report entry as text for people: `id=7 (in flight)`; no
+/// raw JSON in human output.
+fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
+    let subject = match entry.get(what) {
+        Some(serde_json::Value::Object(k)) => key_text(k),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    match entry.get(why) {
+        Some(serde_json::Value::String(r)) if subject.is_empty() => r.clone(),
+        Some(serde_json::Value::String(r)) => format!("{subject} ({r})"),
+        _ => subject,
+    }
+}
+
+/// A key for people: `col=value, col2=value` (strings unquoted).
 pub fn key_text(k: &KeyMap) -> String {
     k.iter()
         .map(|(c, v)| match v {
@@ -1454,4 +1471,50 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
         &files,
         &BTreeMap::new(),
     ))
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+
+    /// Deferred keys and unplanned tables read as text in human output, never raw JSON.
+    #[test]
+    fn no_raw_json_in_human_output() {
+        let mut key = KeyMap::new();
+        key.insert("b".into(), serde_json::json!(1));
+        key.insert("a".into(), serde_json::json!("x"));
+        let report = FixReport {
+            run_id: "r".into(),
+            dry_run: true,
+            consistent: false,
+            tables: vec![TableReport {
+                table: "public.t".into(),
+                resolution: "last_write_wins".into(),
+                actions: vec![],
+                applied: 0,
+                unresolved: 0,
+                changed: 0,
+                deferred: vec![serde_json::json!({"key": key, "reason": "in flight"})],
+                still_differing: vec![],
+                errors: vec![],
+            }],
+            not_planned: vec![
+                serde_json::json!({"table": "public.u", "message": "skipped: no key"}),
+            ],
+            fk_cycles: vec![],
+            sql_files: vec![],
+        };
+        let mut out = Vec::new();
+        report.print_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  deferred: b=1, a=x (in flight)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not planned: public.u (skipped: no key)\n"),
+            "{text}"
+        );
+        assert!(!text.contains('{'), "{text}");
+    }
 }

@@ -66,6 +66,19 @@ pub enum UndoStatus {
     Failed,
 }
 
+impl UndoStatus {
+    /// The status for people: `planned`, `restored`, `already restored`, `changed`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UndoStatus::Planned => "planned",
+            UndoStatus::Restored => "restored",
+            UndoStatus::AlreadyRestored => "already restored",
+            UndoStatus::Changed => "changed",
+            UndoStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct UndoAction {
@@ -135,7 +148,7 @@ impl UndoReport {
                     a.table.clone(),
                     key_text(&a.key),
                     a.action.as_str().to_string(),
-                    format!("{:?}", a.status).to_lowercase(),
+                    a.status.as_str().to_string(),
                 ]
             })
             .collect();
@@ -252,6 +265,46 @@ pub async fn undo_run(
     undo_run_on(&refs, &names, opts).await
 }
 
+/// The full run id that `given` names: itself when some record carries it exactly, else the
+/// one run id it is a unique prefix of (as `git` takes a short commit id). An ambiguous
+/// prefix is a usage error saying how many runs it matches; one matching nothing is
+/// returned as given.
+pub async fn resolve_run_id(
+    regions: &[crate::pg::connect::Region],
+    conflicts_schema: &str,
+    given: &str,
+) -> Result<String> {
+    let table = crate::store::conflicts::table_name(Some(conflicts_schema));
+    let mut found = std::collections::BTreeSet::new();
+    for r in regions {
+        if !crate::store::conflicts::exists(&r.client, &r.name, &table).await? {
+            continue;
+        }
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT DISTINCT run_id FROM {} WHERE left(run_id, length($1)) = $1 LIMIT 1000",
+                    table.quoted()
+                ),
+                &[&given],
+            )
+            .await
+            .map_err(|e| Error::query(&r.name, "looking up the run id", &e))?;
+        found.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+    if found.contains(given) || found.is_empty() {
+        return Ok(given.to_string());
+    }
+    if found.len() == 1 {
+        return Ok(found.into_iter().next().unwrap_or_default());
+    }
+    Err(Error::Usage(format!(
+        "--run {given}: ambiguous, it is the start of {} run ids; give more of the run id",
+        found.len()
+    )))
+}
+
 /// Undoes run `opts.run_id` in every region. `clients[i]` is the write session of
 /// `regions[i]`.
 pub async fn undo_run_on(
@@ -300,7 +353,23 @@ pub async fn undo_run_on(
                 ));
                 continue;
             };
-            let key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
+            // The key in the table's own order (the archive's jsonb has its own order).
+            let mut key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
+            let orders = crate::pg::schema::primary_key_orders(client, &[table.to_string()])
+                .await
+                .map_err(|e| Error::query(region, "reading the table's key columns", &e))?;
+            if let Some(order) = orders.get(&table.to_string()) {
+                let mut k: KeyMap = key_columns
+                    .iter()
+                    .map(|c| (c.clone(), serde_json::Value::Null))
+                    .collect();
+                crate::pg::schema::reorder_key(&mut k, order);
+                key_columns = k.keys().cloned().collect();
+            }
+            let mut rs = rs;
+            for r in &mut rs {
+                crate::pg::schema::reorder_key(&mut r.key, &key_columns);
+            }
             shapes.push(TableShape::load(client, region, &table, &key_columns, &[]).await?);
             recs.push(rs);
         }

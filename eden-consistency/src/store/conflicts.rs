@@ -708,6 +708,18 @@ async fn list_one(
             }
         }
     }
+    // Keys come back in jsonb's order: print them in the key's own order, as check and fix do.
+    let mut names: Vec<String> = out.iter().map(|c| c.table_name.clone()).collect();
+    names.sort();
+    names.dedup();
+    let orders = crate::pg::schema::primary_key_orders(client, &names)
+        .await
+        .map_err(|e| Error::query(region, "reading the tables' key columns", &e))?;
+    for c in &mut out {
+        if let (Some(order), Json::Object(key)) = (orders.get(&c.table_name), &mut c.key) {
+            crate::pg::schema::reorder_key(key, order);
+        }
+    }
     Ok(out)
 }
 
