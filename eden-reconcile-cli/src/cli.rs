@@ -120,6 +120,32 @@ pub enum Command {
     ValidateConfig(ValidateArgs),
 }
 
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Check(_) => "check",
+            Command::Conflicts(_) => "conflicts",
+            Command::Fix(_) => "fix",
+            Command::Init(_) => "init",
+            Command::Undo(_) => "undo",
+            Command::ValidateConfig(_) => "validate-config",
+        }
+    }
+
+    /// `--db`, when given.
+    pub fn database(&self) -> Option<String> {
+        match self {
+            Command::Check(a) => a.db.db.clone(),
+            Command::Conflicts(a) => a.db.db.clone(),
+            Command::Fix(a) => a.db.db.clone(),
+            Command::Init(a) => a.db.db.clone(),
+            Command::Undo(a) => a.db.db.clone(),
+            Command::ValidateConfig(a) => a.db.db.clone(),
+        }
+    }
+}
+
 /// `--db NAME`.
 #[derive(Debug, Args)]
 pub struct DbArg {

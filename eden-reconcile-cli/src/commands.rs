@@ -1,7 +1,6 @@
 //! One function per subcommand: load, call the library, print, pick the exit code.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use eden_consistency::apply::{ApplyOptions, FixRun, run_fix};
@@ -17,6 +16,7 @@ use crate::cli::{
     CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, InitArgs, ModeArg,
     UndoArgs, ValidateArgs,
 };
+use crate::summary::Summary;
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -27,17 +27,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The contract's exit code.
-    pub fn exit_code(&self) -> ExitCode {
+    /// The exit code as a number (0 or 1).
+    pub fn code(&self) -> u8 {
         match self {
-            Outcome::Clean => ExitCode::SUCCESS,
-            Outcome::Differences => ExitCode::from(1),
+            Outcome::Clean => 0,
+            Outcome::Differences => 1,
         }
     }
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+pub async fn run(cli: Cli, summary: &mut Summary) -> Result<Outcome> {
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
     let show = cli.global.show_values;
@@ -45,20 +45,20 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Init(args) => init(&config, &args, format).await,
         Command::Conflicts(args) => {
             let r = redactor(&config, &args.db, show);
-            list_conflicts(config, &args, format, &r).await
+            list_conflicts(config, &args, format, &r, summary).await
         }
         Command::Check(args) => {
             let r = redactor(&config, &args.db, show);
-            check(config, &args, format, &r).await
+            check(config, &args, format, &r, summary).await
         }
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
         Command::Fix(args) => {
             let r = redactor(&config, &args.db, show);
-            fix(config, &args, format, &r).await
+            fix(config, &args, format, &r, summary).await
         }
         Command::Undo(args) => {
             let r = redactor(&config, &args.db, show);
-            undo(config, &args, format, &r).await
+            undo(config, &args, format, &r, summary).await
         }
     }
 }
@@ -124,8 +124,10 @@ async fn check(
     args: &CheckArgs,
     format: Format,
     redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     let checker = checker(config, &args.db).await?;
+    summary.database = Some(checker.database().to_string());
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -138,6 +140,9 @@ async fn check(
         ..CheckOptions::default()
     };
     let mut report = checker.run(&opts).await?;
+    summary.tables = Some(report.tables.len());
+    summary.differences = Some(report.tables.iter().map(|t| t.difference_count).sum());
+    summary.actions = Some(0);
     redact::check_report(redactor, &mut report);
     let mut out = crate::output::stdout();
     match format {
@@ -201,6 +206,7 @@ async fn fix(
     args: &FixArgs,
     format: Format,
     redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     let apply = apply_options(
         &config,
@@ -223,7 +229,9 @@ async fn fix(
         apply,
         ..FixRun::default()
     };
+    summary.database = Some(checker.database().to_string());
     let mut report = run_fix(&checker, &check, &run).await?;
+    fix_summary(summary, &report);
     redact::fix_report(redactor, &mut report);
     let mut out = crate::output::stdout();
     match format {
@@ -250,12 +258,34 @@ async fn fix(
     })
 }
 
+/// The summary's counts for a fix run: tables, keys that differed (or were left in
+/// flight), actions planned, rows written.
+fn fix_summary(summary: &mut Summary, report: &eden_consistency::apply::FixReport) {
+    summary.tables = Some(report.tables.len() + report.not_planned.len());
+    let differences: usize = report
+        .tables
+        .iter()
+        .map(|t| {
+            let keys: std::collections::HashSet<String> = t
+                .actions
+                .iter()
+                .map(|a| serde_json::Value::Object(a.key.clone()).to_string())
+                .collect();
+            keys.len() + t.deferred.len()
+        })
+        .sum();
+    summary.differences = Some(differences as u64);
+    summary.actions = Some(report.tables.iter().map(|t| t.actions.len()).sum());
+    summary.applied = Some(report.applied());
+}
+
 /// `undo --run ID`: restore what a fix run changed, from the archive.
 async fn undo(
     config: Config,
     args: &UndoArgs,
     format: Format,
     redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
@@ -268,6 +298,11 @@ async fn undo(
         apply,
     };
     let mut report = undo_run(&regions, &opts).await?;
+    let tables: std::collections::HashSet<&str> =
+        report.actions.iter().map(|a| a.table.as_str()).collect();
+    summary.tables = Some(tables.len());
+    summary.actions = Some(report.actions.len());
+    summary.applied = Some(report.restored);
     redact::undo_report(redactor, &mut report);
     let mut out = crate::output::stdout();
     match format {
@@ -338,6 +373,7 @@ async fn list_conflicts(
     args: &ConflictsArgs,
     format: Format,
     redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     let now = chrono::Utc::now();
     let since = match &args.since {
@@ -379,6 +415,7 @@ async fn list_conflicts(
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
     let mut rows = conflicts::list(&pairs, &table, &filter).await?;
+    summary.records = Some(rows.len());
     redact::conflicts(redactor, &mut rows);
     let mut out = crate::output::stdout();
     match format {

@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod output;
+mod summary;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,13 +16,17 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::Cli;
+use crate::summary::Summary;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli::report_parse_error(e),
     };
-    init_logging(cli.global.verbose);
+    let started = std::time::Instant::now();
+    let verbose = cli.global.verbose;
+    init_logging(verbose);
+    let mut summary = Summary::new(cli.command.name(), cli.command.database());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,13 +37,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(outcome) => outcome.exit_code(),
+    let code: u8 = match runtime.block_on(commands::run(cli, &mut summary)) {
+        Ok(outcome) => outcome.code(),
         Err(err) => {
             eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));
-            ExitCode::from(2)
+            2
         }
+    };
+    // One summary line per run for cron logs. A failed run (exit 2) says what went wrong
+    // in its one error sentence; the summary follows it only with -v.
+    if code != 2 || verbose > 0 {
+        eprintln!("{}", summary.line(started.elapsed(), code));
     }
+    ExitCode::from(code)
 }
 
 /// Errors are one sentence on one line, whatever the layers below wrote.
@@ -50,17 +61,19 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// Logs go to stderr through `tracing`; `EDEN_LOG` (or `RUST_LOG`) overrides the level.
+/// Logs go to stderr through `tracing`: the tool's own at `warn`, `-v` `info` (the phases
+/// per table), `-vv` `debug`; the dependencies' (tokio_postgres, rustls, ...) only at `warn`
+/// unless `EDEN_LOG` (a `tracing` filter such as `debug` or `eden_consistency=debug,
+/// tokio_postgres=debug`) asks for more. `EDEN_LOG` replaces the whole filter.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "info,tokio_postgres=warn",
-        _ => "debug,tokio_postgres=info",
+        1 => "warn,eden_consistency=info,eden_reconcile=info",
+        _ => "warn,eden_consistency=debug,eden_reconcile=debug",
     };
     let filter = std::env::var("EDEN_LOG")
         .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -609,3 +609,113 @@ fn demo_headings_are_plain_when_piped() {
     assert!(test_sh.contains("services.sh --with-pglogical"));
     assert!(!demo.contains("--with-pglogical"));
 }
+
+/// Logs for cron: every run ends with one logfmt summary line on stderr; `-v` logs each
+/// table's phases; the dependencies (tokio_postgres, rustls) stay quiet at `-vv` unless
+/// `EDEN_LOG` asks for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_end_with_one_logfmt_summary_line() {
+    let dbs = pair(
+        "trust_summary",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY);",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+        "INSERT INTO t VALUES (1, 'x');",
+    )
+    .await;
+    let summary = |r: &crate::common::Run| -> Vec<String> {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("level=info msg=\"run finished\""))
+            .map(str::to_string)
+            .collect()
+    };
+    let r = run(with_regions(&dbs, &["check", "--db", "x"]));
+    assert_eq!(r.code, Some(1));
+    let lines = summary(&r);
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let line = &lines[0];
+    for want in [
+        "command=check",
+        "database=x",
+        "tables=2",
+        "differences=2",
+        "actions=0",
+        "exit_code=1",
+        "duration_seconds=",
+    ] {
+        assert!(line.contains(want), "{want} missing: {line}");
+    }
+    let r = run(with_regions(&dbs, &["fix", "--db", "x", "-v"]));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let line = summary(&r).pop().expect("summary");
+    assert!(
+        r.stderr.trim_end().ends_with(&line),
+        "the summary is the last line:\n{}",
+        r.stderr
+    );
+    for want in [
+        "command=fix",
+        "differences=2",
+        "actions=2",
+        "applied=2",
+        "exit_code=0",
+    ] {
+        assert!(line.contains(want), "{want} missing: {line}");
+    }
+    // -v: the phases per table.
+    assert!(
+        r.stderr.contains("checked") && r.stderr.contains("table=public.t"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("planned") && r.stderr.contains("applied and re-checked"),
+        "{}",
+        r.stderr
+    );
+    // -vv: still no dependency noise; EDEN_LOG asks for it.
+    let r = run(with_regions(&dbs, &["check", "--db", "x", "-vv"]));
+    assert!(
+        !r.stderr.contains("tokio_postgres") && !r.stderr.contains("rustls"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.to_lowercase().contains("executing statement"),
+        "{}",
+        r.stderr
+    );
+    let mut cmd = crate::common::eden();
+    cmd.args(with_regions(&dbs, &["check", "--db", "x"]))
+        .env("EDEN_LOG", "tokio_postgres=debug");
+    let r = crate::common::run_cmd(&mut cmd);
+    assert!(
+        r.stderr.to_lowercase().contains("executing statement"),
+        "{}",
+        r.stderr
+    );
+    // A failed run: its one error sentence (the summary follows only with -v).
+    let r = run([
+        "check",
+        "--db",
+        "x",
+        "--region",
+        "r1=postgres://127.0.0.1:1/x",
+    ]);
+    r.assert_one_line_error();
+    let r = run([
+        "check",
+        "--db",
+        "x",
+        "--region",
+        "r1=postgres://127.0.0.1:1/x",
+        "-v",
+    ]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        summary(&r).pop().expect("summary").contains("exit_code=2"),
+        "{}",
+        r.stderr
+    );
+}

@@ -416,10 +416,18 @@ impl Checker {
         match res {
             Ok(mut tc) => {
                 tc.report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                tracing::info!(
+                    table = %table,
+                    status = tc.report.status.as_str(),
+                    differences = tc.report.difference_count,
+                    ms = tc.report.elapsed_ms,
+                    "checked"
+                );
                 Ok(tc)
             }
             Err(e @ Error::Usage(_)) => Err(e),
             Err(e) => {
+                tracing::info!(table = %table, error = %e, "could not be checked");
                 let mut report = TableReport::without_rows(
                     table.to_string(),
                     Vec::new(),

@@ -357,13 +357,34 @@ pub async fn run_fix(
 ) -> Result<FixReport> {
     let (_check_report, plan) =
         crate::repair::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    for t in &plan.tables {
+        tracing::info!(
+            table = %t.table,
+            resolution = %t.resolution,
+            keys = t.keys.len(),
+            deferred = t.deferred.len(),
+            "planned"
+        );
+    }
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
     }
     if run.dry_run {
         return Ok(FixReport::from_plan(&plan));
     }
-    apply_plan(checker.regions(), &plan, &run.apply).await
+    let report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    for t in &report.tables {
+        tracing::info!(
+            table = %t.table,
+            applied = t.applied,
+            unresolved = t.unresolved,
+            changed = t.changed,
+            errors = t.errors.len(),
+            still_differing = t.still_differing.len(),
+            "applied and re-checked"
+        );
+    }
+    Ok(report)
 }
 
 /// `id=7, name=x` for a key map.
