@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod output;
+mod print;
 mod summary;
 
 use std::io::IsTerminal;

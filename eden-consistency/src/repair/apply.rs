@@ -57,7 +57,6 @@
 //! data inlined as literals, into one psql script per region.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -82,8 +81,8 @@ pub struct ApplyOptions {
     pub no_replicate: bool,
     /// Schema of `replication_conflicts` (default `public`).
     pub conflicts_schema: String,
-    /// Print progress on stderr (default: when stderr is a terminal).
-    pub progress: bool,
+    /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
+    pub progress: crate::check::progress::ProgressSink,
     /// Re-read the planned keys after applying and compare regions (default true).
     pub recheck: bool,
 }
@@ -95,7 +94,7 @@ impl Default for ApplyOptions {
             max_rows_per_second: None,
             no_replicate: false,
             conflicts_schema: "public".into(),
-            progress: std::io::stderr().is_terminal(),
+            progress: None,
             recheck: true,
         }
     }
@@ -219,98 +218,6 @@ impl FixReport {
             &BTreeMap::new(),
         )
     }
-
-    /// Prints the report for humans: one readable table per table.
-    pub fn print_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let verb = if self.dry_run {
-            "fix plan (dry run, nothing changed)"
-        } else {
-            "fix"
-        };
-        writeln!(out, "{verb}: run {}", self.run_id)?;
-        for t in &self.tables {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "{} ({}): {} action(s), {} applied, {} unresolved{}",
-                t.table,
-                t.resolution,
-                t.actions.len(),
-                t.applied,
-                t.unresolved,
-                if t.changed > 0 {
-                    format!(", {} changed since read (left for the next run)", t.changed)
-                } else {
-                    String::new()
-                }
-            )?;
-            if !t.actions.is_empty() {
-                let rows: Vec<[String; 6]> = t
-                    .actions
-                    .iter()
-                    .map(|a| {
-                        [
-                            key_text(&a.key),
-                            a.region.clone(),
-                            a.action.as_str().to_string(),
-                            a.winner_region.clone().unwrap_or_else(|| "-".into()),
-                            a.decided_by.clone(),
-                            format!("{:?}", a.status).to_lowercase(),
-                        ]
-                    })
-                    .collect();
-                crate::check::report::write_aligned(
-                    out,
-                    "  ",
-                    &["key", "region", "action", "winner", "decided_by", "status"],
-                    &rows,
-                )?;
-            }
-            for d in &t.deferred {
-                writeln!(out, "  deferred: {}", entry_text(d, "key", "reason"))?;
-            }
-            for k in &t.still_differing {
-                writeln!(out, "  still differs after fix: {}", key_text(k))?;
-            }
-            for e in &t.errors {
-                writeln!(out, "  error: {e}")?;
-            }
-        }
-        for n in &self.not_planned {
-            writeln!(out, "not planned: {}", entry_text(n, "table", "message"))?;
-        }
-        for c in &self.fk_cycles {
-            let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
-            writeln!(
-                out,
-                "foreign-key cycle: {} ({})",
-                names.join(" <-> "),
-                if c.deferrable {
-                    "deferrable: written in one transaction"
-                } else {
-                    "NOT deferrable"
-                }
-            )?;
-        }
-        for f in &self.sql_files {
-            writeln!(out, "wrote {f}")?;
-        }
-        if self.tables.iter().all(|t| t.actions.is_empty()) && self.not_planned.is_empty() {
-            writeln!(out, "nothing to fix: every region agrees")?;
-        } else if !self.dry_run && self.sql_files.is_empty() {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "{}",
-                if self.consistent {
-                    "all regions agree now"
-                } else {
-                    "regions still differ (see above)"
-                }
-            )?;
-        }
-        Ok(())
-    }
 }
 
 fn plan_is_clean(plan: &FixPlan) -> bool {
@@ -385,34 +292,6 @@ pub async fn run_fix(
         );
     }
     Ok(report)
-}
-
-/// `id=7, name=x` for a key map.
-/// A `{what: ..., why: "..."}` report entry as text for people: `id=7 (in flight)`; no
-/// raw JSON in human output.
-fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
-    let subject = match entry.get(what) {
-        Some(serde_json::Value::Object(k)) => key_text(k),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    match entry.get(why) {
-        Some(serde_json::Value::String(r)) if subject.is_empty() => r.clone(),
-        Some(serde_json::Value::String(r)) => format!("{subject} ({r})"),
-        _ => subject,
-    }
-}
-
-/// A key for people: `col=value, col2=value` (strings unquoted).
-pub fn key_text(k: &KeyMap) -> String {
-    k.iter()
-        .map(|(c, v)| match v {
-            serde_json::Value::String(s) => format!("{c}={s}"),
-            other => format!("{c}={other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn build_report(
@@ -943,6 +822,9 @@ pub async fn run_region(
         .flat_map(|u| &u.steps)
         .map(|s| s.items.len())
         .sum();
+    if let Some(p) = &opts.progress {
+        p.start(&work.region, total as u64);
+    }
     let mut done = 0usize;
     for unit in &work.units {
         let mut attempt = 0;
@@ -1001,10 +883,10 @@ pub async fn run_region(
             }
         }
         done += unit.steps.iter().map(|s| s.items.len()).sum::<usize>();
-        if opts.progress {
-            eprint!("\r{}: {done}/{total} rows", work.region);
+        if let Some(p) = &opts.progress {
+            p.update(&work.region, done as u64);
             if done == total {
-                eprintln!();
+                p.finish(&work.region);
             }
         }
         if let Some(rps) = opts.max_rows_per_second.filter(|r| *r > 0.0) {
@@ -1492,50 +1374,4 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
         &files,
         &BTreeMap::new(),
     ))
-}
-
-#[cfg(test)]
-mod human_tests {
-    use super::*;
-
-    /// Deferred keys and unplanned tables read as text in human output, never raw JSON.
-    #[test]
-    fn no_raw_json_in_human_output() {
-        let mut key = KeyMap::new();
-        key.insert("b".into(), serde_json::json!(1));
-        key.insert("a".into(), serde_json::json!("x"));
-        let report = FixReport {
-            run_id: "r".into(),
-            dry_run: true,
-            consistent: false,
-            tables: vec![TableReport {
-                table: "public.t".into(),
-                resolution: "last_write_wins".into(),
-                actions: vec![],
-                applied: 0,
-                unresolved: 0,
-                changed: 0,
-                deferred: vec![serde_json::json!({"key": key, "reason": "in flight"})],
-                still_differing: vec![],
-                errors: vec![],
-            }],
-            not_planned: vec![
-                serde_json::json!({"table": "public.u", "message": "skipped: no key"}),
-            ],
-            fk_cycles: vec![],
-            sql_files: vec![],
-        };
-        let mut out = Vec::new();
-        report.print_human(&mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("  deferred: b=1, a=x (in flight)\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("not planned: public.u (skipped: no key)\n"),
-            "{text}"
-        );
-        assert!(!text.contains('{'), "{text}");
-    }
 }

@@ -1,0 +1,163 @@
+//! The `fix` report for people.
+
+use std::io::{self, Write};
+
+use eden_consistency::apply::FixReport;
+
+use super::{key_map_text, write_aligned};
+
+/// Prints a fix report: one aligned table of actions per table.
+pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
+    let verb = if report.dry_run {
+        "fix plan (dry run, nothing changed)"
+    } else {
+        "fix"
+    };
+    writeln!(out, "{verb}: run {}", report.run_id)?;
+    for t in &report.tables {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} ({}): {} action(s), {} applied, {} unresolved{}",
+            t.table,
+            t.resolution,
+            t.actions.len(),
+            t.applied,
+            t.unresolved,
+            if t.changed > 0 {
+                format!(", {} changed since read (left for the next run)", t.changed)
+            } else {
+                String::new()
+            }
+        )?;
+        if !t.actions.is_empty() {
+            let rows: Vec<[String; 6]> = t
+                .actions
+                .iter()
+                .map(|a| {
+                    [
+                        key_map_text(&a.key),
+                        a.region.clone(),
+                        a.action.as_str().to_string(),
+                        a.winner_region.clone().unwrap_or_else(|| "-".into()),
+                        a.decided_by.clone(),
+                        format!("{:?}", a.status).to_lowercase(),
+                    ]
+                })
+                .collect();
+            write_aligned(
+                out,
+                "  ",
+                &["key", "region", "action", "winner", "decided_by", "status"],
+                &rows,
+            )?;
+        }
+        for d in &t.deferred {
+            writeln!(out, "  deferred: {}", entry_text(d, "key", "reason"))?;
+        }
+        for k in &t.still_differing {
+            writeln!(out, "  still differs after fix: {}", key_map_text(k))?;
+        }
+        for e in &t.errors {
+            writeln!(out, "  error: {e}")?;
+        }
+    }
+    for n in &report.not_planned {
+        writeln!(out, "not planned: {}", entry_text(n, "table", "message"))?;
+    }
+    for c in &report.fk_cycles {
+        let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
+        writeln!(
+            out,
+            "foreign-key cycle: {} ({})",
+            names.join(" <-> "),
+            if c.deferrable {
+                "deferrable: written in one transaction"
+            } else {
+                "NOT deferrable"
+            }
+        )?;
+    }
+    for f in &report.sql_files {
+        writeln!(out, "wrote {f}")?;
+    }
+    if report.tables.iter().all(|t| t.actions.is_empty()) && report.not_planned.is_empty() {
+        writeln!(out, "nothing to fix: every region agrees")?;
+    } else if !report.dry_run && report.sql_files.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            if report.consistent {
+                "all regions agree now"
+            } else {
+                "regions still differ (see above)"
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// A `{what: ..., why: "..."}` report entry as text for people: `id=7 (in flight)`; no
+/// raw JSON in human output.
+fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
+    let subject = match entry.get(what) {
+        Some(serde_json::Value::Object(k)) => key_map_text(k),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    match entry.get(why) {
+        Some(serde_json::Value::String(r)) if subject.is_empty() => r.clone(),
+        Some(serde_json::Value::String(r)) => format!("{subject} ({r})"),
+        _ => subject,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eden_consistency::apply::TableReport;
+    use eden_consistency::plan::KeyMap;
+
+    /// Deferred keys and unplanned tables read as text in human output, never raw JSON.
+    #[test]
+    fn no_raw_json_in_human_output() {
+        let mut key = KeyMap::new();
+        key.insert("b".into(), serde_json::json!(1));
+        key.insert("a".into(), serde_json::json!("x"));
+        let report = FixReport {
+            run_id: "r".into(),
+            dry_run: true,
+            consistent: false,
+            tables: vec![TableReport {
+                table: "public.t".into(),
+                resolution: "last_write_wins".into(),
+                actions: vec![],
+                applied: 0,
+                unresolved: 0,
+                changed: 0,
+                deferred: vec![serde_json::json!({"key": key, "reason": "in flight"})],
+                still_differing: vec![],
+                errors: vec![],
+            }],
+            not_planned: vec![
+                serde_json::json!({"table": "public.u", "message": "skipped: no key"}),
+            ],
+            fk_cycles: vec![],
+            sql_files: vec![],
+        };
+        let mut out = Vec::new();
+        human(&report, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  deferred: b=1, a=x (in flight)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not planned: public.u (skipped: no key)\n"),
+            "{text}"
+        );
+        assert!(!text.contains('{'), "{text}");
+    }
+}
