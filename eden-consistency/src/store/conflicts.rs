@@ -248,19 +248,18 @@ async fn init_in_tx(
 
     let existing = existing_columns(client, region, table).await?;
     let created = existing.is_none();
-    match &existing {
-        None => {
-            let cols: Vec<String> = COLUMNS
-                .iter()
-                .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
-                .collect();
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS {} (\n    id bigserial PRIMARY KEY,\n{}\n)",
-                table.quoted(),
-                cols.join(",\n")
-            );
-            client.batch_execute(&sql).await.map_err(q)?;
-            client
+    if created {
+        let cols: Vec<String> = COLUMNS
+            .iter()
+            .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
+            .collect();
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n    id bigserial PRIMARY KEY,\n{}\n)",
+            table.quoted(),
+            cols.join(",\n")
+        );
+        client.batch_execute(&sql).await.map_err(q)?;
+        client
                 .batch_execute(&format!(
                     "COMMENT ON TABLE {} IS 'Conflicts and repairs recorded by eden-reconcile in this region. \
                      local_row holds the row as it was here before any change. Not to be replicated.'",
@@ -268,8 +267,6 @@ async fn init_in_tx(
                 ))
                 .await
                 .map_err(q)?;
-        }
-        Some(_) => {}
     }
 
     let have_idx: Vec<String> = client
