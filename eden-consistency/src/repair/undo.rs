@@ -323,7 +323,7 @@ pub async fn undo_run_on(
             for r in &mut rs {
                 crate::pg::schema::reorder_key(&mut r.key, &key_columns);
             }
-            shapes.push(TableShape::load(client, region, &table, &key_columns, &[]).await?);
+            shapes.push(TableShape::read(client, region, &table, &key_columns, &[]).await?);
             recs.push(rs);
         }
         let names: Vec<TableName> = shapes.iter().map(|s| s.table.clone()).collect();
