@@ -117,13 +117,55 @@ fn mask_in(cols: &BTreeSet<String>, value: &mut Json) {
     }
 }
 
-/// Masks a fix report in place: keys, deferred entries, keys still differing.
+/// Masks values the server quotes in an error's detail: `Failing row contains (...)` (the
+/// whole row) and `Key (a, b)=(...)` when the key names a masked column.
+pub fn mask_message(cols: &BTreeSet<String>, text: &str) -> String {
+    let mut out = text.to_string();
+    if let Some(i) = out.find("Failing row contains (") {
+        let start = i + "Failing row contains (".len();
+        if let Some(end) = out[start..].rfind(").").or_else(|| out[start..].rfind(')')) {
+            out.replace_range(start..start + end, MASK);
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].find("Key (") {
+        let at = from + i + "Key (".len();
+        let Some(close) = out[at..].find(")=(") else {
+            break;
+        };
+        let names = &out[at..at + close];
+        let vals_start = at + close + 3;
+        let masked = names
+            .split(',')
+            .any(|n| cols.contains(n.trim().trim_matches('"')));
+        let vals_end = out[vals_start..]
+            .find(") ")
+            .or_else(|| out[vals_start..].rfind(')'))
+            .map(|e| vals_start + e);
+        match (masked, vals_end) {
+            (true, Some(end)) => {
+                out.replace_range(vals_start..end, MASK);
+                from = vals_start + MASK.len();
+            }
+            _ => from = vals_start,
+        }
+    }
+    out
+}
+
+/// Masks a fix report in place: keys, deferred entries, keys still differing, values
+/// quoted in batch errors.
 pub fn fix_report(r: &Redactor, report: &mut crate::repair::apply::FixReport) {
     if r.is_empty() {
         return;
     }
     for t in &mut report.tables {
         let table = t.table.clone();
+        if let Some(cols) = r.columns(&table) {
+            for e in &mut t.errors {
+                *e = mask_message(cols, e);
+            }
+        }
         for a in &mut t.actions {
             r.mask_map(&table, &mut a.key);
         }
@@ -179,6 +221,27 @@ pub fn conflicts(r: &Redactor, rows: &mut [crate::store::conflicts::ListedConfli
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_values_in_server_details() {
+        let cols: BTreeSet<String> = ["secret".to_string()].into();
+        assert_eq!(
+            mask_message(
+                &cols,
+                "new row violates check constraint \"c\" (Failing row contains (1, s3cr3t, x).)"
+            ),
+            "new row violates check constraint \"c\" (Failing row contains ([redacted]).)"
+        );
+        assert_eq!(
+            mask_message(
+                &cols,
+                "duplicate key (Key (secret)=(s3cr3t) already exists.)"
+            ),
+            "duplicate key (Key (secret)=([redacted]) already exists.)"
+        );
+        let other = "duplicate key (Key (id)=(7) already exists.)";
+        assert_eq!(mask_message(&cols, other), other);
+    }
 
     #[test]
     fn masks_listed_columns_only() {
