@@ -253,6 +253,48 @@ impl Config {
         Ok(())
     }
 
+    /// Applies every `--region` flag in order (see [`Config::apply_region_flag`]). A region
+    /// named by two flags is a usage error: one of them would silently be lost.
+    pub fn apply_region_flags<S: AsRef<str>>(&mut self, specs: &[S]) -> Result<()> {
+        let mut seen: Vec<&str> = Vec::new();
+        for spec in specs {
+            let spec = spec.as_ref();
+            if let Some(eq) = spec.find('=') {
+                let name = spec[..eq].trim();
+                if !name.is_empty() && valid_region_name(name) {
+                    if seen.contains(&name) {
+                        return Err(Error::Usage(format!(
+                            "region {name} is given twice with --region; give each region once"
+                        )));
+                    }
+                    seen.push(name);
+                }
+            }
+            self.apply_region_flag(spec)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a comparison with fewer than two regions: one region agrees with itself, and
+    /// reporting it consistent would be a wrong answer.
+    pub fn require_two_regions(&self) -> Result<()> {
+        if self.regions.len() >= 2 {
+            return Ok(());
+        }
+        let defined = if self.regions.is_empty() {
+            "none".to_string()
+        } else {
+            self.regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(Error::Usage(format!(
+            "need at least two regions; defined: {defined} (add regions to the config or give --region NAME=CONNINFO)"
+        )))
+    }
+
     /// Checks what can only be checked once every region is known (after the `--region`
     /// flags): every region named in a rule is defined, and there is at least one region.
     pub fn validate(&self) -> Result<()> {

@@ -49,8 +49,9 @@ pub struct GlobalOpts {
     )]
     pub config: Option<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
-    /// key=value conninfo). Repeatable; regions given only here are ordered after the config's.
-    #[arg(long = "region", global = true, value_name = "NAME=CONNINFO")]
+    /// key=value conninfo). Repeatable, before or after the subcommand (every one counts, in
+    /// command-line order); regions given only here are ordered after the config's.
+    #[arg(long = "region", id = REGION_ARG, value_name = "NAME=CONNINFO")]
     pub regions: Vec<String>,
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
@@ -58,6 +59,59 @@ pub struct GlobalOpts {
     /// More log output on stderr (-v info, -vv debug); EDEN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// The id of `--region`, defined on the top-level command and on every subcommand.
+const REGION_ARG: &str = "regions";
+
+/// Parses the command line. `--region` is repeatable before and after the subcommand, and
+/// every occurrence counts: clap's `global = true` keeps only the values given at the deepest
+/// level, so the option is defined on every (sub)command instead and the values of all levels
+/// are joined in command-line order.
+pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program name).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let mut regions = Vec::new();
+    let mut level = Some(&matches);
+    while let Some(m) = level {
+        if let Ok(Some(values)) = m.try_get_many::<String>(REGION_ARG) {
+            regions.extend(values.cloned());
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    cli.global.regions = regions;
+    Ok(cli)
+}
+
+/// The clap command, with `--region` added to every subcommand at every depth.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn add_region(cmd: clap::Command) -> clap::Command {
+        let region = clap::Arg::new(REGION_ARG)
+            .long("region")
+            .value_name("NAME=CONNINFO")
+            .action(clap::ArgAction::Append)
+            .help("Define a region or override its connection: NAME=CONNINFO (repeatable)");
+        cmd.mut_subcommands(|sub| {
+            let sub = if sub.get_arguments().any(|a| a.get_id() == REGION_ARG) {
+                sub
+            } else {
+                sub.arg(region.clone())
+            };
+            add_region(sub)
+        })
+    }
+    add_region(Cli::command())
 }
 
 /// Output format.

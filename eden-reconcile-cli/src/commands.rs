@@ -55,9 +55,7 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    for spec in &global.regions {
-        config.apply_region_flag(spec)?;
-    }
+    config.apply_region_flags(&global.regions)?;
     Ok(config)
 }
 
@@ -97,6 +95,7 @@ fn stderr_is_terminal() -> bool {
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
 async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
+    config.require_two_regions()?;
     let checker = checker(config, &args.db).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
@@ -168,6 +167,7 @@ fn apply_options(
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
 async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+    config.require_two_regions()?;
     let apply = apply_options(
         &config,
         &args.db,
