@@ -207,7 +207,21 @@ impl Checker {
                     }
                 }
                 match found {
-                    Some(n) => out.push(n),
+                    Some(n) => {
+                        if n == self.conflicts_table() {
+                            return Err(Error::Usage(format!(
+                                "table {n} is the tool's own record of conflicts; it is never compared or repaired"
+                            )));
+                        }
+                        for r in &self.regions {
+                            if let Some(reason) =
+                                schema::forbidden_reason(&r.client, &r.name, &n).await?
+                            {
+                                return Err(Error::Usage(reason));
+                            }
+                        }
+                        out.push(n)
+                    }
                     None => {
                         return Err(Error::Usage(format!(
                             "table {t} does not exist in database {} in any region (first region: {})",

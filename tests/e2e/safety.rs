@@ -107,3 +107,44 @@ async fn one_region_is_not_a_comparison() {
         assert!(!r.stdout.contains("consistent"), "{cmd}: {}", r.stdout);
     }
 }
+
+/// System and extension-owned tables are refused (exit 2), whatever `--table` says; nothing
+/// is read or written there.
+#[tokio::test]
+async fn system_and_extension_tables_are_refused() {
+    let dbs = TestDbs::new_named("safety_system_tables", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE ext_owned(id int primary key, v text); INSERT INTO ext_owned VALUES (1, 'x');
+         CREATE EXTENSION hstore; ALTER EXTENSION hstore ADD TABLE ext_owned;",
+    )
+    .await;
+    dbs.exec(1, "UPDATE ext_owned SET v = 'y'").await;
+    let mut base = s(&["--db", dbs.name(0)]);
+    base.extend(dbs.region_args());
+    for (table, what) in [
+        ("pg_catalog.pg_authid", "system table"),
+        ("pg_catalog.pg_class", "system table"),
+        ("information_schema.sql_features", "system table"),
+        ("ext_owned", "belongs to extension hstore"),
+        ("replication_conflicts", "own record of conflicts"),
+    ] {
+        if table == "replication_conflicts" {
+            let mut init = s(&["init"]);
+            init.extend(base.clone());
+            run(init).assert_code(0);
+        }
+        for cmd in [&["fix"][..], &["fix", "--dry-run"], &["check"]] {
+            let mut args = s(cmd);
+            args.extend(base.clone());
+            args.extend(s(&["--table", table]));
+            let r = run(args);
+            r.assert_code(2).assert_one_line_error();
+            assert!(r.stderr.contains(what), "{table} {cmd:?}: {}", r.stderr);
+        }
+    }
+    // The extension's table was not repaired.
+    assert_eq!(
+        dbs.query_texts(1, "SELECT v FROM ext_owned").await,
+        vec![Some("y".to_string())]
+    );
+}
