@@ -323,6 +323,12 @@ impl Checker {
         }
         Ok(CheckReport {
             database: self.database.clone(),
+            databases: RegionMap(
+                self.regions
+                    .iter()
+                    .map(|r| (r.name.clone(), r.dbname.clone()))
+                    .collect(),
+            ),
             regions: self.region_names(),
             consistent: reports.iter().all(|t| t.status == TableStatus::Consistent),
             in_flight_count: reports.iter().map(|t| t.in_flight_count).sum(),

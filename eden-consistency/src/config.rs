@@ -322,6 +322,40 @@ impl Config {
         Ok(())
     }
 
+    /// Refuses to run on a database whose table rules would silently be lost: with a config
+    /// file that defines node groups, `db` (the `--db` given, or else the database every
+    /// region connected to) must be the `database` of one of them. The error names the groups.
+    pub fn require_node_group(&self, db: Option<&str>) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.node_groups.is_empty() || db.is_some_and(|d| self.node_group(d).is_some()) {
+            return Ok(());
+        }
+        let groups = self
+            .node_groups
+            .iter()
+            .map(|g| format!("{} (database {})", g.name, g.database))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = match db {
+            Some(d) => format!("--db {d} matches no node group"),
+            None => "no --db given and the regions' databases match no node group".to_string(),
+        };
+        Err(Error::Usage(format!(
+            "{what} of {}: the node groups are {groups}; give --db with one of those databases, or --no-rules to run without any table rule",
+            file.display()
+        )))
+    }
+
+    /// Forgets every table rule (`--no-rules`): each table then follows
+    /// `global.conflict_resolution`.
+    pub fn drop_table_rules(&mut self) {
+        for g in &mut self.node_groups {
+            g.tables.clear();
+        }
+    }
+
     /// The node group whose `database` is `db`, if any.
     pub fn node_group(&self, db: &str) -> Option<&NodeGroup> {
         self.node_groups.iter().find(|g| g.database == db)

@@ -161,8 +161,11 @@ impl TableReport {
 /// The whole `check` report (CONTRACT §3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
-    /// The database checked.
+    /// The database checked: `--db`, else what the regions connected to (its name when all
+    /// connected to the same one, else `region=database` for each region).
     pub database: String,
+    /// The database each region connected to.
+    pub databases: RegionMap<String>,
     /// Regions, in tie-break order.
     pub regions: Vec<String>,
     /// True only when every table is `consistent`.
@@ -215,9 +218,21 @@ impl CheckReport {
                 s.to_string()
             }
         };
+        let elsewhere = self.databases.0.iter().any(|(_, d)| *d != self.database);
+        let connected = if elsewhere {
+            let each: Vec<String> = self
+                .databases
+                .0
+                .iter()
+                .map(|(r, d)| format!("{r}: {d}"))
+                .collect();
+            format!(" (connected to {})", each.join(", "))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "database {}  regions {}",
+            "database {}{connected}  regions {}",
             self.database,
             self.regions.join(", ")
         )?;

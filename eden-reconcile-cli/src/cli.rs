@@ -177,6 +177,10 @@ pub struct DbArg {
     /// region URL that names a database overrides it for that region.
     #[arg(long, value_name = "NAME")]
     pub db: Option<String>,
+    /// Run without the config's table rules (every table follows global.conflict_resolution).
+    /// Without it, a config with node groups requires --db to name one of their databases.
+    #[arg(long)]
+    pub no_rules: bool,
 }
 
 /// How digests are computed.

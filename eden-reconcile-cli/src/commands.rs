@@ -60,19 +60,36 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
 }
 
 /// Connects to every region of `config` for `--db`.
+/// With a config that has node groups, `--db` (or, without it, the database every region
+/// connected to) must name one of them, unless `--no-rules`: otherwise every table rule
+/// would silently be dropped.
 async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
-    Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+    if db.db.is_some() && !db.no_rules {
+        config.require_node_group(db.db.as_deref())?;
+    }
+    let regions =
+        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+    if db.db.is_none() && !db.no_rules {
+        let first = regions.first().map(|r| r.dbname.as_str());
+        let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
+        config.require_node_group(common)?;
+    }
+    Ok(regions)
 }
 
-/// Connects a [`Checker`] to every region; the report names `--db`, else the first
-/// region's database.
-async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
+/// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
+/// else of the first region's database; the report names what the regions connected to.
+async fn checker(mut config: Config, db: &DbArg) -> Result<Checker> {
+    if db.no_rules {
+        config.drop_table_rules();
+    }
     let regions = connect(&config, db).await?;
+    // Connection problems first (they are more specific); then a comparison needs two.
+    config.require_two_regions()?;
     let database = db
         .db
         .clone()
-        .or_else(|| regions.first().map(|r| r.dbname.clone()))
-        .unwrap_or_default();
+        .unwrap_or_else(|| connect::describe_databases(&regions));
     Ok(Checker::new(config, database, regions))
 }
 
@@ -95,7 +112,6 @@ fn stderr_is_terminal() -> bool {
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
 async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
-    config.require_two_regions()?;
     let checker = checker(config, &args.db).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
@@ -167,7 +183,6 @@ fn apply_options(
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
 async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
-    config.require_two_regions()?;
     let apply = apply_options(
         &config,
         &args.db,
@@ -303,6 +318,9 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
                     known.join(", ")
                 );
             };
+            if !args.db.no_rules {
+                config.require_node_group(args.db.db.as_deref())?;
+            }
             let db = args.db.db.as_deref().unwrap_or("");
             vec![
                 connect::connect_region(

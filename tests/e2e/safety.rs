@@ -148,3 +148,120 @@ async fn system_and_extension_tables_are_refused() {
         vec![Some("y".to_string())]
     );
 }
+
+/// Writes a config whose regions are named like `dbs`'s and whose one node group (database
+/// `eden_vault`) carries `rules` (YAML lines under `conflict_resolution_tables:`).
+pub fn vault_config(
+    dbs: &TestDbs,
+    dir: &std::path::Path,
+    global: &str,
+    rules: &str,
+) -> std::path::PathBuf {
+    let regions: String = dbs
+        .region_names()
+        .iter()
+        .map(|r| {
+            format!(
+                "  - name: {r}\n    role: active\n    instance: {{ host: 127.0.0.1, port: 5432 }}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "global:\n  replication_user: replication_user\n{global}regions:\n{regions}replication:\n  provider: native\n  node_groups:\n    - name: eden_vault_group\n      database: eden_vault\n      conflict_resolution_tables:\n{rules}"
+    );
+    let path = dir.join("postgresql-multi-region.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+const VAULT: &str =
+    "CREATE TABLE vault_secrets(id int primary key, secret text, last_updated_at timestamptz);
+    INSERT INTO vault_secrets VALUES (1, 'old', '2024-01-01');";
+
+/// A `--db` that matches no node group would silently drop every table rule: refused (exit
+/// 2, naming the groups) unless `--no-rules`; the report says what each region connected to.
+#[tokio::test]
+async fn db_must_match_a_node_group() {
+    let dbs = TestDbs::new_named("safety_db_group", &["a", "b"]).await;
+    dbs.exec_all(VAULT).await;
+    // b holds the newer secret; region order (a first) would pick a's older one.
+    dbs.exec(
+        1,
+        "UPDATE vault_secrets SET secret = 'new', last_updated_at = '2024-06-01'",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "  conflict_resolution: first_write_wins\n",
+        "        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let with = |extra: &[&str]| {
+        let mut a = s(&["--config", cfg]);
+        a.extend(s(extra));
+        a.extend(dbs.region_args());
+        a
+    };
+    for db in [&["--db", "eden_valut"][..], &[]] {
+        let mut args = s(&["fix"]);
+        args.extend(s(db));
+        let r = run(with(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        r.assert_code(2).assert_one_line_error();
+        assert!(
+            r.stderr.contains("eden_vault_group (database eden_vault)")
+                && r.stderr.contains("--no-rules"),
+            "{db:?}: {}",
+            r.stderr
+        );
+    }
+    // Nothing was overwritten.
+    assert_eq!(
+        dbs.query_texts(1, "SELECT secret FROM vault_secrets").await,
+        vec![Some("new".into())]
+    );
+
+    // The right --db uses the rule: the newer row wins everywhere.
+    let r = run(with(&["fix", "--db", "eden_vault", "--format", "json"]));
+    r.assert_code(0);
+    assert_eq!(
+        r.json()["tables"][0]["actions"][0]["decided_by"],
+        json!("last_updated_at")
+    );
+    assert_eq!(
+        dbs.query_texts(0, "SELECT secret FROM vault_secrets").await,
+        vec![Some("new".into())]
+    );
+
+    // --no-rules accepts any --db and says so by running.
+    let r = run(with(&[
+        "check",
+        "--db",
+        "eden_valut",
+        "--no-rules",
+        "--format",
+        "json",
+    ]));
+    r.assert_code(0);
+    let j = r.json();
+    assert_eq!(j["databases"], json!({"a": dbs.name(0), "b": dbs.name(1)}));
+
+    // Without --db and without config, the report names what each region connected to.
+    let r = run([
+        "check".to_string(),
+        "--format".into(),
+        "json".into(),
+        "--region".into(),
+        format!("a={}", dbs.url(0)),
+        "--region".into(),
+        format!("b={}", dbs.url(1)),
+    ]);
+    let j = r.json();
+    assert_eq!(
+        j["database"],
+        json!(format!("a={}, b={}", dbs.name(0), dbs.name(1))),
+        "{}",
+        r.stdout
+    );
+}
