@@ -171,7 +171,7 @@ pub struct FixReport {
     pub tables: Vec<TableReport>,
     /// Tables not planned (skipped, schema mismatch, errors) with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<serde_json::Value>,
+    pub not_planned: Vec<crate::plan::NotPlanned>,
     /// Foreign-key cycles met.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<crate::plan::FkCycle>,
@@ -199,9 +199,14 @@ impl FixReport {
         self.tables.iter().map(|t| t.applied).sum()
     }
 
-    /// True when some batch failed.
+    /// True when some batch failed or some table could not be handled.
     pub fn has_errors(&self) -> bool {
-        self.tables.iter().any(|t| !t.errors.is_empty())
+        self.tables.iter().any(|t| !t.errors.is_empty()) || self.not_planned.iter().any(|n| n.error)
+    }
+
+    /// The first table that could not be handled (its check or planning failed), if any.
+    pub fn first_unhandled(&self) -> Option<&crate::plan::NotPlanned> {
+        self.not_planned.iter().find(|n| n.error)
     }
 
     /// A report of a plan that is not applied (dry run): every action `planned`;
@@ -275,7 +280,12 @@ impl FixReport {
             }
         }
         for n in &self.not_planned {
-            writeln!(out, "not planned: {n}")?;
+            let what = if n.error {
+                "could not be handled"
+            } else {
+                "not planned"
+            };
+            writeln!(out, "{what}: {}: {}", n.table, n.message)?;
         }
         for c in &self.fk_cycles {
             let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
@@ -431,11 +441,7 @@ fn build_report(
         dry_run,
         consistent,
         tables,
-        not_planned: plan
-            .not_planned
-            .iter()
-            .map(|(t, why)| serde_json::json!({"table": t, "message": why}))
-            .collect(),
+        not_planned: plan.not_planned.clone(),
         fk_cycles: plan.fk_cycles.clone(),
         sql_files: sql_files.to_vec(),
     }

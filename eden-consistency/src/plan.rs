@@ -520,10 +520,33 @@ pub struct FixPlan {
     pub tables: Vec<TablePlan>,
     /// Tables that were not planned (skipped, schema mismatch, errors), with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<(String, String)>,
+    pub not_planned: Vec<NotPlanned>,
     /// Foreign-key cycles among the planned tables, as written in `pg_constraint`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<FkCycle>,
+}
+
+/// A table that could not be planned, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotPlanned {
+    /// `schema.table`.
+    pub table: String,
+    /// Why (the check's status and message, or the planning error).
+    pub message: String,
+    /// True when the table could not be handled at all (an error: the run exits 2), false
+    /// when it was handled but cannot be fixed (skipped, schema mismatch: exit 1).
+    pub error: bool,
+}
+
+impl NotPlanned {
+    /// A table whose check or planning failed.
+    pub fn error(table: impl Into<String>, message: impl Into<String>) -> NotPlanned {
+        NotPlanned {
+            table: table.into(),
+            message: message.into(),
+            error: true,
+        }
+    }
 }
 
 impl FixPlan {
@@ -1072,7 +1095,7 @@ pub async fn plan_targets(
             Err(e) if e.is_connection() || client_closed(clients) => return Err(e),
             Err(e) => {
                 tracing::warn!(table = %t.table, "not planned: {e}");
-                not_planned.push((t.table.to_string(), e.to_string()));
+                not_planned.push(NotPlanned::error(t.table.to_string(), e.to_string()));
             }
         }
     }
@@ -1385,7 +1408,11 @@ pub async fn plan_fix(
             continue;
         }
         if let Some(why) = &d.not_fixable {
-            not_planned.push((d.table.to_string(), why.clone()));
+            not_planned.push(NotPlanned {
+                table: d.table.to_string(),
+                message: why.clone(),
+                error: why.starts_with("error:"),
+            });
             continue;
         }
         if d.keys.is_empty() && d.in_flight.is_empty() {

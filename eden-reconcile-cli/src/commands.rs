@@ -211,6 +211,11 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         Format::Human => report.print_human(&mut out)?,
     }
     drop(out);
+    // The report is printed in full; a table that could not be handled makes the run an
+    // error (exit 2), like in `check`.
+    if let Some(n) = report.first_unhandled() {
+        bail!("table {}: {}", n.table, n.message);
+    }
     let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
     if let Some(first) = errors.first() {
         let more = if errors.len() > 1 {

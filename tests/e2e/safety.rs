@@ -265,3 +265,52 @@ async fn db_must_match_a_node_group() {
         r.stdout
     );
 }
+
+/// A table that could not be handled (here: locked past `lock_timeout` in one region) is an
+/// error in `check` and in `fix` alike: exit 2 after the full report, which names it in
+/// words (no raw JSON); the other tables are still handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhandled_table_is_exit_2_in_every_command() {
+    let dbs = TestDbs::new_named("safety_unhandled", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE locked(id int primary key, v text); INSERT INTO locked VALUES (1, 'x');
+         CREATE TABLE other(id int primary key, v text); INSERT INTO other VALUES (1, 'x');",
+    )
+    .await;
+    dbs.exec(1, "UPDATE other SET v = 'y'; UPDATE locked SET v = 'y'")
+        .await;
+    let holder = dbs.client(1).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for cmd in ["check", "fix"] {
+        let mut args = s(&[cmd, "--db", dbs.name(0)]);
+        args.extend(dbs.region_args());
+        let r = run(args);
+        r.assert_code(2);
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("eden-reconcile: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{cmd}: {}", r.stderr);
+        assert!(errors[0].contains("public.locked"), "{cmd}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("public.other"),
+            "{cmd}: full report first: {}",
+            r.stdout
+        );
+        assert!(
+            !r.stdout.contains("{\""),
+            "{cmd}: raw JSON in human output: {}",
+            r.stdout
+        );
+    }
+    // fix repaired the table it could handle.
+    assert_eq!(
+        dbs.query_texts(0, "SELECT v FROM other").await,
+        dbs.query_texts(1, "SELECT v FROM other").await
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
