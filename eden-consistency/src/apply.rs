@@ -130,6 +130,10 @@ pub struct ActionReport {
     pub decided_by: String,
     /// What became of it.
     pub status: ActionStatus,
+    /// An insert into a region that lacks the row with no tombstone saying why: it may undo
+    /// a delete made there on purpose (see the table's `missing_rows:` setting).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub possible_undelete: bool,
 }
 
 /// One table in the report (CONTRACT §3a).
@@ -258,7 +262,11 @@ impl FixReport {
                             a.action.as_str().to_string(),
                             a.winner_region.clone().unwrap_or_else(|| "-".into()),
                             a.decided_by.clone(),
-                            format!("{:?}", a.status).to_lowercase(),
+                            if a.possible_undelete {
+                                format!("{:?} (possible undelete)", a.status).to_lowercase()
+                            } else {
+                                format!("{:?}", a.status).to_lowercase()
+                            },
                         ]
                     })
                     .collect();
@@ -267,6 +275,15 @@ impl FixReport {
                     "  ",
                     &["key", "region", "action", "winner", "decided_by", "status"],
                     &rows,
+                )?;
+            }
+            let undeletes = t.actions.iter().filter(|a| a.possible_undelete).count();
+            if undeletes > 0 {
+                writeln!(
+                    out,
+                    "  {undeletes} insert(s) copy a row into a region that lacks it with no tombstone: \
+                     if it was deleted there on purpose, this undoes the delete \
+                     (set missing_rows: delete or manual, or a tombstone, for this table)"
                 )?;
             }
             for d in &t.deferred {
@@ -416,6 +433,7 @@ fn build_report(
                     winner_region: k.winner_region.clone(),
                     decided_by: k.decided_by.clone(),
                     status,
+                    possible_undelete: a.possible_undelete,
                 });
             }
         }

@@ -78,6 +78,52 @@ pub struct TableRule {
     pub exclude_columns: Vec<String>,
     /// Where deletes are remembered, if anywhere.
     pub tombstone: Option<Tombstone>,
+    /// What to do with a row that exists in some regions only and no tombstone explains
+    /// (`missing_rows:`; default `copy`).
+    pub missing_rows: MissingRows,
+    /// What to do when a winning row collides with a different row on another unique
+    /// constraint (`unique_collisions:`; default `manual`).
+    pub unique_collisions: UniqueCollisions,
+    /// Keys of the entry that the tool does not know (likely typos), for `validate-config`.
+    pub unknown_keys: Vec<String>,
+}
+
+/// `missing_rows:` of a table rule: a row present in some regions and absent (with no
+/// tombstone) in others is either a lost insert or a delete that did not replicate; the
+/// tool cannot tell which, so the table says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MissingRows {
+    /// Copy the row to the regions that lack it (the default: nothing is lost, but a delete
+    /// may be undone; the plan marks such inserts as possible undeletes).
+    #[default]
+    Copy,
+    /// The absence wins: delete the row where it exists (archived first).
+    Delete,
+    /// Change nothing; record the key for a human.
+    Manual,
+}
+
+impl MissingRows {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            MissingRows::Copy => "copy",
+            MissingRows::Delete => "delete",
+            MissingRows::Manual => "manual",
+        }
+    }
+}
+
+/// `unique_collisions:` of a table rule: what `fix` does when writing a winner would
+/// collide with a different row (another key) on a unique constraint other than the key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UniqueCollisions {
+    /// Leave both rows and record the collision for a human (the default).
+    #[default]
+    Manual,
+    /// Decide between the two rows by the table's rule: the losing row is archived, then
+    /// removed.
+    Resolve,
 }
 
 /// A resolution rule (CONTRACT §1).
@@ -520,6 +566,10 @@ mod raw {
         custom_rust: Option<String>,
         name: Option<String>,
         tombstone: Option<RawTombstone>,
+        missing_rows: Option<String>,
+        unique_collisions: Option<String>,
+        #[serde(flatten)]
+        unknown: BTreeMap<String, serde_yaml_ng::Value>,
     }
 
     #[derive(Deserialize)]
@@ -892,12 +942,34 @@ mod raw {
             ));
         }
         let exclude_columns = clean_list(t.exclude_columns, "exclude_columns")?.unwrap_or_default();
+        let missing_rows = match t.missing_rows.as_deref().map(str::trim) {
+            None | Some("copy") => MissingRows::Copy,
+            Some("delete") => MissingRows::Delete,
+            Some("manual") => MissingRows::Manual,
+            Some(other) => {
+                return Err(format!(
+                    "{at}: missing_rows: {other} is not understood; use copy, delete or manual"
+                ));
+            }
+        };
+        let unique_collisions = match t.unique_collisions.as_deref().map(str::trim) {
+            None | Some("manual") => UniqueCollisions::Manual,
+            Some("resolve") => UniqueCollisions::Resolve,
+            Some(other) => {
+                return Err(format!(
+                    "{at}: unique_collisions: {other} is not understood; use resolve or manual"
+                ));
+            }
+        };
         Ok(TableRule {
             table,
             resolution,
             key_columns,
             exclude_columns,
             tombstone,
+            missing_rows,
+            unique_collisions,
+            unknown_keys: t.unknown.into_keys().collect(),
         })
     }
 

@@ -450,6 +450,10 @@ pub struct PlannedAction {
     /// other region whose version differs from this one's).
     #[serde(skip)]
     pub other: Option<(String, Option<String>)>,
+    /// An insert into a region that lacks the row with nothing saying it was deleted there:
+    /// the row may have been deleted on purpose, and copying it back undoes that delete.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub possible_undelete: bool,
 }
 
 /// The decision for one differing key.
@@ -614,6 +618,38 @@ pub struct Resolved {
 
 /// Decides one key from its versions (one per region, in region order).
 pub type Decide<'d> = dyn FnMut(&TableShape, &[VersionView<'_>]) -> Result<Resolved> + Send + 'd;
+
+/// Applies a table's `missing_rows:` setting before `inner` decides: when the row exists in
+/// some regions and is absent, with no tombstone, in others, `delete` makes the absence win
+/// (the row is deleted where it exists, archived first) and `manual` leaves the key to a
+/// human; `copy` (the default) lets `inner` decide, which copies the row.
+pub fn missing_rows_decider<'d>(
+    policy: crate::config::MissingRows,
+    mut inner: Box<Decide<'d>>,
+) -> Box<Decide<'d>> {
+    use crate::config::MissingRows;
+    Box::new(move |shape: &TableShape, views: &[VersionView<'_>]| {
+        let absent = views
+            .iter()
+            .position(|v| v.row.is_none() && v.tombstone.is_none());
+        let present = views.iter().any(|v| v.row.is_some());
+        match (policy, absent, present) {
+            (MissingRows::Delete, Some(i), true) => Ok(Resolved {
+                winner: Winner::Delete { by: Some(i) },
+                decided_by: "missing_rows".into(),
+                needs_human: false,
+                actions: None,
+            }),
+            (MissingRows::Manual, Some(_), true) => Ok(Resolved {
+                winner: Winner::Delete { by: None },
+                decided_by: "manual".into(),
+                needs_human: true,
+                actions: None,
+            }),
+            _ => inner(shape, views),
+        }
+    })
+}
 
 /// A decider backed by the table's [`crate::resolve::Resolver`].
 pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'static>> {
@@ -972,6 +1008,7 @@ pub fn plan_key(
                     action: ActionKind::Manual,
                     current: v.row.map(|r| r.image.clone()),
                     other,
+                    possible_undelete: false,
                 }
             })
             .collect();
@@ -1055,6 +1092,7 @@ pub fn plan_key(
                 action,
                 current: v.row.map(|r| r.image.clone()),
                 other: None,
+                possible_undelete: action == ActionKind::Insert && v.tombstone.is_none(),
             });
         }
     }
@@ -1497,9 +1535,21 @@ pub async fn plan_fix(
                 table: t.table.to_string(),
                 message: "no resolver".into(),
             })?;
-        Ok(resolver_decider(r))
+        let missing_rows = config
+            .table_rule(db, &t.table)
+            .map(|r| r.missing_rows)
+            .unwrap_or_default();
+        Ok(missing_rows_decider(missing_rows, resolver_decider(r)))
     })
     .await?;
+    // With a tombstone source, an absence with no tombstone is a lost insert, not a delete.
+    for t in &mut plan.tables {
+        if table_settings(config, db, &t.table).2.is_some() {
+            for a in t.keys.iter_mut().flat_map(|k| &mut k.actions) {
+                a.possible_undelete = false;
+            }
+        }
+    }
     if let Some(id) = &opts.run_id {
         plan.run_id = id.clone();
     }

@@ -314,3 +314,106 @@ async fn unhandled_table_is_exit_2_in_every_command() {
     );
     holder.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// A row missing in one region is copied back by default, but never silently: the plan marks
+/// it as a possible undelete. `missing_rows: delete` makes the delete win (archived first),
+/// `missing_rows: manual` leaves it to a human.
+#[tokio::test]
+async fn missing_rows_copy_is_marked_delete_and_manual_obey() {
+    let dbs = TestDbs::new_named("safety_missing_rows", &["a", "b"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |missing: &str| {
+        format!(
+            "        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n{missing}"
+        )
+    };
+    let setup = "DROP TABLE IF EXISTS vault_secrets; DROP TABLE IF EXISTS replication_conflicts;
+        CREATE TABLE vault_secrets(id int primary key, secret text, last_updated_at timestamptz);
+        INSERT INTO vault_secrets VALUES (1, 'keep', '2024-01-01'), (2, 'revoked', '2024-01-01');";
+    let go = |cfg: &std::path::Path, extra: &[&str]| {
+        let mut a = s(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "fix",
+            "--db",
+            "eden_vault",
+        ]);
+        a.extend(s(extra));
+        a.extend(dbs.region_args());
+        run(a)
+    };
+
+    // Default (copy): the re-insert is marked in the plan, JSON and human.
+    dbs.exec_all(setup).await;
+    dbs.exec(1, "DELETE FROM vault_secrets WHERE id = 2").await;
+    let cfg = vault_config(&dbs, dir.path(), "", &rule(""));
+    let r = go(&cfg, &["--dry-run", "--format", "json"]);
+    r.assert_code(1);
+    let a = &r.json()["tables"][0]["actions"][0];
+    assert_eq!(a["action"], json!("insert"), "{a}");
+    assert_eq!(a["region"], json!("b"), "{a}");
+    assert_eq!(a["possible_undelete"], json!(true), "{a}");
+    let h = go(&cfg, &["--dry-run"]);
+    assert!(h.stdout.contains("possible undelete"), "{}", h.stdout);
+
+    // missing_rows: delete: the revoked secret is deleted where it survived, archived first.
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          missing_rows: delete\n"),
+    );
+    let r = go(&cfg, &["--format", "json"]);
+    r.assert_code(0);
+    let a = &r.json()["tables"][0]["actions"][0];
+    assert_eq!(
+        (&a["action"], &a["region"]),
+        (&json!("delete"), &json!("a")),
+        "{a}"
+    );
+    assert_eq!(a["decided_by"], json!("missing_rows"));
+    assert_eq!(
+        dbs.query_texts(0, "SELECT count(*)::text FROM vault_secrets WHERE id = 2")
+            .await,
+        vec![Some("0".into())]
+    );
+    assert_eq!(
+        dbs.query_texts(0, "SELECT local_row->>'secret' FROM replication_conflicts")
+            .await,
+        vec![Some("revoked".into())]
+    );
+
+    // missing_rows: manual: nothing changes, the key is unresolved (exit 1).
+    dbs.exec_all(setup).await;
+    dbs.exec(1, "DELETE FROM vault_secrets WHERE id = 2").await;
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          missing_rows: manual\n"),
+    );
+    let r = go(&cfg, &["--format", "json"]);
+    r.assert_code(1);
+    assert_eq!(r.json()["tables"][0]["unresolved"], json!(1));
+    assert_eq!(
+        dbs.query_texts(1, "SELECT count(*)::text FROM vault_secrets")
+            .await,
+        vec![Some("1".into())]
+    );
+    assert_eq!(
+        dbs.query_texts(0, "SELECT count(*)::text FROM vault_secrets")
+            .await,
+        vec![Some("2".into())]
+    );
+
+    // An unknown value is a config error naming the table.
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          missing_rows: undelete\n"),
+    );
+    let r = go(&cfg, &[]);
+    r.assert_code(2).assert_one_line_error();
+    assert!(r.stderr.contains("missing_rows: undelete"), "{}", r.stderr);
+}
