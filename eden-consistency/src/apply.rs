@@ -1217,6 +1217,7 @@ pub async fn apply_plan_on(
     if !opts.recheck && !plan.is_empty() {
         consistent = false;
     }
+    close_open_records(clients, plan, opts, &statuses, &per_table).await?;
     Ok(build_report(
         plan,
         &statuses,
@@ -1225,6 +1226,53 @@ pub async fn apply_plan_on(
         &[],
         &per_table,
     ))
+}
+
+/// Closes, in every region, the open records of the keys this run resolved: every action of
+/// the key applied and the re-check (when run) found the regions equal on it.
+async fn close_open_records(
+    clients: &[&Client],
+    plan: &FixPlan,
+    opts: &ApplyOptions,
+    statuses: &HashMap<(usize, usize, usize), ActionStatus>,
+    per_table: &BTreeMap<usize, (Vec<String>, Vec<KeyMap>)>,
+) -> Result<()> {
+    use crate::closing::{ResolvedKey, close_resolved};
+    let rc = crate::conflicts::table_name(Some(&opts.conflicts_schema));
+    for (ti, t) in plan.tables.iter().enumerate() {
+        let still = per_table.get(&ti).map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+        let keys: Vec<ResolvedKey> = t
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(ki, k)| {
+                !k.needs_human
+                    && !still.contains(&k.key)
+                    && (0..k.actions.len())
+                        .all(|ai| statuses.get(&(ti, *ki, ai)) == Some(&ActionStatus::Applied))
+            })
+            .map(|(_, k)| ResolvedKey {
+                key: serde_json::Value::Object(k.key.clone()),
+                winner_region: k.winner_region.clone(),
+            })
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for (c, r) in clients.iter().zip(&plan.regions) {
+            close_resolved(
+                c,
+                r,
+                &rc,
+                &t.table.to_string(),
+                &t.resolution,
+                &plan.run_id,
+                &keys,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies a plan to connected regions (CONTRACT §3a report). Each region is written

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connect;
 pub mod conninfo;
 
+pub mod closing;
 pub mod conflicts;
 pub mod schema;
 

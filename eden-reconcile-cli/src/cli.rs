@@ -229,9 +229,13 @@ pub struct CheckArgs {
     pub record: bool,
 }
 
-/// `conflicts` options.
+/// `conflicts` options: list records, or act on them with a sub-subcommand.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ConflictsArgs {
+    /// Act on records instead of listing them.
+    #[command(subcommand)]
+    pub action: Option<ConflictsAction>,
     #[command(flatten)]
     pub db: DbArg,
     /// Only records held in this region.
@@ -249,6 +253,34 @@ pub struct ConflictsArgs {
     /// At most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+}
+
+/// What `conflicts` can do besides listing.
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// Acknowledge records by hand: set resolved_at (decided_by manual), keep a note.
+    ///
+    /// Example: eden-reconcile conflicts resolve --db eden_vault --id 12 --id 13 --note "checked with the owner"
+    #[command(
+        after_help = "Example:\n  eden-reconcile conflicts resolve --db eden_vault --in us-east-1 --id 12 --id 13 --note \"rotated by hand\""
+    )]
+    Resolve(ResolveArgs),
+}
+
+/// `conflicts resolve` options.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The record's id (from `conflicts`). Repeatable; several ids may follow one --id.
+    #[arg(long = "id", value_name = "N", required = true, num_args = 1..)]
+    pub ids: Vec<i64>,
+    /// Only the records held in this region (ids are numbered per region).
+    #[arg(long = "in", value_name = "REGION")]
+    pub in_region: Option<String>,
+    /// Why: kept in the record's details as "note".
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 /// `fix` options.

@@ -13,8 +13,8 @@ use eden_consistency::ident::TableName;
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use crate::cli::{
-    CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs,
-    ValidateArgs,
+    CheckArgs, Cli, Command, ConflictsAction, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts,
+    ModeArg, ResolveArgs, UndoArgs, ValidateArgs,
 };
 
 /// What a command found, for the exit code.
@@ -41,7 +41,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let format = cli.global.format;
     match cli.command {
         Command::Init(args) => init(&config, &args, format).await,
-        Command::Conflicts(args) => list_conflicts(config, &args, format).await,
+        Command::Conflicts(args) => match &args.action {
+            Some(ConflictsAction::Resolve(r)) => resolve_conflicts(config, r, format).await,
+            None => list_conflicts(config, &args, format).await,
+        },
         Command::Check(args) => check(config, &args, format).await,
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
         Command::Fix(args) => fix(config, &args, format).await,
@@ -313,32 +316,7 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    // `--in` reads one region only: connect to it alone (the others may be unreachable).
-    let regions = match &args.in_region {
-        Some(name) => {
-            let Some(index) = config.region_index(name) else {
-                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-                bail!(
-                    "--in {name}: no such region (defined: {})",
-                    known.join(", ")
-                );
-            };
-            if !args.db.no_rules {
-                config.require_node_group(args.db.db.as_deref())?;
-            }
-            let db = args.db.db.as_deref().unwrap_or("");
-            vec![
-                connect::connect_region(
-                    &config.regions[index],
-                    index,
-                    db,
-                    &ConnectOptions::default(),
-                )
-                .await?,
-            ]
-        }
-        None => connect(&config, &args.db).await?,
-    };
+    let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
     let filter = conflicts::ListFilter {
         table: args.table.clone(),
@@ -359,6 +337,68 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
             serde_json::to_string_pretty(&conflicts::to_json(&rows))?
         )?,
         Format::Human => conflicts::print_human(&mut out, &rows, now)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The regions whose records `conflicts` reads: `--in` one region only (connected alone,
+/// since the others may be unreachable), else all.
+async fn regions_for(config: &Config, db: &DbArg, in_region: Option<&str>) -> Result<Vec<Region>> {
+    Ok(match in_region {
+        Some(name) => {
+            let Some(index) = config.region_index(name) else {
+                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+                bail!(
+                    "--in {name}: no such region (defined: {})",
+                    known.join(", ")
+                );
+            };
+            if !db.no_rules {
+                config.require_node_group(db.db.as_deref())?;
+            }
+            let db = db.db.as_deref().unwrap_or("");
+            vec![
+                connect::connect_region(
+                    &config.regions[index],
+                    index,
+                    db,
+                    &ConnectOptions::default(),
+                )
+                .await?,
+            ]
+        }
+        None => connect(&config, db).await?,
+    })
+}
+
+/// `conflicts resolve --id N...`: acknowledge records by hand.
+async fn resolve_conflicts(config: Config, args: &ResolveArgs, format: Format) -> Result<Outcome> {
+    let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
+    let table = conflicts_table(&config, &args.db);
+    let pairs: Vec<(&str, &tokio_postgres::Client)> = regions
+        .iter()
+        .map(|r| (r.name.as_str(), &r.client))
+        .collect();
+    let done =
+        eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
+            .await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"resolved": done}))?
+        )?,
+        Format::Human => {
+            for d in &done {
+                let what = if d.outcome == "resolved" {
+                    "resolved now"
+                } else {
+                    "was already resolved"
+                };
+                writeln!(out, "record {} in {}: {what}", d.id, d.region)?;
+            }
+        }
     }
     Ok(Outcome::Clean)
 }

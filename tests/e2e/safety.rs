@@ -417,3 +417,98 @@ async fn missing_rows_copy_is_marked_delete_and_manual_obey() {
     r.assert_code(2).assert_one_line_error();
     assert!(r.stderr.contains("missing_rows: undelete"), "{}", r.stderr);
 }
+
+/// `fix` closes the open records of the keys it resolved; `conflicts resolve --id` closes
+/// records by hand, with a note.
+#[tokio::test]
+async fn fix_closes_recorded_conflicts_and_resolve_by_hand() {
+    let dbs = TestDbs::new_named("safety_close_records", &["a", "b"]).await;
+    dbs.exec_all(VAULT).await;
+    dbs.exec(
+        1,
+        "UPDATE vault_secrets SET secret = 'new', last_updated_at = '2024-06-01'",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        "        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n",
+    );
+    let go = |extra: &[&str]| {
+        let mut a = s(&["--config", cfg.to_str().unwrap()]);
+        a.extend(s(extra));
+        a.extend(s(&["--db", "eden_vault", "--format", "json"]));
+        a.extend(dbs.region_args());
+        run(a)
+    };
+    go(&["check", "--record"]).assert_code(1);
+    let open = go(&["conflicts", "--unresolved"]);
+    open.assert_code(0);
+    assert_eq!(
+        open.json()["conflicts"].as_array().unwrap().len(),
+        2,
+        "{}",
+        open.stdout
+    );
+
+    let fix = go(&["fix"]);
+    fix.assert_code(0);
+    let run_id = fix.json()["run_id"].as_str().unwrap().to_string();
+    let open = go(&["conflicts", "--unresolved"]);
+    assert_eq!(open.json()["conflicts"], json!([]), "{}", open.stdout);
+    let closed = dbs
+        .query_texts(0, "SELECT concat_ws(' ', resolution, winner_region, run_id) FROM replication_conflicts WHERE conflict_type <> 'update_differs' OR local_row IS NULL OR action IS NULL")
+        .await;
+    assert!(
+        closed
+            .iter()
+            .any(|c| c.as_deref() == Some(&format!("last_write_wins b {run_id}"))),
+        "{closed:?}"
+    );
+
+    // By hand: an open record in each region (ids are numbered per region).
+    dbs.exec(
+        1,
+        "UPDATE vault_secrets SET secret = 'newer', last_updated_at = '2024-07-01'",
+    )
+    .await;
+    go(&["check", "--record"]).assert_code(1);
+    let ids = dbs
+        .query_texts(
+            0,
+            "SELECT id::text FROM replication_conflicts WHERE resolved_at IS NULL",
+        )
+        .await;
+    let id = ids[0].clone().unwrap();
+    // Record 1 exists in both regions (the first check --record wrote one in each).
+    let ambiguous = go(&["conflicts", "resolve", "--id", "1"]);
+    ambiguous.assert_code(2).assert_one_line_error();
+    assert!(
+        ambiguous.stderr.contains("--in REGION"),
+        "{}",
+        ambiguous.stderr
+    );
+    let r = go(&[
+        "conflicts",
+        "resolve",
+        "--in",
+        "a",
+        "--id",
+        &id,
+        "--note",
+        "rotated by hand",
+    ]);
+    r.assert_code(0);
+    assert_eq!(r.json()["resolved"][0]["outcome"], json!("resolved"));
+    assert_eq!(
+        dbs.query_texts(0, &format!("SELECT concat_ws(' ', decided_by, details->>'note') FROM replication_conflicts WHERE id = {id} AND resolved_at IS NOT NULL")).await,
+        vec![Some("manual rotated by hand".into())]
+    );
+    let unknown = go(&["conflicts", "resolve", "--in", "a", "--id", "999999"]);
+    unknown.assert_code(2).assert_one_line_error();
+    assert!(unknown.stderr.contains("999999"), "{}", unknown.stderr);
+    // Listing still works as before.
+    go(&["conflicts", "--in", "a", "--unresolved"]).assert_code(0);
+}
