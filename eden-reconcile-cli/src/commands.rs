@@ -379,9 +379,13 @@ async fn resolve_conflicts(config: Config, args: &ResolveArgs, format: Format) -
         .iter()
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
-    let done =
-        eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
-            .await?;
+    let done = eden_consistency::store::closing::resolve_by_hand(
+        &pairs,
+        &table,
+        &args.ids,
+        args.note.as_deref(),
+    )
+    .await?;
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(

@@ -1,0 +1,4 @@
+//! What the tool stores in the regions' databases: the `replication_conflicts` table.
+
+pub mod closing;
+pub mod conflicts;
