@@ -512,3 +512,62 @@ async fn fix_closes_recorded_conflicts_and_resolve_by_hand() {
     // Listing still works as before.
     go(&["conflicts", "--in", "a", "--unresolved"]).assert_code(0);
 }
+
+/// The in-flight rule measures a version's age at the snapshot, not at the end of the scan:
+/// a change made just before the check, not yet replicated to region b (a replica running
+/// behind), is rechecked and reported in flight even when the scan of the tables before it
+/// takes longer than the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_age_is_measured_at_the_snapshot() {
+    let dbs = TestDbs::new_named("safety_in_flight_snapshot", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE a_big(id int primary key, v text);
+         INSERT INTO a_big SELECT g, md5(g::text) FROM generate_series(1, 200000) g; ANALYZE a_big;
+         CREATE TABLE z_hot(id int primary key, v text, updated_at timestamptz);
+         INSERT INTO z_hot VALUES (1, 'old', '2024-01-01');",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "  max_replication_lag_seconds: 2\n",
+        "        - table: z_hot\n          resolution: last_write_wins\n          tracking_column: updated_at\n",
+    );
+    // The write lands in a just before the check; b's replica has not applied it yet.
+    dbs.exec(0, "UPDATE z_hot SET v = 'new', updated_at = now()")
+        .await;
+    let mut args = s(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "check",
+        "--db",
+        "eden_vault",
+        "--mode",
+        "stream",
+        "--format",
+        "json",
+    ]);
+    args.extend(dbs.region_args());
+    let r = run(args);
+    let j = r.json();
+    let big = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.a_big")
+        .unwrap();
+    let hot = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.z_hot")
+        .unwrap();
+    assert!(
+        big["elapsed_ms"].as_u64().unwrap_or(0) > 2000,
+        "the scan before z_hot must outlast the 2 s window for this test to mean anything: {big}"
+    );
+    assert_eq!(hot["differences"][0]["in_flight"], json!(true), "{hot}");
+    assert_eq!(hot["in_flight_count"], json!(1), "{hot}");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+}

@@ -147,7 +147,14 @@ pub struct Checker {
     config: Config,
     database: String,
     regions: Vec<Region>,
+    /// When the run's snapshot was taken (the earliest region's server clock, microseconds
+    /// since 2000-01-01), `i64::MAX` until a run sets it: the in-flight rule measures a
+    /// version's age at the moment the data was read, not when the scan ended.
+    snapshot_at: std::sync::atomic::AtomicI64,
 }
+
+/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 impl Checker {
     /// A checker over already connected regions (in tie-break order).
@@ -156,6 +163,7 @@ impl Checker {
             config,
             database: database.into(),
             regions,
+            snapshot_at: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
     }
 
@@ -290,14 +298,29 @@ impl Checker {
             }
         }
         // One snapshot per region, exported from the main session and held open.
+        self.snapshot_at
+            .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut snapshots = Vec::new();
         for r in &self.regions {
             r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
                 .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
-            let snap = match r.client.query_one("SELECT pg_export_snapshot()", &[]).await {
-                Ok(row) => Some(row.get::<_, String>(0)),
+            let snap = match r
+                .client
+                .query_one(
+                    "SELECT pg_export_snapshot(), \
+                     (extract(epoch FROM statement_timestamp()) * 1000000)::int8",
+                    &[],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let at = row.get::<_, i64>(1) - PG_EPOCH_MICROS;
+                    self.snapshot_at
+                        .fetch_min(at, std::sync::atomic::Ordering::Relaxed);
+                    Some(row.get::<_, String>(0))
+                }
                 Err(e) => {
                     tracing::debug!(region = %r.name, "no exported snapshot: {}", crate::error::pg_message(&e));
                     None
@@ -466,6 +489,12 @@ impl Checker {
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let names = self.region_names();
+        // The in-flight clock: the run's snapshot time, or (without an exported snapshot,
+        // when each table reads in its own transaction) this table's start.
+        let read_at = self
+            .snapshot_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(chrono::Utc::now().timestamp_micros() - PG_EPOCH_MICROS);
         let rule = self.config.table_rule(&self.database, table);
         let key_cols = rule.and_then(|r| r.key_columns.clone());
         let exclude: Vec<String> = rule.map(|r| r.exclude_columns.clone()).unwrap_or_default();
@@ -689,13 +718,15 @@ impl Checker {
 
         // In flight: recheck after a pause, outside the snapshot.
         if window > Duration::ZERO && spec.version_time.is_some() {
-            let now = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
+            // Age at the moment the data was read (the snapshot), not at the end of the scan:
+            // a change still replicating when the snapshot was taken is rechecked however long
+            // the scan took.
             let young: Vec<usize> = found
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| {
                     f.newest
-                        .is_some_and(|t| now - t < window.as_micros() as i64)
+                        .is_some_and(|t| read_at - t < window.as_micros() as i64)
                 })
                 .map(|(i, _)| i)
                 .collect();
