@@ -571,3 +571,44 @@ async fn in_flight_age_is_measured_at_the_snapshot() {
     assert_eq!(hot["in_flight_count"], json!(1), "{hot}");
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
 }
+
+/// The same logical row created in two regions under different keys collides on another
+/// unique constraint: fix reports the constraint and both keys, leaves it unresolved (exit
+/// 1) instead of "changed since read" forever, and changes nothing.
+#[tokio::test]
+async fn unique_collision_is_reported_with_constraint_and_both_keys() {
+    let dbs = TestDbs::new_named("safety_unique_collision", &["a", "b"]).await;
+    dbs.exec_all("CREATE TABLE docs(id int primary key, tenant_id int not null, path text not null, UNIQUE (tenant_id, path))")
+        .await;
+    dbs.exec(0, "INSERT INTO docs VALUES (1, 7, '/x')").await;
+    dbs.exec(1, "INSERT INTO docs VALUES (2, 7, '/x')").await;
+    let mut args = s(&["fix", "--db", dbs.name(0), "--format", "json"]);
+    args.extend(dbs.region_args());
+    for _ in 0..2 {
+        let r = run(args.clone());
+        assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+        let t = &r.json()["tables"][0];
+        let c = t["collisions"].as_array().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(c.len(), 2, "{t}");
+        let in_b = c.iter().find(|c| c["region"] == "b").unwrap();
+        assert_eq!(in_b["constraint"], json!("docs_tenant_id_path_key"));
+        assert_eq!(in_b["key"], json!({"id": 1}));
+        assert_eq!(in_b["other_key"], json!({"id": 2}));
+        assert_eq!(t["unresolved"], json!(2), "{t}");
+        assert_eq!(t["changed"], json!(0), "{t}");
+    }
+    let mut human = s(&["fix", "--db", dbs.name(0)]);
+    human.extend(dbs.region_args());
+    let h = run(human);
+    assert!(
+        h.stdout
+            .contains("unique collision in region b on docs_tenant_id_path_key (tenant_id, path)"),
+        "{}",
+        h.stdout
+    );
+    assert_eq!(
+        dbs.query_texts(1, "SELECT string_agg(id::text, ',') FROM docs")
+            .await,
+        vec![Some("2".into())]
+    );
+}

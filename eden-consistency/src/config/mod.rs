@@ -81,9 +81,6 @@ pub struct TableRule {
     /// What to do with a row that exists in some regions only and no tombstone explains
     /// (`missing_rows:`; default `copy`).
     pub missing_rows: MissingRows,
-    /// What to do when a winning row collides with a different row on another unique
-    /// constraint (`unique_collisions:`; default `manual`).
-    pub unique_collisions: UniqueCollisions,
     /// Keys of the entry that the tool does not know (likely typos), for `validate-config`.
     pub unknown_keys: Vec<String>,
 }
@@ -112,18 +109,6 @@ impl MissingRows {
             MissingRows::Manual => "manual",
         }
     }
-}
-
-/// `unique_collisions:` of a table rule: what `fix` does when writing a winner would
-/// collide with a different row (another key) on a unique constraint other than the key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum UniqueCollisions {
-    /// Leave both rows and record the collision for a human (the default).
-    #[default]
-    Manual,
-    /// Decide between the two rows by the table's rule: the losing row is archived, then
-    /// removed.
-    Resolve,
 }
 
 impl Config {
@@ -479,7 +464,6 @@ mod raw {
         name: Option<String>,
         tombstone: Option<RawTombstone>,
         missing_rows: Option<String>,
-        unique_collisions: Option<String>,
         #[serde(flatten)]
         unknown: BTreeMap<String, serde_yaml_ng::Value>,
     }
@@ -864,15 +848,6 @@ mod raw {
                 ));
             }
         };
-        let unique_collisions = match t.unique_collisions.as_deref().map(str::trim) {
-            None | Some("manual") => UniqueCollisions::Manual,
-            Some("resolve") => UniqueCollisions::Resolve,
-            Some(other) => {
-                return Err(format!(
-                    "{at}: unique_collisions: {other} is not understood; use resolve or manual"
-                ));
-            }
-        };
         Ok(TableRule {
             table,
             resolution,
@@ -880,7 +855,6 @@ mod raw {
             exclude_columns,
             tombstone,
             missing_rows,
-            unique_collisions,
             unknown_keys: t.unknown.into_keys().collect(),
         })
     }

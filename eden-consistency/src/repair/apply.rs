@@ -160,6 +160,10 @@ pub struct TableReport {
     /// Errors of failed batches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Rows that could not be written because another row (another key) holds the same
+    /// values of a unique constraint; counted in `unresolved`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub collisions: Vec<crate::repair::collision::Collision>,
 }
 
 /// The result of `fix` (CONTRACT §3a).
@@ -294,6 +298,9 @@ impl FixReport {
             }
             for e in &t.errors {
                 writeln!(out, "  error: {e}")?;
+            }
+            for c in &t.collisions {
+                writeln!(out, "  {}", c.message())?;
             }
         }
         for n in &self.not_planned {
@@ -453,6 +460,7 @@ fn build_report(
                 .collect(),
             still_differing: still,
             errors,
+            collisions: Vec::new(),
         });
     }
     FixReport {
@@ -919,6 +927,32 @@ pub async fn run_region(
                 }
                 Err(e) => {
                     let _ = client.batch_execute("ROLLBACK").await;
+                    // Winners that swap a unique value between rows collide midway through
+                    // an UPDATE (non-deferrable unique constraints are checked row by row):
+                    // the batch is written again as delete-then-insert in one transaction.
+                    if e.code().map(|c| c.code()) == Some("23505")
+                        && unit.steps.iter().all(|s| s.kind == ActionKind::Update)
+                        && !client.is_closed()
+                    {
+                        match run_unit_swap(client, work, unit, shapes, table_names, run_id, &rc)
+                            .await
+                        {
+                            Ok(Some(written)) => {
+                                for step in &unit.steps {
+                                    for &i in &step.items {
+                                        out.status[i] = Some(written.contains(&i));
+                                    }
+                                }
+                                out.written += written.len();
+                                break;
+                            }
+                            Ok(None) => {}
+                            Err(e2) => {
+                                let _ = client.batch_execute("ROLLBACK").await;
+                                tracing::debug!("swap retry failed: {}", pg_message(&e2));
+                            }
+                        }
+                    }
                     if client.is_closed() {
                         return Err(Error::Connection {
                             region: work.region.clone(),
@@ -1009,6 +1043,93 @@ async fn run_unit(
     }
     client.batch_execute("COMMIT").await?;
     Ok(written)
+}
+
+/// Writes a unit of updates as delete-then-insert in one transaction, so that rows may swap
+/// values of a unique constraint. Only for tables that no foreign key references (a delete
+/// there could cascade); each row is deleted only while it is still exactly as read, and
+/// the transaction commits only when every deleted row was inserted again (its archive
+/// record is the one an update writes). `None` when the table does not qualify or the
+/// rows do not all go through (rolled back, nothing changed).
+async fn run_unit_swap(
+    client: &Client,
+    work: &RegionWork,
+    unit: &Unit,
+    shapes: &[&TableShape],
+    table_names: &[String],
+    run_id: &str,
+    rc: &str,
+) -> std::result::Result<Option<Vec<usize>>, tokio_postgres::Error> {
+    for step in &unit.steps {
+        let referenced: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::text::regclass)",
+                &[&shapes[step.table].table.quoted()],
+            )
+            .await?
+            .get(0);
+        if referenced {
+            return Ok(None);
+        }
+    }
+    client
+        .batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
+        .await?;
+    let mut written = Vec::new();
+    for step in &unit.steps {
+        let shape = shapes[step.table];
+        let items: Vec<serde_json::Value> = step
+            .items
+            .iter()
+            .map(|&i| work.items[i].to_json(i))
+            .collect();
+        let items = serde_json::Value::Array(items).to_string();
+        let del = format!(
+            "WITH items AS (SELECT e.j FROM jsonb_array_elements(($1)::text::jsonb) AS e(j)),\n \
+             w AS (DELETE FROM {tbl} AS t USING items AS i \
+             CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, i.j->'k') AS k \
+             WHERE {join} AND to_jsonb(t)::text = (i.j->>'o') RETURNING i.j AS j)\n\
+             SELECT (w.j->>'i')::int4 FROM w",
+            tbl = shape.table.quoted(),
+            join = shape.key_join("t", "k"),
+        );
+        let deleted: Vec<i32> = client
+            .query(&del, &[&items])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let deleted_items: Vec<serde_json::Value> = deleted
+            .iter()
+            .map(|&i| work.items[i as usize].to_json(i as usize))
+            .collect();
+        let ins = batch_sql(shape, ActionKind::Insert, rc, &|n| format!("${n}"));
+        let deleted_json = serde_json::Value::Array(deleted_items).to_string();
+        let mut inserted: Vec<i32> = client
+            .query(
+                &ins,
+                &[
+                    &deleted_json,
+                    &table_names[step.table],
+                    &work.region,
+                    &run_id,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        inserted.sort_unstable();
+        let mut want = deleted.clone();
+        want.sort_unstable();
+        if inserted != want {
+            client.batch_execute("ROLLBACK").await?;
+            return Ok(None);
+        }
+        written.extend(inserted.into_iter().map(|i| i as usize));
+    }
+    client.batch_execute("COMMIT").await?;
+    Ok(Some(written))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1223,14 +1344,64 @@ pub async fn apply_plan_on(
         consistent = false;
     }
     close_open_records(clients, plan, opts, &statuses, &per_table).await?;
-    Ok(build_report(
-        plan,
-        &statuses,
-        false,
-        consistent,
-        &[],
-        &per_table,
-    ))
+    let collisions = find_collisions(clients, plan, &statuses).await?;
+    let mut report = build_report(plan, &statuses, false, consistent, &[], &per_table);
+    for (ti, ki, ai, c) in collisions {
+        let index = plan.tables[ti].keys[..ki]
+            .iter()
+            .map(|k| k.actions.len())
+            .sum::<usize>()
+            + ai;
+        let t = &mut report.tables[ti];
+        if let Some(a) = t.actions.get_mut(index) {
+            if a.status == ActionStatus::Changed {
+                t.changed -= 1;
+            }
+            a.status = ActionStatus::Unresolved;
+        }
+        t.unresolved += 1;
+        t.collisions.push(c);
+        report.consistent = false;
+    }
+    Ok(report)
+}
+
+/// Inserts that were not written (`ON CONFLICT DO NOTHING` met a row) are checked for a
+/// collision on another unique constraint: `(table, key, action, collision)` indexes.
+async fn find_collisions(
+    clients: &[&Client],
+    plan: &FixPlan,
+    statuses: &HashMap<(usize, usize, usize), ActionStatus>,
+) -> Result<Vec<(usize, usize, usize, crate::repair::collision::Collision)>> {
+    let mut out = Vec::new();
+    for (ti, t) in plan.tables.iter().enumerate() {
+        for (ki, k) in t.keys.iter().enumerate() {
+            let Some(img) = &k.winner_row else { continue };
+            for (ai, a) in k.actions.iter().enumerate() {
+                if a.action != ActionKind::Insert
+                    || statuses.get(&(ti, ki, ai)) != Some(&ActionStatus::Changed)
+                {
+                    continue;
+                }
+                let Some(ri) = plan.regions.iter().position(|r| *r == a.region) else {
+                    continue;
+                };
+                let key = serde_json::Value::Object(k.key.clone());
+                if let Some(c) = crate::repair::collision::find_collision(
+                    clients[ri],
+                    &a.region,
+                    &t.shape,
+                    &key,
+                    img,
+                )
+                .await?
+                {
+                    out.push((ti, ki, ai, c));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Closes, in every region, the open records of the keys this run resolved: every action of

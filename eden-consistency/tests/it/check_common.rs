@@ -118,7 +118,6 @@ pub fn add_rule(
         exclude_columns: exclude.into_iter().map(String::from).collect(),
         tombstone: None,
         missing_rows: Default::default(),
-        unique_collisions: Default::default(),
         unknown_keys: Vec::new(),
     });
 }
