@@ -305,6 +305,10 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
+    /// Apply decisions that only the tie order made for a time-ordered rule (equal
+    /// tracking values, or commit timestamps off); without it they are left unresolved.
+    #[arg(long)]
+    pub allow_tiebreak: bool,
 }
 
 /// `undo` options.

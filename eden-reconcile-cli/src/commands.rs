@@ -205,6 +205,7 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         dry_run: args.dry_run,
         sql_out: args.sql_out.clone(),
         apply,
+        allow_tiebreak: args.allow_tiebreak,
         ..FixRun::default()
     };
     let report = run_fix(&checker, &check, &run).await?;

@@ -612,3 +612,76 @@ async fn unique_collision_is_reported_with_constraint_and_both_keys() {
         vec![Some("2".into())]
     );
 }
+
+/// With a config, `fix` refuses decisions that only the tie order made for a time-ordered
+/// rule (here: commit timestamps with track_commit_timestamp off) unless --allow-tiebreak;
+/// validate-config warns about it, about keyless tables and about unknown keys in a rule.
+#[tokio::test]
+async fn tiebreak_only_decisions_are_refused_and_validate_config_warns() {
+    let dbs = TestDbs::new_named("safety_tiebreak", &["a", "b"]).await;
+    let off = dbs.query_texts(0, "SHOW track_commit_timestamp").await;
+    if off != vec![Some("off".to_string())] {
+        return; // needs a server without commit timestamps
+    }
+    dbs.exec_all(
+        "CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'x');
+         CREATE TABLE keyless(a int, b text);",
+    )
+    .await;
+    dbs.exec(1, "UPDATE t SET v = 'y'").await;
+    dbs.exec_all(VAULT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "  conflict_resolution: last_write_wins\n",
+        "        - table: vault_secrets\n          resolution: last_write_wins\n          traking_column: last_updated_at\n",
+    );
+    let go = |extra: &[&str]| {
+        let mut a = s(&["--config", cfg.to_str().unwrap()]);
+        a.extend(s(extra));
+        a.extend(s(&["--db", "eden_vault"]));
+        a.extend(dbs.region_args());
+        run(a)
+    };
+    let r = go(&["fix", "--table", "t", "--format", "json"]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    let t = &r.json()["tables"][0];
+    assert_eq!(t["unresolved"], json!(1), "{t}");
+    assert_eq!(t["applied"], json!(0), "{t}");
+    assert!(
+        t["actions"][0]["decided_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("tiebreak:"),
+        "{t}"
+    );
+    assert_eq!(
+        dbs.query_texts(1, "SELECT v FROM t").await,
+        vec![Some("y".into())]
+    );
+
+    let r = go(&[
+        "fix",
+        "--table",
+        "t",
+        "--allow-tiebreak",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+
+    let v = go(&["validate-config"]);
+    assert_eq!(v.code, Some(1), "{}\n{}", v.stdout, v.stderr);
+    for want in [
+        "table public.t: global.conflict_resolution (it has no rule of its own) decides by commit timestamps",
+        "unknown key \"traking_column\" in the table's rule is ignored (did you mean tracking_column?)",
+        "table public.keyless: table public.keyless has no primary key",
+    ] {
+        assert!(
+            v.stdout.contains(want),
+            "missing {want:?} in:\n{}",
+            v.stdout
+        );
+    }
+}

@@ -351,6 +351,60 @@ fn plan_is_clean(plan: &FixPlan) -> bool {
         && plan.tables.iter().all(|t| t.deferred.is_empty())
 }
 
+/// True for the rules that order versions in time (a tracking column or commit timestamps).
+fn time_ordered(rule: &crate::config::Resolution) -> bool {
+    use crate::config::Resolution::*;
+    matches!(
+        rule,
+        LastWriteWins { .. } | FirstWriteWins { .. } | ColumnMerge { .. }
+    )
+}
+
+/// Turns every decision that only the tie order made under a time-ordered rule (e.g. commit
+/// timestamps with `track_commit_timestamp` off, or equal tracking values) into a key for a
+/// human: nothing is written for it, it is recorded unresolved, and `fix` exits 1.
+pub fn refuse_tiebreaks(plan: &mut FixPlan, config: &crate::config::Config, db: &str) {
+    use crate::repair::plan::PlannedAction;
+    for t in &mut plan.tables {
+        let (rule, _, _) = crate::repair::plan::table_settings(config, db, &t.table);
+        if !time_ordered(&rule) {
+            continue;
+        }
+        for k in &mut t.keys {
+            if k.needs_human || !k.decided_by.starts_with("tiebreak:") {
+                continue;
+            }
+            let winner = k.winner_region.clone();
+            let mut manual: Vec<PlannedAction> = Vec::new();
+            if let Some(w) = &winner {
+                let first_other = k
+                    .actions
+                    .first()
+                    .map(|a| (a.region.clone(), a.current.clone()));
+                manual.push(PlannedAction {
+                    region: w.clone(),
+                    action: ActionKind::Manual,
+                    current: k.winner_row.clone(),
+                    other: first_other,
+                    possible_undelete: false,
+                });
+            }
+            for a in &k.actions {
+                manual.push(PlannedAction {
+                    region: a.region.clone(),
+                    action: ActionKind::Manual,
+                    current: a.current.clone(),
+                    other: winner.clone().map(|w| (w, k.winner_row.clone())),
+                    possible_undelete: false,
+                });
+            }
+            k.actions = manual;
+            k.needs_human = true;
+            k.winner_region = None;
+        }
+    }
+}
+
 /// What `eden-reconcile fix` does after parsing its flags.
 #[derive(Default)]
 pub struct FixRun {
@@ -362,6 +416,9 @@ pub struct FixRun {
     pub fix: crate::repair::plan::FixOptions,
     /// Applying options (`--batch-size`, `--max-rows-per-second`, `--no-replicate`).
     pub apply: ApplyOptions,
+    /// `--allow-tiebreak`: apply decisions that only the tie order made for a time-ordered
+    /// rule. Without it (and with a config file), such keys are left unresolved.
+    pub allow_tiebreak: bool,
 }
 
 /// The whole `fix` command as a library call: check, plan, then report (`dry_run`), write
@@ -387,8 +444,11 @@ pub async fn run_fix(
     check: &crate::check::CheckOptions,
     run: &FixRun,
 ) -> Result<FixReport> {
-    let (_check_report, plan) =
+    let (_check_report, mut plan) =
         crate::repair::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    if !run.dry_run && !run.allow_tiebreak && checker.config().file.is_some() {
+        refuse_tiebreaks(&mut plan, checker.config(), checker.database());
+    }
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
     }
