@@ -305,8 +305,8 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
-    /// Apply decisions that only the tie order made for a time-ordered rule (equal
-    /// tracking values, or commit timestamps off); without it they are left unresolved.
+    /// Apply decisions that only the tie order made for a rule ordered by commit timestamps
+    /// (track_commit_timestamp off); without it, with a config, they are left unresolved.
     #[arg(long)]
     pub allow_tiebreak: bool,
 }

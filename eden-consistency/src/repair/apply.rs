@@ -351,18 +351,28 @@ fn plan_is_clean(plan: &FixPlan) -> bool {
         && plan.tables.iter().all(|t| t.deferred.is_empty())
 }
 
-/// True for the rules that order versions in time (a tracking column or commit timestamps).
+/// True for the rules that order versions by their commit timestamps (no tracking column):
+/// when those are unknown (`track_commit_timestamp` off), every version ties and the region
+/// order alone would decide. Equal values of a tracking column are a genuine tie and follow
+/// the documented tie order.
 fn time_ordered(rule: &crate::config::Resolution) -> bool {
     use crate::config::Resolution::*;
     matches!(
         rule,
-        LastWriteWins { .. } | FirstWriteWins { .. } | ColumnMerge { .. }
+        LastWriteWins {
+            tracking_column: None
+        } | FirstWriteWins {
+            tracking_column: None
+        } | ColumnMerge {
+            tracking_column: None,
+            ..
+        }
     )
 }
 
-/// Turns every decision that only the tie order made under a time-ordered rule (e.g. commit
-/// timestamps with `track_commit_timestamp` off, or equal tracking values) into a key for a
-/// human: nothing is written for it, it is recorded unresolved, and `fix` exits 1.
+/// Turns every decision that only the tie order made under a rule ordered by commit
+/// timestamps (e.g. with `track_commit_timestamp` off) into a key for a human: nothing is
+/// written for it, it is recorded unresolved, and `fix` exits 1.
 pub fn refuse_tiebreaks(plan: &mut FixPlan, config: &crate::config::Config, db: &str) {
     use crate::repair::plan::PlannedAction;
     for t in &mut plan.tables {
