@@ -685,3 +685,102 @@ async fn tiebreak_only_decisions_are_refused_and_validate_config_warns() {
         );
     }
 }
+
+/// A table dropped in one region while the check runs is reported as missing there, not
+/// as an odd schema difference or error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_dropped_during_check_is_reported_missing() {
+    let dbs = TestDbs::new_named("safety_dropped_during", &["a", "b"]).await;
+    dbs.exec_all("CREATE TABLE t(id int primary key, v text); INSERT INTO t VALUES (1, 'x');")
+        .await;
+    // The drop waits, uncommitted, holding its lock; the check reads the catalog, then
+    // waits for the lock; the drop commits while the check is under way.
+    let dropper = dbs.client(1).await;
+    dropper.batch_execute("BEGIN; DROP TABLE t").await.unwrap();
+    let mut args = s(&[
+        "check",
+        "--db",
+        dbs.name(0),
+        "--table",
+        "t",
+        "--format",
+        "json",
+    ]);
+    args.extend(dbs.region_args());
+    let child = crate::common::eden()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    dropper.batch_execute("COMMIT").await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let t = &j["tables"][0];
+    assert_eq!(t["status"], json!("schema_mismatch"), "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.t is missing in b"),
+        "{t}"
+    );
+}
+
+/// A trigger that rewrites the row on write (stamping updated_at) would make fix go back and
+/// forth forever: fix notices that the written row does not read back as written, rolls that
+/// batch back (nothing written, nothing archived), stops repairing the table for the run and
+/// names the trigger.
+#[tokio::test]
+async fn trigger_rewriting_rows_stops_the_table_and_names_it() {
+    let dbs = TestDbs::new_named("safety_trigger_rewrite", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE docs(id int primary key, v text, updated_at timestamptz);
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+         CREATE TRIGGER stamp_updated_at BEFORE UPDATE ON docs FOR EACH ROW EXECUTE FUNCTION stamp();",
+    )
+    .await;
+    dbs.exec(0, "INSERT INTO docs VALUES (1, 'new', '2024-06-01')")
+        .await;
+    dbs.exec(1, "INSERT INTO docs VALUES (1, 'old', '2024-01-01')")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        "        - table: docs\n          resolution: last_write_wins\n          tracking_column: updated_at\n",
+    );
+    for _ in 0..2 {
+        let mut args = s(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "fix",
+            "--db",
+            "eden_vault",
+        ]);
+        args.extend(dbs.region_args());
+        let r = run(args);
+        r.assert_code(2).assert_one_line_error();
+        assert!(
+            r.stderr.contains("trigger(s) stamp_updated_at") && r.stderr.contains("public.docs"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            dbs.query_texts(1, "SELECT v FROM docs").await,
+            vec![Some("old".into())]
+        );
+        assert_eq!(
+            dbs.query_texts(1, "SELECT count(*)::text FROM replication_conflicts")
+                .await,
+            vec![Some("0".into())]
+        );
+    }
+}

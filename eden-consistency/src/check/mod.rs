@@ -456,6 +456,52 @@ impl Checker {
         for c in conns {
             let _ = c.batch_execute("ROLLBACK").await;
         }
+        // A table dropped while the run was going fails in odd ways (unreadable definition,
+        // "the key differs", an error reading rows): when it is gone now from a region where
+        // the run's snapshot still had it, say so.
+        let suspicious =
+            match &res {
+                Ok(tc) => {
+                    tc.report.status == TableStatus::Error
+                        || (tc.report.status == TableStatus::SchemaMismatch
+                            && !tc.report.message.as_deref().is_some_and(|m| {
+                                m.contains(&format!("table {table} is missing in"))
+                            }))
+                }
+                Err(Error::Usage(_)) => false,
+                Err(_) => true,
+            };
+        if suspicious {
+            let mut gone = Vec::new();
+            for (r, c) in self.regions.iter().zip(conns) {
+                if let Ok(row) = c
+                    .query_one("SELECT to_regclass($1) IS NULL", &[&table.quoted()])
+                    .await
+                {
+                    if row.get::<_, bool>(0) {
+                        gone.push(r.name.clone());
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let mut report = TableReport::without_rows(
+                    table.to_string(),
+                    Vec::new(),
+                    TableStatus::SchemaMismatch,
+                    format!(
+                        "table {table} is missing in {} (it was dropped while the check ran)",
+                        gone.join(", ")
+                    ),
+                );
+                report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                return Ok(TableCheck {
+                    report,
+                    schema: None,
+                    compared_columns: Vec::new(),
+                    differences: Vec::new(),
+                });
+            }
+        }
         match res {
             Ok(mut tc) => {
                 tc.report.elapsed_ms = t0.elapsed().as_millis() as u64;

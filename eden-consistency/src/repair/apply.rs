@@ -609,6 +609,22 @@ pub fn batch_sql(
         )
     };
     let guard = "to_jsonb(t)::text = (i.j->>'o')";
+    // True when the row as stored differs from the row written on a written column: a
+    // trigger (or a rule) rewrote it, and the regions would never converge.
+    let rewritten = |src: &str, cols: &[&str]| -> String {
+        if cols.is_empty() {
+            return "false".to_string();
+        }
+        let list = cols
+            .iter()
+            .map(|c| sql_literal(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "EXISTS (SELECT 1 FROM unnest(ARRAY[{list}]::text[]) AS c(n) \
+             WHERE {src}.after->c.n IS DISTINCT FROM (({src}.j->>'n')::jsonb)->c.n)"
+        )
+    };
     // n."col", or JSON null for json/jsonb columns listed in the item's "jn"
     let val = |c: &str| -> String {
         let q = quote_ident(c);
@@ -641,7 +657,8 @@ pub fn batch_sql(
             };
             format!(
                 "WITH {items},\n w AS (UPDATE {tbl} AS t SET {set} FROM items AS i {k} {n} WHERE {join} AND {guard} \
-                 RETURNING i.j AS j, to_jsonb(t) AS after),\n {a}\nSELECT (w.j->>'i')::int4 FROM w",
+                 RETURNING i.j AS j, to_jsonb(t) AS after),\n {a}\nSELECT (w.j->>'i')::int4, {rw} FROM w",
+                rw = rewritten("w", &cols),
                 k = key_of("i"),
                 n = new_of("i"),
                 join = shape.key_join("t", "k"),
@@ -686,7 +703,8 @@ pub fn batch_sql(
                 "WITH {items},\n w AS (INSERT INTO {tbl} AS t ({list}){overriding} SELECT {vals} FROM items AS i {n} \
                  ON CONFLICT DO NOTHING RETURNING {ret_keys}, to_jsonb(t) AS after),\n \
                  ww AS (SELECT i.j, w.after FROM w JOIN (items AS i {k}) ON {match_keys}),\n {a}\n\
-                 SELECT (ww.j->>'i')::int4 FROM ww",
+                 SELECT (ww.j->>'i')::int4, {rw} FROM ww",
+                rw = rewritten("ww", &cols),
                 n = new_of("i"),
                 k = key_of("i"),
                 a = archive("ww", true),
@@ -975,12 +993,31 @@ pub async fn run_region(
         .map(|s| s.items.len())
         .sum();
     let mut done = 0usize;
+    let mut stopped: Vec<usize> = Vec::new();
     for unit in &work.units {
+        if unit.steps.iter().any(|s| stopped.contains(&s.table)) {
+            continue;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             match run_unit(client, work, unit, shapes, table_names, run_id, &rc).await {
-                Ok(written) => {
+                Ok(UnitResult::Rewritten(t)) => {
+                    let who = trigger_names(client, shapes[t]).await;
+                    out.errors.push((
+                        t,
+                        format!(
+                            "region {}: table {}: a written row does not read back as written ({who} rewrites it), \
+                             so repairing would never converge; nothing more of this table is written in this run \
+                             (see the README, \"Triggers that rewrite rows\")",
+                            work.region,
+                            table_names.get(t).map(String::as_str).unwrap_or("?"),
+                        ),
+                    ));
+                    stopped.push(t);
+                    break;
+                }
+                Ok(UnitResult::Done(written)) => {
                     for step in &unit.steps {
                         for &i in &step.items {
                             out.status[i] = Some(written.contains(&i));
@@ -1083,7 +1120,7 @@ async fn run_unit(
     table_names: &[String],
     run_id: &str,
     rc: &str,
-) -> std::result::Result<Vec<usize>, tokio_postgres::Error> {
+) -> std::result::Result<UnitResult, tokio_postgres::Error> {
     client
         .batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
         .await?;
@@ -1106,13 +1143,40 @@ async fn run_unit(
                 &[&items, &table_names[step.table], &work.region, &run_id],
             )
             .await?;
+        for r in &rows {
+            if r.len() > 1 && r.get::<_, bool>(1) {
+                client.batch_execute("ROLLBACK").await?;
+                return Ok(UnitResult::Rewritten(step.table));
+            }
+        }
         for r in rows {
             let i: i32 = r.get(0);
             written.push(i as usize);
         }
     }
     client.batch_execute("COMMIT").await?;
-    Ok(written)
+    Ok(UnitResult::Done(written))
+}
+
+/// What one transaction did.
+enum UnitResult {
+    /// Committed; these items were written.
+    Done(Vec<usize>),
+    /// Rolled back: a written row of this table did not read back as written.
+    Rewritten(usize),
+}
+
+/// The enabled user triggers of a table, for the message about rows rewritten on write.
+async fn trigger_names(client: &Client, shape: &TableShape) -> String {
+    let q = "SELECT string_agg(tgname::text, ', ' ORDER BY tgname) FROM pg_trigger \
+             WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgenabled <> 'D'";
+    match client.query_one(q, &[&shape.table.quoted()]).await {
+        Ok(r) => r
+            .get::<_, Option<String>>(0)
+            .map(|t| format!("trigger(s) {t}"))
+            .unwrap_or_else(|| "a rule or trigger".to_string()),
+        Err(_) => "a rule or trigger".to_string(),
+    }
 }
 
 /// Writes a unit of updates as delete-then-insert in one transaction, so that rows may swap
