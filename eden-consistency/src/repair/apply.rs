@@ -35,6 +35,25 @@
 //! * **`manual` tables** are never written: an unresolved record (`resolved_at` null,
 //!   `resolution` and `decided_by` = `manual`) is written per region, once: a later run does
 //!   not repeat a record identical to an open one (same table, key and row image).
+//! * **Unique values swapped between rows.** A batch of updates that fails on a unique
+//!   constraint (winners swapping a unique value between two rows collide midway) is
+//!   written again as delete-then-insert of those rows in one transaction, when no foreign
+//!   key references the table (a delete could cascade); it commits only if every row it
+//!   deleted was inserted again, and its archive records are those of an update.
+//! * **Unique collisions.** An insert that writes nothing because another row (another key)
+//!   holds the same values of a unique constraint is reported under the table's
+//!   `collisions` (region, constraint, columns, both keys), counted unresolved (exit 1),
+//!   never retried as "changed since read".
+//! * **Rows rewritten on write.** Inserts and updates compare each row as stored with the
+//!   row written, on the written columns; when a trigger (or a rule) changed it, the batch
+//!   is rolled back (nothing written, nothing archived), the table is not written again in
+//!   this run, and the error names the table's enabled triggers.
+//! * **Closing records.** After applying, the open records of every key whose writes all
+//!   went through (and, with the re-check, that now agrees) are closed in every region
+//!   (`resolved_at`, `resolution`, `winner_region`, this `run_id`).
+//! * **Tie-break refusal.** [`run_fix`] with a config file leaves unresolved the keys that
+//!   a rule ordered by commit timestamps decided by tie order alone, unless
+//!   [`FixRun::allow_tiebreak`].
 //! * **Retries.** A batch that hits a deadlock, a serialization failure or a lock timeout is
 //!   retried (up to 5 times, with back-off); other errors fail the batch, are reported, and
 //!   the run goes on with the next batch.

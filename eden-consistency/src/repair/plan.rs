@@ -50,6 +50,13 @@
 //! * Inserting explicit key values does not advance the table's sequences.
 //! * `undo` restores a json/jsonb column that held JSON `null` as SQL NULL (the archive's
 //!   `to_jsonb` image cannot tell them apart).
+//!
+//! **Missing rows.** A row present in some regions and absent (with no tombstone) in others
+//! is a lost insert or an unreplicated delete; the table's `missing_rows:` says which
+//! ([`missing_rows_decider`]): `copy` (default) lets the rule copy it, and every such insert
+//! is marked [`PlannedAction::possible_undelete`] unless the table has a tombstone table;
+//! `delete` deletes it where it exists (`decided_by` = `missing_rows`); `manual` leaves the
+//! key to a human.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
