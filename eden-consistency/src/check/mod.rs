@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod progress;
 pub mod report;
 
 use std::collections::HashMap;
@@ -44,10 +45,11 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
+use self::progress::ProgressSink;
 use crate::check::report::{
-    CheckReport, Difference, Progress, RegionMap, RegionStats, TableReport, TableStatus,
+    CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
-use crate::config::{Config, Resolution};
+use crate::config::{Config, Resolution, TableRule};
 use crate::error::{Error, Result};
 use crate::pg::connect::{ConnectOptions, Region, connect_all};
 use crate::pg::ident::TableName;
@@ -77,8 +79,8 @@ pub struct CheckOptions {
     pub record: bool,
     /// The run's id (generated when `None`).
     pub run_id: Option<String>,
-    /// Progress on stderr (the CLI sets it when stderr is a terminal).
-    pub progress: bool,
+    /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
+    pub progress: ProgressSink,
     /// Pause before the in-flight recheck (default: a tenth of the lag window, between
     /// 0.2 s and 5 s).
     pub recheck_pause: Option<Duration>,
@@ -100,7 +102,7 @@ impl Default for CheckOptions {
             mode: Mode::Auto,
             record: false,
             run_id: None,
-            progress: false,
+            progress: None,
             recheck_pause: None,
             lag_window: None,
             chunks: None,
@@ -131,6 +133,10 @@ pub struct DiffKey {
 /// A table's check with the details behind the report.
 #[derive(Debug, Clone)]
 pub struct TableCheck {
+    /// The table.
+    pub table: TableName,
+    /// The settings it was checked with (its rule from the config, or the default).
+    pub rule: TableRule,
     /// The report entry.
     pub report: TableReport,
     /// The table as in the first region where it exists (before excludes).
@@ -281,6 +287,25 @@ impl Checker {
 
     /// Checks every covered table; one consistent snapshot per region for the whole run.
     pub async fn run(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        Ok(self.run_all(opts, false).await?.0)
+    }
+
+    /// [`Checker::run`], also returning each table's typed details (its name, rule, schema
+    /// and every differing key, not capped by `max_differences`): what `fix` plans from.
+    pub async fn run_detailed(
+        &self,
+        opts: &CheckOptions,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
+        self.run_all(opts, true).await
+    }
+
+    /// Checks every covered table; with `details`, keeps each table's [`TableCheck`]
+    /// (otherwise only the report entries survive, so that memory stays bounded).
+    async fn run_all(
+        &self,
+        opts: &CheckOptions,
+        details: bool,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
         let t0 = Instant::now();
         let run_id = opts
             .run_id
@@ -328,11 +353,14 @@ impl Checker {
             };
             snapshots.push(snap);
         }
-        let result = self.run_tables(&tables, opts, &run_id, &snapshots).await;
+        let result = self
+            .run_tables(&tables, opts, &run_id, &snapshots, details)
+            .await;
         for r in &self.regions {
             let _ = r.client.batch_execute("COMMIT").await;
         }
-        let reports = result?;
+        let checks = result?;
+        let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
         let mut stats: RegionMap<RegionStats> = RegionMap(
             self.region_names()
                 .into_iter()
@@ -346,7 +374,7 @@ impl Checker {
                 }
             }
         }
-        Ok(CheckReport {
+        let report = CheckReport {
             database: self.database.clone(),
             databases: RegionMap(
                 self.regions
@@ -362,7 +390,8 @@ impl Checker {
             run_id,
             stats,
             elapsed_ms: t0.elapsed().as_millis() as u64,
-        })
+        };
+        Ok((report, checks))
     }
 
     async fn run_tables(
@@ -371,7 +400,8 @@ impl Checker {
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
-    ) -> Result<Vec<TableReport>> {
+        details: bool,
+    ) -> Result<Vec<TableCheck>> {
         let jobs = opts.jobs.max(1).min(tables.len().max(1));
         let mut sets = Vec::new();
         for _ in 0..jobs {
@@ -393,20 +423,25 @@ impl Checker {
             }
         });
         use futures_util::StreamExt;
-        let mut results: Vec<(usize, TableReport)> = Vec::new();
+        let mut results: Vec<(usize, TableCheck)> = Vec::new();
         let mut stream =
             futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) }))
                 .buffer_unordered(jobs);
         while let Some((i, r)) = stream.next().await {
-            results.push((i, r?.report));
+            let mut check = r?;
+            if !details {
+                check.schema = None;
+                check.differences = Vec::new();
+            }
+            results.push((i, check));
         }
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 
     async fn first_schema(&self, table: &TableName) -> Result<Option<TableSchema>> {
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
+        let rule = self.config.rule_or_default(&self.database, table);
+        let key_cols = rule.key_columns;
         for r in &self.regions {
             match schema::load_table(&r.client, &r.name, table, key_cols.as_deref()).await {
                 Ok(Some(s)) => return Ok(Some(s)),
@@ -449,8 +484,9 @@ impl Checker {
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let t0 = Instant::now();
+        let rule = self.config.rule_or_default(&self.database, table);
         let res = self
-            .check_inner(conns, table, opts, run_id, snapshots)
+            .check_inner(conns, table, &rule, opts, run_id, snapshots)
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
@@ -495,6 +531,8 @@ impl Checker {
                 );
                 report.elapsed_ms = t0.elapsed().as_millis() as u64;
                 return Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
                     report,
                     schema: None,
                     compared_columns: Vec::new(),
@@ -517,6 +555,8 @@ impl Checker {
                 );
                 report.elapsed_ms = t0.elapsed().as_millis() as u64;
                 Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
                     report,
                     schema: None,
                     compared_columns: Vec::new(),
@@ -530,6 +570,7 @@ impl Checker {
         &self,
         conns: &[Client],
         table: &TableName,
+        rule: &TableRule,
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
@@ -541,9 +582,8 @@ impl Checker {
             .snapshot_at
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(chrono::Utc::now().timestamp_micros() - PG_EPOCH_MICROS);
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
-        let exclude: Vec<String> = rule.map(|r| r.exclude_columns.clone()).unwrap_or_default();
+        let key_cols = rule.key_columns.clone();
+        let exclude: Vec<String> = rule.exclude_columns.clone();
 
         // Definitions in every region.
         let mut schemas = Vec::new();
@@ -582,6 +622,8 @@ impl Checker {
             );
             report.schema_differences = diffs;
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: first,
                 compared_columns: Vec::new(),
@@ -602,6 +644,8 @@ impl Checker {
                 first.skip_message(),
             );
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: Some(first),
                 compared_columns: Vec::new(),
@@ -649,7 +693,7 @@ impl Checker {
         // The in-flight rule's clock.
         let window = self.lag_window(opts);
         let version_time = if window > Duration::ZERO {
-            self.version_time_expr(conns, rule.map(|r| &r.resolution), &first)
+            self.version_time_expr(conns, Some(&rule.resolution), &first)
                 .await
         } else {
             None
@@ -695,12 +739,10 @@ impl Checker {
             })
             .max()
             .unwrap_or(0);
-        let progress = Progress::new(
-            opts.progress,
-            &table.to_string(),
-            est.max(0) as u64 * names.len() as u64,
-        );
-        progress.update(0);
+        let label = table.to_string();
+        if let Some(p) = &opts.progress {
+            p.start(&label, est.max(0) as u64 * names.len() as u64);
+        }
         let chunking = sources[0]
             .sample_bounds_with(est.max(0) as u64, opts.chunks)
             .await?;
@@ -723,7 +765,9 @@ impl Checker {
                 .collect(),
         );
         let differing = merkle::differing_chunks(&summaries);
-        progress.update(sources.iter().map(|s| s.stats.rows_read).sum());
+        if let Some(p) = &opts.progress {
+            p.update(&label, sources.iter().map(|s| s.stats.rows_read).sum());
+        }
 
         // Exact keys from the differing chunks, then only those rows fetched everywhere and
         // compared column by column; in batches of chunks so that memory stays bounded
@@ -749,7 +793,9 @@ impl Checker {
                 opts.record,
             ));
         }
-        progress.finish();
+        if let Some(p) = &opts.progress {
+            p.finish(&label);
+        }
         let stats = RegionMap(
             names
                 .iter()
@@ -879,6 +925,8 @@ impl Checker {
                 .await?;
         }
         Ok(TableCheck {
+            table: table.clone(),
+            rule: rule.clone(),
             report,
             schema: Some(first),
             compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),

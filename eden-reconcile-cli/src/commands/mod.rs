@@ -1,0 +1,150 @@
+//! One module per subcommand (its `run`: load, call the library, print, pick the exit
+//! code), and what they share: loading the config, connecting, writing options.
+
+mod check;
+mod conflicts;
+mod fix;
+mod init;
+mod undo;
+mod validate_config;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use eden_consistency::apply::ApplyOptions;
+use eden_consistency::check::Checker;
+use eden_consistency::config::Config;
+use eden_consistency::connect::{self, ConnectOptions, Region};
+use eden_consistency::ident::TableName;
+
+use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
+
+/// What a command found, for the exit code.
+pub enum Outcome {
+    /// All consistent / all done: exit 0.
+    Clean,
+    /// Differences found or conflicts left unresolved: exit 1.
+    Differences,
+}
+
+impl Outcome {
+    /// The contract's exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Outcome::Clean => ExitCode::SUCCESS,
+            Outcome::Differences => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let config = load_config(&cli.global)?;
+    let format = cli.global.format;
+    match cli.command {
+        Command::Init(args) => init::run(&config, &args, format).await,
+        Command::Conflicts(args) => match &args.action {
+            Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
+            None => conflicts::run(config, &args, format).await,
+        },
+        Command::Check(args) => check::run(config, &args, format).await,
+        Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
+        Command::Fix(args) => fix::run(config, &args, format).await,
+        Command::Undo(args) => undo::run(config, &args, format).await,
+    }
+}
+
+/// The config file (from `--config` or `$EDEN_RECONCILE_CONFIG`) plus `--region` flags.
+fn load_config(global: &GlobalOpts) -> Result<Config> {
+    let mut config = match &global.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.apply_region_flags(&global.regions)?;
+    Ok(config)
+}
+
+/// Connects to every region of `config` for `--db`.
+///
+/// With a config that has node groups, `--db` (or, without it, the database every region
+/// connected to) must name one of them, unless `--no-rules`: otherwise every table rule
+/// would silently be dropped.
+async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
+    if db.db.is_some() && !db.no_rules {
+        config.require_node_group(db.db.as_deref())?;
+    }
+    let regions =
+        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+    if db.db.is_none() && !db.no_rules {
+        let first = regions.first().map(|r| r.dbname.as_str());
+        let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
+        config.require_node_group(common)?;
+    }
+    Ok(regions)
+}
+
+/// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
+/// else of the regions' database; the report names what the regions connected to.
+async fn checker(mut config: Config, db: &DbArg) -> Result<Checker> {
+    if db.no_rules {
+        config.drop_table_rules();
+    }
+    let regions = connect(&config, db).await?;
+    // Connection problems first (they are more specific); then a comparison needs two.
+    config.require_two_regions()?;
+    let database = db
+        .db
+        .clone()
+        .unwrap_or_else(|| connect::describe_databases(&regions));
+    Ok(Checker::new(config, database, regions))
+}
+
+impl From<ModeArg> for eden_consistency::source::Mode {
+    fn from(m: ModeArg) -> Self {
+        use eden_consistency::source::Mode;
+        match m {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Pushdown => Mode::Pushdown,
+            ModeArg::Stream => Mode::Stream,
+        }
+    }
+}
+
+/// Writing options shared by `fix` and `undo`.
+fn apply_options(
+    config: &Config,
+    db: &DbArg,
+    batch_size: Option<usize>,
+    max_rps: Option<u64>,
+    no_replicate: bool,
+) -> Result<ApplyOptions> {
+    let mut opts = ApplyOptions {
+        conflicts_schema: conflicts_table(config, db).schema,
+        no_replicate,
+        progress: crate::print::progress::Bars::for_stderr(),
+        ..ApplyOptions::default()
+    };
+    if let Some(n) = batch_size {
+        if n == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        opts.batch_size = n;
+    }
+    if let Some(n) = max_rps {
+        if n == 0 {
+            bail!("--max-rows-per-second must be at least 1");
+        }
+        opts.max_rows_per_second = Some(n as f64);
+    }
+    Ok(opts)
+}
+
+/// Where `replication_conflicts` lives for this database.
+fn conflicts_table(config: &Config, db: &DbArg) -> TableName {
+    let schema = db
+        .db
+        .as_deref()
+        .and_then(|d| config.node_group(d))
+        .and_then(|g| g.conflicts_schema.as_deref());
+    eden_consistency::conflicts::table_name(schema)
+}
