@@ -9,4 +9,5 @@ mod errors;
 mod fix;
 mod init;
 mod pglogical;
+mod safety;
 mod trust;

@@ -179,7 +179,7 @@ pub async fn init_with(
     upgrade: bool,
 ) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
-    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
+    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
     // `Client::transaction` needs `&mut`: drive the transaction by hand. Whether the caller
     // has a transaction block open is asked without provoking an error (a failing probe
     // would log an ERROR on the server): outside a block every statement is a transaction
@@ -222,7 +222,7 @@ async fn init_in_tx(
     upgrade: bool,
 ) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
-    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
+    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY])
         .await
@@ -408,7 +408,7 @@ async fn existing_columns(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, format!("looking for {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("looking for {table}"), e))?;
     if rows.is_empty() {
         return Ok(None);
     }
@@ -437,7 +437,7 @@ pub async fn exists(client: &Client, region: &str, table: &TableName) -> Result<
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, format!("looking for {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("looking for {table}"), e))?;
     Ok(row.get(0))
 }
 
@@ -504,11 +504,11 @@ pub async fn insert_records(
     );
     for chunk in recs.chunks(INSERT_CHUNK) {
         let payload = serde_json::to_value(chunk)
-            .map_err(|e| Error::Usage(format!("cannot encode conflict records: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot encode conflict records: {e}")))?;
         client
             .execute(&sql, &[&payload])
             .await
-            .map_err(|e| Error::query(region, format!("recording conflicts in {table}"), &e))?;
+            .map_err(|e| Error::query(region, format!("recording conflicts in {table}"), e))?;
     }
     Ok(())
 }
@@ -694,7 +694,7 @@ async fn list_one(
             &[&exact, &suffix, &filter.since, &filter.unresolved, &limit],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading {table}"), e))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         if let Json::Object(obj) = r.get::<_, Json>(0) {

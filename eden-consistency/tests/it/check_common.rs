@@ -118,5 +118,7 @@ pub fn add_rule(
         exclude_columns: exclude.into_iter().map(String::from).collect(),
         tombstone: None,
         redact_columns: Vec::new(),
+        missing_rows: Default::default(),
+        unknown_keys: Vec::new(),
     });
 }

