@@ -134,6 +134,8 @@ struct Record {
     remote_row: Option<String>,
 }
 
+/// The changes a run made in one region: its archive records with an `action` (records of
+/// `check --record` that the run closed carry its `run_id` too, but changed nothing).
 async fn read_records(
     client: &Client,
     region: &str,
@@ -158,6 +160,7 @@ async fn read_records(
             &format!(
                 "SELECT table_name, key::text, local_row::text, remote_row::text FROM {rc}
                  WHERE run_id = $1 AND resolved_at IS NOT NULL AND (local_row IS NOT NULL OR remote_row IS NOT NULL)
+                   AND action IN ('insert', 'update', 'delete')
                  ORDER BY id"
             ),
             &[&run_id],
