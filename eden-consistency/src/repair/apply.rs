@@ -363,6 +363,9 @@ pub async fn run_fix(
 ) -> Result<FixReport> {
     let (_check_report, mut plan) =
         crate::repair::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    if !run.dry_run && !run.allow_tiebreak && checker.config().file.is_some() {
+        refuse_tiebreaks(&mut plan, checker.config(), checker.database());
+    }
     for t in &plan.tables {
         tracing::info!(
             table = %t.table,
@@ -371,9 +374,6 @@ pub async fn run_fix(
             deferred = t.deferred.len(),
             "planned"
         );
-    }
-    if !run.dry_run && !run.allow_tiebreak && checker.config().file.is_some() {
-        refuse_tiebreaks(&mut plan, checker.config(), checker.database());
     }
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
