@@ -22,8 +22,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
-//! use eden_consistency::check::{CheckOptions, Checker};
-//! use eden_consistency::config::Config;
+//! use eden_consistency::{CheckOptions, Checker};
+//! use eden_consistency::Config;
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -35,7 +35,7 @@
 //! # }
 //! ```
 
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 
 use std::collections::HashMap;

@@ -244,9 +244,9 @@ pub struct FixRun {
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
-/// use eden_consistency::repair::apply::{run_fix, FixRun};
-/// use eden_consistency::check::{CheckOptions, Checker};
-/// use eden_consistency::config::Config;
+/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::{CheckOptions, Checker};
+/// use eden_consistency::Config;
 ///
 /// let config = Config::load(std::path::Path::new("postgresql-multi-region.yaml"))?;
 /// let checker = Checker::connect(config, "eden_vault").await?;

@@ -556,7 +556,7 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
                     let row =
                         Row::new(cols.clone(), r.values.clone()).map_err(|m| Error::Table {
                             table: shape.table.to_string(),
-                            message: m,
+                            message: m.to_string(),
                         })?;
                     let mut ver = Version::present(v.region, v.region_index, row);
                     if let Some(ts) = r.commit_ts_micros {

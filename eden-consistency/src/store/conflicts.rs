@@ -13,7 +13,7 @@
 //!   document of a listing.
 //!
 //! ```
-//! use eden_consistency::store::conflicts::{parse_since, table_name};
+//! use eden_consistency::conflicts::{parse_since, table_name};
 //! use chrono::{TimeZone, Utc};
 //!
 //! assert_eq!(table_name(None).to_string(), "public.replication_conflicts");

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::check::CheckOptions;
-use eden_consistency::config::Config;
+use eden_consistency::CheckOptions;
+use eden_consistency::Config;
 
 use super::{Outcome, checker};
 use crate::cli::{CheckArgs, Format};

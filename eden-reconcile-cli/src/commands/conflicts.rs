@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::ConnectOptions;
 

@@ -3,9 +3,9 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
+use eden_consistency::CheckOptions;
+use eden_consistency::Config;
 use eden_consistency::apply::{FixRun, run_fix};
-use eden_consistency::check::CheckOptions;
-use eden_consistency::config::Config;
 
 use super::{Outcome, apply_options, checker};
 use crate::cli::{FixArgs, Format};

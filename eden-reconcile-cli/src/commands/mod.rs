@@ -11,9 +11,9 @@ mod validate_config;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use eden_consistency::Checker;
+use eden_consistency::Config;
 use eden_consistency::apply::ApplyOptions;
-use eden_consistency::check::Checker;
-use eden_consistency::config::Config;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
 
@@ -80,9 +80,9 @@ async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
     Ok(Checker::new(config, database, regions))
 }
 
-impl From<ModeArg> for eden_consistency::source::Mode {
+impl From<ModeArg> for eden_consistency::Mode {
     fn from(m: ModeArg) -> Self {
-        use eden_consistency::source::Mode;
+        use eden_consistency::Mode;
         match m {
             ModeArg::Auto => Mode::Auto,
             ModeArg::Pushdown => Mode::Pushdown,
