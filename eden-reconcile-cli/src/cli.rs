@@ -1,4 +1,4 @@
-//! The command line (CONTRACT §2): global options accepted before or after the subcommand.
+//! The command line (see `docs/commands.md`): global options accepted before or after the subcommand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! The operators' `postgresql-multi-region.yaml`, read as-is (CONTRACT §1), plus the regions
+//! The operators' `postgresql-multi-region.yaml`, read as-is (see `docs/config.md`), plus the regions
 //! given with `--region NAME=CONNINFO`.
 //!
 //! Every table rule is validated when the file is loaded: an unknown resolution, a rule that

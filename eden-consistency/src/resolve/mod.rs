@@ -4,7 +4,7 @@
 //! absence, the commit timestamp, the region and its place in the tie-break order, and for
 //! an absent row the deletion time its tombstone source remembers); a [`Decision`] comes
 //! out: the winner (a version, a delete, or for `column_merge` a merged row), what each
-//! region must do ([`Action`]), what decided (`decided_by`, CONTRACT §4) and whether a human
+//! region must do ([`Action`]), what decided (`decided_by`, `docs/replication_conflicts.md`) and whether a human
 //! must decide. `fix` uses it for every difference it found; services embed the same
 //! [`Resolver`] in their own write paths.
 //!
@@ -45,7 +45,7 @@
 //! match decision.action_for("us-east-1") {
 //!     Some(Action::Update) | Some(Action::Insert) => {
 //!         let row = decision.winning_row(&versions).expect("a row wins");
-//!         // ... write `row` locally, keeping the old image (CONTRACT: nothing is lost) ...
+//!         // ... write `row` locally, keeping the old image (nothing is lost) ...
 //!         assert_eq!(row.get("secret"), Some(&Value::Text("new".into())));
 //!     }
 //!     Some(Action::Delete) => { /* delete locally */ }
@@ -515,7 +515,7 @@ pub struct Decision {
     pub winner_index: Option<usize>,
     /// One entry per input version, in input order: its region and what to do there.
     pub actions: Vec<(String, Action)>,
-    /// What decided (CONTRACT §4): the tracking column's name, `commit_timestamp`,
+    /// What decided (see `docs/replication_conflicts.md`): the tracking column's name, `commit_timestamp`,
     /// `region_priority`, the `highest_value` column, `expression`, `custom_rust:<name>`,
     /// `missing_row`, `tombstone`, `tiebreak:commit_timestamp`, `tiebreak:region_order`,
     /// `tiebreak:digest`, `manual`; for a genuine column merge, the deciding steps of the

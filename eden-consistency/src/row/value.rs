@@ -506,7 +506,7 @@ impl serde::Serialize for Value {
     }
 }
 
-/// A key value's JSON form for reports (CONTRACT §3): integers as JSON numbers, everything
+/// A key value's JSON form for reports (see `docs/reports.md`): integers as JSON numbers, everything
 /// else as the string PostgreSQL prints for it with `TimeZone=UTC`. Pass `pg_text` (the
 /// server's `k::text`) when you have it; without it the text comes from
 /// [`Value::pg_text`], which is exact for all but numeric scale, `real` and json (see there).

@@ -1,6 +1,6 @@
 //! The replication_conflicts table: creation (init), recording, listing.
 //!
-//! Every region's database holds its own `replication_conflicts` (CONTRACT §4): one row per
+//! Every region's database holds its own `replication_conflicts` (see `docs/replication_conflicts.md`): one row per
 //! conflict seen or resolved *in that region*, with the row image as it was there before
 //! any change (`local_row`) and the winning version (`remote_row`). The table must not be
 //! replicated between regions: each region keeps its own history.
@@ -70,7 +70,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("decided_by", "text", "text"),
     ("resolved_at", "timestamptz", "timestamptz"),
     ("run_id", "text", "text"),
-    // Extras (CONTRACT §4 allows adding): what was done, which columns differed, and a
+    // Extras (the documented columns are a minimum, see `docs/replication_conflicts.md`): what was done, which columns differed, and a
     // free-form object (e.g. the versions' tracking values, in-flight flags).
     ("action", "text", "text"),
     ("changed_columns", "text[]", "text[]"),
@@ -335,7 +335,7 @@ pub struct ConflictRecord {
     pub resolution: Option<String>,
     /// The winning region.
     pub winner_region: Option<String>,
-    /// What decided it (CONTRACT §4: tracking column name, `commit_timestamp`, ...).
+    /// What decided it (see `docs/replication_conflicts.md`: tracking column name, `commit_timestamp`, ...).
     pub decided_by: Option<String>,
     /// True when resolved now (`resolved_at` = the transaction's `now()`); false leaves it
     /// unresolved (NULL).

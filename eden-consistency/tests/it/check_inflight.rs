@@ -1,4 +1,4 @@
-//! check: the in-flight rule (CONTRACT §2).
+//! check: the in-flight rule (see `docs/commands.md`).
 use crate::check_common::*;
 use eden_consistency::Resolution;
 use eden_consistency::report::TableStatus;
