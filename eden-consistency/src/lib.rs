@@ -74,4 +74,4 @@ pub use row::{digest, value};
 #[doc(hidden)]
 pub use source::{filter, merkle};
 #[doc(hidden)]
-pub use store::conflicts;
+pub use store::{closing, conflicts};

@@ -9,3 +9,4 @@ mod errors;
 mod fix;
 mod init;
 mod pglogical;
+mod safety;

@@ -136,6 +136,21 @@ pub async fn connect_region(
     })
 }
 
+/// What the regions actually connected to: the database's name when every region uses the
+/// same one, else `region=database` for each region.
+pub fn describe_databases(regions: &[Region]) -> String {
+    let first = regions.first().map(|r| r.dbname.as_str()).unwrap_or("");
+    if regions.iter().all(|r| r.dbname == first) {
+        first.to_string()
+    } else {
+        regions
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.dbname))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Connects to every region of `cfg` concurrently, each within its timeout. On failure the
 /// error is that of the first failing region in config order (whatever failed first in
 /// time), and the other sessions are closed.

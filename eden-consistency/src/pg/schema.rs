@@ -215,6 +215,47 @@ pub async fn covered_tables(
     Ok(out)
 }
 
+/// Why `table` may never be compared or repaired, if it is a system table (a `pg_*` schema
+/// or `information_schema`) or belongs to an extension (the table or its schema); `None`
+/// for an ordinary user table. Such tables are refused whatever `--table` or the config
+/// says: writing them could change roles, passwords or an extension's state.
+pub async fn forbidden_reason(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT (n.nspname = 'information_schema' OR n.nspname LIKE 'pg\\_%'), \
+                    (SELECT e.extname::text FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' \
+                       AND ((d.classid = 'pg_class'::regclass AND d.objid = c.oid) \
+                         OR (d.classid = 'pg_namespace'::regclass AND d.objid = n.oid)) LIMIT 1) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| Error::query(region, format!("looking up table {table}"), &e))?;
+    let system_schema = table.schema == "information_schema" || table.schema.starts_with("pg_");
+    Ok(match row {
+        Some(r) if r.get::<_, bool>(0) => Some(format!(
+            "table {table} is a system table (schema {}); system tables are never compared or repaired",
+            table.schema
+        )),
+        Some(r) => r.get::<_, Option<String>>(1).map(|ext| {
+            format!(
+                "table {table} belongs to extension {ext}; an extension's own tables are never compared or repaired"
+            )
+        }),
+        None if system_schema => Some(format!(
+            "table {table} is in system schema {}; system tables are never compared or repaired",
+            table.schema
+        )),
+        None => None,
+    })
+}
+
 /// Resolves what a user wrote to a table name in this region's database: `s.t` exactly
 /// (after SQL folding of unquoted parts), `t` like PostgreSQL would: the first schema of
 /// `current_schemas(false)` that holds a table of that name. `None` when there is none.
