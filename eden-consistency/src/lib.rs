@@ -33,5 +33,9 @@ pub mod plan;
 pub mod undo;
 pub mod validate;
 
+pub mod lock;
+pub mod metrics;
+pub mod status;
+
 pub use error::{Error, Result};
 pub use ident::TableName;

@@ -1,7 +1,6 @@
 //! One function per subcommand: load, call the library, print, pick the exit code.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use eden_consistency::apply::{ApplyOptions, FixRun, run_fix};
@@ -10,12 +9,16 @@ use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
+use eden_consistency::lock::DbLock;
+use eden_consistency::metrics::RunMetrics;
+use eden_consistency::status::StatusOptions;
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use crate::cli::{
     CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs,
     ValidateArgs,
 };
+use crate::unattended;
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -27,25 +30,27 @@ pub enum Outcome {
 
 impl Outcome {
     /// The contract's exit code.
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn code(&self) -> i32 {
         match self {
-            Outcome::Clean => ExitCode::SUCCESS,
-            Outcome::Differences => ExitCode::from(1),
+            Outcome::Clean => 0,
+            Outcome::Differences => 1,
         }
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+/// Runs the parsed command line; what it finds goes into `metrics` too.
+pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
+    let g = &cli.global;
     match cli.command {
         Command::Init(args) => init(&config, &args, format).await,
         Command::Conflicts(args) => list_conflicts(config, &args, format).await,
-        Command::Check(args) => check(config, &args, format).await,
+        Command::Check(args) => check(config, &args, format, g, metrics).await,
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
-        Command::Fix(args) => fix(config, &args, format).await,
-        Command::Undo(args) => undo(config, &args, format).await,
+        Command::Fix(args) => fix(config, &args, format, g, metrics).await,
+        Command::Undo(args) => undo(config, &args, format, g).await,
+        Command::Status(args) => status(&config, &args, format, metrics).await,
     }
 }
 
@@ -67,15 +72,23 @@ async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
 }
 
 /// Connects a [`Checker`] to every region; the report names `--db`, else the first
-/// region's database.
-async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
+/// region's database. With `lock_for` (a writing run), takes the database's run lock first.
+async fn checker(
+    config: Config,
+    db: &DbArg,
+    lock_for: Option<(&GlobalOpts, &str)>,
+) -> Result<(Checker, Option<DbLock>)> {
     let regions = connect(&config, db).await?;
+    let lock = match lock_for {
+        Some((g, command)) => Some(unattended::take_lock(g, &regions, command).await?),
+        None => None,
+    };
     let database = db
         .db
         .clone()
         .or_else(|| regions.first().map(|r| r.dbname.clone()))
         .unwrap_or_default();
-    Ok(Checker::new(config, database, regions))
+    Ok((Checker::new(config, database, regions), lock))
 }
 
 impl From<ModeArg> for eden_consistency::source::Mode {
@@ -96,8 +109,14 @@ fn stderr_is_terminal() -> bool {
 }
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
-async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
-    let checker = checker(config, &args.db).await?;
+async fn check(
+    config: Config,
+    args: &CheckArgs,
+    format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
+    let (checker, _lock) = checker(config, &args.db, args.record.then_some((g, "check"))).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -110,6 +129,7 @@ async fn check(config: Config, args: &CheckArgs, format: Format) -> Result<Outco
         ..CheckOptions::default()
     };
     let report = checker.run(&opts).await?;
+    metrics.record_check(&report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
@@ -167,7 +187,13 @@ fn apply_options(
 
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
-async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+async fn fix(
+    config: Config,
+    args: &FixArgs,
+    format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
     let apply = apply_options(
         &config,
         &args.db,
@@ -175,7 +201,9 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         args.max_rows_per_second,
         args.no_replicate,
     )?;
-    let checker = checker(config, &args.db).await?;
+    // A dry run (or --sql-out, which writes nothing to the databases) takes no lock.
+    let writes = !args.dry_run && args.sql_out.is_none();
+    let (checker, _lock) = checker(config, &args.db, writes.then_some((g, "fix"))).await?;
     let check = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -190,6 +218,7 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
         ..FixRun::default()
     };
     let report = run_fix(&checker, &check, &run).await?;
+    metrics.record_fix(&report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -216,9 +245,14 @@ async fn fix(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> 
 }
 
 /// `undo --run ID`: restore what a fix run changed, from the archive.
-async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome> {
+async fn undo(config: Config, args: &UndoArgs, format: Format, g: &GlobalOpts) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(unattended::take_lock(g, &regions, "undo").await?)
+    };
     let opts = UndoOptions {
         run_id: args.run.clone(),
         dry_run: args.dry_run,
@@ -238,6 +272,35 @@ async fn undo(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome
         );
     }
     Ok(if report.exit_code() == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
+}
+
+/// `status`: replication health of every region; exit 1 when any region has a problem.
+async fn status(
+    config: &Config,
+    args: &DbArg,
+    format: Format,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
+    let Some(database) = args.db.clone() else {
+        bail!("status needs --db NAME: the database whose replication to inspect");
+    };
+    let opts = StatusOptions {
+        database,
+        conflicts_table: conflicts_table(config, args),
+        connect: ConnectOptions::default(),
+    };
+    let report = eden_consistency::status::status(config, &opts).await?;
+    metrics.record_status(&report);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => report.print_human(&mut out)?,
+    }
+    Ok(if report.healthy {
         Outcome::Clean
     } else {
         Outcome::Differences

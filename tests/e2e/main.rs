@@ -8,4 +8,6 @@ mod contract;
 mod errors;
 mod fix;
 mod init;
+mod lock;
 mod pglogical;
+mod status;

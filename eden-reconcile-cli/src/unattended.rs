@@ -1,0 +1,126 @@
+//! What unattended runs need around every command: the per-database run lock and the
+//! metrics written (`--metrics-file`) or pushed (`--metrics-push`) when the run ends.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use eden_consistency::connect::Region;
+use eden_consistency::lock::{self, DbLock};
+use eden_consistency::metrics::{self, Previous, PushUrl, RunMetrics};
+
+use crate::cli::{Cli, Command, GlobalOpts};
+
+/// The subcommand's name, as in the metrics' `command` label.
+pub fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Check(_) => "check",
+        Command::Conflicts(_) => "conflicts",
+        Command::Fix(_) => "fix",
+        Command::Init(_) => "init",
+        Command::Status(_) => "status",
+        Command::Undo(_) => "undo",
+        Command::ValidateConfig(_) => "validate-config",
+    }
+}
+
+/// `--db` of the subcommand, if given.
+pub fn database(cmd: &Command) -> Option<&str> {
+    match cmd {
+        Command::Check(a) => a.db.db.as_deref(),
+        Command::Conflicts(a) => a.db.db.as_deref(),
+        Command::Fix(a) => a.db.db.as_deref(),
+        Command::Init(a) | Command::Status(a) => a.db.as_deref(),
+        Command::Undo(a) => a.db.db.as_deref(),
+        Command::ValidateConfig(a) => a.db.db.as_deref(),
+    }
+}
+
+/// The empty metrics record of the run `cli` asks for.
+pub fn start(cli: &Cli) -> RunMetrics {
+    RunMetrics::new(
+        command_name(&cli.command),
+        database(&cli.command).unwrap_or(""),
+    )
+}
+
+/// Takes the run lock in the first region (config order) for `command`, waiting up to
+/// `--wait-lock` when given.
+pub async fn take_lock(global: &GlobalOpts, regions: &[Region], command: &str) -> Result<DbLock> {
+    let wait = match &global.wait_lock {
+        Some(text) => {
+            Some(lock::parse_duration(text).map_err(|m| anyhow::anyhow!("--wait-lock: {m}"))?)
+        }
+        None => None,
+    };
+    let first = regions
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no region to hold the run lock in"))?;
+    Ok(lock::acquire(first, command, wait).await?)
+}
+
+/// Where the metrics go.
+pub struct Delivery {
+    file: Option<std::path::PathBuf>,
+    push: Option<String>,
+    started: Instant,
+}
+
+impl Delivery {
+    /// From the global options; the clock starts now.
+    pub fn new(global: &GlobalOpts) -> Delivery {
+        Delivery {
+            file: global.metrics_file.clone(),
+            push: global.metrics_push.clone(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Writes and pushes the run's metrics. Returns the error sentence when they could not
+    /// be delivered.
+    pub async fn deliver(&self, m: &RunMetrics, exit_code: i32) -> Option<String> {
+        if self.file.is_none() && self.push.is_none() {
+            return None;
+        }
+        let duration = self.started.elapsed();
+        let ended = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let ended = (ended * 1000.0).round() / 1000.0;
+        let mut errors = Vec::new();
+        let mut previous = match &self.file {
+            Some(f) => metrics::previous_from_file(f, &m.command, &m.database),
+            None => Previous::default(),
+        };
+        let push = match self.push.as_deref().map(PushUrl::parse) {
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            None => None,
+        };
+        if let Some(url) = &push {
+            if let Ok(text) = metrics::fetch(url).await {
+                previous = previous.or(Previous::from_text(&text, &m.command, &m.database));
+            }
+        }
+        let text = m.render(ended, duration, exit_code, &previous);
+        if let Some(f) = &self.file {
+            if let Err(e) = write(f, &text) {
+                errors.push(e);
+            }
+        }
+        if let Some(url) = &push {
+            if let Err(e) = metrics::push(url, &m.database, &m.command, &text).await {
+                errors.push(format!("--metrics-push: {e}"));
+            }
+        }
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+}
+
+fn write(path: &Path, text: &str) -> std::result::Result<(), String> {
+    metrics::write_file(path, text).map_err(|e| e.to_string())
+}
