@@ -9,5 +9,6 @@ mod errors;
 mod fix;
 mod init;
 mod lock;
+mod metrics;
 mod pglogical;
 mod status;
