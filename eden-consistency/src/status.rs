@@ -455,17 +455,24 @@ fn sql_name(name: &str) -> String {
     }
 }
 
-/// A problem sentence for a query that failed; a missing privilege says which to grant.
-fn read_problem(region: &str, what: &str, err: &tokio_postgres::Error, user: &str) -> String {
+/// A problem sentence for a query that failed; a missing privilege says what to grant:
+/// `grant` completes "grant the user U ...".
+fn read_problem(
+    region: &str,
+    what: &str,
+    err: &tokio_postgres::Error,
+    user: &str,
+    grant: &str,
+) -> String {
     let msg = pg_message(err);
     if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-        format!(
-            "region {region}: cannot read {what}: {msg}; grant the user {user} the pg_monitor role (and USAGE on schema pglogical where pglogical is used)"
-        )
+        format!("region {region}: cannot read {what}: {msg}; grant the user {user} {grant}")
     } else {
         format!("region {region}: cannot read {what}: {msg}")
     }
 }
+
+const MONITOR: &str = "the pg_monitor role";
 
 /// Reads everything this module reports from one region.
 async fn probe(region: &Region, opts: &StatusOptions) -> Probe {
@@ -500,7 +507,7 @@ async fn probe(region: &Region, opts: &StatusOptions) -> Probe {
             p.commit_ts = Some(row.get(2));
             p.pglogical = row.get(3);
         }
-        Err(e) => problems.push(read_problem(name, "the server settings", &e, user)),
+        Err(e) => problems.push(read_problem(name, "the server settings", &e, user, MONITOR)),
     }
     if p.pglogical {
         match pglogical_subscriptions(c).await {
@@ -508,7 +515,13 @@ async fn probe(region: &Region, opts: &StatusOptions) -> Probe {
                 p.node = node;
                 p.subscriptions = Some(("pglogical".into(), subs));
             }
-            Err(e) => problems.push(read_problem(name, "pglogical's subscriptions", &e, user)),
+            Err(e) => problems.push(read_problem(
+                name,
+                "pglogical's subscriptions",
+                &e,
+                user,
+                "USAGE on schema pglogical and SELECT on its tables",
+            )),
         }
     }
     // Native subscriptions count too (a database may use both, or be migrating).
@@ -516,12 +529,18 @@ async fn probe(region: &Region, opts: &StatusOptions) -> Probe {
         match native_subscriptions(c, version_num).await {
             Ok(subs) if !subs.is_empty() => p.subscriptions = Some(("native".into(), subs)),
             Ok(_) => {}
-            Err(e) => problems.push(read_problem(name, "pg_subscription", &e, user)),
+            Err(e) => problems.push(read_problem(name, "pg_subscription", &e, user, MONITOR)),
         }
     }
     match slots(c, version_num).await {
         Ok(s) => p.slots = s,
-        Err(e) => problems.push(read_problem(name, "pg_replication_slots", &e, user)),
+        Err(e) => problems.push(read_problem(
+            name,
+            "pg_replication_slots",
+            &e,
+            user,
+            MONITOR,
+        )),
     }
     match conflicts(c, &opts.conflicts_table).await {
         Ok(cc) => p.conflicts = cc,
@@ -530,6 +549,10 @@ async fn probe(region: &Region, opts: &StatusOptions) -> Probe {
             &opts.conflicts_table.to_string(),
             &e,
             user,
+            &format!(
+                "SELECT on {} (and USAGE on its schema)",
+                opts.conflicts_table
+            ),
         )),
     }
     p.problems = problems;
