@@ -4,14 +4,14 @@
 //! 32-bit length and the bytes, so the encoding of a row is self-delimiting: SQL NULL (a tag
 //! with no payload) differs from `''` (a tag with length 0), `('a|b','c')` differs from
 //! `('a','b|c')`, and `1::int` differs from `'1'::text`. Values are encoded in their
-//! canonical form ([`crate::value`]): equal values give equal bytes.
+//! canonical form ([`crate::row::value`]): equal values give equal bytes.
 //!
 //! A row digest is the first 128 bits of the blake3 hash of the row's encoding. Chunks of
 //! rows combine their row digests order-independently ([`ChunkDigest`]).
 //!
 //! ```
-//! use eden_consistency::digest::{row_digest, ChunkDigest};
-//! use eden_consistency::value::Value;
+//! use eden_consistency::row::digest::{row_digest, ChunkDigest};
+//! use eden_consistency::row::value::Value;
 //! let a = row_digest(&[Value::Int(1), Value::Text("x".into())]);
 //! let b = row_digest(&[Value::Int(2), Value::Null]);
 //! let mut c1 = ChunkDigest::default();
@@ -28,7 +28,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::value::{Value, canonical_float};
+use crate::row::value::{Value, canonical_float};
 
 /// 128 bits of a row's blake3 hash.
 pub type RowDigest = [u8; 16];
@@ -80,13 +80,13 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
         }
         Value::Numeric(n) => {
             // Decoded numerics are already normalized; others are normalized here.
-            if crate::value::is_normalized_decimal(n) {
+            if crate::row::value::is_normalized_decimal(n) {
                 put_bytes(out, tag::NUMERIC, n.as_bytes());
             } else {
                 put_bytes(
                     out,
                     tag::NUMERIC,
-                    crate::value::normalize_decimal(n).as_bytes(),
+                    crate::row::value::normalize_decimal(n).as_bytes(),
                 );
             }
         }
@@ -136,6 +136,15 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
             encode_array(out, elements);
         }
         Value::Other(s) => put_bytes(out, tag::OTHER, s.as_bytes()),
+    }
+}
+
+/// Hashing a [`Value`] hashes its canonical encoding ([`encode_value`]), consistent with `==`.
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut buf = Vec::new();
+        encode_value(&mut buf, self);
+        state.write(&buf);
     }
 }
 
@@ -246,7 +255,7 @@ const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// chunks as they arrive (tuples may span chunks), take complete tuples out.
 ///
 /// ```
-/// use eden_consistency::digest::CopyBinaryParser;
+/// use eden_consistency::row::digest::CopyBinaryParser;
 /// let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
 /// data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
 /// data.extend_from_slice(&[0, 1, 0, 0, 0, 2, b'h', b'i']); // one tuple: one field "hi"
@@ -420,7 +429,7 @@ impl CopyBinaryParser {
 /// can be hashed on rayon's pool while the next bytes arrive.
 ///
 /// ```
-/// use eden_consistency::digest::CopyBinaryParser;
+/// use eden_consistency::row::digest::CopyBinaryParser;
 /// let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
 /// data.extend_from_slice(&[0; 8]);
 /// for v in [1u8, 2, 3] {
@@ -470,7 +479,7 @@ impl CopyBatch {
     }
 }
 
-/// Decodes a binary `COPY` tuple of columns selected with [`crate::value::select_expr`]
+/// Decodes a binary `COPY` tuple of columns selected with [`crate::row::value::select_expr`]
 /// (effective type oids in `oids`).
 pub fn decode_copy_tuple(t: &CopyTuple<'_>, oids: &[u32]) -> Result<Vec<Value>, String> {
     if t.len() != oids.len() {
@@ -482,7 +491,7 @@ pub fn decode_copy_tuple(t: &CopyTuple<'_>, oids: &[u32]) -> Result<Vec<Value>, 
     }
     t.fields()
         .zip(oids)
-        .map(|(f, &o)| crate::value::decode_wire(f, o))
+        .map(|(f, &o)| crate::row::value::decode_wire(f, o))
         .collect()
 }
 
@@ -494,7 +503,7 @@ pub fn digest_copy_tuple(
     oids: &[u32],
     buf: &mut Vec<u8>,
 ) -> Result<RowDigest, String> {
-    use crate::value::{Wire, oid, wire_for};
+    use crate::row::value::{Wire, oid, wire_for};
     if t.len() != oids.len() {
         return Err(format!(
             "COPY tuple has {} fields, expected {}",
@@ -555,7 +564,7 @@ pub fn digest_copy_tuple(
                 buf.push(tag::JSON);
                 let at = buf.len();
                 buf.extend_from_slice(&[0; 4]);
-                crate::value::canonical_json_into(text, buf)?;
+                crate::row::value::canonical_json_into(text, buf)?;
                 let n = (buf.len() - at - 4) as u32;
                 buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
             }
@@ -563,7 +572,7 @@ pub fn digest_copy_tuple(
                 std::str::from_utf8(raw).map_err(|_| "value is not valid UTF-8".to_string())?;
                 put_bytes(buf, tag::OTHER, raw);
             }
-            _ => encode_value(buf, &crate::value::decode_wire(Some(raw), o)?),
+            _ => encode_value(buf, &crate::row::value::decode_wire(Some(raw), o)?),
         }
     }
     Ok(hash128(buf))

@@ -63,8 +63,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result, pg_message};
-use crate::ident::quote_ident;
-use crate::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
+use crate::pg::ident::quote_ident;
+use crate::repair::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
 
 /// The replication origin used by `--no-replicate`.
 pub const ORIGIN_NAME: &str = "eden_reconcile";
@@ -174,7 +174,7 @@ pub struct FixReport {
     pub not_planned: Vec<serde_json::Value>,
     /// Foreign-key cycles met.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fk_cycles: Vec<crate::plan::FkCycle>,
+    pub fk_cycles: Vec<crate::repair::plan::FkCycle>,
     /// Scripts written by `--sql-out`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sql_files: Vec<String>,
@@ -257,7 +257,7 @@ impl FixReport {
                         ]
                     })
                     .collect();
-                crate::report::write_aligned(
+                crate::check::report::write_aligned(
                     out,
                     "  ",
                     &["key", "region", "action", "winner", "decided_by", "status"],
@@ -325,7 +325,7 @@ pub struct FixRun {
     /// `--sql-out FILE`: write the scripts instead of applying.
     pub sql_out: Option<PathBuf>,
     /// Planning options (`--table`, registry of Rust resolvers, run id).
-    pub fix: crate::plan::FixOptions,
+    pub fix: crate::repair::plan::FixOptions,
     /// Applying options (`--batch-size`, `--max-rows-per-second`, `--no-replicate`).
     pub apply: ApplyOptions,
 }
@@ -337,7 +337,7 @@ pub struct FixRun {
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
-/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::repair::apply::{run_fix, FixRun};
 /// use eden_consistency::check::{CheckOptions, Checker};
 /// use eden_consistency::config::Config;
 ///
@@ -353,7 +353,8 @@ pub async fn run_fix(
     check: &crate::check::CheckOptions,
     run: &FixRun,
 ) -> Result<FixReport> {
-    let (_check_report, plan) = crate::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    let (_check_report, plan) =
+        crate::repair::plan::plan_fix_checked(checker, check, &run.fix).await?;
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
     }
@@ -1099,11 +1100,15 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
 }
 
 /// Ensures `replication_conflicts` exists in a region (creates or upgrades it with
-/// [`crate::conflicts::init`]).
+/// [`crate::store::conflicts::init`]).
 pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str) -> Result<()> {
-    crate::conflicts::init(client, region, &crate::conflicts::table_name(Some(schema)))
-        .await
-        .map(|_| ())
+    crate::store::conflicts::init(
+        client,
+        region,
+        &crate::store::conflicts::table_name(Some(schema)),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
@@ -1204,11 +1209,11 @@ pub async fn apply_plan_on(
 }
 
 /// Applies a plan to connected regions (CONTRACT §3a report). Each region is written
-/// through a session of its own ([`crate::connect::Region::open_another`]), so the
+/// through a session of its own ([`crate::pg::connect::Region::open_another`]), so the
 /// replication origin of `no_replicate` and the batches' transactions stay apart from the
 /// regions' main sessions. `regions` must hold every region named in the plan.
 pub async fn apply_plan(
-    regions: &[crate::connect::Region],
+    regions: &[crate::pg::connect::Region],
     plan: &FixPlan,
     opts: &ApplyOptions,
 ) -> Result<FixReport> {
@@ -1246,7 +1251,7 @@ pub async fn recheck_table(
         let first = per_region[0][i].as_ref();
         if per_region
             .iter()
-            .any(|rows| !crate::plan::same_version(rows[i].as_ref(), first))
+            .any(|rows| !crate::repair::plan::same_version(rows[i].as_ref(), first))
         {
             out.push((*k).clone());
         }
@@ -1366,8 +1371,9 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
     let prepared = prepare(plan, opts.batch_size);
     let shapes: Vec<&TableShape> = plan.tables.iter().map(|t| &t.shape).collect();
     let names: Vec<String> = plan.tables.iter().map(|t| t.table.to_string()).collect();
-    let create =
-        crate::conflicts::init_sql(&crate::conflicts::table_name(Some(&opts.conflicts_schema)));
+    let create = crate::store::conflicts::init_sql(&crate::store::conflicts::table_name(Some(
+        &opts.conflicts_schema,
+    )));
     let mut files = Vec::new();
     for w in &prepared.work {
         if w.items.is_empty() {

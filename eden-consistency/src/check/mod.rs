@@ -1,11 +1,11 @@
 //! `check`: exact comparison of every covered table across regions (CONTRACT §2–§3).
 //!
-//! Per table: the table's definition is read in every region ([`crate::schema`]); a
+//! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
 //! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
 //! Otherwise each region is read inside one REPEATABLE READ READ ONLY transaction (all
 //! tables of a run share one snapshot per region, exported with `pg_export_snapshot()` and
 //! imported by every worker session), chunk digests are compared as Merkle trees
-//! ([`crate::merkle`]), the `(key, digest)` rows of the differing chunks give the exact
+//! ([`crate::source::merkle`]), the `(key, digest)` rows of the differing chunks give the exact
 //! differing keys, and only those rows are fetched from every region to name
 //! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
 //! obtained, pushdown and stream).
@@ -35,6 +35,8 @@
 //! # }
 //! ```
 
+pub mod report;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,18 +44,18 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
-use crate::config::{Config, Resolution};
-use crate::connect::{ConnectOptions, Region, connect_all};
-use crate::digest::encode_value;
-use crate::error::{Error, Result};
-use crate::ident::TableName;
-use crate::merkle::{self, ChunkSummary};
-use crate::report::{
+use crate::check::report::{
     CheckReport, Difference, Progress, RegionMap, RegionStats, TableReport, TableStatus,
 };
-use crate::schema::{self, TableSchema};
+use crate::config::{Config, Resolution};
+use crate::error::{Error, Result};
+use crate::pg::connect::{ConnectOptions, Region, connect_all};
+use crate::pg::ident::TableName;
+use crate::pg::schema::{self, TableSchema};
+use crate::row::digest::encode_value;
+use crate::row::value::{self, Value, oid};
+use crate::source::merkle::{self, ChunkSummary};
 use crate::source::{FetchedRow, KeyedRow, KeyedSource, Mode, PgSource, TableSpec};
-use crate::value::{self, Value, oid};
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -239,7 +241,7 @@ impl Checker {
             .config
             .node_group(&self.database)
             .and_then(|g| g.conflicts_schema.clone());
-        crate::conflicts::table_name(schema.as_deref())
+        crate::store::conflicts::table_name(schema.as_deref())
     }
 
     fn lag_window(&self, opts: &CheckOptions) -> Duration {
@@ -268,7 +270,7 @@ impl Checker {
             for t in &tables {
                 if let Some(s) = self.first_schema(t).await? {
                     let cols: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
-                    crate::filter::validate_where(f, &cols)
+                    crate::source::filter::validate_where(f, &cols)
                         .map_err(|m| Error::Usage(format!("--where: {m} (table {t})")))?;
                 }
             }
@@ -515,7 +517,7 @@ impl Checker {
         let all_cols: Vec<String> = first.columns.iter().map(|c| c.name.clone()).collect();
         let filter = match &opts.filter {
             Some(f) => Some(
-                crate::filter::validate_where(f, &all_cols)
+                crate::source::filter::validate_where(f, &all_cols)
                     .map_err(|m| Error::Usage(format!("--where: {m} (table {table})")))?,
             ),
             None => None,
@@ -696,14 +698,15 @@ impl Checker {
                 let still = compare_fetched(&spec, &names, &sub, &again, opts.record);
                 let still_keys: HashMap<Vec<u8>, Found> = still
                     .into_iter()
-                    .map(|f| (crate::digest::key_bytes(&f.key), f))
+                    .map(|f| (crate::row::digest::key_bytes(&f.key), f))
                     .collect();
                 let young_set: std::collections::HashSet<usize> = young.into_iter().collect();
                 let mut kept = Vec::new();
                 for (i, f) in found.into_iter().enumerate() {
                     if young_set.contains(&i) {
-                        if let Some(mut g) =
-                            still_keys.get(&crate::digest::key_bytes(&f.key)).cloned()
+                        if let Some(mut g) = still_keys
+                            .get(&crate::row::digest::key_bytes(&f.key))
+                            .cloned()
                         {
                             g.in_flight = true;
                             kept.push(g);
@@ -825,7 +828,7 @@ impl Checker {
             value::ColumnType::effective_oid(c),
             oid::TIMESTAMP | oid::TIMESTAMPTZ
         )
-        .then(|| format!("t.{}::timestamptz", crate::ident::quote_ident(&col)))
+        .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
     }
 
     async fn record(
@@ -839,14 +842,14 @@ impl Checker {
         let table = self.conflicts_table();
         let by_key: HashMap<Vec<u8>, &Found> = found
             .iter()
-            .map(|f| (crate::digest::key_bytes(&f.key), f))
+            .map(|f| (crate::row::digest::key_bytes(&f.key), f))
             .collect();
         for (ri, (r, c)) in self.regions.iter().zip(conns).enumerate() {
-            crate::conflicts::init(c, &r.name, &table).await?;
-            let recs: Vec<crate::conflicts::ConflictRecord> = diffs
+            crate::store::conflicts::init(c, &r.name, &table).await?;
+            let recs: Vec<crate::store::conflicts::ConflictRecord> = diffs
                 .iter()
                 .map(|d| {
-                    let f = by_key.get(&crate::digest::key_bytes(&d.key_values));
+                    let f = by_key.get(&crate::row::digest::key_bytes(&d.key_values));
                     let row_in = |i: usize| f.and_then(|f| f.rows.get(i).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
                     let local_row = row_in(ri);
                     // "The other side": the other region, or (three or more) the other regions
@@ -857,7 +860,7 @@ impl Checker {
                         [only] => row_in(*only),
                         _ => None,
                     };
-                    crate::conflicts::ConflictRecord {
+                    crate::store::conflicts::ConflictRecord {
                         table_name: spec.table.to_string(),
                         key: serde_json::Value::Object(d.key.clone()),
                         conflict_type: if d.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
@@ -876,7 +879,7 @@ impl Checker {
                     }
                 })
                 .collect();
-            crate::conflicts::insert_records(c, &table, &recs).await?;
+            crate::store::conflicts::insert_records(c, &table, &recs).await?;
         }
         Ok(())
     }
@@ -957,7 +960,7 @@ fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<Strin
                 .map(|(idx, r)| {
                     (
                         KeyRef {
-                            bytes: crate::digest::key_bytes(&r.key),
+                            bytes: crate::row::digest::key_bytes(&r.key),
                             region,
                             idx,
                         },
@@ -1021,13 +1024,13 @@ fn compare_fetched(
         .iter()
         .map(|rows| {
             rows.iter()
-                .map(|r| (crate::digest::key_bytes(&r.key), r))
+                .map(|r| (crate::row::digest::key_bytes(&r.key), r))
                 .collect()
         })
         .collect();
     let mut out = Vec::new();
     for (key, text) in candidates {
-        let kb = crate::digest::key_bytes(key);
+        let kb = crate::row::digest::key_bytes(key);
         let versions: Vec<Option<&FetchedRow>> = maps.iter().map(|m| m.get(&kb).copied()).collect();
         let missing_in: Vec<String> = versions
             .iter()

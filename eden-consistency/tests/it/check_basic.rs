@@ -1,6 +1,5 @@
 //! check: basic divergence detection on two and three regions, both modes.
-mod check_common;
-use check_common::*;
+use crate::check_common::*;
 use eden_consistency::report::TableStatus;
 use eden_test_util::TestDbs;
 use serde_json::json;

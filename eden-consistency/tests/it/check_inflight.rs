@@ -1,6 +1,5 @@
 //! check: the in-flight rule (CONTRACT §2).
-mod check_common;
-use check_common::*;
+use crate::check_common::*;
 use eden_consistency::check::{CheckOptions, Checker};
 use eden_consistency::config::Resolution;
 use eden_consistency::report::TableStatus;

@@ -771,7 +771,7 @@ fn decided_by_per_action() {
     assert_eq!(d.decided_by_for(2, &v), "missing_row");
 }
 
-/// Throughput, for the record: `cargo test -p eden-consistency --test resolve_rules -- --ignored --nocapture throughput`.
+/// Throughput, for the record: `cargo test -p eden-consistency --test it -- --ignored --nocapture resolve_rules::throughput`.
 #[test]
 #[ignore]
 fn throughput() {

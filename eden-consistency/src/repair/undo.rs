@@ -29,13 +29,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::apply::{
+use crate::error::{Error, Result};
+use crate::pg::ident::TableName;
+use crate::repair::apply::{
     ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, key_text,
     prepare_session, run_region, schedule,
 };
-use crate::error::{Error, Result};
-use crate::ident::TableName;
-use crate::plan::{
+use crate::repair::plan::{
     ActionKind, KeyMap, TableShape, fetch_rows, foreign_keys, new_run_id, order_tables,
 };
 
@@ -140,7 +140,7 @@ impl UndoReport {
             })
             .collect();
         if !rows.is_empty() {
-            crate::report::write_aligned(
+            crate::check::report::write_aligned(
                 out,
                 "  ",
                 &["region", "table", "key", "undo", "status"],
@@ -240,7 +240,7 @@ async fn find_table(client: &Client, region: &str, text: &str) -> Result<Option<
 /// Undoes run `opts.run_id` in every connected region (each written through a session of
 /// its own).
 pub async fn undo_run(
-    regions: &[crate::connect::Region],
+    regions: &[crate::pg::connect::Region],
     opts: &UndoOptions,
 ) -> Result<UndoReport> {
     let mut sessions = Vec::new();
@@ -345,7 +345,7 @@ pub async fn undo_run_on(
         for (ti, (shape, rs)) in shapes.iter().zip(&recs).enumerate() {
             let keys: Vec<&KeyMap> = rs.iter().map(|r| &r.key).collect();
             let mut current = Vec::new();
-            for chunk in keys.chunks(crate::plan::FETCH_BATCH) {
+            for chunk in keys.chunks(crate::repair::plan::FETCH_BATCH) {
                 current.extend(fetch_rows(client, region, shape, chunk, false).await?);
             }
             for (r, cur) in rs.iter().zip(current) {

@@ -1,7 +1,6 @@
 //! check: regions on separate clusters with different TimeZone, DateStyle,
 //! extra_float_digits and collation (ICU vs C) never make equal rows differ.
-mod check_common;
-use check_common::*;
+use crate::check_common::*;
 use eden_consistency::check::Checker;
 use eden_consistency::config::Config;
 use eden_consistency::report::TableStatus;

@@ -8,7 +8,7 @@
 //!
 //! # Which equality each type uses
 //!
-//! Equality here ([`PartialEq`] on [`Value`], and the row digests of [`crate::digest`]) is
+//! Equality here ([`PartialEq`] on [`Value`], and the row digests of [`crate::row::digest`]) is
 //! *drift detection*: two values are equal when they are the same data, whatever session
 //! printed them.
 //!
@@ -40,9 +40,8 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
 
-use crate::ident::quote_ident;
+use crate::pg::ident::quote_ident;
 
 /// Microseconds in a day.
 const USECS_PER_DAY: i64 = 86_400_000_000;
@@ -154,15 +153,6 @@ impl PartialEq for Value {
 
 impl Eq for Value {}
 
-impl Hash for Value {
-    /// Hashes the canonical encoding of [`crate::digest::encode_value`], consistent with `==`.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut buf = Vec::new();
-        crate::digest::encode_value(&mut buf, self);
-        state.write(&buf);
-    }
-}
-
 /// Makes every NaN the positive quiet NaN and `-0.0` zero: PostgreSQL's float equality.
 pub fn canonical_float(f: f64) -> f64 {
     if f.is_nan() {
@@ -242,7 +232,7 @@ impl Value {
     /// types select `k::text` and pass it to [`key_json`].
     ///
     /// ```
-    /// use eden_consistency::value::Value;
+    /// use eden_consistency::row::value::Value;
     /// assert_eq!(Value::TimestampTz(0).pg_text().unwrap(), "2000-01-01 00:00:00+00");
     /// assert_eq!(Value::Interval { months: 14, days: 3, micros: 3_600_000_000 }.pg_text().unwrap(),
     ///            "1 year 2 mons 3 days 01:00:00");
@@ -523,7 +513,7 @@ impl serde::Serialize for Value {
 /// SQL NULL (impossible in a primary key) gives JSON `null`.
 ///
 /// ```
-/// use eden_consistency::value::{key_json, Value};
+/// use eden_consistency::row::value::{key_json, Value};
 /// assert_eq!(key_json(&Value::Int(42), None), serde_json::json!(42));
 /// assert_eq!(key_json(&Value::Numeric("1.5".into()), Some("1.50")), serde_json::json!("1.50"));
 /// assert_eq!(key_json(&Value::Text("a".into()), None), serde_json::json!("a"));
@@ -543,7 +533,7 @@ pub fn key_json(v: &Value, pg_text: Option<&str>) -> serde_json::Value {
 // Column metadata and reading rows.
 
 /// What [`select_expr`] and [`decode`] need to know about a column. Implemented by
-/// [`crate::schema::Column`] when it lands, and by the small [`ColumnSpec`].
+/// [`crate::pg::schema::Column`] when it lands, and by the small [`ColumnSpec`].
 pub trait ColumnType {
     /// The column's name, as in the catalog (unquoted).
     fn column_name(&self) -> &str;
@@ -608,7 +598,7 @@ impl<T: ColumnType + ?Sized> ColumnType for &T {
     }
 }
 
-impl ColumnType for crate::schema::Column {
+impl ColumnType for crate::pg::schema::Column {
     fn column_name(&self) -> &str {
         &self.name
     }
@@ -759,7 +749,7 @@ pub fn wire_for(type_oid: u32) -> Wire {
 /// money, else `col::text`.
 ///
 /// ```
-/// use eden_consistency::value::{select_expr, ColumnSpec};
+/// use eden_consistency::row::value::{select_expr, ColumnSpec};
 /// assert_eq!(select_expr(&ColumnSpec::new("id", 20), None), "\"id\"");
 /// assert_eq!(select_expr(&ColumnSpec::new("Mood", 99999), Some("t")), "\"t\".\"Mood\"::text");
 /// ```
@@ -797,12 +787,12 @@ pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -
 /// `hashfloat8` returns 0 for `0.0`, which is also what a NULL field contributes, so a float
 /// column that is 0 in one region and NULL in another would look equal.
 ///
-/// Requires the session settings of [`crate::connect`] (`IntervalStyle=postgres`,
+/// Requires the session settings of [`crate::pg::connect`] (`IntervalStyle=postgres`,
 /// `TimeZone=UTC`, `DateStyle=ISO`, `extra_float_digits=3`, `bytea_output=hex`), like the
 /// text fallback of [`select_expr`].
 ///
 /// ```
-/// use eden_consistency::value::{pushdown_exprs, ColumnSpec, oid};
+/// use eden_consistency::row::value::{pushdown_exprs, ColumnSpec, oid};
 /// assert_eq!(pushdown_exprs(&ColumnSpec::new("n", oid::NUMERIC), Some("t")), vec!["\"t\".\"n\""]);
 /// assert_eq!(pushdown_exprs(&ColumnSpec::new("a", oid::INT4_ARRAY), None),
 ///            vec!["\"a\"", "array_dims(\"a\")"]);
@@ -1112,7 +1102,7 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
 /// order, or keys with escapes) are parsed into a tree, which refuses nesting deeper than 256.
 ///
 /// ```
-/// use eden_consistency::value::canonical_json;
+/// use eden_consistency::row::value::canonical_json;
 /// assert_eq!(canonical_json(r#"{"bb": [1.50, null], "a": "x\u0041", "c": 1, "c": 2}"#).unwrap(),
 ///            r#"{"a":"xA","c":2,"bb":[1.5,null]}"#);
 /// assert_eq!(canonical_json("1e3").unwrap(), "1000");
@@ -1684,7 +1674,7 @@ pub(crate) fn is_normalized_decimal(t: &str) -> bool {
 /// `-Infinity`; other text without digits passes through.
 ///
 /// ```
-/// use eden_consistency::value::normalize_decimal;
+/// use eden_consistency::row::value::normalize_decimal;
 /// assert_eq!(normalize_decimal("-001.2300"), "-1.23");
 /// assert_eq!(normalize_decimal("-0.000"), "0");
 /// assert_eq!(normalize_decimal("10"), "10");
@@ -1991,7 +1981,7 @@ mod tests {
                 if let Ok(v) = decode_wire(Some(&raw), o) {
                     let _ = v.pg_text();
                     let mut buf = Vec::new();
-                    crate::digest::encode_value(&mut buf, &v);
+                    crate::row::digest::encode_value(&mut buf, &v);
                 }
                 // Arrays with a plausible header and random elements.
                 let mut arr = vec![0, 0, 0, 1, 0, 0, 0, 0];
@@ -2005,15 +1995,15 @@ mod tests {
             fn copy_parser_never_panics(raw in prop::collection::vec(any::<u8>(), 0..200), cut in 0usize..200) {
                 let mut data = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
                 data.extend_from_slice(&raw);
-                let mut p = crate::digest::CopyBinaryParser::new();
+                let mut p = crate::row::digest::CopyBinaryParser::new();
                 let cut = cut.min(data.len());
                 p.push(&data[..cut]);
                 let mut buf = Vec::new();
                 for _ in 0..2 {
                     while let Ok(Some(t)) = p.next_tuple() {
                         let oids = vec![oid::TEXT; t.len()];
-                        let _ = crate::digest::digest_copy_tuple(&t, &oids, &mut buf);
-                        let _ = crate::digest::decode_copy_tuple(&t, &oids);
+                        let _ = crate::row::digest::digest_copy_tuple(&t, &oids, &mut buf);
+                        let _ = crate::row::digest::decode_copy_tuple(&t, &oids);
                     }
                     p.push(&data[cut..]);
                 }

@@ -246,7 +246,7 @@ async fn fix_killed_at_random_moments_converges() {
         let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "fix_kill_child_entry",
+                "fix_concurrency::fix_kill_child_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -334,7 +334,7 @@ async fn fix_killed_at_random_moments_converges() {
 }
 
 /// Throughput on the local server: 20 000 differing keys (updates and inserts both ways).
-/// `cargo test -p eden-consistency --test fix_concurrency -- --ignored --nocapture fix_throughput`
+/// `cargo test -p eden-consistency --test it -- --ignored --nocapture fix_concurrency::fix_throughput`
 #[tokio::test]
 #[ignore]
 async fn fix_throughput_20k() {

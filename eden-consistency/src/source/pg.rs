@@ -19,16 +19,16 @@
 //!   `jsonb` (by value); a type without a hash operator class is hashed through its text
 //!   form, which is canonical because every session runs with `TimeZone=UTC`,
 //!   `DateStyle=ISO`, `IntervalStyle=postgres`, `extra_float_digits=3` (see
-//!   [`crate::connect`]). The chunk level keeps 64 bits per chunk (plus the count); a
+//!   [`crate::pg::connect`]). The chunk level keeps 64 bits per chunk (plus the count); a
 //!   false "equal" chunk needs a 2^-64 collision.
 //! * **stream**: `COPY (SELECT cols FROM t) TO STDOUT (FORMAT binary)`; every row is
-//!   hashed client-side with blake3 ([`crate::digest`]) on a thread per region, while the
+//!   hashed client-side with blake3 ([`crate::row::digest`]) on a thread per region, while the
 //!   bytes keep arriving; each row is put in its chunk by comparing its first key column
 //!   with the bounds as values ([`Value::compare`], text in byte order, the same as
 //!   `COLLATE "C"`).
 //!
 //! Both modes then fetch the differing keys' rows and compare them column by column as
-//! values ([`crate::digest::encode_value`] bytes), which names `changed_columns` and drops
+//! values ([`crate::row::digest::encode_value`] bytes), which names `changed_columns` and drops
 //! any row whose hash differed while its values are equal, so both modes report the same
 //! differences. Columns are hashed through [`value::pushdown_exprs`], which casts the types
 //! whose server hash is looser than [`Value`] equality (intervals, arrays' bounds, money,
@@ -53,13 +53,13 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::digest::{self, ChunkDigest, CopyBinaryParser};
+use crate::check::report::RegionStats;
 use crate::error::{Error, Result};
-use crate::ident::{TableName, quote_ident};
-use crate::merkle::ChunkSummary;
-use crate::report::RegionStats;
-use crate::schema::Column;
-use crate::value::{self, Value, oid};
+use crate::pg::ident::{TableName, quote_ident};
+use crate::pg::schema::Column;
+use crate::row::digest::{self, ChunkDigest, CopyBinaryParser};
+use crate::row::value::{self, Value, oid};
+use crate::source::merkle::ChunkSummary;
 
 /// Rows hashed per parallel batch in stream mode.
 const STREAM_BATCH_ROWS: usize = 8192;
@@ -116,7 +116,7 @@ pub struct TableSpec {
     pub key: Vec<Column>,
     /// Compared columns (key columns included), sorted by name, excluded columns dropped.
     pub columns: Vec<Column>,
-    /// A validated `--where` expression (from [`crate::filter::validate_where`]).
+    /// A validated `--where` expression (from [`crate::source::filter::validate_where`]).
     pub filter: Option<String>,
     /// An expression giving a row version's time for the in-flight rule (commit timestamp
     /// or tracking column), as `timestamptz`; `None` when there is none.

@@ -16,12 +16,12 @@
 use tokio_postgres::Client;
 
 use crate::config::{Config, Resolution, TableRule};
-use crate::connect::Region;
 use crate::error::{Error, Result};
-use crate::ident::quote_ident;
+use crate::pg::connect::Region;
+use crate::pg::ident::quote_ident;
+use crate::pg::schema::{self, TableSchema};
 use crate::resolve::{self, Registry, Resolver, Row, Version};
-use crate::schema::{self, TableSchema};
-use crate::value;
+use crate::row::value;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

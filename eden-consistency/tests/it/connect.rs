@@ -424,7 +424,7 @@ fn child(region_spec: &str, envs: &[(&str, &str)]) -> String {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "connect_process_env_child",
+        "connect::connect_process_env_child",
         "--exact",
         "--nocapture",
         "--test-threads=1",

@@ -1,6 +1,5 @@
 //! check: type families, identifiers, keys, schema mismatch, options; both modes agree.
-mod check_common;
-use check_common::*;
+use crate::check_common::*;
 use eden_consistency::Error;
 use eden_consistency::check::{CheckOptions, Checker};
 use eden_consistency::report::TableStatus;

@@ -21,7 +21,7 @@
 //!    The commit timestamp (`pg_xact_commit_timestamp(xmin)`) is read only where
 //!    `track_commit_timestamp` is on (else unknown, which the resolver ranks oldest). The
 //!    compared columns (all but excluded and generated ones) are decoded as typed
-//!    [`crate::value::Value`]s, so regions compare as values, whatever the session.
+//!    [`crate::row::value::Value`]s, so regions compare as values, whatever the session.
 //! 3. Each key's versions go to the table's [`crate::resolve::Resolver`] (rule and tombstone
 //!    source from the config; tombstone tables are read by key too), which names the winner,
 //!    the action per region and what decided it. Column merges are assembled from the
@@ -58,7 +58,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::ident::{TableName, quote_ident};
+use crate::pg::ident::{TableName, quote_ident};
 
 /// A row's key as in the check report: column name → JSON value (integers as numbers,
 /// everything else as PostgreSQL's text).
@@ -137,7 +137,7 @@ impl ColumnInfo {
     }
 }
 
-impl crate::value::ColumnType for ColumnInfo {
+impl crate::row::value::ColumnType for ColumnInfo {
     fn column_name(&self) -> &str {
         &self.name
     }
@@ -295,7 +295,7 @@ pub struct FetchedRow {
     /// epoch), when known.
     pub commit_ts_micros: Option<i64>,
     /// The compared columns ([`TableShape::compared_columns`]) decoded as values.
-    pub values: Vec<crate::value::Value>,
+    pub values: Vec<crate::row::value::Value>,
     /// `json`/`jsonb` columns holding JSON `null` (not SQL NULL): `to_jsonb` shows both as
     /// `null`, so writes need to be told which is which.
     pub json_nulls: Vec<String>,
@@ -354,7 +354,7 @@ pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
     );
     for c in shape.compared_columns() {
         sql.push_str(", ");
-        sql.push_str(&crate::value::select_expr(c, Some("t")));
+        sql.push_str(&crate::row::value::select_expr(c, Some("t")));
     }
     let _ = write!(
         sql,
@@ -414,7 +414,7 @@ pub async fn fetch_rows(
         let image: String = r.get(1);
         let ts: Option<i64> = r.get(2);
         let json_nulls: Vec<String> = r.get(3);
-        let values = crate::value::decode_row(&r, 4, &cols).map_err(|m| Error::Table {
+        let values = crate::row::value::decode_row(&r, 4, &cols).map_err(|m| Error::Table {
             table: shape.table.to_string(),
             message: format!("in region {region}: {m}"),
         })?;
@@ -507,7 +507,7 @@ impl TablePlan {
     }
 }
 
-/// A complete fix plan: what `--dry-run` prints and what [`crate::apply::apply_plan`] runs.
+/// A complete fix plan: what `--dry-run` prints and what [`crate::repair::apply::apply_plan`] runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FixPlan {
     /// One id for the run, recorded in every `replication_conflicts` row it writes.
@@ -551,7 +551,7 @@ pub struct VersionView<'a> {
     /// The row there, `None` when absent.
     pub row: Option<&'a FetchedRow>,
     /// For an absent row: when it was deleted, from the table's tombstone table.
-    pub tombstone: Option<&'a crate::value::Value>,
+    pub tombstone: Option<&'a crate::row::value::Value>,
 }
 
 /// Which version wins.
@@ -808,7 +808,7 @@ async fn fetch_tombstones(
     shape: &TableShape,
     tomb: &(TableName, String),
     keys: &[&KeyMap],
-) -> Result<Vec<Option<crate::value::Value>>> {
+) -> Result<Vec<Option<crate::row::value::Value>>> {
     let (tt, col) = tomb;
     let oid_row = client
         .query_opt(
@@ -827,7 +827,7 @@ async fn fetch_tombstones(
             ),
         });
     };
-    let spec = crate::value::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
+    let spec = crate::row::value::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
     let join = shape
         .key_columns
         .iter()
@@ -840,7 +840,7 @@ async fn fetch_tombstones(
     let sql = format!(
         "SELECT (e.ord - 1)::int4, {} FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(j, ord) \
          CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, e.j) AS k JOIN {} AS g ON {join} ORDER BY 2",
-        crate::value::select_expr(&spec, Some("g")),
+        crate::row::value::select_expr(&spec, Some("g")),
         shape.table.quoted(),
         tt.quoted()
     );
@@ -851,7 +851,7 @@ async fn fetch_tombstones(
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
-        let v = crate::value::decode(&r, 1, &spec).map_err(|m| Error::Table {
+        let v = crate::row::value::decode(&r, 1, &spec).map_err(|m| Error::Table {
             table: tt.to_string(),
             message: m,
         })?;
@@ -1244,8 +1244,8 @@ impl TableDifferences {
 
 impl TableDifferences {
     /// The tables of a typed check report (tables with status `consistent` left out).
-    pub fn from_check_report(report: &crate::report::CheckReport) -> Vec<TableDifferences> {
-        use crate::report::TableStatus;
+    pub fn from_check_report(report: &crate::check::report::CheckReport) -> Vec<TableDifferences> {
+        use crate::check::report::TableStatus;
         let mut out = Vec::new();
         for t in &report.tables {
             let Some(table) = split_qualified(&t.table) else {
@@ -1290,7 +1290,7 @@ pub async fn plan_fix_checked(
     checker: &crate::check::Checker,
     check: &crate::check::CheckOptions,
     opts: &FixOptions,
-) -> Result<(crate::report::CheckReport, FixPlan)> {
+) -> Result<(crate::check::report::CheckReport, FixPlan)> {
     let mut check = check.clone();
     check.max_differences = None;
     check.record = false;
@@ -1367,9 +1367,9 @@ pub fn table_settings(
 /// global default), each key's versions read in every region and resolved, tables ordered
 /// by foreign keys. Reads only; changes nothing anywhere.
 ///
-/// `regions` in tie-break order (as [`crate::connect::connect_all`] returns them).
+/// `regions` in tie-break order (as [`crate::pg::connect::connect_all`] returns them).
 pub async fn plan_fix(
-    regions: &[crate::connect::Region],
+    regions: &[crate::pg::connect::Region],
     config: &crate::config::Config,
     db: &str,
     diffs: &[TableDifferences],

@@ -124,7 +124,7 @@ pub struct TableReport {
     pub in_flight_count: u64,
     /// For `schema_mismatch`: what differs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub schema_differences: Vec<crate::schema::SchemaDifference>,
+    pub schema_differences: Vec<crate::pg::schema::SchemaDifference>,
     /// `pushdown` or `stream` (empty when rows were not compared).
     pub mode: String,
     /// Work per region.
@@ -359,7 +359,7 @@ impl Progress {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// eden_consistency::report::write_aligned(&mut out, "  ", &["key", "action"], &[vec!["id=7".into(), "update".into()]]).unwrap();
+/// eden_consistency::check::report::write_aligned(&mut out, "  ", &["key", "action"], &[vec!["id=7".into(), "update".into()]]).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(), "  key   action\n  id=7  update\n");
 /// ```
 pub fn write_aligned<R: AsRef<[String]>>(

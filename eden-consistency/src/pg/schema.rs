@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::ident::TableName;
+use crate::pg::ident::TableName;
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -63,7 +63,9 @@ impl KeySource {
     pub fn describe(&self) -> String {
         match self {
             KeySource::PrimaryKey => "primary key".to_string(),
-            KeySource::UniqueIndex(n) => format!("unique index {}", crate::ident::quote_ident(n)),
+            KeySource::UniqueIndex(n) => {
+                format!("unique index {}", crate::pg::ident::quote_ident(n))
+            }
             KeySource::Config => "key_columns in the config".to_string(),
         }
     }
@@ -425,7 +427,7 @@ pub async fn load_table(
                         table: table.to_string(),
                         message: format!(
                             "key_columns in the config names column {} which does not exist in region {region}",
-                            crate::ident::quote_ident(c)
+                            crate::pg::ident::quote_ident(c)
                         ),
                     });
                 }
@@ -436,7 +438,7 @@ pub async fn load_table(
                     table: table.to_string(),
                     message: format!(
                         "key_columns in the config names column {} twice",
-                        crate::ident::quote_ident(dup)
+                        crate::pg::ident::quote_ident(dup)
                     ),
                 });
             }
@@ -585,7 +587,7 @@ pub fn compare_schemas(
         if !lacking.is_empty() {
             parts.push(format!(
                 "column {} is missing in {}",
-                crate::ident::quote_ident(name),
+                crate::pg::ident::quote_ident(name),
                 list(&lacking)
             ));
         }
@@ -596,7 +598,7 @@ pub fn compare_schemas(
                 .collect();
             parts.push(format!(
                 "column {} has type {}",
-                crate::ident::quote_ident(name),
+                crate::pg::ident::quote_ident(name),
                 types.join(", ")
             ));
         }

@@ -1,7 +1,6 @@
 //! Property: random tables on 2–3 regions, random inserts/updates/deletes per region →
 //! exactly the oracle's differing keys, missing_in and changed_columns, in both modes.
-mod check_common;
-use check_common::*;
+use crate::check_common::*;
 use eden_test_util::TestDbs;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

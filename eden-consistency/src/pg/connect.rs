@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
 //! use eden_consistency::config::Config;
-//! use eden_consistency::connect::{connect_all, ConnectOptions};
+//! use eden_consistency::pg::connect::{connect_all, ConnectOptions};
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -37,8 +37,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tokio_postgres::Client;
 
 use crate::config::{Config, RegionConfig};
-use crate::conninfo::{ResolvedParams, SslMode};
 use crate::error::{Error, Result, pg_message};
+use crate::pg::conninfo::{ResolvedParams, SslMode};
 
 /// How sessions are opened.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ impl Region {
 }
 
 /// Connects to one region: its connection parameters completed from the environment
-/// (see [`crate::conninfo`]), its database the conninfo's `dbname`, else `db` (when not
+/// (see [`crate::pg::conninfo`]), its database the conninfo's `dbname`, else `db` (when not
 /// empty), else `PGDATABASE`, else the user name.
 pub async fn connect_region(
     cfg: &RegionConfig,
@@ -253,9 +253,11 @@ fn describe(err: &tokio_postgres::Error, params: &ResolvedParams) -> String {
         if db.code() == &tokio_postgres::error::SqlState::INVALID_PASSWORD {
             if let Some(src) = params.password_source {
                 let from = match src {
-                    crate::conninfo::PasswordSource::Explicit => "the config or connection string",
-                    crate::conninfo::PasswordSource::Environment => "PGPASSWORD",
-                    crate::conninfo::PasswordSource::PassFile => "the password file",
+                    crate::pg::conninfo::PasswordSource::Explicit => {
+                        "the config or connection string"
+                    }
+                    crate::pg::conninfo::PasswordSource::Environment => "PGPASSWORD",
+                    crate::pg::conninfo::PasswordSource::PassFile => "the password file",
                 };
                 m.push_str(&format!(" (password taken from {from})"));
             }
@@ -527,9 +529,9 @@ mod tests {
     }
 
     fn params(extra: &str) -> ResolvedParams {
-        crate::conninfo::ConnParams::parse(&format!("host=h user=u dbname=d {extra}"))
+        crate::pg::conninfo::ConnParams::parse(&format!("host=h user=u dbname=d {extra}"))
             .unwrap()
-            .resolve_with(None, &crate::conninfo::MapEnv::new())
+            .resolve_with(None, &crate::pg::conninfo::MapEnv::new())
             .unwrap()
     }
 

@@ -13,7 +13,7 @@
 //!   [`to_json`] present them.
 //!
 //! ```
-//! use eden_consistency::conflicts::{parse_since, table_name};
+//! use eden_consistency::store::conflicts::{parse_since, table_name};
 //! use chrono::{TimeZone, Utc};
 //!
 //! assert_eq!(table_name(None).to_string(), "public.replication_conflicts");
@@ -28,7 +28,7 @@ use serde_json::{Map, Value as Json};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
-use crate::ident::{TableName, quote_ident};
+use crate::pg::ident::{TableName, quote_ident};
 
 /// The table's name.
 pub const TABLE: &str = "replication_conflicts";
@@ -758,7 +758,7 @@ pub fn print_human(
             status,
         ]);
     }
-    crate::report::write_aligned(out, "", &header, &table)?;
+    crate::check::report::write_aligned(out, "", &header, &table)?;
     let unresolved = rows.iter().filter(|r| r.is_unresolved()).count();
     writeln!(
         out,
