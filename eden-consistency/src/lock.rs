@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use crate::connect::Region;
 use crate::error::{Error, Result};
+use crate::pg::connect::Region;
 
 /// The advisory lock's two keys (`pg_advisory_lock(int4, int4)`): "eden" and "lock".
 /// Advisory locks are per database, so one pair serves every database.

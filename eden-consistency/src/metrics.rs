@@ -235,7 +235,7 @@ impl RunMetrics {
     }
 
     /// Records a `check` report.
-    pub fn record_check(&mut self, report: &crate::report::CheckReport) {
+    pub fn record_check(&mut self, report: &crate::check::report::CheckReport) {
         self.database = report.database.clone();
         self.set_consistent(report.consistent);
         for t in &report.tables {
@@ -251,13 +251,13 @@ impl RunMetrics {
 
     /// Records a `fix` report: actions applied per table and action, and what still
     /// differs afterwards (for a dry run: the keys that would be changed).
-    pub fn record_fix(&mut self, report: &crate::apply::FixReport) {
+    pub fn record_fix(&mut self, report: &crate::repair::apply::FixReport) {
         self.set_consistent(report.consistent);
         for t in &report.tables {
             let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
             for a in &t.actions {
-                if a.status == crate::apply::ActionStatus::Applied
-                    || a.status == crate::apply::ActionStatus::Unresolved
+                if a.status == crate::repair::apply::ActionStatus::Applied
+                    || a.status == crate::repair::apply::ActionStatus::Unresolved
                 {
                     *by_action.entry(a.action.as_str()).or_default() += 1;
                 }

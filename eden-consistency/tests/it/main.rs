@@ -13,6 +13,7 @@ mod check_prop;
 mod config;
 mod conflicts;
 mod connect;
+mod deploy;
 mod filter;
 mod fix_apply;
 mod fix_concurrency;
