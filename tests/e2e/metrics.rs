@@ -67,6 +67,21 @@ fn eden(dbs: &TestDbs, global: &[&str], cmd: &[&str]) -> Run {
     run(a)
 }
 
+/// A `check` that fails (exit 2): us-west-2 points at a port nobody listens on.
+fn failed_check(dbs: &TestDbs, global: &[&str]) {
+    let mut a: Vec<String> = global.iter().map(|s| s.to_string()).collect();
+    a.extend([
+        "check".to_string(),
+        "--db".to_string(),
+        dbs.name(0).to_string(),
+        "--region".to_string(),
+        format!("us-east-1={}", dbs.url(0)),
+        "--region".to_string(),
+        format!("us-west-2=postgres://postgres@127.0.0.1:1/{}", dbs.name(1)),
+    ]);
+    run(a).assert_one_line_error();
+}
+
 /// The value of the sample whose line starts with `prefix` (name and labels).
 fn value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -161,19 +176,7 @@ async fn metrics_file_on_every_exit_path_passes_promtool() {
     assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
 
     // A failed run (a region down) still writes, keeping the last success of before.
-    let down = format!("us-west-2=postgres://postgres@127.0.0.1:1/{db}");
-    let r = run([
-        "--metrics-file",
-        f,
-        "check",
-        "--db",
-        &db,
-        "--region",
-        &format!("us-east-1={}", dbs.url(0)),
-        "--region",
-        &down,
-    ]);
-    r.assert_one_line_error();
+    failed_check(&dbs, &["--metrics-file", f]);
     let failed = std::fs::read_to_string(&file).unwrap();
     promtool_check(&failed);
     assert_eq!(
@@ -387,18 +390,7 @@ async fn metrics_push_lands_in_a_real_pushgateway() {
 
     // A failed run replaces the group but keeps the last success, read back from the gateway.
     std::thread::sleep(Duration::from_millis(20));
-    let r = run([
-        "--metrics-push",
-        &pgw.url(),
-        "check",
-        "--db",
-        &db,
-        "--region",
-        &format!("us-east-1={}", dbs.url(0)),
-        "--region",
-        &format!("us-west-2=postgres://postgres@127.0.0.1:1/{db}"),
-    ]);
-    r.assert_one_line_error();
+    failed_check(&dbs, &["--metrics-push", &pgw.url()]);
     let (_, text) = pgw.get("/metrics");
     assert_eq!(
         value(&text, &format!("eden_reconcile_run_exit_code{{{group}}}")),
