@@ -113,6 +113,7 @@ fn status_on_a_pglogical_pair_healthy_then_one_subscription_disabled() {
         assert!(rep["lag_seconds"].as_f64().unwrap() >= 0.0, "{reg:#}");
         assert_eq!(reg["conflicts"]["last_24h"], 0);
         assert_eq!(reg["conflicts"]["unresolved"], 0);
+        assert_eq!(reg["conflicts"]["table_exists"], true);
         assert!(problems(reg).is_empty(), "{reg:#}");
     }
 
@@ -334,6 +335,11 @@ async fn status_reports_an_unreachable_region_and_goes_on() {
     let east = region(&doc, "us-east-1");
     assert_eq!(east["reachable"], true);
     assert!(east["server_version"].is_string());
+    // No replication_conflicts yet (init not run): no records, and it says so.
+    assert_eq!(
+        east["conflicts"],
+        serde_json::json!({"last_24h": 0, "unresolved": 0, "table_exists": false})
+    );
     let human = run(args("human"));
     human.assert_code(1);
     assert!(human.stdout.contains("us-west-2  NO"), "{}", human.stdout);

@@ -105,7 +105,8 @@ pub struct PgRegionStatus {
     pub track_commit_timestamp: Option<bool>,
     /// Subscriptions, slots and lag.
     pub replication: Replication,
-    /// `replication_conflicts` counts (null when the table does not exist or is unreadable).
+    /// `replication_conflicts` counts (zeros with `table_exists: false` when the table has
+    /// not been created yet; null when it could not be read).
     pub conflicts: Option<ConflictCounts>,
 }
 
@@ -175,6 +176,8 @@ pub struct ConflictCounts {
     pub last_24h: u64,
     /// Records not resolved.
     pub unresolved: u64,
+    /// False when the table does not exist (yet): `eden-reconcile init` creates it.
+    pub table_exists: bool,
 }
 
 /// `8192` → `8.0 kB`.
@@ -282,8 +285,14 @@ fn human_row(r: &RegionStatus) -> Vec<String> {
             );
             row.push(
                 pg.conflicts
-                    .map(|c| format!("{}/{}", c.last_24h, c.unresolved))
-                    .unwrap_or_else(|| "no table".into()),
+                    .map(|c| {
+                        if c.table_exists {
+                            format!("{}/{}", c.last_24h, c.unresolved)
+                        } else {
+                            "no table".into()
+                        }
+                    })
+                    .unwrap_or_else(dash),
             );
         }
         None => {

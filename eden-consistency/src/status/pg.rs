@@ -540,7 +540,11 @@ async fn conflicts(
         .await?
         .get(0);
     if !exists {
-        return Ok(None);
+        return Ok(Some(ConflictCounts {
+            last_24h: 0,
+            unresolved: 0,
+            table_exists: false,
+        }));
     }
     let row = c
         .query_one(
@@ -555,5 +559,6 @@ async fn conflicts(
     Ok(Some(ConflictCounts {
         last_24h: row.get::<_, i64>(0) as u64,
         unresolved: row.get::<_, i64>(1) as u64,
+        table_exists: true,
     }))
 }
