@@ -149,6 +149,21 @@ pub struct Subscription {
     /// `sync_error_count`, and on PostgreSQL 18 the `confl_*` conflict counters.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, i64>,
+    /// Conflicts the subscription's apply worker met and resolved itself, summed over the
+    /// `confl_*` counters (PostgreSQL 18+; absent before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts_detected: Option<i64>,
+}
+
+impl Subscription {
+    /// The sum of the `confl_*` counters, when the server has any.
+    pub fn conflict_total(counters: &BTreeMap<String, i64>) -> Option<i64> {
+        counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("confl_"))
+            .map(|(_, v)| *v)
+            .reduce(|a, b| a + b)
+    }
 }
 
 /// One replication slot.
@@ -323,6 +338,15 @@ fn human_row(r: &RegionStatus) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflict_counters() {
+        let mut c: BTreeMap<String, i64> = [("apply_error_count".to_string(), 3)].into();
+        assert_eq!(Subscription::conflict_total(&c), None);
+        c.insert("confl_update_origin_differs".into(), 2);
+        c.insert("confl_delete_missing".into(), 1);
+        assert_eq!(Subscription::conflict_total(&c), Some(3));
+    }
 
     #[test]
     fn bytes() {

@@ -428,6 +428,7 @@ async fn pglogical_subscriptions(
             enabled: r.get(4),
             lag_seconds: None,
             counters: BTreeMap::new(),
+            conflicts_detected: None,
         })
         .collect();
     Ok((node, subs))
@@ -483,8 +484,10 @@ async fn native_subscriptions(
                 (true, true, false) => "replicating",
                 (true, false, _) => "down",
             };
+            let counters = counters.remove(&name).unwrap_or_default();
             Subscription {
-                counters: counters.remove(&name).unwrap_or_default(),
+                conflicts_detected: Subscription::conflict_total(&counters),
+                counters,
                 name,
                 status: status.into(),
                 enabled: Some(enabled),
