@@ -301,12 +301,19 @@ impl RunMetrics {
     /// The text exposition of this run, ended at `ended` (seconds since the epoch) after
     /// `duration`, with `exit_code`. `previous` is what the last run of the same command
     /// left (see [`previous_value`]), for the values carried across runs.
+    ///
+    /// `carry` is the previous content of a metrics file shared by several commands or
+    /// databases: its samples are kept unless this run replaces them (same metric, same
+    /// database and, for per-run metrics, same command), so one file can serve every
+    /// command of the nightly job without two files ever holding the same series (which
+    /// node_exporter's textfile collector refuses).
     pub fn render(
         &self,
         ended: f64,
         duration: Duration,
         exit_code: i32,
         previous: &Previous,
+        carry: Option<&str>,
     ) -> String {
         let mut all: Vec<(&'static str, Vec<String>, f64)> = vec![
             (RUN_TIMESTAMP, vec![], ended),
@@ -333,23 +340,61 @@ impl RunMetrics {
             }
         }
         all.extend(self.samples.iter().cloned());
+        // Every sample with its labels resolved, in the order of the definition's labels.
+        let mut resolved: Vec<(&'static str, Vec<String>, f64)> = Vec::new();
+        for (name, labels, value) in all {
+            let Some(m) = metric(name) else { continue };
+            let mut rest = labels.into_iter();
+            let values = m
+                .labels
+                .iter()
+                .map(|l| match *l {
+                    "command" => self.command.clone(),
+                    "database" => self.database.clone(),
+                    _ => rest.next().unwrap_or_default(),
+                })
+                .collect();
+            resolved.push((m.name, values, value));
+        }
+        // What an earlier run left in the same file and this run does not replace: other
+        // databases, other commands' runs, and metrics this run did not produce.
+        if let Some(text) = carry {
+            let emitted: std::collections::BTreeSet<&str> =
+                resolved.iter().map(|(n, _, _)| *n).collect();
+            for (name, labels, value) in text.lines().filter_map(parse_line) {
+                let Some(m) = metric(name) else { continue };
+                let same_scope = labels.get("database") == Some(&self.database)
+                    && (!m.labels.contains(&"command")
+                        || labels.get("command") == Some(&self.command));
+                // A run that judged the database owns its whole verdict (a table with no
+                // difference any more leaves no stale count behind); fix owns its actions.
+                let judged = self.consistent.is_some()
+                    && ([CONSISTENT, DIFFERENCES, IN_FLIGHT].contains(&m.name)
+                        || (m.name == FIX_ACTIONS && self.command == "fix"));
+                if same_scope && (emitted.contains(m.name) || judged) {
+                    continue;
+                }
+                // Carried values of this run's own scope (last success, streak) are
+                // already rendered from `previous`.
+                if same_scope && (m.name == LAST_SUCCESS || m.name == INCONSISTENT_RUNS) {
+                    continue;
+                }
+                let values = m
+                    .labels
+                    .iter()
+                    .map(|l| labels.get(*l).cloned().unwrap_or_default())
+                    .collect();
+                resolved.push((m.name, values, value));
+            }
+        }
         let mut out = String::new();
         for m in METRICS {
             let mut first = true;
-            for (name, labels, value) in all.iter().filter(|(n, _, _)| *n == m.name) {
+            for (name, values, value) in resolved.iter().filter(|(n, _, _)| *n == m.name) {
                 if first {
                     out.push_str(&format!("# HELP {name} {}\n", m.help));
                     out.push_str(&format!("# TYPE {name} gauge\n"));
                     first = false;
-                }
-                let mut values: Vec<&str> = Vec::new();
-                let mut rest = labels.iter();
-                for l in m.labels {
-                    values.push(match *l {
-                        "command" => &self.command,
-                        "database" => &self.database,
-                        _ => rest.next().map(String::as_str).unwrap_or(""),
-                    });
                 }
                 let pairs: Vec<String> = m
                     .labels
@@ -778,6 +823,7 @@ mod tests {
             Duration::from_millis(1500),
             1,
             &Previous::default(),
+            None,
         );
         assert!(text.contains(
             "eden_reconcile_rows{database=\"eden_vault\",table=\"public.t\\\"x\",region=\"us-west-2\"} 9\n"
@@ -794,22 +840,79 @@ mod tests {
             Duration::ZERO,
             2,
             &prev,
+            None,
         );
         assert_eq!(Previous::from_text(&failed, "check", "eden_vault"), prev);
         // Another inconsistent run counts up; a consistent one resets.
-        let again = m.render(1_800_000_000.0, Duration::ZERO, 1, &prev);
+        let again = m.render(1_800_000_000.0, Duration::ZERO, 1, &prev, None);
         assert_eq!(
             Previous::from_text(&again, "check", "eden_vault").inconsistent_runs,
             Some(2.0)
         );
         let mut ok = RunMetrics::new("check", "eden_vault");
         ok.set_consistent(true);
-        let ok = ok.render(1_800_000_000.0, Duration::ZERO, 0, &prev);
+        let ok = ok.render(1_800_000_000.0, Duration::ZERO, 0, &prev, None);
         assert_eq!(
             Previous::from_text(&ok, "check", "eden_vault").inconsistent_runs,
             Some(0.0)
         );
         assert_eq!(previous_value(&ok, LAST_SUCCESS, "fix", "eden_vault"), None);
+    }
+
+    #[test]
+    fn one_file_for_several_commands_and_databases() {
+        let mut check = RunMetrics::new("check", "a");
+        check.set_consistent(false);
+        check.add_table("public.t", 2, 0, &[("r1", 3)]);
+        let file = check.render(100.0, Duration::ZERO, 1, &Previous::default(), None);
+        let mut status = RunMetrics::new("status", "a");
+        status.add_region("r1", true, Some(0.5), Some(1), 0);
+        let file = status.render(200.0, Duration::ZERO, 0, &Previous::default(), Some(&file));
+        let mut other = RunMetrics::new("check", "b");
+        other.set_consistent(true);
+        let file = other.render(300.0, Duration::ZERO, 0, &Previous::default(), Some(&file));
+        // check's results and run of database a survive status and database b's runs.
+        assert_eq!(
+            previous_value(&file, RUN_EXIT_CODE, "check", "a"),
+            Some(1.0)
+        );
+        assert_eq!(
+            previous_value(&file, RUN_EXIT_CODE, "status", "a"),
+            Some(0.0)
+        );
+        assert_eq!(
+            previous_value(&file, RUN_EXIT_CODE, "check", "b"),
+            Some(0.0)
+        );
+        assert!(file.contains("eden_reconcile_differences{database=\"a\",table=\"public.t\"} 2\n"));
+        assert!(file.contains("eden_reconcile_consistent{database=\"a\"} 0\n"));
+        assert!(file.contains("eden_reconcile_consistent{database=\"b\"} 1\n"));
+        assert!(file.contains(
+            "eden_reconcile_replication_lag_seconds{database=\"a\",region=\"r1\"} 0.5\n"
+        ));
+        // A new check of a replaces its own results, and each series is there once.
+        let mut again = RunMetrics::new("check", "a");
+        again.set_consistent(true);
+        let prev = Previous::from_text(&file, "check", "a");
+        let file = again.render(400.0, Duration::ZERO, 0, &prev, Some(&file));
+        assert!(
+            !file.contains("eden_reconcile_differences{database=\"a\""),
+            "{file}"
+        );
+        assert!(file.contains("eden_reconcile_consistent{database=\"a\"} 1\n"));
+        let series: Vec<&str> = file
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        let unique: std::collections::BTreeSet<&&str> = series.iter().collect();
+        assert_eq!(series.len(), unique.len(), "{file}");
+        // Each metric's HELP and TYPE once.
+        assert_eq!(
+            file.matches("# TYPE eden_reconcile_run_exit_code gauge")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -89,8 +89,12 @@ impl Delivery {
             .as_secs_f64();
         let ended = (ended * 1000.0).round() / 1000.0;
         let mut errors = Vec::new();
-        let mut previous = match &self.file {
-            Some(f) => metrics::previous_from_file(f, &m.command, &m.database),
+        let old_file = self
+            .file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        let mut previous = match &old_file {
+            Some(text) => Previous::from_text(text, &m.command, &m.database),
             None => Previous::default(),
         };
         let push = match self.push.as_deref().map(PushUrl::parse) {
@@ -106,12 +110,14 @@ impl Delivery {
                 previous = previous.or(Previous::from_text(&text, &m.command, &m.database));
             }
         }
-        let text = m.render(ended, duration, exit_code, &previous);
         if let Some(f) = &self.file {
+            let text = m.render(ended, duration, exit_code, &previous, old_file.as_deref());
             if let Err(e) = write(f, &text) {
                 errors.push(e);
             }
         }
+        // The Pushgateway keeps one group per database and command: this run's alone.
+        let text = m.render(ended, duration, exit_code, &previous, None);
         if let Some(url) = &push {
             if let Err(e) = metrics::push(url, &m.database, &m.command, &text).await {
                 errors.push(format!("--metrics-push: {e}"));

@@ -236,15 +236,10 @@ async fn metrics_file_on_every_exit_path_passes_promtool() {
         Some(2.0)
     );
 
-    // fix: actions applied per table and action; afterwards consistent.
-    let fix_file = dir.path().join("fix.prom");
-    eden(
-        &dbs,
-        &["--metrics-file", fix_file.to_str().unwrap()],
-        &["fix"],
-    )
-    .assert_code(0);
-    let text = std::fs::read_to_string(&fix_file).unwrap();
+    // fix into the same file: its actions per table and action, the database consistent
+    // now; the check's run stays (one file serves every command, each series once).
+    eden(&dbs, &["--metrics-file", f], &["fix"]).assert_code(0);
+    let text = std::fs::read_to_string(&file).unwrap();
     promtool_check(&text);
     assert_eq!(
         value(
@@ -269,6 +264,38 @@ async fn metrics_file_on_every_exit_path_passes_promtool() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        value(&text, &format!("eden_reconcile_differences{{{t}}}")),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, &format!("eden_reconcile_run_exit_code{run_labels}")),
+        Some(1.0),
+        "the check's run is kept: {text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("eden_reconcile_run_exit_code{{command=\"fix\",database=\"{db}\"}}")
+        ),
+        Some(0.0)
+    );
+    // status adds its own, too.
+    eden(&dbs, &["--metrics-file", f], &["status"]).assert_code(1);
+    let text = std::fs::read_to_string(&file).unwrap();
+    promtool_check(&text);
+    assert!(text.contains(&format!(
+        "eden_reconcile_region_up{{database=\"{db}\",region=\"us-west-2\"}} 1\n"
+    )));
+    assert!(text.contains("eden_reconcile_fix_actions{"), "{text}");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = series.iter().collect();
+    assert_eq!(series.len(), unique.len(), "a series twice:\n{text}");
     // An unwritable metrics file is an error of its own (exit 2, one sentence).
     eden(
         &dbs,
