@@ -527,6 +527,21 @@ pub fn previous_value(text: &str, name: &str, command: &str, database: &str) -> 
         })
 }
 
+/// The lines of a Pushgateway's exposition that belong to the group of `command` on
+/// `database` (job `eden_reconcile`), to be carried into that group's next push.
+pub fn group_samples(text: &str, command: &str, database: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            parse_line(l).is_some_and(|(_, labels, _)| {
+                labels.get("job").map(String::as_str) == Some("eden_reconcile")
+                    && labels.get("command").map(String::as_str) == Some(command)
+                    && labels.get("database").map(String::as_str) == Some(database)
+            })
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// The previous file's values, if the file exists and can be read.
 pub fn previous_from_file(path: &Path, command: &str, database: &str) -> Previous {
     match std::fs::read_to_string(path) {
@@ -913,6 +928,30 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_pushgateway_group() {
+        let text = "# TYPE eden_reconcile_consistent gauge\n\
+            eden_reconcile_consistent{command=\"check\",database=\"a\",instance=\"\",job=\"eden_reconcile\"} 0\n\
+            eden_reconcile_consistent{command=\"fix\",database=\"a\",instance=\"\",job=\"eden_reconcile\"} 1\n\
+            eden_reconcile_consistent{command=\"check\",database=\"b\",instance=\"\",job=\"eden_reconcile\"} 1\n\
+            push_time_seconds{command=\"check\",database=\"a\",instance=\"\",job=\"eden_reconcile\"} 5\n";
+        let group = group_samples(text, "check", "a");
+        assert_eq!(group.lines().count(), 2, "{group}");
+        // A failed check keeps the group's verdict, under the definition's labels only.
+        let out = RunMetrics::new("check", "a").render(
+            9.0,
+            Duration::ZERO,
+            2,
+            &Previous::default(),
+            Some(&group),
+        );
+        assert!(
+            out.contains("eden_reconcile_consistent{database=\"a\"} 0\n"),
+            "{out}"
+        );
+        assert!(!out.contains("push_time_seconds"));
     }
 
     #[test]

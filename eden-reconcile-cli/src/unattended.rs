@@ -105,9 +105,11 @@ impl Delivery {
             }
             None => None,
         };
+        let mut old_group = None;
         if let Some(url) = &push {
             if let Ok(text) = metrics::fetch(url).await {
                 previous = previous.or(Previous::from_text(&text, &m.command, &m.database));
+                old_group = Some(metrics::group_samples(&text, &m.command, &m.database));
             }
         }
         if let Some(f) = &self.file {
@@ -116,8 +118,9 @@ impl Delivery {
                 errors.push(e);
             }
         }
-        // The Pushgateway keeps one group per database and command: this run's alone.
-        let text = m.render(ended, duration, exit_code, &previous, None);
+        // The Pushgateway keeps one group per database and command: this run's, plus what
+        // the group held that this run did not replace (a failed run keeps the verdict).
+        let text = m.render(ended, duration, exit_code, &previous, old_group.as_deref());
         if let Some(url) = &push {
             if let Err(e) = metrics::push(url, &m.database, &m.command, &text).await {
                 errors.push(format!("--metrics-push: {e}"));

@@ -431,6 +431,13 @@ async fn metrics_push_lands_in_a_real_pushgateway() {
         ),
         Some(ended)
     );
+    // ... and the verdict of the last check that got that far.
+    assert!(
+        text.contains(&format!(
+            "eden_reconcile_differences{{command=\"check\",database=\"{db}\",instance=\"\",job=\"eden_reconcile\",table=\"public.t\"}} 2"
+        )),
+        "{text}"
+    );
 
     // status pushes its own group next to check's.
     let r = eden(&dbs, &["--metrics-push", &pgw.url()], &["status"]);
