@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod print;
 mod unattended;
 
 use std::io::IsTerminal;

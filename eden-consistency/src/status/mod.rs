@@ -17,7 +17,6 @@
 pub mod pg;
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -217,122 +216,10 @@ impl StatusReport {
         if self.healthy { 0 } else { 1 }
     }
 
-    /// A short aligned table, one line per region, then the problems.
-    pub fn print_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        let problems: usize = self.regions.iter().map(|r| r.problems.len()).sum();
-        writeln!(
-            out,
-            "{} ({}): {}",
-            self.database,
-            self.kind,
-            if self.healthy {
-                "healthy".to_string()
-            } else {
-                format!("{problems} problem(s)")
-            }
-        )?;
-        let rows: Vec<Vec<String>> = self.regions.iter().map(human_row).collect();
-        crate::check::report::write_aligned(
-            out,
-            "",
-            &[
-                "region",
-                "reachable",
-                "version",
-                "commit_ts",
-                "provider",
-                "subscriptions",
-                "slots (active/all, WAL kept)",
-                "lag",
-                "conflicts 24h/unresolved",
-            ],
-            &rows,
-        )?;
-        if problems > 0 {
-            writeln!(out)?;
-            writeln!(out, "problems:")?;
-            for r in &self.regions {
-                for p in &r.problems {
-                    writeln!(out, "  - {p}")?;
-                }
-            }
-        }
-        Ok(())
+    /// Number of problems in all regions.
+    pub fn problem_count(&self) -> usize {
+        self.regions.iter().map(|r| r.problems.len()).sum()
     }
-}
-
-fn human_row(r: &RegionStatus) -> Vec<String> {
-    let dash = || "-".to_string();
-    let mut row = vec![
-        r.region.clone(),
-        if r.reachable { "yes" } else { "NO" }.to_string(),
-        r.server_version.clone().unwrap_or_else(dash),
-    ];
-    match &r.postgresql {
-        Some(pg) => {
-            let rep = &pg.replication;
-            row.push(match pg.track_commit_timestamp {
-                Some(true) => "on".into(),
-                Some(false) => "off".into(),
-                None => dash(),
-            });
-            row.push(rep.provider.clone().unwrap_or_else(dash));
-            row.push(if rep.subscriptions.is_empty() {
-                "none".into()
-            } else {
-                rep.subscriptions
-                    .iter()
-                    .map(|s| format!("{} {}", s.name, s.status))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            });
-            let active = rep.slots.iter().filter(|s| s.active).count();
-            let kept: i64 = rep.slots.iter().filter_map(|s| s.retained_bytes).sum();
-            row.push(if rep.slots.is_empty() {
-                "none".into()
-            } else {
-                format!("{active}/{}, {}", rep.slots.len(), human_bytes(kept))
-            });
-            row.push(
-                rep.lag_seconds
-                    .map(|l| format!("{l:.1}s"))
-                    .unwrap_or_else(dash),
-            );
-            row.push(
-                pg.conflicts
-                    .map(|c| {
-                        if c.table_exists {
-                            format!("{}/{}", c.last_24h, c.unresolved)
-                        } else {
-                            "no table".into()
-                        }
-                    })
-                    .unwrap_or_else(dash),
-            );
-        }
-        None => {
-            for k in ["track_commit_timestamp", "provider"] {
-                row.push(
-                    r.details
-                        .get(k)
-                        .map(|v| v.as_str().map(String::from).unwrap_or(v.to_string()))
-                        .unwrap_or_else(dash),
-                );
-            }
-            row.extend([dash(), dash()]);
-            row.push(
-                r.lag_seconds()
-                    .map(|l| format!("{l:.1}s"))
-                    .unwrap_or_else(dash),
-            );
-            row.push(
-                r.conflicts_unresolved()
-                    .map(|c| format!("-/{c}"))
-                    .unwrap_or_else(dash),
-            );
-        }
-    }
-    row
 }
 
 #[cfg(test)]
