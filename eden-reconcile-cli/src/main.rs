@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     let delivery = unattended::Delivery::new(&cli.global);
     let mut metrics = unattended::start(&cli);
-    let code = match runtime.block_on(commands::run(cli, &mut metrics)) {
+    let code = match runtime.block_on(unattended::until_stopped(commands::run(cli, &mut metrics))) {
         Ok(outcome) => outcome.code(),
         Err(err) => {
             eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));

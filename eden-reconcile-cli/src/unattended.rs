@@ -59,6 +59,30 @@ pub async fn take_lock(global: &GlobalOpts, regions: &[Region], command: &str) -
     Ok(lock::acquire(first, command, wait).await?)
 }
 
+/// Runs `work` to its end, or until the process is asked to stop (SIGTERM, e.g. from
+/// Kubernetes at a Job's deadline, or SIGINT): then the work is dropped (a transaction not
+/// yet committed is rolled back by its server, the run lock goes with its session) and the
+/// run ends as an error, so that its metrics are still written.
+pub async fn until_stopped<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return work.await;
+    };
+    let stopped = |by: &str| {
+        anyhow::anyhow!(
+            "stopped by {by} before the end; changes not yet committed are rolled back, nothing is lost, and the next run takes over"
+        )
+    };
+    tokio::select! {
+        r = work => r,
+        _ = term.recv() => Err(stopped("SIGTERM")),
+        _ = int.recv() => Err(stopped("SIGINT")),
+    }
+}
+
 /// Where the metrics go.
 pub struct Delivery {
     file: Option<std::path::PathBuf>,

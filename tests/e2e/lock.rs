@@ -11,7 +11,7 @@ use eden_test_util::TestDbs;
 use crate::common::{eden, run};
 
 /// Two regions; region 1 lacks `rows` rows of region 0's table `t`.
-async fn setup(name: &str, rows: usize) -> TestDbs {
+pub(crate) async fn setup(name: &str, rows: usize) -> TestDbs {
     let dbs = TestDbs::new(name, 2).await;
     dbs.exec_all("CREATE TABLE t (id int PRIMARY KEY, v text)")
         .await;
@@ -23,28 +23,36 @@ async fn setup(name: &str, rows: usize) -> TestDbs {
     dbs
 }
 
-fn args(dbs: &TestDbs, cmd: &[&str]) -> Vec<String> {
+pub(crate) fn args(dbs: &TestDbs, cmd: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
     a.extend(["--db".to_string(), dbs.name(0).to_string()]);
     a.extend(dbs.region_args());
     a
 }
 
-/// A slow `fix` (one row per batch, 2 rows a second) in the background.
-fn slow_fix(dbs: &TestDbs) -> Child {
+/// A slow `fix` (one row per batch, 2 rows a second) in the background, with `extra`
+/// global options.
+pub(crate) fn slow_fix_with(dbs: &TestDbs, extra: &[&str]) -> Child {
+    let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    a.extend(args(
+        dbs,
+        &["fix", "--batch-size", "1", "--max-rows-per-second", "2"],
+    ));
     eden()
-        .args(args(
-            dbs,
-            &["fix", "--batch-size", "1", "--max-rows-per-second", "2"],
-        ))
+        .args(a)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn eden-reconcile fix")
 }
 
+/// [`slow_fix_with`] and no extra options.
+fn slow_fix(dbs: &TestDbs) -> Child {
+    slow_fix_with(dbs, &[])
+}
+
 /// The lock session of process `pid`, as the server shows it, once it is there.
-async fn wait_for_holder(dbs: &TestDbs, pid: u32, child: &mut Child) -> String {
+pub(crate) async fn wait_for_holder(dbs: &TestDbs, pid: u32, child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = dbs

@@ -305,6 +305,47 @@ async fn metrics_file_on_every_exit_path_passes_promtool() {
     .assert_one_line_error();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_by_sigterm_still_writes_its_metrics() {
+    let dbs = crate::lock::setup("e2e_metrics_sigterm", 8).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eden_reconcile.prom");
+    let mut fix = crate::lock::slow_fix_with(&dbs, &["--metrics-file", file.to_str().unwrap()]);
+    crate::lock::wait_for_holder(&dbs, fix.id(), &mut fix).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &fix.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = fix.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("eden-reconcile: "))
+        .collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains("stopped by SIGTERM"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    promtool_check(&text);
+    assert_eq!(
+        value(
+            &text,
+            &format!(
+                "eden_reconcile_run_exit_code{{command=\"fix\",database=\"{}\"}}",
+                dbs.name(0)
+            )
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    // The lock went with the run; the next run finishes the job.
+    run(crate::lock::args(&dbs, &["fix"])).assert_code(0);
+    run(crate::lock::args(&dbs, &["check"])).assert_code(0);
+}
+
 /// A real Pushgateway on a free port, stopped on drop.
 struct Pushgateway {
     child: Child,
