@@ -46,6 +46,13 @@ pub struct Column {
     pub identity_always: bool,
 }
 
+impl Column {
+    /// True for `json`, `jsonb` and domains over them.
+    pub fn is_json(&self) -> bool {
+        matches!(self.base_type_oid, 114 | 3802) || matches!(self.type_oid, 114 | 3802)
+    }
+}
+
 /// Where a table's key came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum KeySource {

@@ -253,7 +253,7 @@ pub async fn undo_run_on(
                 continue;
             };
             let key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
-            shapes.push(TableShape::load(client, region, &table, &key_columns, &[]).await?);
+            shapes.push(TableShape::read(client, region, &table, &key_columns, &[]).await?);
             recs.push(rs);
         }
         let names: Vec<TableName> = shapes.iter().map(|s| s.table.clone()).collect();
