@@ -73,7 +73,8 @@ pub async fn status(config: &Config, opts: &StatusOptions) -> Result<StatusRepor
             Err(e) => RegionStatus::unreachable(
                 &r.name,
                 format!(
-                    "{e}: the region is unreachable, so replication to and from it cannot be checked; check that its server is up and reachable from here"
+                    "{e}: the region is unreachable, so replication to and from it cannot be checked; check that its server is up, reachable from here and holds database {}",
+                    opts.database
                 ),
             ),
         });
