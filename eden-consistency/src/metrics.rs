@@ -550,6 +550,65 @@ pub fn previous_from_file(path: &Path, command: &str, database: &str) -> Previou
     }
 }
 
+/// Replaces the metrics file at `path` with what `render` makes of its current content
+/// (`None` when there is none), atomically ([`write_file`]) and under a lock file
+/// (`.<name>.lock` in the same folder, which the textfile collector ignores) so that two
+/// runs finishing at once do not drop each other's series. A lock file left by a crashed
+/// run is taken over after 30 seconds.
+pub fn update_file(path: &Path, render: impl FnOnce(Option<&str>) -> String) -> Result<()> {
+    let _lock = FileLock::take(path)?;
+    let old = std::fs::read_to_string(path).ok();
+    let text = render(old.as_deref());
+    write_file(path, &text)
+}
+
+/// A lock file next to the metrics file, removed when dropped.
+struct FileLock(std::path::PathBuf);
+
+impl FileLock {
+    fn take(path: &Path) -> Result<FileLock> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock = path.with_file_name(format!(".{name}.lock"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(_) => return Ok(FileLock(lock)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(30));
+                    if stale || std::time::Instant::now() > deadline {
+                        let _ = std::fs::remove_file(&lock);
+                    } else {
+                        std::thread::sleep(Duration::from_millis(25));
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::Io {
+                        path: path.display().to_string(),
+                        message: format!("cannot write the metrics file: {e}"),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes `text` to `path` atomically: a temporary file in the same folder, flushed to
 /// disk, then renamed over `path`.
 pub fn write_file(path: &Path, text: &str) -> Result<()> {
@@ -952,6 +1011,39 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("push_time_seconds"));
+    }
+
+    #[test]
+    fn concurrent_updates_of_one_file_keep_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.prom");
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    let m = RunMetrics::new("check", &format!("db{i}"));
+                    update_file(path, |old| {
+                        // Widen the window between read and write.
+                        std::thread::sleep(Duration::from_millis(5));
+                        m.render(1.0, Duration::ZERO, 0, &Previous::default(), old)
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        for i in 0..8 {
+            assert_eq!(
+                previous_value(&text, RUN_EXIT_CODE, "check", &format!("db{i}")),
+                Some(0.0),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "lock or temp file left"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! What unattended runs need around every command: the per-database run lock and the
 //! metrics written (`--metrics-file`) or pushed (`--metrics-push`) when the run ends.
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
@@ -137,9 +136,18 @@ impl Delivery {
             }
         }
         if let Some(f) = &self.file {
-            let text = m.render(ended, duration, exit_code, &previous, old_file.as_deref());
-            if let Err(e) = write(f, &text) {
-                errors.push(e);
+            // Read again under the file's lock: another run (status every few minutes) may
+            // have written it meanwhile; its series stay.
+            let gateway = previous;
+            let updated = metrics::update_file(f, |old| {
+                let previous = match old {
+                    Some(text) => Previous::from_text(text, &m.command, &m.database).or(gateway),
+                    None => gateway,
+                };
+                m.render(ended, duration, exit_code, &previous, old)
+            });
+            if let Err(e) = updated {
+                errors.push(e.to_string());
             }
         }
         // The Pushgateway keeps one group per database and command: this run's, plus what
@@ -152,8 +160,4 @@ impl Delivery {
         }
         (!errors.is_empty()).then(|| errors.join("; "))
     }
-}
-
-fn write(path: &Path, text: &str) -> std::result::Result<(), String> {
-    metrics::write_file(path, text).map_err(|e| e.to_string())
 }
