@@ -50,8 +50,9 @@ pub struct GlobalOpts {
     )]
     pub config: Option<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
-    /// key=value conninfo). Repeatable; regions given only here are ordered after the config's.
-    #[arg(long = "region", global = true, value_name = "NAME=CONNINFO")]
+    /// key=value conninfo). Repeatable, before or after the subcommand (every one counts, in
+    /// command-line order); regions given only here are ordered after the config's.
+    #[arg(long = "region", id = REGION_ARG, value_name = "NAME=CONNINFO")]
     pub regions: Vec<String>,
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
@@ -71,6 +72,59 @@ pub struct GlobalOpts {
     /// DURATION (60s, 5m, 1h) for it instead of exiting 2 at once.
     #[arg(long, global = true, value_name = "DURATION")]
     pub wait_lock: Option<String>,
+}
+
+/// The id of `--region`, defined on the top-level command and on every subcommand.
+const REGION_ARG: &str = "regions";
+
+/// Parses the command line. `--region` is repeatable before and after the subcommand, and
+/// every occurrence counts: clap's `global = true` keeps only the values given at the deepest
+/// level, so the option is defined on every (sub)command instead and the values of all levels
+/// are joined in command-line order.
+pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program name).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let mut regions = Vec::new();
+    let mut level = Some(&matches);
+    while let Some(m) = level {
+        if let Ok(Some(values)) = m.try_get_many::<String>(REGION_ARG) {
+            regions.extend(values.cloned());
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    cli.global.regions = regions;
+    Ok(cli)
+}
+
+/// The clap command, with `--region` added to every subcommand at every depth.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn add_region(cmd: clap::Command) -> clap::Command {
+        let region = clap::Arg::new(REGION_ARG)
+            .long("region")
+            .value_name("NAME=CONNINFO")
+            .action(clap::ArgAction::Append)
+            .help("Define a region or override its connection: NAME=CONNINFO (repeatable)");
+        cmd.mut_subcommands(|sub| {
+            let sub = if sub.get_arguments().any(|a| a.get_id() == REGION_ARG) {
+                sub
+            } else {
+                sub.arg(region.clone())
+            };
+            add_region(sub)
+        })
+    }
+    add_region(Cli::command())
 }
 
 /// Output format.
@@ -144,6 +198,10 @@ pub struct DbArg {
     /// region URL that names a database overrides it for that region.
     #[arg(long, value_name = "NAME")]
     pub db: Option<String>,
+    /// Run without the config's table rules (every table follows global.conflict_resolution).
+    /// Without it, a config with node groups requires --db to name one of their databases.
+    #[arg(long)]
+    pub no_rules: bool,
 }
 
 /// How digests are computed.
@@ -192,9 +250,13 @@ pub struct CheckArgs {
     pub record: bool,
 }
 
-/// `conflicts` options.
+/// `conflicts` options: list records, or act on them with a sub-subcommand.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ConflictsArgs {
+    /// Act on records instead of listing them.
+    #[command(subcommand)]
+    pub action: Option<ConflictsAction>,
     #[command(flatten)]
     pub db: DbArg,
     /// Only records held in this region.
@@ -212,6 +274,34 @@ pub struct ConflictsArgs {
     /// At most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+}
+
+/// What `conflicts` can do besides listing.
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// Acknowledge records by hand: set resolved_at (decided_by manual), keep a note.
+    ///
+    /// Example: eden-reconcile conflicts resolve --db eden_vault --id 12 --id 13 --note "checked with the owner"
+    #[command(
+        after_help = "Example:\n  eden-reconcile conflicts resolve --db eden_vault --in us-east-1 --id 12 --id 13 --note \"rotated by hand\""
+    )]
+    Resolve(ResolveArgs),
+}
+
+/// `conflicts resolve` options.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The record's id (from `conflicts`). Repeatable; several ids may follow one --id.
+    #[arg(long = "id", value_name = "N", required = true, num_args = 1..)]
+    pub ids: Vec<i64>,
+    /// Only the records held in this region (ids are numbered per region).
+    #[arg(long = "in", value_name = "REGION")]
+    pub in_region: Option<String>,
+    /// Why: kept in the record's details as "note".
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 /// `fix` options.
@@ -236,6 +326,10 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
+    /// Apply decisions that only the tie order made for a rule ordered by commit timestamps
+    /// (track_commit_timestamp off); without it, with a config, they are left unresolved.
+    #[arg(long)]
+    pub allow_tiebreak: bool,
 }
 
 /// `undo` options.

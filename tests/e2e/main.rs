@@ -11,4 +11,5 @@ mod init;
 mod lock;
 mod metrics;
 mod pglogical;
+mod safety;
 mod status;

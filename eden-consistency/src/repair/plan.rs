@@ -50,6 +50,13 @@
 //! * Inserting explicit key values does not advance the table's sequences.
 //! * `undo` restores a json/jsonb column that held JSON `null` as SQL NULL (the archive's
 //!   `to_jsonb` image cannot tell them apart).
+//!
+//! **Missing rows.** A row present in some regions and absent (with no tombstone) in others
+//! is a lost insert or an unreplicated delete; the table's `missing_rows:` says which
+//! ([`missing_rows_decider`]): `copy` (default) lets the rule copy it, and every such insert
+//! is marked [`PlannedAction::possible_undelete`] unless the table has a tombstone table;
+//! `delete` deletes it where it exists (`decided_by` = `missing_rows`); `manual` leaves the
+//! key to a human.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -270,7 +277,7 @@ pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading track_commit_timestamp", &e))?;
+        .map_err(|e| Error::query(region, "reading track_commit_timestamp", e))?;
     Ok(row.get(0))
 }
 
@@ -346,13 +353,10 @@ pub async fn fetch_rows(
         return Ok(out);
     }
     let sql = fetch_sql(shape, commit_ts);
-    let rows = client.query(&sql, &[&keys_json(keys)]).await.map_err(|e| {
-        Error::query(
-            region,
-            format!("reading rows of {} by key", shape.table),
-            &e,
-        )
-    })?;
+    let rows = client
+        .query(&sql, &[&keys_json(keys)])
+        .await
+        .map_err(|e| Error::query(region, format!("reading rows of {} by key", shape.table), e))?;
     let cols = shape.compared_columns();
     for r in rows {
         let i: i32 = r.get(0);
@@ -395,6 +399,10 @@ pub struct PlannedAction {
     /// other region whose version differs from this one's).
     #[serde(skip)]
     pub other: Option<(String, Option<String>)>,
+    /// An insert into a region that lacks the row with nothing saying it was deleted there:
+    /// the row may have been deleted on purpose, and copying it back undoes that delete.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub possible_undelete: bool,
 }
 
 /// The decision for one differing key.
@@ -465,10 +473,33 @@ pub struct FixPlan {
     pub tables: Vec<TablePlan>,
     /// Tables that were not planned (skipped, schema mismatch, errors), with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<(String, String)>,
+    pub not_planned: Vec<NotPlanned>,
     /// Foreign-key cycles among the planned tables, as written in `pg_constraint`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<FkCycle>,
+}
+
+/// A table that could not be planned, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotPlanned {
+    /// `schema.table`.
+    pub table: String,
+    /// Why (the check's status and message, or the planning error).
+    pub message: String,
+    /// True when the table could not be handled at all (an error: the run exits 2), false
+    /// when it was handled but cannot be fixed (skipped, schema mismatch: exit 1).
+    pub error: bool,
+}
+
+impl NotPlanned {
+    /// A table whose check or planning failed.
+    pub fn error(table: impl Into<String>, message: impl Into<String>) -> NotPlanned {
+        NotPlanned {
+            table: table.into(),
+            message: message.into(),
+            error: true,
+        }
+    }
 }
 
 impl FixPlan {
@@ -536,6 +567,38 @@ pub struct Resolved {
 
 /// Decides one key from its versions (one per region, in region order).
 pub type Decide<'d> = dyn FnMut(&TableShape, &[VersionView<'_>]) -> Result<Resolved> + Send + 'd;
+
+/// Applies a table's `missing_rows:` setting before `inner` decides: when the row exists in
+/// some regions and is absent, with no tombstone, in others, `delete` makes the absence win
+/// (the row is deleted where it exists, archived first) and `manual` leaves the key to a
+/// human; `copy` (the default) lets `inner` decide, which copies the row.
+pub fn missing_rows_decider<'d>(
+    policy: crate::config::MissingRows,
+    mut inner: Box<Decide<'d>>,
+) -> Box<Decide<'d>> {
+    use crate::config::MissingRows;
+    Box::new(move |shape: &TableShape, views: &[VersionView<'_>]| {
+        let absent = views
+            .iter()
+            .position(|v| v.row.is_none() && v.tombstone.is_none());
+        let present = views.iter().any(|v| v.row.is_some());
+        match (policy, absent, present) {
+            (MissingRows::Delete, Some(i), true) => Ok(Resolved {
+                winner: Winner::Delete { by: Some(i) },
+                decided_by: "missing_rows".into(),
+                needs_human: false,
+                actions: None,
+            }),
+            (MissingRows::Manual, Some(_), true) => Ok(Resolved {
+                winner: Winner::Delete { by: None },
+                decided_by: "manual".into(),
+                needs_human: true,
+                actions: None,
+            }),
+            _ => inner(shape, views),
+        }
+    })
+}
 
 /// A decider backed by the table's [`crate::resolve::Resolver`].
 pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'static>> {
@@ -763,7 +826,7 @@ async fn fetch_tombstones(
             &[&tt.schema, &tt.name, col],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let Some(oid_row) = oid_row else {
         return Err(Error::Table {
             table: shape.table.to_string(),
@@ -792,7 +855,7 @@ async fn fetch_tombstones(
     let rows = client
         .query(&sql, &[&keys_json(keys)])
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
@@ -901,6 +964,7 @@ pub fn plan_key(
                     action: ActionKind::Manual,
                     current: v.row.map(|r| r.image.clone()),
                     other,
+                    possible_undelete: false,
                 }
             })
             .collect();
@@ -984,6 +1048,7 @@ pub fn plan_key(
                 action,
                 current: v.row.map(|r| r.image.clone()),
                 other: None,
+                possible_undelete: action == ActionKind::Insert && v.tombstone.is_none(),
             });
         }
     }
@@ -1045,10 +1110,12 @@ async fn plan_targets_with(
         };
         match planned {
             Ok(tp) => tables.push(tp),
-            Err(e) if e.is_connection() || client_closed(clients) => return Err(e),
+            Err(e) if e.is_connection() || client_closed(clients) => {
+                return Err(e.with_table(&t.table));
+            }
             Err(e) => {
                 tracing::warn!(table = %t.table, "not planned: {e}");
-                not_planned.push((t.table.to_string(), e.to_string()));
+                not_planned.push(NotPlanned::error(t.table.to_string(), e.to_string()));
             }
         }
     }
@@ -1107,7 +1174,7 @@ async fn hold_back_cascading_deletes(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     for t in tables.iter_mut() {
         let Some(r) = rows.iter().find(|r| {
             r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name
@@ -1280,13 +1347,18 @@ async fn plan_fix_with(
     let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let mut targets = Vec::new();
     let mut resolvers = HashMap::new();
+    let mut missing_policy: HashMap<TableName, (crate::config::MissingRows, bool)> = HashMap::new();
     let mut not_planned = Vec::new();
     for d in diffs {
         if !opts.tables.is_empty() && !opts.tables.contains(&d.table) {
             continue;
         }
         if let Some(why) = &d.not_fixable {
-            not_planned.push((d.table.to_string(), why.clone()));
+            not_planned.push(NotPlanned {
+                table: d.table.to_string(),
+                message: why.clone(),
+                error: why.starts_with("error:"),
+            });
             continue;
         }
         if d.keys.is_empty() && d.in_flight.is_empty() {
@@ -1320,8 +1392,10 @@ async fn plan_fix_with(
             resolution: rule,
             exclude_columns: exclude,
             tombstone,
+            missing_rows,
             ..
         } = settings;
+        missing_policy.insert(d.table.clone(), (missing_rows, tombstone.is_some()));
         let cols: Vec<String> = shape
             .compared_columns()
             .iter()
@@ -1405,10 +1479,22 @@ async fn plan_fix_with(
                     table: t.table.to_string(),
                     message: "no resolver".into(),
                 })?;
-            Ok(resolver_decider(r))
+            let policy = missing_policy
+                .get(&t.table)
+                .map(|p| p.0)
+                .unwrap_or_default();
+            Ok(missing_rows_decider(policy, resolver_decider(r)))
         },
     )
     .await?;
+    // With a tombstone source, an absence with no tombstone is a lost insert, not a delete.
+    for t in &mut plan.tables {
+        if missing_policy.get(&t.table).is_some_and(|p| p.1) {
+            for a in t.keys.iter_mut().flat_map(|k| &mut k.actions) {
+                a.possible_undelete = false;
+            }
+        }
+    }
     if let Some(id) = &opts.run_id {
         plan.run_id = id.clone();
     }
@@ -1465,7 +1551,7 @@ pub async fn foreign_keys(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     let set: BTreeSet<&TableName> = tables.iter().collect();
     let mut out = Vec::new();
     for r in rows {

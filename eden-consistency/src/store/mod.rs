@@ -1,3 +1,4 @@
 //! What the tool stores in the regions' databases: the `replication_conflicts` table.
 
+pub mod closing;
 pub mod conflicts;

@@ -14,6 +14,7 @@ mod config;
 mod conflicts;
 mod connect;
 mod deploy;
+mod errors;
 mod filter;
 mod fix_apply;
 mod fix_concurrency;

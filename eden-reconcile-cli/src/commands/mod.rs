@@ -18,7 +18,7 @@ use eden_consistency::ident::TableName;
 use eden_consistency::lock::DbLock;
 use eden_consistency::metrics::RunMetrics;
 
-use crate::cli::{Cli, Command, DbArg, GlobalOpts, ModeArg};
+use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -45,7 +45,10 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
     let g = &cli.global;
     match cli.command {
         Command::Init(args) => init::run(&config, &args, format).await,
-        Command::Conflicts(args) => conflicts::run(config, &args, format).await,
+        Command::Conflicts(args) => match &args.action {
+            Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
+            None => conflicts::run(config, &args, format).await,
+        },
         Command::Check(args) => check::run(config, &args, format, g, metrics).await,
         Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
         Command::Fix(args) => fix::run(config, &args, format, g, metrics).await,
@@ -60,25 +63,43 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    for spec in &global.regions {
-        config.apply_region_flag(spec)?;
-    }
+    config.apply_region_flags(&global.regions)?;
     Ok(config)
 }
 
 /// Connects to every region of `config` for `--db`.
+///
+/// With a config that has node groups, `--db` (or, without it, the database every region
+/// connected to) must name one of them, unless `--no-rules`: otherwise every table rule
+/// would silently be dropped.
 async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
-    Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+    if db.db.is_some() && !db.no_rules {
+        config.require_node_group(db.db.as_deref())?;
+    }
+    let regions =
+        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+    if db.db.is_none() && !db.no_rules {
+        let first = regions.first().map(|r| r.dbname.as_str());
+        let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
+        config.require_node_group(common)?;
+    }
+    Ok(regions)
 }
 
-/// Connects a [`Checker`] to every region; the report names `--db`, else the first
-/// region's database. With `lock_for` (a writing run), takes the database's run lock first.
+/// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
+/// else of the regions' database; the report names what the regions connected to. With
+/// `lock_for` (a writing run), takes the database's run lock first.
 async fn checker(
-    config: Config,
+    mut config: Config,
     db: &DbArg,
     lock_for: Option<(&GlobalOpts, &str)>,
 ) -> Result<(Checker, Option<DbLock>)> {
+    if db.no_rules {
+        config.drop_table_rules();
+    }
     let regions = connect(&config, db).await?;
+    // Connection problems first (they are more specific); then a comparison needs two.
+    config.require_two_regions()?;
     let lock = match lock_for {
         Some((g, command)) => Some(crate::unattended::take_lock(g, &regions, command).await?),
         None => None,
@@ -86,8 +107,7 @@ async fn checker(
     let database = db
         .db
         .clone()
-        .or_else(|| regions.first().map(|r| r.dbname.clone()))
-        .unwrap_or_default();
+        .unwrap_or_else(|| connect::describe_databases(&regions));
     Ok((Checker::new(config, database, regions), lock))
 }
 
