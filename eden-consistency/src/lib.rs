@@ -17,6 +17,7 @@ pub mod connect;
 pub mod conninfo;
 
 pub mod conflicts;
+pub mod import;
 pub mod schema;
 
 pub mod check;
