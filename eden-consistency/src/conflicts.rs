@@ -741,6 +741,15 @@ pub fn print_human(
         "DECIDED BY",
         "STATUS",
     ];
+    // Records imported from the replication engine carry a `source`: show where they came
+    // from when any is listed.
+    let source_of = |r: &ListedConflict| {
+        r.other
+            .get("source")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let with_source = rows.iter().any(|r| source_of(r).is_some());
     let mut table: Vec<Vec<String>> = Vec::with_capacity(rows.len());
     for r in rows {
         let regions = match (&r.local_region, &r.remote_region) {
@@ -755,15 +764,22 @@ pub fn print_human(
             (None, Some(w)) => format!("→ {w}"),
             (None, None) => "-".into(),
         };
+        let partial = r
+            .details
+            .as_ref()
+            .and_then(|d| d.get("partial"))
+            .and_then(|p| p.as_bool())
+            .unwrap_or(false);
         let status = if r.resolved_at.is_some() {
-            r.action
-                .clone()
-                .map(|a| format!("resolved ({a})"))
-                .unwrap_or_else(|| "resolved".into())
+            match (&r.action, partial) {
+                (Some(a), _) => format!("resolved ({a})"),
+                (None, true) => "resolved (partial record)".into(),
+                (None, false) => "resolved".into(),
+            }
         } else {
             "unresolved".into()
         };
-        table.push(vec![
+        let mut line = vec![
             format_age((now - r.created_at).num_seconds()),
             cell(&r.region, 20),
             cell(&r.table_name, 40),
@@ -773,7 +789,15 @@ pub fn print_human(
             cell(&resolution, 40),
             cell(r.decided_by.as_deref().unwrap_or("-"), 30),
             status,
-        ]);
+        ];
+        if with_source {
+            line.push(source_of(r).unwrap_or_else(|| "-".into()));
+        }
+        table.push(line);
+    }
+    let mut header = header.to_vec();
+    if with_source {
+        header.push("SOURCE");
     }
     crate::report::write_aligned(out, "", &header, &table)?;
     let unresolved = rows.iter().filter(|r| r.is_unresolved()).count();

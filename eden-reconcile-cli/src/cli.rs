@@ -79,13 +79,15 @@ pub enum Command {
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml check --db eden_vault --table vault_secrets"
     )]
     Check(CheckArgs),
-    /// List rows of replication_conflicts, newest first, from every region.
+    /// List rows of replication_conflicts, newest first, from every region (or import the
+    /// replication engine's own conflicts with `conflicts import`).
     ///
     /// Example: eden-reconcile conflicts --db eden_vault --since 24h --unresolved
     #[command(
-        after_help = "Example:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20"
+        after_help = "Examples:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20\n  eden-reconcile conflicts import --db eden_vault --since 24h",
+        args_conflicts_with_subcommands = true
     )]
-    Conflicts(ConflictsArgs),
+    Conflicts(ConflictsCmd),
     /// Resolve every difference by the table's rule and write the winners everywhere (nothing lost).
     ///
     /// Example: eden-reconcile fix --db eden_vault --dry-run
@@ -171,7 +173,45 @@ pub struct CheckArgs {
     pub record: bool,
 }
 
-/// `conflicts` options.
+/// `conflicts`: list (no subcommand) or one of its subcommands.
+#[derive(Debug, Args)]
+pub struct ConflictsCmd {
+    /// What to do instead of listing.
+    #[command(subcommand)]
+    pub action: Option<ConflictsAction>,
+    /// Listing options (when no subcommand is given).
+    #[command(flatten)]
+    pub list: ConflictsArgs,
+}
+
+/// Subcommands of `conflicts`.
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// Copy the conflicts the replication engine resolved itself (pglogical's log lines,
+    /// Spock's spock.resolutions, PostgreSQL 18's conflict log lines) into each region's
+    /// replication_conflicts; importing again adds nothing already imported.
+    ///
+    /// Example: eden-reconcile conflicts import --db eden_vault --since 24h
+    #[command(
+        after_help = "Examples:\n  eden-reconcile conflicts import --db eden_vault\n  eden-reconcile conflicts import --db eden_vault --in us-east-1 --since 24h\n\nThe server log is read through SQL (pg_ls_logdir, pg_read_binary_file): it needs\nlogging_collector = on and a role with pg_monitor and pg_read_server_files (or superuser)."
+    )]
+    Import(ImportArgs),
+}
+
+/// `conflicts import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Only this region (default: every region).
+    #[arg(long = "in", value_name = "REGION")]
+    pub in_region: Option<String>,
+    /// Only conflicts since TIME: RFC 3339 (2026-11-27T00:00:00Z) or a duration (24h, 90m, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
+/// `conflicts` listing options.
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
     #[command(flatten)]

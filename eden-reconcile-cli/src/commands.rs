@@ -13,8 +13,8 @@ use eden_consistency::ident::TableName;
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use crate::cli::{
-    CheckArgs, Cli, Command, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts, ModeArg, UndoArgs,
-    ValidateArgs,
+    CheckArgs, Cli, Command, ConflictsAction, ConflictsArgs, DbArg, FixArgs, Format, GlobalOpts,
+    ImportArgs, ModeArg, UndoArgs, ValidateArgs,
 };
 
 /// What a command found, for the exit code.
@@ -41,7 +41,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let format = cli.global.format;
     match cli.command {
         Command::Init(args) => init(&config, &args, format).await,
-        Command::Conflicts(args) => list_conflicts(config, &args, format).await,
+        Command::Conflicts(cmd) => match &cmd.action {
+            None => list_conflicts(config, &cmd.list, format).await,
+            Some(ConflictsAction::Import(args)) => import_conflicts(config, args, format).await,
+        },
         Command::Check(args) => check(config, &args, format).await,
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
         Command::Fix(args) => fix(config, &args, format).await,
@@ -293,29 +296,7 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    // `--in` reads one region only: connect to it alone (the others may be unreachable).
-    let regions = match &args.in_region {
-        Some(name) => {
-            let Some(index) = config.region_index(name) else {
-                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-                bail!(
-                    "--in {name}: no such region (defined: {})",
-                    known.join(", ")
-                );
-            };
-            let db = args.db.db.as_deref().unwrap_or("");
-            vec![
-                connect::connect_region(
-                    &config.regions[index],
-                    index,
-                    db,
-                    &ConnectOptions::default(),
-                )
-                .await?,
-            ]
-        }
-        None => connect(&config, &args.db).await?,
-    };
+    let regions = connect_in(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
     let filter = conflicts::ListFilter {
         table: args.table.clone(),
@@ -336,6 +317,129 @@ async fn list_conflicts(config: Config, args: &ConflictsArgs, format: Format) ->
             serde_json::to_string_pretty(&conflicts::to_json(&rows))?
         )?,
         Format::Human => conflicts::print_human(&mut out, &rows, now)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+/// Every region, or (`--in`) that one region alone: the others may be unreachable.
+async fn connect_in(config: &Config, db: &DbArg, in_region: Option<&str>) -> Result<Vec<Region>> {
+    match in_region {
+        Some(name) => {
+            let Some(index) = config.region_index(name) else {
+                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+                bail!(
+                    "--in {name}: no such region (defined: {})",
+                    known.join(", ")
+                );
+            };
+            let dbname = db.db.as_deref().unwrap_or("");
+            Ok(vec![
+                connect::connect_region(
+                    &config.regions[index],
+                    index,
+                    dbname,
+                    &ConnectOptions::default(),
+                )
+                .await?,
+            ])
+        }
+        None => connect(config, db).await,
+    }
+}
+
+/// `conflicts import`: copy the replication engine's own conflicts into each region's
+/// replication_conflicts. Exit 2 when a region's engine log could not be read.
+async fn import_conflicts(config: Config, args: &ImportArgs, format: Format) -> Result<Outcome> {
+    use eden_consistency::import::{ImportOptions, import_region};
+    let since = match &args.since {
+        Some(text) => {
+            Some(conflicts::parse_since(text, chrono::Utc::now()).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let regions = connect_in(&config, &args.db, args.in_region.as_deref()).await?;
+    let table = conflicts_table(&config, &args.db);
+    let run_id = eden_consistency::plan::new_run_id();
+    let mut results = Vec::new();
+    for r in &regions {
+        let opts = ImportOptions {
+            table: table.clone(),
+            since,
+            run_id: run_id.clone(),
+            other_regions: config
+                .regions
+                .iter()
+                .map(|c| c.name.clone())
+                .filter(|n| n != &r.name)
+                .collect(),
+        };
+        results.push(import_region(&r.client, &r.name, &opts).await?);
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"run_id": run_id, "regions": results})
+            )?
+        )?,
+        Format::Human => {
+            let mut rows = Vec::new();
+            for r in &results {
+                for s in &r.sources {
+                    rows.push(vec![
+                        r.region.clone(),
+                        s.source.clone(),
+                        s.found.to_string(),
+                        s.imported.to_string(),
+                        (s.found - s.imported.min(s.found)).to_string(),
+                        s.read_from.join(", "),
+                    ]);
+                }
+                if r.sources.is_empty() && r.problems.is_empty() {
+                    rows.push(vec![
+                        r.region.clone(),
+                        "-".into(),
+                        "0".into(),
+                        "0".into(),
+                        "0".into(),
+                        "no replication engine records conflicts here".into(),
+                    ]);
+                }
+            }
+            if !rows.is_empty() {
+                eden_consistency::report::write_aligned(
+                    &mut out,
+                    "",
+                    &[
+                        "REGION",
+                        "SOURCE",
+                        "FOUND",
+                        "IMPORTED",
+                        "ALREADY",
+                        "READ FROM",
+                    ],
+                    &rows,
+                )?;
+            }
+            let total: usize = results
+                .iter()
+                .flat_map(|r| &r.sources)
+                .map(|s| s.imported)
+                .sum();
+            writeln!(out, "{total} conflict record(s) imported (run {run_id})")?;
+        }
+    }
+    drop(out);
+    let problems: Vec<&String> = results.iter().flat_map(|r| &r.problems).collect();
+    if let Some(first) = problems.first() {
+        let more = if problems.len() > 1 {
+            format!(" (and {} more problem(s))", problems.len() - 1)
+        } else {
+            String::new()
+        };
+        bail!("{first}{more}");
     }
     Ok(Outcome::Clean)
 }

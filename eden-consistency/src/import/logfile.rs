@@ -510,7 +510,10 @@ mod tests {
             assert_eq!(m.pid, Some(4242));
             assert_eq!(m.severity, "LOG");
             assert!(m.detail.as_deref().unwrap().contains("v[text]:say \"hi\"}"));
-            assert_eq!(m.time.unwrap().to_rfc3339(), "2026-12-02T03:50:01.123+00:00");
+            assert_eq!(
+                m.time.unwrap().to_rfc3339(),
+                "2026-12-02T03:50:01.123+00:00"
+            );
             assert_eq!(m.position(), "f:3@2026-12-02 03:50:01.123 UTC");
         }
     }
@@ -545,7 +548,9 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2026-12-02T03:50:01.500+00:00");
         assert!(parse_log_time("2026-12-02 05:50:01 CET").is_none());
         assert_eq!(
-            parse_log_time("2026-12-02 03:50:01 UTC").unwrap().to_rfc3339(),
+            parse_log_time("2026-12-02 03:50:01 UTC")
+                .unwrap()
+                .to_rfc3339(),
             "2026-12-02T03:50:01+00:00"
         );
     }

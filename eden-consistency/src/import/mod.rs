@@ -387,7 +387,10 @@ async fn read_spock(
                 };
                 (t.to_string(), key)
             }
-            None => (relname.clone().unwrap_or_default(), Json::Object(Map::new())),
+            None => (
+                relname.clone().unwrap_or_default(),
+                Json::Object(Map::new()),
+            ),
         };
         let res = resolution.clone().unwrap_or_default();
         out.push(Imported {
@@ -452,7 +455,10 @@ async fn origins(
     let mut ours = HashSet::new();
     if pglogical {
         for r in client
-            .query("SELECT sub_slot_name::text FROM pglogical.subscription", &[])
+            .query(
+                "SELECT sub_slot_name::text FROM pglogical.subscription",
+                &[],
+            )
             .await
             .map_err(q)?
         {
@@ -513,8 +519,8 @@ async fn read_log(
                         continue;
                     }
                 }
-                let Some(rec) = pglogical_record(client, region, opts, &remote, meta, &m, c)
-                    .await?
+                let Some(rec) =
+                    pglogical_record(client, region, opts, &remote, meta, &m, c).await?
                 else {
                     continue;
                 };
@@ -523,8 +529,7 @@ async fn read_log(
             }
         }
         if native {
-            if let Some(c) = parse_native(&m.message, m.detail.as_deref(), m.context.as_deref())
-            {
+            if let Some(c) = parse_native(&m.message, m.detail.as_deref(), m.context.as_deref()) {
                 if let Some(o) = &c.origin {
                     if !ours.contains(o) {
                         continue;
@@ -559,8 +564,14 @@ async fn pglogical_record(
         // Not a table of this database.
         return Ok(None);
     };
-    let local = c.local_tuple.as_deref().map(|t| parse_tuple(t, Some(&cols)));
-    let remote_t = c.remote_tuple.as_deref().map(|t| parse_tuple(t, Some(&cols)));
+    let local = c
+        .local_tuple
+        .as_deref()
+        .map(|t| parse_tuple(t, Some(&cols)));
+    let remote_t = c
+        .remote_tuple
+        .as_deref()
+        .map(|t| parse_tuple(t, Some(&cols)));
     let mut truncated: Vec<String> = Vec::new();
     if let Some(l) = &local {
         truncated.extend(l.truncated.iter().map(|c| format!("local_row.{c}")));

@@ -55,25 +55,25 @@ pub fn parse_pglogical(message: &str, detail: Option<&str>) -> Option<PglogicalC
     let (op, rest) = rest.split_once(" on relation ")?;
     let (head, resolution) = rest.rsplit_once(". Resolution: ")?;
     let resolution = resolution.trim_end_matches('.').trim().to_string();
-    let (relation, index, conflict_type) =
-        if let Some((rel, idx)) = head.strip_suffix(" (tuple not found)").and_then(|h| {
-            h.rsplit_once(" replica identity index ")
-        }) {
-            let t = match op {
-                "UPDATE" => "update_delete",
-                "DELETE" => "delete_delete",
-                _ => return None,
-            };
-            (rel.to_string(), Some(idx.to_string()), t)
-        } else {
-            let (rel, idx) = head.strip_suffix(')')?.rsplit_once(" (local index ")?;
-            let t = match op {
-                "INSERT" => "insert_insert",
-                "UPDATE" => "update_update",
-                _ => return None,
-            };
-            (rel.to_string(), Some(idx.to_string()), t)
+    let (relation, index, conflict_type) = if let Some((rel, idx)) = head
+        .strip_suffix(" (tuple not found)")
+        .and_then(|h| h.rsplit_once(" replica identity index "))
+    {
+        let t = match op {
+            "UPDATE" => "update_delete",
+            "DELETE" => "delete_delete",
+            _ => return None,
         };
+        (rel.to_string(), Some(idx.to_string()), t)
+    } else {
+        let (rel, idx) = head.strip_suffix(')')?.rsplit_once(" (local index ")?;
+        let t = match op {
+            "INSERT" => "insert_insert",
+            "UPDATE" => "update_update",
+            _ => return None,
+        };
+        (rel.to_string(), Some(idx.to_string()), t)
+    };
     let mut c = PglogicalConflict {
         conflict_type: conflict_type.into(),
         relation,
@@ -187,10 +187,15 @@ pub fn parse_tuple(text: &str, columns: Option<&[(String, String)]>) -> ParsedTu
     t
 }
 
-fn split_known<'a>(text: &'a str, cols: &[(String, String)]) -> Option<Vec<(String, String, &'a str)>> {
+fn split_known<'a>(
+    text: &'a str,
+    cols: &[(String, String)],
+) -> Option<Vec<(String, String, &'a str)>> {
     let heads: Vec<String> = cols.iter().map(|(n, ty)| format!("{n}[{ty}]:")).collect();
     let mut out = Vec::with_capacity(cols.len());
-    let mut pos = text.strip_prefix(heads.first()?.as_str()).map(|_| heads[0].len())?;
+    let mut pos = text
+        .strip_prefix(heads.first()?.as_str())
+        .map(|_| heads[0].len())?;
     for i in 0..cols.len() {
         let end = match heads.get(i + 1) {
             Some(h) => {
@@ -271,7 +276,9 @@ pub fn parse_native(
     detail: Option<&str>,
     context: Option<&str>,
 ) -> Option<NativeConflict> {
-    let rest = message.trim().strip_prefix("conflict detected on relation \"")?;
+    let rest = message
+        .trim()
+        .strip_prefix("conflict detected on relation \"")?;
     let (rel, ty) = rest.rsplit_once("\": conflict=")?;
     let (schema, table) = rel.split_once('.')?;
     let mut c = NativeConflict {
@@ -323,10 +330,14 @@ mod tests {
     use serde_json::json;
 
     fn cols() -> Vec<(String, String)> {
-        [("id", "int4"), ("secret", "text"), ("last_updated_at", "timestamptz")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        [
+            ("id", "int4"),
+            ("secret", "text"),
+            ("last_updated_at", "timestamptz"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
     }
 
     #[test]
