@@ -311,9 +311,5 @@ async fn spock_resolutions_import_once() {
         "{}",
         rows[1]
     );
-    assert!(
-        rows[1].ends_with("|east|west|t|0/16B3F48"),
-        "{}",
-        rows[1]
-    );
+    assert!(rows[1].ends_with("|east|west|t|0/16B3F48"), "{}", rows[1]);
 }

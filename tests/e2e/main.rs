@@ -7,5 +7,6 @@ mod conflicts;
 mod contract;
 mod errors;
 mod fix;
+mod import;
 mod init;
 mod pglogical;
