@@ -37,6 +37,27 @@ impl Outcome {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    // Shell helpers need no config or database.
+    match &cli.command {
+        Command::Completions(args) => {
+            let mut text = Vec::new();
+            crate::cli::write_completions(args.shell, &mut text);
+            return print_bytes(&text);
+        }
+        Command::Man(args) => {
+            let mut text = Vec::new();
+            crate::cli::write_man(args.out_dir.as_deref(), &mut text).map_err(|e| {
+                match &args.out_dir {
+                    Some(d) => {
+                        anyhow::anyhow!("{}: cannot write the manual pages: {e}", d.display())
+                    }
+                    None => anyhow::anyhow!("cannot render the manual page: {e}"),
+                }
+            })?;
+            return print_bytes(&text);
+        }
+        _ => {}
+    }
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
     match cli.command {
@@ -49,6 +70,17 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::ValidateConfig(args) => validate_config(config, &args, format).await,
         Command::Fix(args) => fix(config, &args, format).await,
         Command::Undo(args) => undo(config, &args, format).await,
+        Command::Completions(_) | Command::Man(_) => Ok(Outcome::Clean),
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(Outcome::Clean),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),
+        Err(e) => Err(anyhow::anyhow!("cannot write to stdout: {e}")),
     }
 }
 

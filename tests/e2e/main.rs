@@ -10,3 +10,4 @@ mod fix;
 mod import;
 mod init;
 mod pglogical;
+mod shell;
