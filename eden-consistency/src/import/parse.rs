@@ -196,16 +196,14 @@ fn split_known<'a>(
     let mut pos = text
         .strip_prefix(heads.first()?.as_str())
         .map(|_| heads[0].len())?;
-    for i in 0..cols.len() {
-        let end = match heads.get(i + 1) {
-            Some(h) => {
-                let needle = format!(" {h}");
-                pos + text[pos..].find(&needle)?
-            }
+    for (i, (name, ty)) in cols.iter().enumerate() {
+        let next = heads.get(i + 1);
+        let end = match next {
+            Some(h) => pos + text[pos..].find(&format!(" {h}"))?,
             None => text.len(),
         };
-        out.push((cols[i].0.clone(), cols[i].1.clone(), &text[pos..end]));
-        if let Some(h) = heads.get(i + 1) {
+        out.push((name.clone(), ty.clone(), &text[pos..end]));
+        if let Some(h) = next {
             pos = end + 1 + h.len();
         }
     }
