@@ -464,6 +464,9 @@ async fn import_conflicts(config: Config, args: &ImportArgs, format: Format) -> 
         }
     }
     drop(out);
+    for w in results.iter().flat_map(|r| &r.warnings) {
+        eprintln!("eden-reconcile: warning: {w}");
+    }
     let problems: Vec<&String> = results.iter().flat_map(|r| &r.problems).collect();
     if let Some(first) = problems.first() {
         let more = if problems.len() > 1 {

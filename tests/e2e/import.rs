@@ -100,6 +100,23 @@ fn conflicts_import_lists_pglogical_resolutions() {
     types.sort();
     assert_eq!(types, ["insert_insert", "update_update"]);
 
+    // pglogical logging its conflicts below log_min_messages: a warning, still exit 0.
+    b.sql("ALTER SYSTEM SET pglogical.conflict_log_level = 'debug1'");
+    b.sql("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+    let warned = eden(&pair, &["conflicts", "import", "--in", b.region]);
+    warned.assert_code(0);
+    assert!(
+        warned
+            .stderr
+            .contains("warning: region us-west-2: pglogical.conflict_log_level is 'debug1'"),
+        "{}",
+        warned.stderr
+    );
+
+    b.sql("ALTER SYSTEM RESET pglogical.conflict_log_level");
+    b.sql("SELECT pg_reload_conf()");
+
     // A region whose log cannot be read through SQL: exit 2, one sentence naming it.
     a.sql("ALTER SYSTEM SET log_destination = 'syslog'");
     a.sql("SELECT pg_reload_conf()");

@@ -347,7 +347,16 @@ impl Parser {
             return;
         }
         if let Some((m, prefix, field)) = &mut self.pending {
-            if let Some(rest) = text.strip_prefix(prefix.as_str()) {
+            // The lines of one message follow each other (the collector writes a message
+            // whole); their prefix is the message's, except for a per-line counter (%l).
+            let pid_tag = m.pid.map(|p| format!("[{p}]"));
+            let rest = text.strip_prefix(prefix.as_str()).or_else(|| {
+                let tag = pid_tag.as_deref()?;
+                let (before, _) = text.split_once(": ")?;
+                let cut = before.rfind(' ').map(|i| i + 1).unwrap_or(0);
+                text[..cut].contains(tag).then(|| &text[cut..])
+            });
+            if let Some(rest) = rest {
                 for (label, f) in [
                     ("DETAIL:  ", Field::Detail),
                     ("CONTEXT:  ", Field::Context),
@@ -532,6 +541,22 @@ mod tests {
             assert_eq!(out[0].pid, Some(4242));
             assert!(out[0].detail.as_deref().unwrap().contains("two\nlines}"));
         }
+    }
+
+    #[test]
+    fn stderr_prefix_with_line_numbers() {
+        let text = "2026-12-02 03:50:01.500 UTC [4242] 7 LOG:  CONFLICT: remote INSERT on relation public.t (local index t_pkey). Resolution: apply_remote.\n\
+2026-12-02 03:50:01.500 UTC [4242] 8 DETAIL:  existing local tuple {id[int4]:1} xid=1,origin=0,timestamp=; remote tuple {id[int4]:1} in xact origin=1,timestamp=y,commit_lsn=0/5\n\
+2026-12-02 03:50:01.600 UTC [99] 1 LOG:  something else\n";
+        let out = parse(LogFormat::Stderr, text, 2);
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0]
+                .detail
+                .as_deref()
+                .unwrap()
+                .starts_with("existing local tuple")
+        );
     }
 
     #[test]

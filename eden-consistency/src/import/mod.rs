@@ -80,6 +80,48 @@ pub struct RegionImport {
     /// Sentences about sources in use that could not be read (e.g. the log is not
     /// reachable through SQL); the import of the other sources still happened.
     pub problems: Vec<String>,
+    /// Warnings: settings that keep conflicts out of the log (the import itself worked).
+    pub warnings: Vec<String>,
+}
+
+/// Rank of a severity for the server log (`log_min_messages` order, where `LOG` sits
+/// between `ERROR` and `FATAL`).
+fn server_log_rank(level: &str) -> Option<u8> {
+    Some(match level.to_ascii_lowercase().as_str() {
+        "debug5" => 0,
+        "debug4" => 1,
+        "debug3" => 2,
+        "debug2" => 3,
+        "debug1" | "debug" => 4,
+        "info" => 5,
+        "notice" => 6,
+        "warning" => 7,
+        "error" => 8,
+        "log" => 9,
+        "fatal" => 10,
+        "panic" => 11,
+        _ => return None,
+    })
+}
+
+/// A warning when pglogical's conflict messages are below what the server logs.
+async fn pglogical_level_warning(client: &Client, region: &str) -> Option<String> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('pglogical.conflict_log_level', true), current_setting('log_min_messages')",
+            &[],
+        )
+        .await
+        .ok()?;
+    let level: Option<String> = row.get(0);
+    let min: String = row.get(1);
+    let level = level?;
+    (server_log_rank(&level)? < server_log_rank(&min)?).then(|| {
+        format!(
+            "region {region}: pglogical.conflict_log_level is '{level}' but log_min_messages is '{min}', \
+             so pglogical's conflicts are not written to the server log; set pglogical.conflict_log_level = log"
+        )
+    })
 }
 
 /// One conflict ready to be written.
@@ -155,6 +197,10 @@ pub async fn import_region(
             )
             .await?,
         );
+    }
+    if pglogical {
+        out.warnings
+            .extend(pglogical_level_warning(client, region).await);
     }
     if pglogical || native {
         match read_log(client, region, opts, pglogical, native, &mut meta).await {
