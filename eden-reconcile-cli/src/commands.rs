@@ -382,7 +382,7 @@ async fn connect_in(config: &Config, db: &DbArg, in_region: Option<&str>) -> Res
 /// `conflicts import`: copy the replication engine's own conflicts into each region's
 /// replication_conflicts. Exit 2 when a region's engine log could not be read.
 async fn import_conflicts(config: Config, args: &ImportArgs, format: Format) -> Result<Outcome> {
-    use eden_consistency::import::{ImportOptions, import_region};
+    use eden_consistency::store::import::{ImportOptions, import_region};
     let since = match &args.since {
         Some(text) => {
             Some(conflicts::parse_since(text, chrono::Utc::now()).map_err(anyhow::Error::msg)?)
@@ -391,7 +391,7 @@ async fn import_conflicts(config: Config, args: &ImportArgs, format: Format) -> 
     };
     let regions = connect_in(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
-    let run_id = eden_consistency::plan::new_run_id();
+    let run_id = eden_consistency::repair::plan::new_run_id();
     let mut results = Vec::new();
     for r in &regions {
         let opts = ImportOptions {
@@ -441,7 +441,7 @@ async fn import_conflicts(config: Config, args: &ImportArgs, format: Format) -> 
                 }
             }
             if !rows.is_empty() {
-                eden_consistency::report::write_aligned(
+                eden_consistency::check::report::write_aligned(
                     &mut out,
                     "",
                     &[
