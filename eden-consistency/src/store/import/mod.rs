@@ -183,9 +183,15 @@ pub async fn import_region(
         region: region.to_string(),
         ..RegionImport::default()
     };
-    let mut meta = TableMeta::default();
+    let mut cx = Ctx {
+        client,
+        region,
+        opts,
+        remote: remote_of(opts),
+        meta: TableMeta::default(),
+    };
     if spock {
-        let recs = read_spock(client, region, opts, &mut meta).await?;
+        let recs = read_spock(&mut cx).await?;
         out.sources.push(
             write(
                 client,
@@ -203,7 +209,7 @@ pub async fn import_region(
             .extend(pglogical_level_warning(client, region).await);
     }
     if pglogical || native {
-        match read_log(client, region, opts, pglogical, native, &mut meta).await {
+        match read_log(&mut cx, pglogical, native).await {
             Ok((pgl, nat, files)) => {
                 if pglogical {
                     out.sources.push(
@@ -269,6 +275,16 @@ async fn write(
 
 // ---------------------------------------------------------------------------------------
 // Table metadata (to split pglogical's tuples and find the key columns)
+
+/// One region's import: its session, the options, the remote side, and what was learnt of
+/// its tables.
+struct Ctx<'a> {
+    client: &'a Client,
+    region: &'a str,
+    opts: &'a ImportOptions,
+    remote: Option<String>,
+    meta: TableMeta,
+}
 
 /// Columns and key columns of tables named in conflicts, looked up once per table.
 #[derive(Default)]
@@ -381,12 +397,8 @@ fn winner(resolution: &str, local: &str, remote: Option<&String>) -> Option<Stri
 // ---------------------------------------------------------------------------------------
 // Spock
 
-async fn read_spock(
-    client: &Client,
-    region: &str,
-    opts: &ImportOptions,
-    meta: &mut TableMeta,
-) -> Result<Vec<Imported>> {
+async fn read_spock(cx: &mut Ctx<'_>) -> Result<Vec<Imported>> {
+    let (client, region, opts) = (cx.client, cx.region, cx.opts);
     let rows = client
         .query(
             "SELECT id::bigint, node_name::text, log_time, relname, idxname, conflict_type, \
@@ -399,7 +411,7 @@ async fn read_spock(
         )
         .await
         .map_err(|e| Error::query(region, "reading spock.resolutions", &e))?;
-    let remote = remote_of(opts);
+    let remote = cx.remote.clone();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: i64 = r.get(0);
@@ -420,7 +432,8 @@ async fn read_spock(
             .map(|(s, n)| TableName::new(s.unwrap_or_else(|| "public".into()), n));
         let (table_name, key) = match &table {
             Some(t) => {
-                let cols = meta
+                let cols = cx
+                    .meta
                     .key_columns(client, region, t, idxname.as_deref())
                     .await?;
                 let src = remote_row
@@ -537,16 +550,13 @@ async fn origins(
 }
 
 async fn read_log(
-    client: &Client,
-    region: &str,
-    opts: &ImportOptions,
+    cx: &mut Ctx<'_>,
     pglogical: bool,
     native: bool,
-    meta: &mut TableMeta,
 ) -> std::result::Result<(Vec<Imported>, Vec<Imported>, Vec<String>), LogError> {
+    let (client, region, opts) = (cx.client, cx.region, cx.opts);
     let (messages, files) = logfile::read_messages(client, region, opts.since).await?;
     let (ours, by_id) = origins(client, region, pglogical).await?;
-    let remote = remote_of(opts);
     let mut pgl = Vec::new();
     let mut nat = Vec::new();
     for m in messages {
@@ -565,9 +575,7 @@ async fn read_log(
                         continue;
                     }
                 }
-                let Some(rec) =
-                    pglogical_record(client, region, opts, &remote, meta, &m, c).await?
-                else {
+                let Some(rec) = pglogical_record(cx, &m, c).await? else {
                     continue;
                 };
                 pgl.push(rec);
@@ -581,9 +589,7 @@ async fn read_log(
                         continue;
                     }
                 }
-                let Some(rec) =
-                    native_record(client, region, opts, &remote, meta, &m, &m.severity, c).await?
-                else {
+                let Some(rec) = native_record(cx, &m, c).await? else {
                     continue;
                 };
                 nat.push(rec);
@@ -594,14 +600,12 @@ async fn read_log(
 }
 
 async fn pglogical_record(
-    client: &Client,
-    region: &str,
-    opts: &ImportOptions,
-    remote: &Option<String>,
-    meta: &mut TableMeta,
+    cx: &mut Ctx<'_>,
     m: &LogMessage,
     c: PglogicalConflict,
 ) -> Result<Option<Imported>> {
+    let (client, region, opts, remote) = (cx.client, cx.region, cx.opts, &cx.remote);
+    let meta = &mut cx.meta;
     let Ok((schema, name)) = TableName::parse_user(&c.relation) else {
         return Ok(None);
     };
@@ -676,17 +680,14 @@ async fn pglogical_record(
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn native_record(
-    client: &Client,
-    region: &str,
-    opts: &ImportOptions,
-    remote: &Option<String>,
-    meta: &mut TableMeta,
+    cx: &mut Ctx<'_>,
     m: &LogMessage,
-    severity: &str,
     c: NativeConflict,
 ) -> Result<Option<Imported>> {
+    let (client, region, opts, remote) = (cx.client, cx.region, cx.opts, &cx.remote);
+    let meta = &mut cx.meta;
+    let severity = m.severity.as_str();
     let table = TableName::new(c.schema.clone(), c.table.clone());
     if meta.columns(client, region, &table).await?.is_none() {
         return Ok(None);
