@@ -205,6 +205,20 @@ async fn pglogical_import(format: &str) {
     assert_eq!(imported(&again, "pglogical-log"), (2, 0));
     assert_eq!(records(b).len(), 3);
 
+    // Another database of the same cluster, with pglogical and a table of the same name
+    // but no subscription: the shared log's conflicts are not its own, none is imported.
+    b.sql_in("postgres", "CREATE DATABASE other_db");
+    b.sql_in(
+        "other_db",
+        "CREATE EXTENSION pglogical; CREATE TABLE public.vault_secrets (id int PRIMARY KEY, secret text, last_updated_at timestamptz); \
+         CREATE TABLE public.tenants (id int PRIMARY KEY, name text)",
+    );
+    let other = b.cluster.client("other_db").await;
+    let r = import_region(&other, b.region, &opts("imp-3", &[a.region]))
+        .await
+        .unwrap();
+    assert_eq!(imported(&r, "pglogical-log"), (0, 0), "{r:?}");
+
     // Imported records are never used to repair: undo of the import run finds nothing.
     let res = undo_run_on(
         &[&ca, &cb],
