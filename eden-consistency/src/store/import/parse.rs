@@ -399,6 +399,51 @@ mod tests {
         assert_eq!(Json::Object(g.values), json!({"a": 1, "b": "two words"}));
     }
 
+    /// What pglogical prints for one value: the text, cut to 35 bytes plus `...` when
+    /// longer than 40 bytes (at a byte, as pglogical does; here the cut is moved back to a
+    /// character boundary since the test builds a `String`).
+    fn printed(v: &str) -> String {
+        if v.len() > 40 {
+            let mut cut = 35;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}...", &v[..cut])
+        } else {
+            v.to_string()
+        }
+    }
+
+    proptest::proptest! {
+        /// With the table's columns known, any values (spaces, brackets, colons, other
+        /// columns' names) come back as printed, and exactly the cut ones are marked.
+        #[test]
+        fn tuples_split_by_known_columns(
+            a in 0i64..1_000_000,
+            b in "[ a-z\\[\\]:é]{0,60}",
+            c in "[ -~]{0,50}",
+        ) {
+            let cols = cols();
+            let text = format!(
+                "id[int4]:{a} secret[text]:{} last_updated_at[timestamptz]:{}",
+                printed(&b),
+                printed(&c)
+            );
+            let t = parse_tuple(&text, Some(&cols));
+            proptest::prop_assert_eq!(&t.values["id"], &json!(a));
+            proptest::prop_assert_eq!(&t.values["secret"], &json!(printed(&b)));
+            proptest::prop_assert_eq!(&t.values["last_updated_at"], &json!(printed(&c)));
+            let mut cut = Vec::new();
+            if b.len() > 40 && printed(&b).len() == TRUNCATED_LEN {
+                cut.push("secret".to_string());
+            }
+            if c.len() > 40 {
+                cut.push("last_updated_at".to_string());
+            }
+            proptest::prop_assert!(cut.iter().all(|x| t.truncated.contains(x)), "{:?} {:?}", cut, t.truncated);
+        }
+    }
+
     #[test]
     fn native() {
         let c = parse_native(
