@@ -2,7 +2,7 @@
 //! `replication_conflicts`.
 //!
 //! * pglogical: a REAL two-way pglogical pair whose subscriptions resolve real conflicts
-//!   (update_update, insert_insert, update_delete), logging them with
+//!   (update_update, insert_insert, update_delete, delete_delete), logging them with
 //!   `pglogical.conflict_log_level = log` through the logging collector, once per log
 //!   format (csvlog, jsonlog, stderr). The import reads the log through SQL only.
 //! * Spock: the extension is not packaged for this machine, so the test creates
@@ -71,16 +71,18 @@ async fn pglogical_import(format: &str) {
     a.sql(&format!(
         "UPDATE vault_secrets SET secret = '{long}' WHERE id = 1; \
          INSERT INTO vault_secrets (id, secret) VALUES (1000, 'east'); \
-         UPDATE vault_secrets SET secret = 'east-2' WHERE id = 2"
+         UPDATE vault_secrets SET secret = 'east-2' WHERE id = 2; \
+         DELETE FROM vault_secrets WHERE id = 5"
     ));
     b.sql(
         "UPDATE vault_secrets SET secret = 'west' WHERE id = 1; \
          INSERT INTO vault_secrets (id, secret) VALUES (1000, 'west'); \
-         DELETE FROM vault_secrets WHERE id = 2",
+         DELETE FROM vault_secrets WHERE id = 2; \
+         DELETE FROM vault_secrets WHERE id = 5",
     );
     b.sent_everything(); // a has applied b's changes: update_update and insert_insert in a
     pair.resume(b);
-    a.sent_everything(); // b has applied a's: update_update, insert_insert, update_delete in b
+    a.sent_everything(); // b has applied a's: update_update, insert_insert, update_delete, delete_delete in b
 
     // The collector writes asynchronously: import until every conflict is there.
     let ca = a.cluster.client(DB).await;
@@ -94,7 +96,7 @@ async fn pglogical_import(format: &str) {
         rb = import_region(&cb, b.region, &opts("imp-1", &[a.region]))
             .await
             .expect("import in b");
-        if records(a).len() >= 2 && records(b).len() >= 3 {
+        if records(a).len() >= 3 && records(b).len() >= 4 {
             break;
         }
         assert!(
@@ -113,6 +115,7 @@ async fn pglogical_import(format: &str) {
     assert_eq!(
         records(a),
         vec![
+            format!("delete_delete|{{\"id\": 5}}|pglogical:skip|{}", a.region),
             format!(
                 "insert_insert|{{\"id\": 1000}}|pglogical:apply_remote|{}",
                 b.region
@@ -127,6 +130,7 @@ async fn pglogical_import(format: &str) {
     assert_eq!(
         records(b),
         vec![
+            format!("delete_delete|{{\"id\": 5}}|pglogical:skip|{}", b.region),
             format!(
                 "insert_insert|{{\"id\": 1000}}|pglogical:apply_remote|{}",
                 a.region
@@ -198,12 +202,12 @@ async fn pglogical_import(format: &str) {
         .await
         .unwrap();
     let (found, added) = imported(&again, "pglogical-log");
-    assert_eq!((found, added), (3, 0), "{again:?}");
+    assert_eq!((found, added), (4, 0), "{again:?}");
     let again = import_region(&ca, a.region, &opts("imp-2", &[b.region]))
         .await
         .unwrap();
-    assert_eq!(imported(&again, "pglogical-log"), (2, 0));
-    assert_eq!(records(b).len(), 3);
+    assert_eq!(imported(&again, "pglogical-log"), (3, 0));
+    assert_eq!(records(b).len(), 4);
 
     // Another database of the same cluster, with pglogical and a table of the same name
     // but no subscription: the shared log's conflicts are not its own, none is imported.
