@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod print;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod progress;
 pub mod report;
 
 use std::collections::HashMap;
@@ -44,8 +45,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
+use self::progress::ProgressSink;
 use crate::check::report::{
-    CheckReport, Difference, Progress, RegionMap, RegionStats, TableReport, TableStatus,
+    CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
 use crate::config::{Config, Resolution};
 use crate::error::{Error, Result};
@@ -77,8 +79,8 @@ pub struct CheckOptions {
     pub record: bool,
     /// The run's id (generated when `None`).
     pub run_id: Option<String>,
-    /// Progress on stderr (the CLI sets it when stderr is a terminal).
-    pub progress: bool,
+    /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
+    pub progress: ProgressSink,
     /// Pause before the in-flight recheck (default: a tenth of the lag window, between
     /// 0.2 s and 5 s).
     pub recheck_pause: Option<Duration>,
@@ -100,7 +102,7 @@ impl Default for CheckOptions {
             mode: Mode::Auto,
             record: false,
             run_id: None,
-            progress: false,
+            progress: None,
             recheck_pause: None,
             lag_window: None,
             chunks: None,
@@ -600,12 +602,10 @@ impl Checker {
             })
             .max()
             .unwrap_or(0);
-        let progress = Progress::new(
-            opts.progress,
-            &table.to_string(),
-            est.max(0) as u64 * names.len() as u64,
-        );
-        progress.update(0);
+        let label = table.to_string();
+        if let Some(p) = &opts.progress {
+            p.start(&label, est.max(0) as u64 * names.len() as u64);
+        }
         let chunking = sources[0]
             .sample_bounds_with(est.max(0) as u64, opts.chunks)
             .await?;
@@ -628,7 +628,9 @@ impl Checker {
                 .collect(),
         );
         let differing = merkle::differing_chunks(&summaries);
-        progress.update(sources.iter().map(|s| s.stats.rows_read).sum());
+        if let Some(p) = &opts.progress {
+            p.update(&label, sources.iter().map(|s| s.stats.rows_read).sum());
+        }
 
         // Exact keys from the differing chunks, then only those rows fetched everywhere and
         // compared column by column; in batches of chunks so that memory stays bounded
@@ -654,7 +656,9 @@ impl Checker {
                 opts.record,
             ));
         }
-        progress.finish();
+        if let Some(p) = &opts.progress {
+            p.finish(&label);
+        }
         let stats = RegionMap(
             names
                 .iter()

@@ -55,7 +55,6 @@
 //! data inlined as literals, into one psql script per region.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -80,8 +79,8 @@ pub struct ApplyOptions {
     pub no_replicate: bool,
     /// Schema of `replication_conflicts` (default `public`).
     pub conflicts_schema: String,
-    /// Print progress on stderr (default: when stderr is a terminal).
-    pub progress: bool,
+    /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
+    pub progress: crate::check::progress::ProgressSink,
     /// Re-read the planned keys after applying and compare regions (default true).
     pub recheck: bool,
 }
@@ -93,7 +92,7 @@ impl Default for ApplyOptions {
             max_rows_per_second: None,
             no_replicate: false,
             conflicts_schema: "public".into(),
-            progress: std::io::stderr().is_terminal(),
+            progress: None,
             recheck: true,
         }
     }
@@ -217,98 +216,6 @@ impl FixReport {
             &BTreeMap::new(),
         )
     }
-
-    /// Prints the report for humans: one readable table per table.
-    pub fn print_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let verb = if self.dry_run {
-            "fix plan (dry run, nothing changed)"
-        } else {
-            "fix"
-        };
-        writeln!(out, "{verb}: run {}", self.run_id)?;
-        for t in &self.tables {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "{} ({}): {} action(s), {} applied, {} unresolved{}",
-                t.table,
-                t.resolution,
-                t.actions.len(),
-                t.applied,
-                t.unresolved,
-                if t.changed > 0 {
-                    format!(", {} changed since read (left for the next run)", t.changed)
-                } else {
-                    String::new()
-                }
-            )?;
-            if !t.actions.is_empty() {
-                let rows: Vec<[String; 6]> = t
-                    .actions
-                    .iter()
-                    .map(|a| {
-                        [
-                            key_text(&a.key),
-                            a.region.clone(),
-                            a.action.as_str().to_string(),
-                            a.winner_region.clone().unwrap_or_else(|| "-".into()),
-                            a.decided_by.clone(),
-                            format!("{:?}", a.status).to_lowercase(),
-                        ]
-                    })
-                    .collect();
-                crate::check::report::write_aligned(
-                    out,
-                    "  ",
-                    &["key", "region", "action", "winner", "decided_by", "status"],
-                    &rows,
-                )?;
-            }
-            for d in &t.deferred {
-                writeln!(out, "  deferred: {d}")?;
-            }
-            for k in &t.still_differing {
-                writeln!(out, "  still differs after fix: {}", key_text(k))?;
-            }
-            for e in &t.errors {
-                writeln!(out, "  error: {e}")?;
-            }
-        }
-        for n in &self.not_planned {
-            writeln!(out, "not planned: {n}")?;
-        }
-        for c in &self.fk_cycles {
-            let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
-            writeln!(
-                out,
-                "foreign-key cycle: {} ({})",
-                names.join(" <-> "),
-                if c.deferrable {
-                    "deferrable: written in one transaction"
-                } else {
-                    "NOT deferrable"
-                }
-            )?;
-        }
-        for f in &self.sql_files {
-            writeln!(out, "wrote {f}")?;
-        }
-        if self.tables.iter().all(|t| t.actions.is_empty()) && self.not_planned.is_empty() {
-            writeln!(out, "nothing to fix: every region agrees")?;
-        } else if !self.dry_run && self.sql_files.is_empty() {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "{}",
-                if self.consistent {
-                    "all regions agree now"
-                } else {
-                    "regions still differ (see above)"
-                }
-            )?;
-        }
-        Ok(())
-    }
 }
 
 fn plan_is_clean(plan: &FixPlan) -> bool {
@@ -362,17 +269,6 @@ pub async fn run_fix(
         return Ok(FixReport::from_plan(&plan));
     }
     apply_plan(checker.regions(), &plan, &run.apply).await
-}
-
-/// `id=7, name=x` for a key map.
-pub fn key_text(k: &KeyMap) -> String {
-    k.iter()
-        .map(|(c, v)| match v {
-            serde_json::Value::String(s) => format!("{c}={s}"),
-            other => format!("{c}={other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn build_report(
@@ -872,6 +768,9 @@ pub async fn run_region(
         .flat_map(|u| &u.steps)
         .map(|s| s.items.len())
         .sum();
+    if let Some(p) = &opts.progress {
+        p.start(&work.region, total as u64);
+    }
     let mut done = 0usize;
     for unit in &work.units {
         let mut attempt = 0;
@@ -930,10 +829,10 @@ pub async fn run_region(
             }
         }
         done += unit.steps.iter().map(|s| s.items.len()).sum::<usize>();
-        if opts.progress {
-            eprint!("\r{}: {done}/{total} rows", work.region);
+        if let Some(p) = &opts.progress {
+            p.update(&work.region, done as u64);
             if done == total {
-                eprintln!();
+                p.finish(&work.region);
             }
         }
         if let Some(rps) = opts.max_rows_per_second.filter(|r| *r > 0.0) {

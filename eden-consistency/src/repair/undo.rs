@@ -32,7 +32,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 use crate::pg::ident::TableName;
 use crate::repair::apply::{
-    ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, key_text,
+    ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session,
     prepare_session, run_region, schedule,
 };
 use crate::repair::plan::{
@@ -111,53 +111,6 @@ impl UndoReport {
         } else {
             1
         }
-    }
-
-    /// Prints the report for humans.
-    pub fn print_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        writeln!(
-            out,
-            "undo of run {}{}: {} change(s) archived",
-            self.undone_run,
-            if self.dry_run {
-                " (dry run, nothing changed)"
-            } else {
-                ""
-            },
-            self.actions.len()
-        )?;
-        let rows: Vec<[String; 5]> = self
-            .actions
-            .iter()
-            .map(|a| {
-                [
-                    a.region.clone(),
-                    a.table.clone(),
-                    key_text(&a.key),
-                    a.action.as_str().to_string(),
-                    format!("{:?}", a.status).to_lowercase(),
-                ]
-            })
-            .collect();
-        if !rows.is_empty() {
-            crate::check::report::write_aligned(
-                out,
-                "  ",
-                &["region", "table", "key", "undo", "status"],
-                &rows,
-            )?;
-        }
-        for e in &self.errors {
-            writeln!(out, "error: {e}")?;
-        }
-        if !self.dry_run {
-            writeln!(
-                out,
-                "{} restored, {} changed since the run (left alone); undo run id {}",
-                self.restored, self.changed, self.run_id
-            )?;
-        }
-        Ok(())
     }
 }
 

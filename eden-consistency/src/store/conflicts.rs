@@ -9,8 +9,8 @@
 //!   adding missing columns and indexes).
 //! * [`insert_records`] writes records in one statement, inside the caller's transaction
 //!   (so a change and its record commit together).
-//! * [`list`] reads them from several regions, newest first; [`print_human`] and
-//!   [`to_json`] present them.
+//! * [`list`] reads them from several regions, newest first; [`to_json`] gives the JSON
+//!   document of a listing.
 //!
 //! ```
 //! use eden_consistency::store::conflicts::{parse_since, table_name};
@@ -20,8 +20,6 @@
 //! let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
 //! assert_eq!(parse_since("1h30m", now).unwrap(), Utc.with_ymd_and_hms(2026, 11, 27, 10, 30, 0).unwrap());
 //! ```
-
-use std::io::{self, Write};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value as Json};
@@ -667,149 +665,6 @@ fn parse_duration_secs(t: &str) -> Option<i64> {
     Some(total)
 }
 
-/// A compact age: `45s`, `12m`, `1h30m`, `2d4h`.
-pub fn format_age(secs: i64) -> String {
-    let s = secs.max(0);
-    if s < 60 {
-        format!("{s}s")
-    } else if s < 3600 {
-        format!("{}m", s / 60)
-    } else if s < 86_400 {
-        let (h, m) = (s / 3600, (s % 3600) / 60);
-        if m == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{m}m")
-        }
-    } else {
-        let (d, h) = (s / 86_400, (s % 86_400) / 3600);
-        if h == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{h}h")
-        }
-    }
-}
-
-/// The key for people: `id=42`, `a=1, b=x` (JSON for anything that is not an object).
-pub fn format_key(key: &Json) -> String {
-    match key {
-        Json::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Json::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => other.to_string(),
-    }
-}
-
-fn cell(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() > max {
-        let mut t: String = one_line.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    } else {
-        one_line
-    }
-}
-
-/// Prints `rows` as an aligned table for people, then a count line; `no conflicts
-/// recorded` when there are none.
-pub fn print_human(
-    out: &mut impl Write,
-    rows: &[ListedConflict],
-    now: DateTime<Utc>,
-) -> io::Result<()> {
-    if rows.is_empty() {
-        return writeln!(out, "no conflicts recorded");
-    }
-    let header = [
-        "AGE",
-        "REGION",
-        "TABLE",
-        "KEY",
-        "TYPE",
-        "REGIONS",
-        "RESOLUTION",
-        "DECIDED BY",
-        "STATUS",
-    ];
-    // Records imported from the replication engine carry a `source`: show where they came
-    // from when any is listed.
-    let source_of = |r: &ListedConflict| {
-        r.other
-            .get("source")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let with_source = rows.iter().any(|r| source_of(r).is_some());
-    let mut table: Vec<Vec<String>> = Vec::with_capacity(rows.len());
-    for r in rows {
-        let regions = match (&r.local_region, &r.remote_region) {
-            (Some(l), Some(rm)) if l != rm => format!("{l} ↔ {rm}"),
-            (Some(l), _) => l.clone(),
-            (None, Some(rm)) => rm.clone(),
-            (None, None) => "-".into(),
-        };
-        let resolution = match (&r.resolution, &r.winner_region) {
-            (Some(res), Some(w)) => format!("{res} → {w}"),
-            (Some(res), None) => res.clone(),
-            (None, Some(w)) => format!("→ {w}"),
-            (None, None) => "-".into(),
-        };
-        let partial = r
-            .details
-            .as_ref()
-            .and_then(|d| d.get("partial"))
-            .and_then(|p| p.as_bool())
-            .unwrap_or(false);
-        let status = if r.resolved_at.is_some() {
-            match (&r.action, partial) {
-                (Some(a), _) => format!("resolved ({a})"),
-                (None, true) => "resolved (partial record)".into(),
-                (None, false) => "resolved".into(),
-            }
-        } else {
-            "unresolved".into()
-        };
-        let mut line = vec![
-            format_age((now - r.created_at).num_seconds()),
-            cell(&r.region, 20),
-            cell(&r.table_name, 40),
-            cell(&format_key(&r.key), 40),
-            cell(r.conflict_type.as_deref().unwrap_or("-"), 20),
-            cell(&regions, 40),
-            cell(&resolution, 40),
-            cell(r.decided_by.as_deref().unwrap_or("-"), 30),
-            status,
-        ];
-        if with_source {
-            line.push(source_of(r).unwrap_or_else(|| "-".into()));
-        }
-        table.push(line);
-    }
-    let mut header = header.to_vec();
-    if with_source {
-        header.push("SOURCE");
-    }
-    crate::check::report::write_aligned(out, "", &header, &table)?;
-    let unresolved = rows.iter().filter(|r| r.is_unresolved()).count();
-    writeln!(
-        out,
-        "\n{} conflict{} ({} unresolved)",
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" },
-        unresolved
-    )
-}
-
 /// `{"conflicts": [...]}`, one object per record with every column plus `region`.
 pub fn to_json(rows: &[ListedConflict]) -> Json {
     let list: Vec<Json> = rows
@@ -893,23 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn ages_and_keys() {
-        assert_eq!(format_age(5), "5s");
-        assert_eq!(format_age(125), "2m");
-        assert_eq!(format_age(5400), "1h30m");
-        assert_eq!(format_age(7200), "2h");
-        assert_eq!(format_age(86_400 * 2 + 3600 * 4), "2d4h");
-        assert_eq!(
-            format_key(&serde_json::json!({"id": 42, "r": "us"})),
-            "id=42, r=us"
-        );
-    }
-
-    #[test]
-    fn human_empty() {
-        let mut out = Vec::new();
-        print_human(&mut out, &[], now()).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "no conflicts recorded\n");
+    fn json_empty() {
         assert_eq!(to_json(&[]), serde_json::json!({"conflicts": []}));
     }
 

@@ -54,7 +54,7 @@ async fn apply(cs: &[Client], plan: &FixPlan) -> FixReport {
         &refs,
         plan,
         &ApplyOptions {
-            progress: false,
+            progress: None,
             batch_size: 2,
             ..Default::default()
         },
@@ -272,7 +272,7 @@ async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
     }
     let refs: Vec<&Client> = plain.iter().collect();
     let opts = ApplyOptions {
-        progress: false,
+        progress: None,
         no_replicate: true,
         ..Default::default()
     };

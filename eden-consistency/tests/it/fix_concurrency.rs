@@ -138,7 +138,7 @@ async fn fix_concurrent_writer_loses_nothing() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let opts = ApplyOptions {
-        progress: false,
+        progress: None,
         batch_size: 10,
         max_rows_per_second: Some(2000.0),
         ..Default::default()
@@ -205,7 +205,7 @@ async fn fix_kill_child_entry() {
         .await
         .unwrap();
     let opts = ApplyOptions {
-        progress: false,
+        progress: None,
         batch_size: 7,
         max_rows_per_second: Some(500.0),
         ..Default::default()
@@ -291,7 +291,7 @@ async fn fix_killed_at_random_moments_converges() {
             n - archived_before
         };
         let opts = ApplyOptions {
-            progress: false,
+            progress: None,
             batch_size: 50,
             ..Default::default()
         };
@@ -358,7 +358,7 @@ async fn fix_throughput_20k() {
         &regions,
         &plan,
         &ApplyOptions {
-            progress: false,
+            progress: None,
             ..Default::default()
         },
     )

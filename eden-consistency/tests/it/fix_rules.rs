@@ -78,7 +78,7 @@ async fn fix(regions: &[Region], cfg: &Config, diffs: &[TableDifferences]) -> (F
         regions,
         &plan,
         &ApplyOptions {
-            progress: false,
+            progress: None,
             ..Default::default()
         },
     )
@@ -410,7 +410,7 @@ async fn fix_rules_through_the_checker() {
     );
     let run = FixRun {
         apply: ApplyOptions {
-            progress: false,
+            progress: None,
             ..Default::default()
         },
         ..Default::default()

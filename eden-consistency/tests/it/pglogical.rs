@@ -347,7 +347,7 @@ async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport
     );
     let opts = ApplyOptions {
         no_replicate,
-        progress: false,
+        progress: None,
         ..ApplyOptions::default()
     };
     apply_plan(checker.regions(), &plan, &opts)

@@ -116,7 +116,7 @@ async fn undo_restores_pre_fix_state_exactly() {
     // r2 wins where it has the row; rows absent in r1 (region 0) are deleted (tombstone).
     let p = plan(&cs, &dbs, true).await;
     let opts = ApplyOptions {
-        progress: false,
+        progress: None,
         batch_size: 1,
         ..Default::default()
     };
@@ -191,7 +191,7 @@ async fn undo_does_not_clobber_rows_changed_since() {
     let cs = [&c0, &c1];
     let p = plan(&cs, &dbs, false).await;
     let opts = ApplyOptions {
-        progress: false,
+        progress: None,
         ..Default::default()
     };
     apply_plan_on(&cs, &p, &opts).await.unwrap();
