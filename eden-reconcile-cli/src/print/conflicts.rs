@@ -177,6 +177,31 @@ mod tests {
     }
 
     #[test]
+    fn imported_records_show_their_source() {
+        let mut imported = listed("us-east-1", "public.t", 9, 5, true);
+        imported.decided_by = Some("pglogical:apply_remote".into());
+        imported.details = Some(json!({"partial": true}));
+        imported
+            .other
+            .insert("source".into(), json!("pglogical-log"));
+        let own = listed("us-east-1", "public.t", 8, 50, true);
+        let mut out = Vec::new();
+        human(&mut out, &[imported, own.clone()], now()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].trim_end().ends_with("SOURCE"), "{text}");
+        assert!(
+            lines[1].contains("resolved (partial record)") && lines[1].ends_with("pglogical-log"),
+            "{text}"
+        );
+        assert!(lines[2].trim_end().ends_with('-'), "{text}");
+        // No imported record listed: no SOURCE column.
+        let mut out = Vec::new();
+        human(&mut out, &[own], now()).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("SOURCE"));
+    }
+
+    #[test]
     fn empty() {
         let mut out = Vec::new();
         human(&mut out, &[], now()).unwrap();
