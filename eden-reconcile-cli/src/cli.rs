@@ -51,8 +51,9 @@ pub struct GlobalOpts {
     )]
     pub config: Option<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
-    /// key=value conninfo). Repeatable; regions given only here are ordered after the config's.
-    #[arg(long = "region", global = true, value_name = "NAME=CONNINFO")]
+    /// key=value conninfo). Repeatable, before or after the subcommand (every one counts, in
+    /// command-line order); regions given only here are ordered after the config's.
+    #[arg(long = "region", id = REGION_ARG, value_name = "NAME=CONNINFO")]
     pub regions: Vec<String>,
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
@@ -60,6 +61,59 @@ pub struct GlobalOpts {
     /// More log output on stderr (-v info, -vv debug); EDEN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// The id of `--region`, defined on the top-level command and on every subcommand.
+const REGION_ARG: &str = "regions";
+
+/// Parses the command line. `--region` is repeatable before and after the subcommand, and
+/// every occurrence counts: clap's `global = true` keeps only the values given at the deepest
+/// level, so the option is defined on every (sub)command instead and the values of all levels
+/// are joined in command-line order.
+pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program name).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let mut regions = Vec::new();
+    let mut level = Some(&matches);
+    while let Some(m) = level {
+        if let Ok(Some(values)) = m.try_get_many::<String>(REGION_ARG) {
+            regions.extend(values.cloned());
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    cli.global.regions = regions;
+    Ok(cli)
+}
+
+/// The clap command, with `--region` added to every subcommand at every depth.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn add_region(cmd: clap::Command) -> clap::Command {
+        let region = clap::Arg::new(REGION_ARG)
+            .long("region")
+            .value_name("NAME=CONNINFO")
+            .action(clap::ArgAction::Append)
+            .help("Define a region or override its connection: NAME=CONNINFO (repeatable)");
+        cmd.mut_subcommands(|sub| {
+            let sub = if sub.get_arguments().any(|a| a.get_id() == REGION_ARG) {
+                sub
+            } else {
+                sub.arg(region.clone())
+            };
+            add_region(sub)
+        })
+    }
+    add_region(Cli::command())
 }
 
 /// Output format.
@@ -86,10 +140,9 @@ pub enum Command {
     ///
     /// Example: eden-reconcile conflicts --db eden_vault --since 24h --unresolved
     #[command(
-        after_help = "Examples:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20\n  eden-reconcile conflicts import --db eden_vault --since 24h",
-        args_conflicts_with_subcommands = true
+        after_help = "Examples:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20\n  eden-reconcile conflicts import --db eden_vault --since 24h"
     )]
-    Conflicts(ConflictsCmd),
+    Conflicts(ConflictsArgs),
     /// Resolve every difference by the table's rule and write the winners everywhere (nothing lost).
     ///
     /// Example: eden-reconcile fix --db eden_vault --dry-run
@@ -209,6 +262,10 @@ pub struct DbArg {
     /// region URL that names a database overrides it for that region.
     #[arg(long, value_name = "NAME")]
     pub db: Option<String>,
+    /// Run without the config's table rules (every table follows global.conflict_resolution).
+    /// Without it, a config with node groups requires --db to name one of their databases.
+    #[arg(long)]
+    pub no_rules: bool,
 }
 
 /// How digests are computed.
@@ -257,20 +314,42 @@ pub struct CheckArgs {
     pub record: bool,
 }
 
-/// `conflicts`: list (no subcommand) or one of its subcommands.
+/// `conflicts` options: list records, or act on them with a sub-subcommand.
 #[derive(Debug, Args)]
-pub struct ConflictsCmd {
-    /// What to do instead of listing.
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ConflictsArgs {
+    /// Act on records instead of listing them.
     #[command(subcommand)]
     pub action: Option<ConflictsAction>,
-    /// Listing options (when no subcommand is given).
     #[command(flatten)]
-    pub list: ConflictsArgs,
+    pub db: DbArg,
+    /// Only records held in this region.
+    #[arg(long = "in", value_name = "REGION")]
+    pub in_region: Option<String>,
+    /// Only this table.
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+    /// Only records since TIME: RFC 3339 (2026-11-27T00:00:00Z) or a duration (24h, 90m, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records not yet resolved.
+    #[arg(long)]
+    pub unresolved: bool,
+    /// At most N records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
-/// Subcommands of `conflicts`.
+/// What `conflicts` can do besides listing.
 #[derive(Debug, Subcommand)]
 pub enum ConflictsAction {
+    /// Acknowledge records by hand: set resolved_at (decided_by manual), keep a note.
+    ///
+    /// Example: eden-reconcile conflicts resolve --db eden_vault --id 12 --id 13 --note "checked with the owner"
+    #[command(
+        after_help = "Example:\n  eden-reconcile conflicts resolve --db eden_vault --in us-east-1 --id 12 --id 13 --note \"rotated by hand\""
+    )]
+    Resolve(ResolveArgs),
     /// Copy the conflicts the replication engine resolved itself (pglogical's log lines,
     /// Spock's spock.resolutions, PostgreSQL 18's conflict log lines) into each region's
     /// replication_conflicts; importing again adds nothing already imported.
@@ -295,26 +374,20 @@ pub struct ImportArgs {
     pub since: Option<String>,
 }
 
-/// `conflicts` listing options.
+/// `conflicts resolve` options.
 #[derive(Debug, Args)]
-pub struct ConflictsArgs {
+pub struct ResolveArgs {
     #[command(flatten)]
     pub db: DbArg,
-    /// Only records held in this region.
+    /// The record's id (from `conflicts`). Repeatable; several ids may follow one --id.
+    #[arg(long = "id", value_name = "N", required = true, num_args = 1..)]
+    pub ids: Vec<i64>,
+    /// Only the records held in this region (ids are numbered per region).
     #[arg(long = "in", value_name = "REGION")]
     pub in_region: Option<String>,
-    /// Only this table.
-    #[arg(long, value_name = "TABLE")]
-    pub table: Option<String>,
-    /// Only records since TIME: RFC 3339 (2026-11-27T00:00:00Z) or a duration (24h, 90m, 7d).
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-    /// Only records not yet resolved.
-    #[arg(long)]
-    pub unresolved: bool,
-    /// At most N records.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    /// Why: kept in the record's details as "note".
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 /// `fix` options.
@@ -339,6 +412,10 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
+    /// Apply decisions that only the tie order made for a rule ordered by commit timestamps
+    /// (track_commit_timestamp off); without it, with a config, they are left unresolved.
+    #[arg(long)]
+    pub allow_tiebreak: bool,
 }
 
 /// `undo` options.

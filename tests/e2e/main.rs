@@ -10,4 +10,5 @@ mod fix;
 mod import;
 mod init;
 mod pglogical;
+mod safety;
 mod shell;

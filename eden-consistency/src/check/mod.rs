@@ -49,7 +49,7 @@ use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
-use crate::config::{Config, Resolution};
+use crate::config::{Config, Resolution, TableRule};
 use crate::error::{Error, Result};
 use crate::pg::connect::{ConnectOptions, Region, connect_all};
 use crate::pg::ident::TableName;
@@ -133,6 +133,10 @@ pub struct DiffKey {
 /// A table's check with the details behind the report.
 #[derive(Debug, Clone)]
 pub struct TableCheck {
+    /// The table.
+    pub table: TableName,
+    /// The settings it was checked with (its rule from the config, or the default).
+    pub rule: TableRule,
     /// The report entry.
     pub report: TableReport,
     /// The table as in the first region where it exists (before excludes).
@@ -149,7 +153,14 @@ pub struct Checker {
     config: Config,
     database: String,
     regions: Vec<Region>,
+    /// When the run's snapshot was taken (the earliest region's server clock, microseconds
+    /// since 2000-01-01), `i64::MAX` until a run sets it: the in-flight rule measures a
+    /// version's age at the moment the data was read, not when the scan ended.
+    snapshot_at: std::sync::atomic::AtomicI64,
 }
+
+/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 impl Checker {
     /// A checker over already connected regions (in tie-break order).
@@ -158,6 +169,7 @@ impl Checker {
             config,
             database: database.into(),
             regions,
+            snapshot_at: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
     }
 
@@ -211,7 +223,21 @@ impl Checker {
                     }
                 }
                 match found {
-                    Some(n) => out.push(n),
+                    Some(n) => {
+                        if n == self.conflicts_table() {
+                            return Err(Error::Usage(format!(
+                                "table {n} is the tool's own record of conflicts; it is never compared or repaired"
+                            )));
+                        }
+                        for r in &self.regions {
+                            if let Some(reason) =
+                                schema::forbidden_reason(&r.client, &r.name, &n).await?
+                            {
+                                return Err(Error::Usage(reason));
+                            }
+                        }
+                        out.push(n)
+                    }
                     None => {
                         return Err(Error::Usage(format!(
                             "table {t} does not exist in database {} in any region (first region: {})",
@@ -261,6 +287,25 @@ impl Checker {
 
     /// Checks every covered table; one consistent snapshot per region for the whole run.
     pub async fn run(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        Ok(self.run_all(opts, false).await?.0)
+    }
+
+    /// [`Checker::run`], also returning each table's typed details (its name, rule, schema
+    /// and every differing key, not capped by `max_differences`): what `fix` plans from.
+    pub async fn run_detailed(
+        &self,
+        opts: &CheckOptions,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
+        self.run_all(opts, true).await
+    }
+
+    /// Checks every covered table; with `details`, keeps each table's [`TableCheck`]
+    /// (otherwise only the report entries survive, so that memory stays bounded).
+    async fn run_all(
+        &self,
+        opts: &CheckOptions,
+        details: bool,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
         let t0 = Instant::now();
         let run_id = opts
             .run_id
@@ -278,14 +323,29 @@ impl Checker {
             }
         }
         // One snapshot per region, exported from the main session and held open.
+        self.snapshot_at
+            .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut snapshots = Vec::new();
         for r in &self.regions {
             r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
-            let snap = match r.client.query_one("SELECT pg_export_snapshot()", &[]).await {
-                Ok(row) => Some(row.get::<_, String>(0)),
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
+            let snap = match r
+                .client
+                .query_one(
+                    "SELECT pg_export_snapshot(), \
+                     (extract(epoch FROM statement_timestamp()) * 1000000)::int8",
+                    &[],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let at = row.get::<_, i64>(1) - PG_EPOCH_MICROS;
+                    self.snapshot_at
+                        .fetch_min(at, std::sync::atomic::Ordering::Relaxed);
+                    Some(row.get::<_, String>(0))
+                }
                 Err(e) => {
                     tracing::debug!(region = %r.name, "no exported snapshot: {}", crate::error::pg_message(&e));
                     None
@@ -293,11 +353,14 @@ impl Checker {
             };
             snapshots.push(snap);
         }
-        let result = self.run_tables(&tables, opts, &run_id, &snapshots).await;
+        let result = self
+            .run_tables(&tables, opts, &run_id, &snapshots, details)
+            .await;
         for r in &self.regions {
             let _ = r.client.batch_execute("COMMIT").await;
         }
-        let reports = result?;
+        let checks = result?;
+        let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
         let mut stats: RegionMap<RegionStats> = RegionMap(
             self.region_names()
                 .into_iter()
@@ -311,8 +374,14 @@ impl Checker {
                 }
             }
         }
-        Ok(CheckReport {
+        let report = CheckReport {
             database: self.database.clone(),
+            databases: RegionMap(
+                self.regions
+                    .iter()
+                    .map(|r| (r.name.clone(), r.dbname.clone()))
+                    .collect(),
+            ),
             regions: self.region_names(),
             consistent: reports.iter().all(|t| t.status == TableStatus::Consistent),
             in_flight_count: reports.iter().map(|t| t.in_flight_count).sum(),
@@ -321,7 +390,8 @@ impl Checker {
             run_id,
             stats,
             elapsed_ms: t0.elapsed().as_millis() as u64,
-        })
+        };
+        Ok((report, checks))
     }
 
     async fn run_tables(
@@ -330,7 +400,8 @@ impl Checker {
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
-    ) -> Result<Vec<TableReport>> {
+        details: bool,
+    ) -> Result<Vec<TableCheck>> {
         let jobs = opts.jobs.max(1).min(tables.len().max(1));
         let mut sets = Vec::new();
         for _ in 0..jobs {
@@ -352,20 +423,25 @@ impl Checker {
             }
         });
         use futures_util::StreamExt;
-        let mut results: Vec<(usize, TableReport)> = Vec::new();
+        let mut results: Vec<(usize, TableCheck)> = Vec::new();
         let mut stream =
             futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) }))
                 .buffer_unordered(jobs);
         while let Some((i, r)) = stream.next().await {
-            results.push((i, r?.report));
+            let mut check = r?;
+            if !details {
+                check.schema = None;
+                check.differences = Vec::new();
+            }
+            results.push((i, check));
         }
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 
     async fn first_schema(&self, table: &TableName) -> Result<Option<TableSchema>> {
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
+        let rule = self.config.rule_or_default(&self.database, table);
+        let key_cols = rule.key_columns;
         for r in &self.regions {
             match schema::load_table(&r.client, &r.name, table, key_cols.as_deref()).await {
                 Ok(Some(s)) => return Ok(Some(s)),
@@ -408,12 +484,61 @@ impl Checker {
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let t0 = Instant::now();
+        let rule = self.config.rule_or_default(&self.database, table);
         let res = self
-            .check_inner(conns, table, opts, run_id, snapshots)
+            .check_inner(conns, table, &rule, opts, run_id, snapshots)
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
             let _ = c.batch_execute("ROLLBACK").await;
+        }
+        // A table dropped while the run was going fails in odd ways (unreadable definition,
+        // "the key differs", an error reading rows): when it is gone now from a region where
+        // the run's snapshot still had it, say so.
+        let suspicious =
+            match &res {
+                Ok(tc) => {
+                    tc.report.status == TableStatus::Error
+                        || (tc.report.status == TableStatus::SchemaMismatch
+                            && !tc.report.message.as_deref().is_some_and(|m| {
+                                m.contains(&format!("table {table} is missing in"))
+                            }))
+                }
+                Err(Error::Usage(_)) => false,
+                Err(_) => true,
+            };
+        if suspicious {
+            let mut gone = Vec::new();
+            for (r, c) in self.regions.iter().zip(conns) {
+                if let Ok(row) = c
+                    .query_one("SELECT to_regclass($1) IS NULL", &[&table.quoted()])
+                    .await
+                {
+                    if row.get::<_, bool>(0) {
+                        gone.push(r.name.clone());
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let mut report = TableReport::without_rows(
+                    table.to_string(),
+                    Vec::new(),
+                    TableStatus::SchemaMismatch,
+                    format!(
+                        "table {table} is missing in {} (it was dropped while the check ran)",
+                        gone.join(", ")
+                    ),
+                );
+                report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                return Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
+                    report,
+                    schema: None,
+                    compared_columns: Vec::new(),
+                    differences: Vec::new(),
+                });
+            }
         }
         match res {
             Ok(mut tc) => {
@@ -430,6 +555,8 @@ impl Checker {
                 );
                 report.elapsed_ms = t0.elapsed().as_millis() as u64;
                 Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
                     report,
                     schema: None,
                     compared_columns: Vec::new(),
@@ -443,14 +570,20 @@ impl Checker {
         &self,
         conns: &[Client],
         table: &TableName,
+        rule: &TableRule,
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let names = self.region_names();
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
-        let exclude: Vec<String> = rule.map(|r| r.exclude_columns.clone()).unwrap_or_default();
+        // The in-flight clock: the run's snapshot time, or (without an exported snapshot,
+        // when each table reads in its own transaction) this table's start.
+        let read_at = self
+            .snapshot_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(chrono::Utc::now().timestamp_micros() - PG_EPOCH_MICROS);
+        let key_cols = rule.key_columns.clone();
+        let exclude: Vec<String> = rule.exclude_columns.clone();
 
         // Definitions in every region.
         let mut schemas = Vec::new();
@@ -489,6 +622,8 @@ impl Checker {
             );
             report.schema_differences = diffs;
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: first,
                 compared_columns: Vec::new(),
@@ -509,6 +644,8 @@ impl Checker {
                 first.skip_message(),
             );
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: Some(first),
                 compared_columns: Vec::new(),
@@ -540,7 +677,7 @@ impl Checker {
         for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
             c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
             // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
             let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
             if let Some(s) = snap
@@ -549,14 +686,14 @@ impl Checker {
             {
                 c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
                     .await
-                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
+                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", e))?;
             }
         }
 
         // The in-flight rule's clock.
         let window = self.lag_window(opts);
         let version_time = if window > Duration::ZERO {
-            self.version_time_expr(conns, rule.map(|r| &r.resolution), &first)
+            self.version_time_expr(conns, Some(&rule.resolution), &first)
                 .await
         } else {
             None
@@ -566,7 +703,7 @@ impl Checker {
                 let v: i32 = conns[0]
                     .query_one("SELECT current_setting('server_version_num')::int", &[])
                     .await
-                    .map_err(|e| Error::query(&names[0], "reading the server version", &e))?
+                    .map_err(|e| Error::query(&names[0], "reading the server version", e))?
                     .get(0);
                 if v >= 140000 {
                     Mode::Pushdown
@@ -673,13 +810,15 @@ impl Checker {
 
         // In flight: recheck after a pause, outside the snapshot.
         if window > Duration::ZERO && spec.version_time.is_some() {
-            let now = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
+            // Age at the moment the data was read (the snapshot), not at the end of the scan:
+            // a change still replicating when the snapshot was taken is rechecked however long
+            // the scan took.
             let young: Vec<usize> = found
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| {
                     f.newest
-                        .is_some_and(|t| now - t < window.as_micros() as i64)
+                        .is_some_and(|t| read_at - t < window.as_micros() as i64)
                 })
                 .map(|(i, _)| i)
                 .collect();
@@ -786,6 +925,8 @@ impl Checker {
                 .await?;
         }
         Ok(TableCheck {
+            table: table.clone(),
+            rule: rule.clone(),
             report,
             schema: Some(first),
             compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),

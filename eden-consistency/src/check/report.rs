@@ -159,8 +159,11 @@ impl TableReport {
 /// The whole `check` report (CONTRACT §3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
-    /// The database checked.
+    /// The database checked: `--db`, else what the regions connected to (its name when all
+    /// connected to the same one, else `region=database` for each region).
     pub database: String,
+    /// The database each region connected to.
+    pub databases: RegionMap<String>,
     /// Regions, in tie-break order.
     pub regions: Vec<String>,
     /// True only when every table is `consistent`.

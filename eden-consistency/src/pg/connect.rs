@@ -21,7 +21,7 @@
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
 //! let regions = connect_all(&cfg, Some("eden_vault"), &ConnectOptions::default()).await?;
 //! let one: i32 = regions[0].client.query_one("SELECT 1", &[]).await.map_err(|e| {
-//!     eden_consistency::Error::query(&regions[0].name, "probing", &e)
+//!     eden_consistency::Error::query(&regions[0].name, "probing", e)
 //! })?.get(0);
 //! assert_eq!(one, 1);
 //! # Ok(()) }
@@ -134,6 +134,21 @@ pub async fn connect_region(
         params: Arc::new(params),
         opts: opts.clone(),
     })
+}
+
+/// What the regions actually connected to: the database's name when every region uses the
+/// same one, else `region=database` for each region.
+pub fn describe_databases(regions: &[Region]) -> String {
+    let first = regions.first().map(|r| r.dbname.as_str()).unwrap_or("");
+    if regions.iter().all(|r| r.dbname == first) {
+        first.to_string()
+    } else {
+        regions
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.dbname))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Connects to every region of `cfg` concurrently, each within its timeout. On failure the

@@ -46,6 +46,13 @@ pub struct Column {
     pub identity_always: bool,
 }
 
+impl Column {
+    /// True for `json`, `jsonb` and domains over them.
+    pub fn is_json(&self) -> bool {
+        matches!(self.base_type_oid, 114 | 3802) || matches!(self.type_oid, 114 | 3802)
+    }
+}
+
 /// Where a table's key came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum KeySource {
@@ -157,7 +164,7 @@ pub async fn covered_tables(
                 &[],
             )
             .await
-            .map_err(|e| Error::query(region, "looking for the pglogical extension", &e))?
+            .map_err(|e| Error::query(region, "looking for the pglogical extension", e))?
             .map(|r| r.get(0))
     } else {
         None
@@ -178,7 +185,7 @@ pub async fn covered_tables(
                 Error::query(
                     region,
                     "listing the tables of pglogical replication sets",
-                    &e,
+                    e,
                 )
             })?
         }
@@ -195,7 +202,7 @@ pub async fn covered_tables(
             client
                 .query(&sql, &[])
                 .await
-                .map_err(|e| Error::query(region, "listing tables", &e))?
+                .map_err(|e| Error::query(region, "listing tables", e))?
         }
     };
     let mut out: Vec<TableName> = rows
@@ -206,6 +213,47 @@ pub async fn covered_tables(
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Why `table` may never be compared or repaired, if it is a system table (a `pg_*` schema
+/// or `information_schema`) or belongs to an extension (the table or its schema); `None`
+/// for an ordinary user table. Such tables are refused whatever `--table` or the config
+/// says: writing them could change roles, passwords or an extension's state.
+pub async fn forbidden_reason(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT (n.nspname = 'information_schema' OR n.nspname LIKE 'pg\\_%'), \
+                    (SELECT e.extname::text FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' \
+                       AND ((d.classid = 'pg_class'::regclass AND d.objid = c.oid) \
+                         OR (d.classid = 'pg_namespace'::regclass AND d.objid = n.oid)) LIMIT 1) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| Error::query(region, format!("looking up table {table}"), &e))?;
+    let system_schema = table.schema == "information_schema" || table.schema.starts_with("pg_");
+    Ok(match row {
+        Some(r) if r.get::<_, bool>(0) => Some(format!(
+            "table {table} is a system table (schema {}); system tables are never compared or repaired",
+            table.schema
+        )),
+        Some(r) => r.get::<_, Option<String>>(1).map(|ext| {
+            format!(
+                "table {table} belongs to extension {ext}; an extension's own tables are never compared or repaired"
+            )
+        }),
+        None if system_schema => Some(format!(
+            "table {table} is in system schema {}; system tables are never compared or repaired",
+            table.schema
+        )),
+        None => None,
+    })
 }
 
 /// Resolves what a user wrote to a table name in this region's database: `s.t` exactly
@@ -226,7 +274,7 @@ pub async fn resolve_table(
                 &[&schema, &name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
         None => client
             .query_opt(
                 "SELECT n.nspname::text, c.relname::text \
@@ -238,7 +286,7 @@ pub async fn resolve_table(
                 &[&name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
     };
     Ok(row.map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
@@ -302,7 +350,7 @@ pub async fn load_table(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?
+        .map_err(|e| Error::query(region, ctx(), e))?
     else {
         return Ok(None);
     };
@@ -318,7 +366,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let estimated_rows = size.get::<_, f64>(0).round() as i64;
     let total_bytes: i64 = size.get(1);
 
@@ -333,7 +381,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
 
     let type_rows = client
         .query(
@@ -372,7 +420,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let types: HashMap<u32, TypeInfo> = type_rows
         .iter()
         .map(|r| {
@@ -487,7 +535,7 @@ async fn automatic_key(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), e))?;
     let mut best: Option<(i32, String, Vec<String>)> = None;
     for r in &rows {
         let name: String = r.get(0);

@@ -33,6 +33,7 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
     let run = FixRun {
         dry_run: args.dry_run,
         sql_out: args.sql_out.clone(),
+        allow_tiebreak: args.allow_tiebreak,
         apply,
         ..FixRun::default()
     };
@@ -43,6 +44,11 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
         Format::Human => print::fix::human(&report, &mut out)?,
     }
     drop(out);
+    // The report is printed in full; a table that could not be handled makes the run an
+    // error (exit 2), like in `check`.
+    if let Some(n) = report.first_unhandled() {
+        bail!("table {}: {}", n.table, n.message);
+    }
     let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
     if let Some(first) = errors.first() {
         let more = if errors.len() > 1 {

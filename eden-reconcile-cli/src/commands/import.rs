@@ -8,7 +8,8 @@ use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::store::import::{ImportOptions, import_region};
 
-use super::{Outcome, conflicts_table, connect_in};
+use super::conflicts::regions_for;
+use super::{Outcome, conflicts_table};
 use crate::cli::{Format, ImportArgs};
 
 /// `conflicts import`: copy the replication engine's own conflicts into each region's
@@ -20,7 +21,7 @@ pub async fn run(config: Config, args: &ImportArgs, format: Format) -> Result<Ou
         }
         None => None,
     };
-    let regions = connect_in(&config, &args.db, args.in_region.as_deref()).await?;
+    let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
     let run_id = eden_consistency::repair::plan::new_run_id();
     let mut results = Vec::new();

@@ -51,9 +51,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let format = cli.global.format;
     match cli.command {
         Command::Init(args) => init::run(&config, &args, format).await,
-        Command::Conflicts(cmd) => match &cmd.action {
-            None => conflicts::run(config, &cmd.list, format).await,
-            Some(ConflictsAction::Import(args)) => import::run(config, args, format).await,
+        Command::Conflicts(args) => match &args.action {
+            Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
+            Some(ConflictsAction::Import(i)) => import::run(config, i, format).await,
+            None => conflicts::run(config, &args, format).await,
         },
         Command::Check(args) => check::run(config, &args, format).await,
         Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
@@ -69,50 +70,42 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    for spec in &global.regions {
-        config.apply_region_flag(spec)?;
-    }
+    config.apply_region_flags(&global.regions)?;
     Ok(config)
 }
 
 /// Connects to every region of `config` for `--db`.
+///
+/// With a config that has node groups, `--db` (or, without it, the database every region
+/// connected to) must name one of them, unless `--no-rules`: otherwise every table rule
+/// would silently be dropped.
 async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
-    Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+    if db.db.is_some() && !db.no_rules {
+        config.require_node_group(db.db.as_deref())?;
+    }
+    let regions =
+        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+    if db.db.is_none() && !db.no_rules {
+        let first = regions.first().map(|r| r.dbname.as_str());
+        let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
+        config.require_node_group(common)?;
+    }
+    Ok(regions)
 }
 
-/// Every region, or (`--in`) that one region alone: the others may be unreachable.
-async fn connect_in(config: &Config, db: &DbArg, in_region: Option<&str>) -> Result<Vec<Region>> {
-    let Some(name) = in_region else {
-        return connect(config, db).await;
-    };
-    let Some(index) = config.region_index(name) else {
-        let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-        bail!(
-            "--in {name}: no such region (defined: {})",
-            known.join(", ")
-        );
-    };
-    let dbname = db.db.as_deref().unwrap_or("");
-    Ok(vec![
-        connect::connect_region(
-            &config.regions[index],
-            index,
-            dbname,
-            &ConnectOptions::default(),
-        )
-        .await?,
-    ])
-}
-
-/// Connects a [`Checker`] to every region; the report names `--db`, else the first
-/// region's database.
-async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
+/// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
+/// else of the regions' database; the report names what the regions connected to.
+async fn checker(mut config: Config, db: &DbArg) -> Result<Checker> {
+    if db.no_rules {
+        config.drop_table_rules();
+    }
     let regions = connect(&config, db).await?;
+    // Connection problems first (they are more specific); then a comparison needs two.
+    config.require_two_regions()?;
     let database = db
         .db
         .clone()
-        .or_else(|| regions.first().map(|r| r.dbname.clone()))
-        .unwrap_or_default();
+        .unwrap_or_else(|| connect::describe_databases(&regions));
     Ok(Checker::new(config, database, regions))
 }
 

@@ -16,9 +16,25 @@ pub fn human(report: &CheckReport, out: &mut dyn Write, color: bool) -> io::Resu
             s.to_string()
         }
     };
+    let elsewhere = report
+        .databases
+        .0
+        .iter()
+        .any(|(_, d)| *d != report.database);
+    let connected = if elsewhere {
+        let each: Vec<String> = report
+            .databases
+            .0
+            .iter()
+            .map(|(r, d)| format!("{r}: {d}"))
+            .collect();
+        format!(" (connected to {})", each.join(", "))
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "database {}  regions {}",
+        "database {}{connected}  regions {}",
         report.database,
         report.regions.join(", ")
     )?;
