@@ -21,6 +21,7 @@ mod fix_concurrency;
 mod fix_rules;
 mod fix_sql_out;
 mod lock;
+mod import;
 mod pglogical;
 mod resolve_pg_eval;
 mod resolve_props;
