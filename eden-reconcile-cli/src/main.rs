@@ -10,11 +10,10 @@ mod commands;
 mod output;
 mod print;
 mod summary;
+mod unattended;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-
-use crate::summary::Summary;
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
@@ -24,7 +23,10 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let verbose = cli.global.verbose;
     init_logging(verbose);
-    let mut summary = Summary::new(cli.command.name(), cli.command.database());
+    let mut summary = summary::Summary::new(
+        unattended::command_name(&cli.command),
+        unattended::database(&cli.command).map(str::to_string),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,19 +37,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code: u8 = match runtime.block_on(commands::run(cli, &mut summary)) {
+    let delivery = unattended::Delivery::new(&cli.global);
+    let mut metrics = unattended::start(&cli);
+    let code = match runtime.block_on(unattended::until_stopped(commands::run(
+        cli,
+        &mut metrics,
+        &mut summary,
+    ))) {
         Ok(outcome) => outcome.code(),
         Err(err) => {
             eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));
             2
         }
     };
+    // Metrics are written on every path, errors included; failing to deliver them is an
+    // error of its own.
+    if let Some(e) = runtime.block_on(delivery.deliver(&metrics, code)) {
+        eprintln!("eden-reconcile: {}", one_line(&e));
+        return ExitCode::from(2);
+    }
     // One summary line per run for cron logs. A failed run (exit 2) says what went wrong
     // in its one error sentence; the summary follows it only with -v.
     if code != 2 || verbose > 0 {
-        eprintln!("{}", summary.line(started.elapsed(), code));
+        eprintln!("{}", summary.line(started.elapsed(), code as u8));
     }
-    ExitCode::from(code)
+    ExitCode::from(code as u8)
 }
 
 /// Errors are one sentence on one line, whatever the layers below wrote.

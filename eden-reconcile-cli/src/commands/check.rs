@@ -3,12 +3,13 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::check::CheckOptions;
-use eden_consistency::config::Config;
+use eden_consistency::CheckOptions;
+use eden_consistency::Config;
+use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::{self, Redactor};
 
 use super::{Outcome, checker};
-use crate::cli::{CheckArgs, Format};
+use crate::cli::{CheckArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
 use crate::summary::Summary;
@@ -18,11 +19,13 @@ pub async fn run(
     config: Config,
     args: &CheckArgs,
     format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
     redactor: &Redactor,
     summary: &mut Summary,
 ) -> Result<Outcome> {
-    let checker = checker(config, &args.db).await?;
-    summary.database = Some(checker.database().to_string());
+    // --record writes to the databases: it holds the run lock.
+    let (checker, _lock) = checker(config, &args.db, args.record.then_some((g, "check"))).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -35,6 +38,8 @@ pub async fn run(
         ..CheckOptions::default()
     };
     let mut report = checker.run(&opts).await?;
+    metrics.record_check(&report);
+    summary.database = Some(checker.database().to_string());
     summary.tables = Some(report.tables.len());
     summary.differences = Some(report.tables.iter().map(|t| t.difference_count).sum());
     summary.actions = Some(0);

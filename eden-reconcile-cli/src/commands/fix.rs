@@ -3,13 +3,14 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
+use eden_consistency::CheckOptions;
+use eden_consistency::Config;
 use eden_consistency::apply::{FixRun, run_fix};
-use eden_consistency::check::CheckOptions;
-use eden_consistency::config::Config;
+use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::{self, Redactor};
 
 use super::{Outcome, apply_options, checker};
-use crate::cli::{FixArgs, Format};
+use crate::cli::{FixArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
 use crate::summary::Summary;
@@ -20,6 +21,8 @@ pub async fn run(
     config: Config,
     args: &FixArgs,
     format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
     redactor: &Redactor,
     summary: &mut Summary,
 ) -> Result<Outcome> {
@@ -30,7 +33,9 @@ pub async fn run(
         args.max_rows_per_second,
         args.no_replicate,
     )?;
-    let checker = checker(config, &args.db).await?;
+    // A dry run (or --sql-out, which writes nothing to the databases) takes no lock.
+    let writes = !args.dry_run && args.sql_out.is_none();
+    let (checker, _lock) = checker(config, &args.db, writes.then_some((g, "fix"))).await?;
     let check = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -45,8 +50,9 @@ pub async fn run(
         apply,
         ..FixRun::default()
     };
-    summary.database = Some(checker.database().to_string());
     let mut report = run_fix(&checker, &check, &run).await?;
+    metrics.record_fix(&report);
+    summary.database = Some(checker.database().to_string());
     fix_summary(summary, &report);
     redact::fix_report(redactor, &mut report);
     let mut out = crate::output::stdout();
@@ -81,7 +87,7 @@ pub async fn run(
 
 /// The summary's counts for a fix run: tables, keys that differed (or were left in
 /// flight), actions planned, rows written.
-fn fix_summary(summary: &mut Summary, report: &eden_consistency::apply::FixReport) {
+fn fix_summary(summary: &mut Summary, report: &eden_consistency::FixReport) {
     summary.tables = Some(report.tables.len() + report.not_planned.len());
     let differences: usize = report
         .tables

@@ -3,12 +3,12 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::redact::{self, Redactor};
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use super::{Outcome, apply_options, connect};
-use crate::cli::{Format, UndoArgs};
+use crate::cli::{Format, GlobalOpts, UndoArgs};
 use crate::print;
 use crate::summary::Summary;
 
@@ -17,11 +17,17 @@ pub async fn run(
     config: Config,
     args: &UndoArgs,
     format: Format,
+    g: &GlobalOpts,
     redactor: &Redactor,
     summary: &mut Summary,
 ) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::unattended::take_lock(g, &regions, "undo").await?)
+    };
     let run_id =
         eden_consistency::undo::resolve_run_id(&regions, &apply.conflicts_schema, &args.run)
             .await?;
