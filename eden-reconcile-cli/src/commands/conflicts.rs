@@ -98,7 +98,7 @@ pub async fn resolve(config: Config, args: &ResolveArgs, format: Format) -> Resu
     let done =
         eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
             .await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(
             out,
