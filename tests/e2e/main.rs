@@ -13,5 +13,6 @@ mod lock;
 mod metrics;
 mod pglogical;
 mod safety;
-mod status;
 mod shell;
+mod status;
+mod trust;

@@ -9,9 +9,9 @@
 //!   `spock.resolutions` with Spock's own column layout (spock 4/5/6 `sql/spock--*.sql`)
 //!   in a test database and fills it the way Spock's apply worker does.
 
-use eden_consistency::undo::{UndoOptions, undo_run_on};
 use eden_consistency::conflicts;
 use eden_consistency::import::{ImportOptions, RegionImport, import_region};
+use eden_consistency::undo::{UndoOptions, undo_run_on};
 use eden_test_util::TestDbs;
 use eden_test_util::pglogical::{DB, Pair};
 use serde_json::{Value, json};
