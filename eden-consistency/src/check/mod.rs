@@ -330,7 +330,7 @@ impl Checker {
             r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
             let snap = match r
                 .client
                 .query_one(
@@ -677,7 +677,7 @@ impl Checker {
         for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
             c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
             // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
             let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
             if let Some(s) = snap
@@ -686,7 +686,7 @@ impl Checker {
             {
                 c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
                     .await
-                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
+                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", e))?;
             }
         }
 
@@ -703,7 +703,7 @@ impl Checker {
                 let v: i32 = conns[0]
                     .query_one("SELECT current_setting('server_version_num')::int", &[])
                     .await
-                    .map_err(|e| Error::query(&names[0], "reading the server version", &e))?
+                    .map_err(|e| Error::query(&names[0], "reading the server version", e))?
                     .get(0);
                 if v >= 140000 {
                     Mode::Pushdown

@@ -164,7 +164,7 @@ pub async fn covered_tables(
                 &[],
             )
             .await
-            .map_err(|e| Error::query(region, "looking for the pglogical extension", &e))?
+            .map_err(|e| Error::query(region, "looking for the pglogical extension", e))?
             .map(|r| r.get(0))
     } else {
         None
@@ -185,7 +185,7 @@ pub async fn covered_tables(
                 Error::query(
                     region,
                     "listing the tables of pglogical replication sets",
-                    &e,
+                    e,
                 )
             })?
         }
@@ -202,7 +202,7 @@ pub async fn covered_tables(
             client
                 .query(&sql, &[])
                 .await
-                .map_err(|e| Error::query(region, "listing tables", &e))?
+                .map_err(|e| Error::query(region, "listing tables", e))?
         }
     };
     let mut out: Vec<TableName> = rows
@@ -274,7 +274,7 @@ pub async fn resolve_table(
                 &[&schema, &name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
         None => client
             .query_opt(
                 "SELECT n.nspname::text, c.relname::text \
@@ -286,7 +286,7 @@ pub async fn resolve_table(
                 &[&name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
     };
     Ok(row.map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
@@ -350,7 +350,7 @@ pub async fn load_table(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?
+        .map_err(|e| Error::query(region, ctx(), e))?
     else {
         return Ok(None);
     };
@@ -366,7 +366,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let estimated_rows = size.get::<_, f64>(0).round() as i64;
     let total_bytes: i64 = size.get(1);
 
@@ -381,7 +381,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
 
     let type_rows = client
         .query(
@@ -420,7 +420,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let types: HashMap<u32, TypeInfo> = type_rows
         .iter()
         .map(|r| {
@@ -535,7 +535,7 @@ async fn automatic_key(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), e))?;
     let mut best: Option<(i32, String, Vec<String>)> = None;
     for r in &rows {
         let name: String = r.get(0);

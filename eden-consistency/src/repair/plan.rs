@@ -277,7 +277,7 @@ pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading track_commit_timestamp", &e))?;
+        .map_err(|e| Error::query(region, "reading track_commit_timestamp", e))?;
     Ok(row.get(0))
 }
 
@@ -353,13 +353,10 @@ pub async fn fetch_rows(
         return Ok(out);
     }
     let sql = fetch_sql(shape, commit_ts);
-    let rows = client.query(&sql, &[&keys_json(keys)]).await.map_err(|e| {
-        Error::query(
-            region,
-            format!("reading rows of {} by key", shape.table),
-            &e,
-        )
-    })?;
+    let rows = client
+        .query(&sql, &[&keys_json(keys)])
+        .await
+        .map_err(|e| Error::query(region, format!("reading rows of {} by key", shape.table), e))?;
     let cols = shape.compared_columns();
     for r in rows {
         let i: i32 = r.get(0);
@@ -829,7 +826,7 @@ async fn fetch_tombstones(
             &[&tt.schema, &tt.name, col],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let Some(oid_row) = oid_row else {
         return Err(Error::Table {
             table: shape.table.to_string(),
@@ -858,7 +855,7 @@ async fn fetch_tombstones(
     let rows = client
         .query(&sql, &[&keys_json(keys)])
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
@@ -1113,7 +1110,9 @@ async fn plan_targets_with(
         };
         match planned {
             Ok(tp) => tables.push(tp),
-            Err(e) if e.is_connection() || client_closed(clients) => return Err(e),
+            Err(e) if e.is_connection() || client_closed(clients) => {
+                return Err(e.with_table(&t.table));
+            }
             Err(e) => {
                 tracing::warn!(table = %t.table, "not planned: {e}");
                 not_planned.push(NotPlanned::error(t.table.to_string(), e.to_string()));
@@ -1175,7 +1174,7 @@ async fn hold_back_cascading_deletes(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     for t in tables.iter_mut() {
         let Some(r) = rows.iter().find(|r| {
             r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name
@@ -1552,7 +1551,7 @@ pub async fn foreign_keys(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     let set: BTreeSet<&TableName> = tables.iter().collect();
     let mut out = Vec::new();
     for r in rows {
