@@ -1,4 +1,4 @@
-//! `check`: exact comparison of every covered table across regions (CONTRACT §2–§3).
+//! `check`: exact comparison of every covered table across regions (see `docs/commands.md` and `docs/reports.md`).
 //!
 //! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
 //! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
@@ -10,7 +10,7 @@
 //! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
 //! obtained, pushdown and stream).
 //!
-//! **In flight** (CONTRACT §2): with a lag window > 0, a difference whose newest version is
+//! **In flight** (see `docs/commands.md`): with a lag window > 0, a difference whose newest version is
 //! younger than the window (by `pg_xact_commit_timestamp(xmin)` when
 //! `track_commit_timestamp` is on in every region, else by the table's tracking column) is
 //! read again after a pause, outside the snapshot; if it still differs it is reported with
@@ -22,8 +22,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
-//! use eden_consistency::check::{CheckOptions, Checker};
-//! use eden_consistency::config::Config;
+//! use eden_consistency::{CheckOptions, Checker};
+//! use eden_consistency::Config;
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -35,7 +35,7 @@
 //! # }
 //! ```
 
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 
 use std::collections::HashMap;

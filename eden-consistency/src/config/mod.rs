@@ -1,4 +1,4 @@
-//! The operators' `postgresql-multi-region.yaml`, read as-is (CONTRACT §1), plus the regions
+//! The operators' `postgresql-multi-region.yaml`, read as-is (see `docs/config.md`), plus the regions
 //! given with `--region NAME=CONNINFO`.
 //!
 //! Every table rule is validated when the file is loaded: an unknown resolution, a rule that
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::pg::conninfo::ConnParams;
 use crate::pg::ident::TableName;
-pub use crate::resolve::{Resolution, Tombstone};
+pub(crate) use crate::resolve::{Resolution, Tombstone};
 
 /// The whole configuration: file (if any) plus command-line regions.
 #[derive(Debug, Clone, Default)]
@@ -361,7 +361,7 @@ impl Config {
 }
 
 /// The rule names understood in `resolution:`.
-pub const RESOLUTION_NAMES: &[&str] = &[
+pub(crate) const RESOLUTION_NAMES: &[&str] = &[
     "last_write_wins",
     "first_write_wins",
     "region_priority",

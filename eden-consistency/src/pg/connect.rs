@@ -14,8 +14,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
-//! use eden_consistency::config::Config;
-//! use eden_consistency::pg::connect::{connect_all, ConnectOptions};
+//! use eden_consistency::Config;
+//! use eden_consistency::connect::{connect_all, ConnectOptions};
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;

@@ -3,7 +3,7 @@
 //! Everything is read from `pg_catalog` (never `information_schema`, which hides objects the
 //! user lacks privileges on and is slow), with names passed as bind parameters.
 //!
-//! * [`covered_tables`]: which tables `check`/`fix` look at (CONTRACT §2 "Which tables").
+//! * [`covered_tables`]: which tables `check`/`fix` look at (`docs/commands.md`, "What check and fix cover").
 //! * [`load_table`]: one table's columns (attnum order), exact types, and its key: the
 //!   primary key, else the best unique index on NOT NULL columns, else the config's
 //!   `key_columns` (which, when given, always wins so an operator can choose).
@@ -123,13 +123,13 @@ impl TableSchema {
         self.columns.iter().all(|c| c.hashable)
     }
 
-    /// The message of a `skipped` table (CONTRACT §3): why, and how to name key columns.
+    /// The message of a `skipped` table (see `docs/reports.md`): why, and how to name key columns.
     pub fn skip_message(&self) -> String {
         skip_message(&self.name)
     }
 }
 
-/// The message of a table skipped for want of a key (CONTRACT §3).
+/// The message of a table skipped for want of a key (see `docs/reports.md`).
 pub fn skip_message(table: &TableName) -> String {
     format!(
         "table {table} has no primary key and no usable unique index (one that is not partial, has no \

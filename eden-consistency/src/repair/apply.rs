@@ -133,7 +133,7 @@ pub enum ActionStatus {
     Failed,
 }
 
-/// One action in the report (CONTRACT §3a, plus `status`).
+/// One action in the report (see `docs/reports.md`; plus `status`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionReport {
     /// The row's key.
@@ -154,7 +154,7 @@ pub struct ActionReport {
     pub possible_undelete: bool,
 }
 
-/// One table in the report (CONTRACT §3a).
+/// One table in the report (see `docs/reports.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
     /// `schema.table`.
@@ -184,7 +184,7 @@ pub struct TableReport {
     pub collisions: Vec<crate::repair::collision::Collision>,
 }
 
-/// The result of `fix` (CONTRACT §3a).
+/// The result of `fix` (see `docs/reports.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct FixReport {
     /// The run's id (in every record it wrote).
@@ -207,7 +207,7 @@ pub struct FixReport {
 }
 
 impl FixReport {
-    /// The exit code CONTRACT §2 asks for: 0 when consistent, 1 when differences or
+    /// The exit code (see `docs/commands.md`): 0 when consistent, 1 when differences or
     /// unresolved conflicts remain (always for a dry run that found any), 2 when a batch
     /// failed.
     pub fn exit_code(&self) -> i32 {
@@ -343,9 +343,9 @@ pub struct FixRun {
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
-/// use eden_consistency::repair::apply::{run_fix, FixRun};
-/// use eden_consistency::check::{CheckOptions, Checker};
-/// use eden_consistency::config::Config;
+/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::{CheckOptions, Checker};
+/// use eden_consistency::Config;
 ///
 /// let config = Config::load(std::path::Path::new("postgresql-multi-region.yaml"))?;
 /// let checker = Checker::connect(config, "eden_vault").await?;
@@ -1289,7 +1289,7 @@ pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str)
 
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
 /// (`plan.regions`). Regions are written concurrently, each in its own order. Returns the
-/// report (CONTRACT §3a); a failed batch is reported in its table's `errors`, a lost
+/// report (see `docs/reports.md`); a failed batch is reported in its table's `errors`, a lost
 /// connection is an error.
 pub async fn apply_plan_on(
     clients: &[&Client],
@@ -1482,7 +1482,7 @@ async fn close_open_records(
     Ok(())
 }
 
-/// Applies a plan to connected regions (CONTRACT §3a report). Each region is written
+/// Applies a plan to connected regions (report: see `docs/reports.md`). Each region is written
 /// through a session of its own ([`crate::pg::connect::Region::open_another`]), so the
 /// replication origin of `no_replicate` and the batches' transactions stay apart from the
 /// regions' main sessions. `regions` must hold every region named in the plan.

@@ -45,7 +45,7 @@ impl Collision {
 /// Looks for a row other than `key`'s that holds the same values as `row_image` (the
 /// winner's `to_jsonb` text) on one of the table's unique indexes (full, no expressions)
 /// besides the key's own.
-pub async fn find_collision(
+pub(crate) async fn find_collision(
     client: &Client,
     region: &str,
     shape: &TableShape,

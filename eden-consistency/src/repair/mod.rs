@@ -3,7 +3,7 @@
 //! live schema.
 
 pub mod apply;
-pub mod collision;
+pub(crate) mod collision;
 pub mod plan;
 pub mod undo;
 pub mod validate;

@@ -5,7 +5,7 @@
 //! 1. The differing keys of each table come from `check` ([`plan_fix_checked`], or
 //!    [`plan_fix`] with [`TableDifferences`]): JSON key maps exactly as in the report
 //!    (integers as numbers, everything else as PostgreSQL's text under `TimeZone=UTC`).
-//!    Keys marked in flight are left for the next run (CONTRACT §2) and listed as deferred.
+//!    Keys marked in flight are left for the next run (see `docs/commands.md`) and listed as deferred.
 //! 2. For a batch of keys ([`FETCH_BATCH`]), every region is asked with **one generic
 //!    statement** per table ([`fetch_sql`]):
 //!
@@ -419,7 +419,7 @@ pub struct KeyPlan {
     /// The winner's json/jsonb columns holding JSON `null` (see [`FetchedRow::json_nulls`]).
     #[serde(skip)]
     pub winner_json_nulls: Vec<String>,
-    /// What decided (CONTRACT §4 `decided_by`).
+    /// What decided (`decided_by`, see `docs/replication_conflicts.md`).
     pub decided_by: String,
     /// True when a human must decide (manual rule, or a resolver that could not).
     pub needs_human: bool,
@@ -556,7 +556,7 @@ pub enum Winner {
 pub struct Resolved {
     /// The winner; ignored when `needs_human`.
     pub winner: Winner,
-    /// CONTRACT §4 `decided_by`.
+    /// `decided_by`, see `docs/replication_conflicts.md`.
     pub decided_by: String,
     /// A human must decide: nothing is written, unresolved records are.
     pub needs_human: bool,
@@ -622,7 +622,7 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
                     let row =
                         Row::new(cols.clone(), r.values.clone()).map_err(|m| Error::Table {
                             table: shape.table.to_string(),
-                            message: m,
+                            message: m.to_string(),
                         })?;
                     let mut ver = Version::present(v.region, v.region_index, row);
                     if let Some(ts) = r.commit_ts_micros {
@@ -1204,7 +1204,7 @@ async fn hold_back_cascading_deletes(
 // ---------------------------------------------------------------------------------------
 // Entry point: from a check's differences to a plan
 
-/// The differences of one table, as `check` reports them (CONTRACT §3).
+/// The differences of one table, as `check` reports them (see `docs/reports.md`).
 #[derive(Debug, Clone)]
 pub struct TableDifferences {
     /// The table.

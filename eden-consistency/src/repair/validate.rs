@@ -91,7 +91,7 @@ pub fn validate_offline(config: &Config, registry: &Registry) -> Validation {
             unknown_key_warnings(&mut v, rule);
             if let Err(m) = Resolver::new(&rule.resolution, rule.tombstone.as_ref(), &[], registry)
             {
-                v.push(Severity::Error, Some(&rule.table), m);
+                v.push(Severity::Error, Some(&rule.table), m.to_string());
                 continue;
             }
             if let Resolution::Custom { expression } = &rule.resolution {
@@ -356,7 +356,7 @@ async fn check_rule(
     ) {
         Ok(r) => r,
         Err(m) => {
-            v.push(Severity::Error, Some(name), m);
+            v.push(Severity::Error, Some(name), m.to_string());
             return Ok(());
         }
     };
@@ -366,7 +366,7 @@ async fn check_rule(
         .map(|c| (c.name.clone(), c.type_name.clone()))
         .collect();
     if let Err(m) = resolver.check_column_types(&types) {
-        v.push(Severity::Error, Some(name), m);
+        v.push(Severity::Error, Some(name), m.to_string());
     }
     if let Resolution::Custom { expression } = &rule.resolution {
         let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
@@ -417,7 +417,7 @@ async fn sample_versions(
         })?;
         let row = Row::new(names.clone(), values).map_err(|m| Error::Table {
             table: table.name.to_string(),
-            message: m,
+            message: m.to_string(),
         })?;
         out.push(Version::present(region.name.clone(), region.index, row));
     }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{ConnectOptions, Region};
 
@@ -45,7 +45,11 @@ pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result
 
 /// The regions whose records `conflicts` reads: `--in` one region only (connected alone,
 /// since the others may be unreachable), else all.
-async fn regions_for(config: &Config, db: &DbArg, in_region: Option<&str>) -> Result<Vec<Region>> {
+pub(super) async fn regions_for(
+    config: &Config,
+    db: &DbArg,
+    in_region: Option<&str>,
+) -> Result<Vec<Region>> {
     Ok(match in_region {
         Some(name) => {
             let Some(index) = config.region_index(name) else {
@@ -81,13 +85,9 @@ pub async fn resolve(config: Config, args: &ResolveArgs, format: Format) -> Resu
         .iter()
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
-    let done = eden_consistency::store::closing::resolve_by_hand(
-        &pairs,
-        &table,
-        &args.ids,
-        args.note.as_deref(),
-    )
-    .await?;
+    let done =
+        eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
+            .await?;
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(
