@@ -613,6 +613,135 @@ async fn unique_collision_is_reported_with_constraint_and_both_keys() {
     );
 }
 
+/// With `unique_collisions: resolve` the two colliding rows are two versions of one logical
+/// row: the table's rule (newest `updated_at`) picks the winner, the loser is archived and
+/// removed where it exists, the winner copied where it is missing, and a rerun is clean.
+/// Without the opt-in (default `manual`) the collision stays unresolved (exit 1).
+#[tokio::test]
+async fn unique_collision_resolved_by_the_table_rule_when_opted_in() {
+    let dbs = TestDbs::new_named("safety_unique_resolve", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE docs(id int primary key, tenant_id int not null, path text not null, \
+         body text, updated_at timestamptz, UNIQUE (tenant_id, path))",
+    )
+    .await;
+    dbs.exec(
+        0,
+        "INSERT INTO docs VALUES (1, 7, '/x', 'from a', '2024-01-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO docs VALUES (2, 7, '/x', 'from b', '2024-06-01')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |extra: &str| {
+        format!(
+            "        - table: docs\n          resolution: last_write_wins\n          tracking_column: updated_at\n{extra}"
+        )
+    };
+    let go = |cfg: &std::path::Path, cmd: &str, extra: &[&str]| {
+        let mut a = s(&["--config", cfg.to_str().unwrap(), cmd, "--db", "eden_vault"]);
+        a.extend(s(extra));
+        a.extend(dbs.region_args());
+        run(a)
+    };
+
+    // Default (manual): reported, unresolved, nothing changed.
+    let cfg = vault_config(&dbs, dir.path(), "", &rule(""));
+    let before = go(&cfg, "fix", &[]);
+    eprintln!("--- manual (default):\n{}", before.stdout);
+    before.assert_code(1);
+    assert!(
+        before.stdout.contains("left unresolved"),
+        "{}",
+        before.stdout
+    );
+    let r = go(&cfg, "fix", &["--format", "json"]);
+    r.assert_code(1);
+    let t = &r.json()["tables"][0];
+    assert_eq!(t["unresolved"], json!(2), "{t}");
+    assert!(t["collisions"][0].get("resolved").is_none(), "{t}");
+
+    // An unknown value is a config error naming the table's rule.
+    let bad = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          unique_collisions: merge\n"),
+    );
+    let r = go(&bad, "fix", &[]);
+    r.assert_code(2).assert_one_line_error();
+    assert!(
+        r.stderr.contains("unique_collisions: merge"),
+        "{}",
+        r.stderr
+    );
+
+    // resolve: b's row is newer, so id 2 stays everywhere and id 1 is archived and removed.
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          unique_collisions: resolve\n"),
+    );
+    let after = go(&cfg, "fix", &["--format", "json"]);
+    after.assert_code(0);
+    let j = after.json();
+    assert_eq!(j["consistent"], json!(true), "{j}");
+    let t = &j["tables"][0];
+    assert_eq!(t["unresolved"], json!(0), "{t}");
+    let c = t["collisions"].as_array().unwrap_or_else(|| panic!("{t}"));
+    assert!(!c.is_empty(), "{t}");
+    for c in c {
+        assert_eq!(c["resolved"]["winner_key"], json!({"id": 2}), "{c}");
+        assert_eq!(c["resolved"]["loser_key"], json!({"id": 1}), "{c}");
+        assert_eq!(c["resolved"]["winner_region"], json!("b"), "{c}");
+    }
+    for i in 0..2 {
+        assert_eq!(
+            dbs.query_texts(i, "SELECT string_agg(id || ':' || body, ',') FROM docs")
+                .await,
+            vec![Some("2:from b".into())]
+        );
+    }
+    // The loser is archived in the same transaction as its delete, in region a.
+    assert_eq!(
+        dbs.query_texts(
+            0,
+            "SELECT conflict_type || ' ' || (local_row->>'id') || ' ' || (local_row->>'body') \
+             FROM replication_conflicts WHERE remote_row IS NULL"
+        )
+        .await,
+        vec![Some("delete 1 from a".into())]
+    );
+    // Rerun is clean: check agrees, fix has nothing to do.
+    go(&cfg, "check", &[]).assert_code(0);
+    go(&cfg, "fix", &[]).assert_code(0);
+
+    // The human output names the winner.
+    dbs.exec_all("DELETE FROM docs").await;
+    dbs.exec(
+        0,
+        "INSERT INTO docs VALUES (1, 7, '/x', 'from a', '2024-01-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO docs VALUES (2, 7, '/x', 'from b', '2024-06-01')",
+    )
+    .await;
+    let h = go(&cfg, "fix", &[]);
+    eprintln!("--- unique_collisions: resolve:\n{}", h.stdout);
+    h.assert_code(0);
+    assert!(
+        h.stdout.contains("resolved by the table's rule"),
+        "{}",
+        h.stdout
+    );
+}
+
 /// With a config, `fix` refuses decisions that only the tie order made for a time-ordered
 /// rule (here: commit timestamps with track_commit_timestamp off) unless --allow-tiebreak;
 /// validate-config warns about it, about keyless tables and about unknown keys in a rule.

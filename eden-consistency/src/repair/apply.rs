@@ -381,7 +381,8 @@ pub async fn run_fix(
     if run.dry_run {
         return Ok(FixReport::from_plan(&plan));
     }
-    let report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    let mut report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    crate::repair::collision::resolve_collisions(checker, &plan, &mut report, run).await?;
     for t in &report.tables {
         tracing::info!(
             table = %t.table,
