@@ -913,3 +913,87 @@ async fn trigger_rewriting_rows_stops_the_table_and_names_it() {
         );
     }
 }
+
+/// In flight with a REAL delayed replica: pglogical applies region a's changes in region b
+/// 2 s late (`apply_delay`) while a writer keeps updating rows in a with
+/// `last_updated_at = now()` during the check. With `max_replication_lag_seconds: 5` the
+/// keys still on their way are reported in flight (not divergent, exit 0 for them); a
+/// stable difference written long ago in b only stays divergent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_with_a_really_delayed_pglogical_replica() {
+    use eden_test_util::pglogical::{DB, Pair};
+    let pair = Pair::start_clusters();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("postgresql-multi-region.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  replication_user: replication_user\n  max_replication_lag_seconds: 5\n  conflict_resolution: last_write_wins\n\
+             regions:\n  - name: us-east-1\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pa}, user: postgres }}\n\
+             \x20 - name: us-west-2\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pb}, user: postgres }}\n\
+             replication:\n  provider: pglogical\n  node_groups:\n    - name: eden_vault_group\n      database: {DB}\n\
+             \x20     conflict_resolution_tables:\n        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n",
+            pa = pair.a.cluster.port,
+            pb = pair.b.cluster.port
+        ),
+    )
+    .unwrap();
+    let eden = |args: &[&str]| {
+        let mut v = s(&["--config", cfg.to_str().unwrap()]);
+        v.extend(s(args));
+        v.extend(s(&["--db", DB]));
+        run(v)
+    };
+    eden(&["init"]).assert_code(0);
+    pair.replicate_with_b_delay(Some("2 seconds"));
+    // A stable difference: written in b under a replication origin of its own, so pglogical
+    // (forward_origins = '{}') never sends it to a; its row time and (after the sleep) its
+    // commit time are outside the window.
+    pair.b.sql(
+        "SELECT pg_replication_origin_create('eden_test_local'); \
+         SELECT pg_replication_origin_session_setup('eden_test_local'); \
+         UPDATE vault_secrets SET secret = 'stale', last_updated_at = '2025-01-01' WHERE id = 50",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let r = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                pair.a.sql(&format!(
+                    "UPDATE vault_secrets SET secret = 'w{i}', last_updated_at = now() WHERE id = {}",
+                    i % 10 + 1
+                ));
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let r = eden(&["check", "--table", "vault_secrets", "--format", "json"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    let j = r.json();
+    let t = &j["tables"][0];
+    let diffs = t["differences"].as_array().unwrap_or_else(|| panic!("{j}"));
+    let id = |d: &serde_json::Value| d["key"]["id"].as_i64().unwrap();
+    let stable = diffs
+        .iter()
+        .find(|d| id(d) == 50)
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_ne!(stable["in_flight"], json!(true), "{t}");
+    let flying: Vec<_> = diffs.iter().filter(|d| id(d) <= 10).collect();
+    assert!(
+        !flying.is_empty(),
+        "b's delay must leave some of a's writes unapplied: {t}"
+    );
+    for d in &flying {
+        assert_eq!(
+            d["in_flight"],
+            json!(true),
+            "a key still replicating is not divergent: {t}"
+        );
+    }
+    assert_eq!(t["in_flight_count"], json!(flying.len()), "{t}");
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+}
