@@ -33,5 +33,7 @@ pub mod plan;
 pub mod undo;
 pub mod validate;
 
+pub mod redis;
+
 pub use error::{Error, Result};
 pub use ident::TableName;

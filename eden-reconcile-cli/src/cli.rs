@@ -14,6 +14,9 @@ Examples:
   eden-reconcile fix --db eden_vault --table vault_secrets --dry-run
   eden-reconcile conflicts --db eden_vault --since 24h --unresolved
   eden-reconcile init --db eden_vault
+  eden-reconcile --config redis-multi-region.yaml check --db eden_cache
+  eden-reconcile fix --db eden_cache --from us-east-1 \\
+      --region us-east-1=redis://redis-east:6379 --region us-west-2=rediss://redis-west:6380
 
 Exit codes: 0 all consistent / all done; 1 differences found or conflicts left unresolved;
             2 usage, config, connection or any other error.
@@ -40,14 +43,15 @@ pub struct Cli {
 /// Options accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// The multi-region config (postgresql-multi-region.yaml).
+    /// The multi-region config: postgresql-multi-region.yaml and/or redis-multi-region.yaml
+    /// (repeatable; each file is recognised by its content).
     #[arg(
         long,
         global = true,
         value_name = "FILE",
         env = "EDEN_RECONCILE_CONFIG"
     )]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
     /// key=value conninfo). Repeatable; regions given only here are ordered after the config's.
     #[arg(long = "region", global = true, value_name = "NAME=CONNINFO")]
@@ -169,6 +173,8 @@ pub struct CheckArgs {
     /// Record each difference as an unresolved row of replication_conflicts in every region involved.
     #[arg(long)]
     pub record: bool,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheCheckArgs,
 }
 
 /// `conflicts` options.
@@ -215,6 +221,8 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheFixArgs,
 }
 
 /// `undo` options.

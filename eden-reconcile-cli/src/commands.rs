@@ -37,6 +37,9 @@ impl Outcome {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    if let Some(target) = crate::cache::redis_target(&cli)? {
+        return crate::cache::run(cli, target).await;
+    }
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
     match cli.command {
@@ -51,8 +54,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
 
 /// The config file (from `--config` or `$EDEN_RECONCILE_CONFIG`) plus `--region` flags.
 fn load_config(global: &GlobalOpts) -> Result<Config> {
-    let mut config = match &global.config {
-        Some(path) => Config::load(path)?,
+    let mut config = match crate::cache::postgres_config_file(global)? {
+        Some(path) => Config::load(&path)?,
         None => Config::default(),
     };
     for spec in &global.regions {
@@ -90,7 +93,7 @@ impl From<ModeArg> for eden_consistency::source::Mode {
 }
 
 /// True when progress may be drawn on stderr.
-fn stderr_is_terminal() -> bool {
+pub(crate) fn stderr_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
 }
