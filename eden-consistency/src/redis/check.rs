@@ -754,6 +754,9 @@ pub(crate) fn classify(recs: &[Option<Rec>], tol: i64) -> Option<(Vec<usize>, Ve
         .map(|(i, _)| i)
         .collect();
     let present: Vec<&Rec> = recs.iter().flatten().collect();
+    if present.is_empty() {
+        return None; // gone everywhere: the regions agree
+    }
     let mut changed = Vec::new();
     if let Some(first) = present.first() {
         if present.iter().any(|r| r.kind != first.kind) {
