@@ -122,7 +122,10 @@ impl TestRedis {
                     .args(["-p", &port.to_string(), "ping"])
                     .stderr(Stdio::null())
                     .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+                    .map(|o| {
+                        let t = String::from_utf8_lossy(&o.stdout);
+                        t.contains("PONG") || t.contains("NOAUTH")
+                    })
                     .unwrap_or(false);
                 if ok {
                     return TestRedis { port, dir, child };

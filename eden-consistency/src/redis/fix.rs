@@ -421,6 +421,7 @@ impl CacheChecker {
                 .map(|d| d.raw_key.as_slice())
                 .collect();
             let now = self.read_now(&opts.check, &keys).await?;
+            tracing::debug!("re-check after fix: {now:?}");
             consistent = now.iter().all(|recs| classify(recs, tol).is_none());
         }
         let resolved_diffs: std::collections::HashSet<usize> = if opts.dry_run {
