@@ -20,7 +20,8 @@
 //! Where the server allows scripts, the digest is computed by a read-only Lua script next to
 //! the data, so values never cross the network: one script call runs one `SCAN` step and
 //! returns each key with its type, digest and absolute expiry. Values larger than the
-//! "big" limits (default 1024 elements, 1 MiB strings) and servers where scripting is
+//! "big" limits (default 1024 elements, 1 MiB strings, which the script reads but never
+//! sends) and servers where scripting is
 //! refused (`NOSCRIPT`/ACL) or whose Lua string order is not bytewise (a non-C
 //! `LC_COLLATE`) fall back to the same digest computed here, reading the value in pages
 //! (`GETRANGE`, `HSCAN`, `SSCAN`, `ZSCAN`, `LRANGE`, `XRANGE`). Both sides compute the
@@ -81,8 +82,16 @@ if not pet then
 end
 local function enc(s) return #s .. ':' .. s end
 local function rec(k)
-  local t = redis.call('TYPE', k)['ok']
-  if t == 'none' then return '' end
+  -- Strings (most keys) first: one GET instead of TYPE + STRLEN + GET.
+  local v = redis.pcall('GET', k)
+  local t
+  if type(v) == 'string' then
+    t = 'string'
+  elseif type(v) == 'table' and v['err'] then
+    t = redis.call('TYPE', k)['ok']
+  else
+    return ''
+  end
   local e
   if pet then
     e = redis.call('PEXPIRETIME', k)
@@ -94,8 +103,8 @@ local function rec(k)
   local es = '|' .. string.format('%d', e)
   local body
   if t == 'string' then
-    if redis.call('STRLEN', k) > bigbytes then return 'sbig' .. es end
-    body = 's' .. enc(redis.call('GET', k))
+    if #v > bigbytes then return 'sbig' .. es end
+    body = 's' .. enc(v)
   elseif t == 'hash' then
     if redis.call('HLEN', k) > big then return 'hbig' .. es end
     local a = redis.call('HGETALL', k)
