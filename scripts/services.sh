@@ -11,7 +11,7 @@ if ! command -v pg_isready >/dev/null 2>&1; then
   say "PostgreSQL client tools are missing; installing postgresql-15"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
-# pglogical: the replication tests (eden-consistency/tests/pglogical.rs, tests/e2e/pglogical.rs)
+# pglogical: the replication tests (eden-consistency/tests/it/pglogical.rs, tests/e2e/pglogical.rs)
 # run real pglogical between throwaway clusters and fail without it.
 if [ ! -f /usr/lib/postgresql/15/lib/pglogical.so ]; then
   say "pglogical is missing; installing postgresql-15-pglogical"

@@ -9,31 +9,31 @@
 //! calls.
 
 pub mod error;
-pub mod ident;
-pub mod value;
-
-pub mod config;
-pub mod connect;
-pub mod conninfo;
-
-pub mod conflicts;
-pub mod schema;
 
 pub mod check;
-pub mod digest;
-pub mod filter;
-pub mod merkle;
-pub mod report;
-pub mod source;
-
+pub mod config;
+pub mod pg;
+pub mod repair;
 pub mod resolve;
-
-pub mod apply;
-pub mod plan;
-pub mod undo;
-pub mod validate;
+pub mod row;
+pub mod source;
+pub mod store;
 
 pub mod redis;
 
 pub use error::{Error, Result};
-pub use ident::TableName;
+pub use pg::ident::TableName;
+
+// The modules' former paths, kept so that code written against them still builds.
+#[doc(hidden)]
+pub use check::report;
+#[doc(hidden)]
+pub use pg::{connect, conninfo, ident, schema};
+#[doc(hidden)]
+pub use repair::{apply, plan, undo, validate};
+#[doc(hidden)]
+pub use row::{digest, value};
+#[doc(hidden)]
+pub use source::{filter, merkle};
+#[doc(hidden)]
+pub use store::conflicts;

@@ -222,7 +222,7 @@ fn check_options(config: &RedisConfig, a: &CacheCheckArgs) -> Result<CacheCheckO
             n => n,
         },
         client_side_only: a.client_digests,
-        progress: crate::commands::stderr_is_terminal(),
+        progress: crate::print::progress::Bars::for_stderr(),
         ..CacheCheckOptions::default()
     })
 }
@@ -251,7 +251,7 @@ pub async fn run(cli: Cli, target: RedisTarget) -> Result<Outcome> {
                     use std::io::IsTerminal;
                     let color =
                         std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                    report.print_human(&mut out, color)?;
+                    crate::print::cache::check_human(&report, &mut out, color)?;
                 }
             }
             Ok(if report.consistent {
@@ -273,7 +273,7 @@ pub async fn run(cli: Cli, target: RedisTarget) -> Result<Outcome> {
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
-                Format::Human => report.print_human(&mut out)?,
+                Format::Human => crate::print::cache::fix_human(&report, &mut out)?,
             }
             drop(out);
             if let Some(e) = report.first_error() {

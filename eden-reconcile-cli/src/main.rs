@@ -8,6 +8,7 @@
 mod cache;
 mod cli;
 mod commands;
+mod print;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -8,7 +8,6 @@
 //! dropped, one whose records moved between reads is in flight.
 
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,8 +44,8 @@ pub struct CacheCheckOptions {
     pub client_side_only: bool,
     /// List at most this many differences (counts stay exact).
     pub max_differences: Option<usize>,
-    /// Progress on stderr (only when stderr is a terminal).
-    pub progress: bool,
+    /// Where progress is reported (keys read so far), if anywhere.
+    pub progress: crate::check::progress::ProgressSink,
     /// The run id (a new one when `None`).
     pub run_id: Option<String>,
 }
@@ -64,7 +63,7 @@ impl Default for CacheCheckOptions {
             big_bytes: digest::DEFAULT_BIG_BYTES,
             client_side_only: false,
             max_differences: None,
-            progress: false,
+            progress: None,
             run_id: None,
         }
     }
@@ -150,91 +149,6 @@ impl CacheReport {
     /// The report as JSON.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// A readable summary, in the style of the PostgreSQL report.
-    pub fn print_human(&self, out: &mut dyn Write, color: bool) -> io::Result<()> {
-        const SHOWN: usize = 10;
-        let paint = |code: &str, s: &str| {
-            if color {
-                format!("\x1b[{code}m{s}\x1b[0m")
-            } else {
-                s.to_string()
-            }
-        };
-        writeln!(
-            out,
-            "database {} (redis)  regions {}",
-            self.database,
-            self.regions.join(", ")
-        )?;
-        let status = if self.difference_count > 0 {
-            paint("31", &format!("{:<15}", "divergent"))
-        } else {
-            paint("32", &format!("{:<15}", "consistent"))
-        };
-        let counts = self
-            .key_counts
-            .0
-            .iter()
-            .map(|(r, n)| format!("{r}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut line = format!("{}  {status}  keys {counts}", self.database);
-        if self.difference_count > 0 || self.in_flight_count > 0 {
-            line.push_str(&format!(
-                "  {} difference{}",
-                self.difference_count,
-                if self.difference_count == 1 { "" } else { "s" }
-            ));
-            if self.in_flight_count > 0 {
-                line.push_str(&format!(" ({} in flight)", self.in_flight_count));
-            }
-        }
-        writeln!(out, "{line}")?;
-        for d in self.differences.iter().take(SHOWN) {
-            let mut what = Vec::new();
-            if !d.missing_in.is_empty() {
-                what.push(format!("missing in {}", d.missing_in.join(", ")));
-            }
-            if !d.changed.is_empty() {
-                what.push(format!("changed: {}", d.changed.join(", ")));
-            }
-            if d.in_flight {
-                what.push("in flight".into());
-            }
-            writeln!(out, "    {}: {}", d.key, what.join("; "))?;
-        }
-        let listed = self.differences.len().min(SHOWN);
-        let total = (self.difference_count + self.in_flight_count) as usize;
-        if total > listed {
-            writeln!(out, "    ... and {} more", total - listed)?;
-        }
-        let verdict = if self.consistent {
-            paint("32", "consistent")
-        } else {
-            paint("31", "NOT consistent")
-        };
-        let sides = self
-            .stats
-            .0
-            .iter()
-            .map(|(r, s)| {
-                format!(
-                    "{r}: {} master{}, {}-side digests",
-                    s.masters,
-                    if s.masters == 1 { "" } else { "s" },
-                    s.digest
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        writeln!(
-            out,
-            "{verdict} ({}; {:.2}s)",
-            sides,
-            self.elapsed_ms as f64 / 1000.0
-        )
     }
 }
 
@@ -366,11 +280,10 @@ impl CacheChecker {
         }
         let prep = self.prepare(opts).await;
         let total_est = self.estimate_keys().await;
-        let progress = Arc::new(crate::report::Progress::new(
-            opts.progress,
-            &self.database,
-            total_est,
-        ));
+        let progress = opts.progress.clone();
+        if let Some(p) = &progress {
+            p.start(&self.database, total_est);
+        }
         let seen = Arc::new(AtomicU64::new(0));
         // Scan every region (every master) at once.
         let mut tasks = Vec::new();
@@ -386,10 +299,11 @@ impl CacheChecker {
                     .max_keys_per_second
                     .map(|k| (k as f64 / r.nodes.len() as f64).max(1.0));
                 let region = r.clone();
+                let label = self.database.clone();
                 tasks.push((
                     ri,
                     tokio::spawn(async move {
-                        scan_node(conn, ctx, script, opts, rate, seen, progress)
+                        scan_node(conn, ctx, script, opts, rate, seen, progress, label)
                             .await
                             .map_err(|e| region.query_err("scanning the keyspace", &e))
                     }),
@@ -425,7 +339,9 @@ impl CacheChecker {
                 }
             }
         }
-        progress.finish();
+        if let Some(p) = &progress {
+            p.finish(&self.database);
+        }
         if let Some(e) = first_err {
             return Err(e);
         }
@@ -615,7 +531,8 @@ async fn scan_node(
     opts: CacheCheckOptions,
     rate: Option<f64>,
     seen: Arc<AtomicU64>,
-    progress: Arc<crate::report::Progress>,
+    progress: crate::check::progress::ProgressSink,
+    label: String,
 ) -> redis::RedisResult<Vec<(Vec<u8>, Rec)>> {
     let mut out = Vec::new();
     let patterns: Vec<Option<&str>> = if opts.matches.is_empty() {
@@ -634,7 +551,9 @@ async fn scan_node(
             scanned += found.len() as u64;
             let total = seen.fetch_add(found.len() as u64, Ordering::Relaxed) + found.len() as u64;
             out.extend(found);
-            progress.update(total);
+            if let Some(p) = &progress {
+                p.update(&label, total);
+            }
             if let Some(rate) = rate {
                 let due = Duration::from_secs_f64(scanned as f64 / rate);
                 let el = start.elapsed();

@@ -3,7 +3,7 @@
 use super::Version;
 use super::eval::column;
 use super::expr::{Expression, show_value};
-use crate::value::Value;
+use crate::row::value::Value;
 
 /// Samples pairs and triples of `samples` and returns warnings when the expression is not
 /// antisymmetric (both `a beats b` and `b beats a`) or not transitive (`x` beats `y`, `y`

@@ -13,7 +13,7 @@
 //! ```
 //! use eden_consistency::config::Resolution;
 //! use eden_consistency::resolve::{datetime_to_micros, Action, Registry, Resolver, Row, Version, Winner};
-//! use eden_consistency::value::Value;
+//! use eden_consistency::row::value::Value;
 //!
 //! // Once, at startup: the table's rule (as in the config) and its columns.
 //! let columns = ["id", "secret", "last_updated_at"].map(String::from);
@@ -67,7 +67,7 @@
 //! use std::cmp::Ordering;
 //! use eden_consistency::config::Resolution;
 //! use eden_consistency::resolve::{CustomResolver, Registry, Resolver, Row, Version, Winner};
-//! use eden_consistency::value::Value;
+//! use eden_consistency::row::value::Value;
 //!
 //! /// The version approved by more reviewers wins.
 //! struct MostApprovals;
@@ -206,7 +206,7 @@
 //! version. [`check_expression_order`] samples pairs and triples and warns when an expression
 //! is not antisymmetric or not transitive (`eden-reconcile validate-config` reports these).
 //!
-//! # What is proven (`tests/resolve_props.rs`)
+//! # What is proven (`tests/it/resolve_props.rs`)
 //!
 //! For every rule, custom expressions and Rust resolvers: the decision is deterministic; it
 //! does not depend on the order the versions are given in; resolving data that already
@@ -232,6 +232,7 @@ mod eval;
 mod expr;
 mod lint;
 mod order;
+mod rule;
 mod rules;
 mod tombstone;
 
@@ -241,8 +242,8 @@ pub use custom::{CustomResolver, Registry};
 pub use expr::Expression;
 pub use lint::{check_expression_order, synthetic_samples};
 
-use crate::config::{Resolution, Tombstone};
-use crate::value::Value;
+use crate::row::value::Value;
+pub use rule::{Resolution, Tombstone};
 
 /// One row's values, by column name. Column names are shared (`Arc`) so that the rows of one
 /// table cost one copy of them.
@@ -275,7 +276,7 @@ impl Row {
     ///
     /// ```
     /// use eden_consistency::resolve::Row;
-    /// use eden_consistency::value::Value;
+    /// use eden_consistency::row::value::Value;
     /// let row = Row::from_pairs([("id", Value::Int(7)), ("name", Value::Text("x".into()))]);
     /// assert_eq!(row.get("id"), Some(&Value::Int(7)));
     /// assert_eq!(row.get("nope"), None);
@@ -346,10 +347,10 @@ impl Row {
         self.iter().all(|(c, v)| other.get(c) == Some(v))
     }
 
-    /// The row's 16-byte digest, as the checker computes it ([`crate::digest::row_digest`]
+    /// The row's 16-byte digest, as the checker computes it ([`crate::row::digest::row_digest`]
     /// over the values in column order).
     pub fn digest(&self) -> [u8; 16] {
-        crate::digest::row_digest(&self.values)
+        crate::row::digest::row_digest(&self.values)
     }
 }
 
@@ -367,7 +368,7 @@ pub struct Version {
     /// epoch), from `pg_xact_commit_timestamp(xmin)`; `None` when unknown (older than every
     /// known time).
     pub commit_ts: Option<i64>,
-    /// Digest of the row ([`crate::digest::row_digest`]), the last tie-break (greater
+    /// Digest of the row ([`crate::row::digest::row_digest`]), the last tie-break (greater
     /// wins). [`Version::present`] fills it from [`Row::digest`]; all zeros for an absent
     /// row.
     pub digest: [u8; 16],

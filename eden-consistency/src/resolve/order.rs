@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use super::Version;
-use crate::value::Value;
+use crate::row::value::Value;
 
 /// A total order over values: [`Value::compare`] (NULL lowest), and for kinds that have no
 /// common order a fixed rank of kinds, so that sorting never depends on input order.

@@ -9,8 +9,8 @@ use super::expr::Expression;
 use super::order::{CommitStep, Primary, Ranking, commit_value, total_cmp};
 use super::tombstone::{deletion_time, kills, newest, row_time};
 use super::{Action, Decision, Row, Version, Winner};
-use crate::config::{Resolution, Tombstone};
-use crate::value::Value;
+use super::{Resolution, Tombstone};
+use crate::row::value::Value;
 
 /// A column group of `column_merge`: columns that travel together with their tracking column.
 #[derive(Debug, Clone)]

@@ -3,10 +3,10 @@
 
 use std::cmp::Ordering;
 
+use super::Tombstone;
 use super::Version;
 use super::order::{commit_value, total_cmp};
-use crate::config::Tombstone;
-use crate::value::Value;
+use crate::row::value::Value;
 
 /// True for the kinds that are points in time.
 pub(crate) fn is_time(v: &Value) -> bool {

@@ -1,0 +1,1083 @@
+//! `check`: exact comparison of every covered table across regions (CONTRACT §2–§3).
+//!
+//! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
+//! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
+//! Otherwise each region is read inside one REPEATABLE READ READ ONLY transaction (all
+//! tables of a run share one snapshot per region, exported with `pg_export_snapshot()` and
+//! imported by every worker session), chunk digests are compared as Merkle trees
+//! ([`crate::source::merkle`]), the `(key, digest)` rows of the differing chunks give the exact
+//! differing keys, and only those rows are fetched from every region to name
+//! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
+//! obtained, pushdown and stream).
+//!
+//! **In flight** (CONTRACT §2): with a lag window > 0, a difference whose newest version is
+//! younger than the window (by `pg_xact_commit_timestamp(xmin)` when
+//! `track_commit_timestamp` is on in every region, else by the table's tracking column) is
+//! read again after a pause, outside the snapshot; if it still differs it is reported with
+//! `in_flight: true` and counted in `in_flight_count`, and alone it does not make the
+//! table divergent. If it no longer differs it is dropped.
+//!
+//! **Parallelism**: `jobs` tables at a time, each on its own set of sessions (one per
+//! region), so at most `jobs + 1` sessions per region.
+//!
+//! ```no_run
+//! # async fn f() -> eden_consistency::Result<()> {
+//! use eden_consistency::check::{CheckOptions, Checker};
+//! use eden_consistency::config::Config;
+//!
+//! let mut cfg = Config::default();
+//! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
+//! cfg.apply_region_flag("us-west-2=postgres://postgres@127.0.0.1:5433/eden_vault")?;
+//! let checker = Checker::connect(cfg, "eden_vault").await?;
+//! let report = checker.run(&CheckOptions::default()).await?;
+//! println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap());
+//! std::process::exit(report.exit_code());
+//! # }
+//! ```
+
+pub mod progress;
+pub mod report;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio_postgres::Client;
+
+use self::progress::ProgressSink;
+use crate::check::report::{
+    CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
+};
+use crate::config::{Config, Resolution};
+use crate::error::{Error, Result};
+use crate::pg::connect::{ConnectOptions, Region, connect_all};
+use crate::pg::ident::TableName;
+use crate::pg::schema::{self, TableSchema};
+use crate::row::digest::encode_value;
+use crate::row::value::{self, Value, oid};
+use crate::source::merkle::{self, ChunkSummary};
+use crate::source::{FetchedRow, KeyedRow, KeyedSource, Mode, PgSource, TableSpec};
+
+/// What to check and how.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// `--table` (repeatable; `t`, `s.t`, quoted parts as in SQL). Empty: every covered table.
+    pub tables: Vec<String>,
+    /// `--exclude-table` (repeatable).
+    pub exclude_tables: Vec<String>,
+    /// `--where`: one boolean SQL expression applied in every region (validated first).
+    pub filter: Option<String>,
+    /// `--max-differences`: caps the listed differences per table (never the count).
+    pub max_differences: Option<usize>,
+    /// `--jobs`: tables checked at once (each on its own session per region). At least 1.
+    pub jobs: usize,
+    /// `--mode`.
+    pub mode: Mode,
+    /// `--record`: write each difference as an unresolved `replication_conflicts` row in
+    /// every region (creating the table when missing).
+    pub record: bool,
+    /// The run's id (generated when `None`).
+    pub run_id: Option<String>,
+    /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
+    pub progress: ProgressSink,
+    /// Pause before the in-flight recheck (default: a tenth of the lag window, between
+    /// 0.2 s and 5 s).
+    pub recheck_pause: Option<Duration>,
+    /// The lag window; `None` takes the config's (`Config::lag_window`).
+    pub lag_window: Option<Duration>,
+    /// Forces the number of chunks per table (default: adaptive, see
+    /// [`crate::source::target_chunks`]).
+    pub chunks: Option<usize>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            tables: Vec::new(),
+            exclude_tables: Vec::new(),
+            filter: None,
+            max_differences: None,
+            jobs: 1,
+            mode: Mode::Auto,
+            record: false,
+            run_id: None,
+            progress: None,
+            recheck_pause: None,
+            lag_window: None,
+            chunks: None,
+        }
+    }
+}
+
+/// Differing chunks whose rows are read and compared at a time.
+const LEAF_BATCH_CHUNKS: usize = 4096;
+
+/// One differing key with everything `fix` needs.
+#[derive(Debug, Clone)]
+pub struct DiffKey {
+    /// The key as in the report (`{"id": 42}`).
+    pub key: serde_json::Map<String, serde_json::Value>,
+    /// Key values (in key order).
+    pub key_values: Vec<Value>,
+    /// Key values as PostgreSQL prints them (UTC session), usable as `$n::text::type`.
+    pub key_text: Vec<Option<String>>,
+    /// Regions lacking the row.
+    pub missing_in: Vec<String>,
+    /// Columns that differ among the regions holding the row.
+    pub changed_columns: Vec<String>,
+    /// Flagged in flight.
+    pub in_flight: bool,
+}
+
+/// A table's check with the details behind the report.
+#[derive(Debug, Clone)]
+pub struct TableCheck {
+    /// The report entry.
+    pub report: TableReport,
+    /// The table as in the first region where it exists (before excludes).
+    pub schema: Option<TableSchema>,
+    /// The compared columns (excluded columns dropped), sorted by name; empty when rows
+    /// were not compared.
+    pub compared_columns: Vec<String>,
+    /// Every differing key (not capped), in key order.
+    pub differences: Vec<DiffKey>,
+}
+
+/// Holds the config and the connected regions; runs checks.
+pub struct Checker {
+    config: Config,
+    database: String,
+    regions: Vec<Region>,
+}
+
+impl Checker {
+    /// A checker over already connected regions (in tie-break order).
+    pub fn new(config: Config, database: impl Into<String>, regions: Vec<Region>) -> Checker {
+        Checker {
+            config,
+            database: database.into(),
+            regions,
+        }
+    }
+
+    /// Connects to every region of `config` (database `database`) with default options.
+    pub async fn connect(config: Config, database: &str) -> Result<Checker> {
+        let regions = connect_all(&config, Some(database), &ConnectOptions::default()).await?;
+        Ok(Checker::new(config, database, regions))
+    }
+
+    /// The connected regions.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database name used for table rules and in the report.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn region_names(&self) -> Vec<String> {
+        self.regions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The tables a run covers, after `--table` / `--exclude-table`, sorted.
+    pub async fn tables(&self, opts: &CheckOptions) -> Result<Vec<TableName>> {
+        let first = self.regions.first().ok_or_else(|| {
+            Error::Usage(
+                "no region to check: give --region NAME=CONNINFO or a config with regions".into(),
+            )
+        })?;
+        let mut out = Vec::new();
+        if opts.tables.is_empty() {
+            let pglogical = self.config.provider.as_deref() == Some("pglogical");
+            let own = vec![self.conflicts_table()];
+            // Union over regions, so a table missing in the first one is still reported.
+            for r in &self.regions {
+                out.extend(schema::covered_tables(&r.client, &r.name, pglogical, &own).await?);
+            }
+        } else {
+            for t in &opts.tables {
+                let mut found = None;
+                for r in &self.regions {
+                    if let Some(n) = schema::resolve_table(&r.client, &r.name, t).await? {
+                        found = Some(n);
+                        break;
+                    }
+                }
+                match found {
+                    Some(n) => out.push(n),
+                    None => {
+                        return Err(Error::Usage(format!(
+                            "table {t} does not exist in database {} in any region (first region: {})",
+                            self.database, first.name
+                        )));
+                    }
+                }
+            }
+        }
+        let mut excluded = Vec::new();
+        for e in &opts.exclude_tables {
+            excluded.push(
+                TableName::parse_user(e)
+                    .map_err(|m| Error::Usage(format!("--exclude-table: {m}")))?,
+            );
+        }
+        out.retain(|t| {
+            !excluded
+                .iter()
+                .any(|(s, n)| *n == t.name && s.as_ref().is_none_or(|s| *s == t.schema))
+        });
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn conflicts_table(&self) -> TableName {
+        let schema = self
+            .config
+            .node_group(&self.database)
+            .and_then(|g| g.conflicts_schema.clone());
+        crate::store::conflicts::table_name(schema.as_deref())
+    }
+
+    fn lag_window(&self, opts: &CheckOptions) -> Duration {
+        opts.lag_window.unwrap_or_else(|| self.config.lag_window())
+    }
+
+    /// Opens one session per region (for one worker).
+    async fn open_set(&self) -> Result<Vec<Client>> {
+        let mut out = Vec::new();
+        for c in join_all(self.regions.iter().map(|r| r.open_another())).await {
+            out.push(c?);
+        }
+        Ok(out)
+    }
+
+    /// Checks every covered table; one consistent snapshot per region for the whole run.
+    pub async fn run(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        let t0 = Instant::now();
+        let run_id = opts
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let tables = self.tables(opts).await?;
+        // Validate --where against every table before reading any row.
+        if let Some(f) = &opts.filter {
+            for t in &tables {
+                if let Some(s) = self.first_schema(t).await? {
+                    let cols: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
+                    crate::source::filter::validate_where(f, &cols)
+                        .map_err(|m| Error::Usage(format!("--where: {m} (table {t})")))?;
+                }
+            }
+        }
+        // One snapshot per region, exported from the main session and held open.
+        let mut snapshots = Vec::new();
+        for r in &self.regions {
+            r.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+            let snap = match r.client.query_one("SELECT pg_export_snapshot()", &[]).await {
+                Ok(row) => Some(row.get::<_, String>(0)),
+                Err(e) => {
+                    tracing::debug!(region = %r.name, "no exported snapshot: {}", crate::error::pg_message(&e));
+                    None
+                }
+            };
+            snapshots.push(snap);
+        }
+        let result = self.run_tables(&tables, opts, &run_id, &snapshots).await;
+        for r in &self.regions {
+            let _ = r.client.batch_execute("COMMIT").await;
+        }
+        let reports = result?;
+        let mut stats: RegionMap<RegionStats> = RegionMap(
+            self.region_names()
+                .into_iter()
+                .map(|n| (n, RegionStats::default()))
+                .collect(),
+        );
+        for t in &reports {
+            for (r, s) in &t.stats.0 {
+                if let Some((_, acc)) = stats.0.iter_mut().find(|(n, _)| n == r) {
+                    acc.add(s);
+                }
+            }
+        }
+        Ok(CheckReport {
+            database: self.database.clone(),
+            regions: self.region_names(),
+            consistent: reports.iter().all(|t| t.status == TableStatus::Consistent),
+            in_flight_count: reports.iter().map(|t| t.in_flight_count).sum(),
+            tables: reports,
+            mode: opts.mode.as_str().to_string(),
+            run_id,
+            stats,
+            elapsed_ms: t0.elapsed().as_millis() as u64,
+        })
+    }
+
+    async fn run_tables(
+        &self,
+        tables: &[TableName],
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<Vec<TableReport>> {
+        let jobs = opts.jobs.max(1).min(tables.len().max(1));
+        let mut sets = Vec::new();
+        for _ in 0..jobs {
+            sets.push(self.open_set().await?);
+        }
+        let pool = Arc::new(tokio::sync::Mutex::new(sets));
+        let futs = tables.iter().map(|t| {
+            let pool = pool.clone();
+            async move {
+                let conns = loop {
+                    if let Some(c) = pool.lock().await.pop() {
+                        break c;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                };
+                let r = self.check_on(&conns, t, opts, run_id, snapshots).await;
+                pool.lock().await.push(conns);
+                r
+            }
+        });
+        use futures_util::StreamExt;
+        let mut results: Vec<(usize, TableReport)> = Vec::new();
+        let mut stream =
+            futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) }))
+                .buffer_unordered(jobs);
+        while let Some((i, r)) = stream.next().await {
+            results.push((i, r?.report));
+        }
+        results.sort_by_key(|(i, _)| *i);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    async fn first_schema(&self, table: &TableName) -> Result<Option<TableSchema>> {
+        let rule = self.config.table_rule(&self.database, table);
+        let key_cols = rule.and_then(|r| r.key_columns.clone());
+        for r in &self.regions {
+            match schema::load_table(&r.client, &r.name, table, key_cols.as_deref()).await {
+                Ok(Some(s)) => return Ok(Some(s)),
+                Ok(None) => continue,
+                Err(_) => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks one table on fresh sessions (its own snapshot per region).
+    pub async fn check_table(&self, table: &TableName, opts: &CheckOptions) -> Result<TableReport> {
+        Ok(self.check_table_detailed(table, opts).await?.report)
+    }
+
+    /// Checks one table on fresh sessions and returns the details `fix` needs: the
+    /// schema, the compared columns and every differing key with `missing_in`.
+    pub async fn check_table_detailed(
+        &self,
+        table: &TableName,
+        opts: &CheckOptions,
+    ) -> Result<TableCheck> {
+        let conns = self.open_set().await?;
+        let run_id = opts
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let none = vec![None; self.regions.len()];
+        self.check_on(&conns, table, opts, &run_id, &none).await
+    }
+
+    /// Checks `table` on `conns` (one session per region); table-level failures become an
+    /// `error` status; a bad `--where` is an `Err`.
+    async fn check_on(
+        &self,
+        conns: &[Client],
+        table: &TableName,
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<TableCheck> {
+        let t0 = Instant::now();
+        let res = self
+            .check_inner(conns, table, opts, run_id, snapshots)
+            .await;
+        // Leave no transaction open on the sessions.
+        for c in conns {
+            let _ = c.batch_execute("ROLLBACK").await;
+        }
+        match res {
+            Ok(mut tc) => {
+                tc.report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                Ok(tc)
+            }
+            Err(e @ Error::Usage(_)) => Err(e),
+            Err(e) => {
+                let mut report = TableReport::without_rows(
+                    table.to_string(),
+                    Vec::new(),
+                    TableStatus::Error,
+                    e.to_string(),
+                );
+                report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                Ok(TableCheck {
+                    report,
+                    schema: None,
+                    compared_columns: Vec::new(),
+                    differences: Vec::new(),
+                })
+            }
+        }
+    }
+
+    async fn check_inner(
+        &self,
+        conns: &[Client],
+        table: &TableName,
+        opts: &CheckOptions,
+        run_id: &str,
+        snapshots: &[Option<String>],
+    ) -> Result<TableCheck> {
+        let names = self.region_names();
+        let rule = self.config.table_rule(&self.database, table);
+        let key_cols = rule.and_then(|r| r.key_columns.clone());
+        let exclude: Vec<String> = rule.map(|r| r.exclude_columns.clone()).unwrap_or_default();
+
+        // Definitions in every region.
+        let mut schemas = Vec::new();
+        for (r, c) in self.regions.iter().zip(conns) {
+            schemas.push(schema::load_table(c, &r.name, table, key_cols.as_deref()).await?);
+        }
+        let first = schemas.iter().flatten().next().cloned();
+        let pairs: Vec<(&str, Option<&TableSchema>)> = names
+            .iter()
+            .map(|n| n.as_str())
+            .zip(schemas.iter().map(|s| s.as_ref()))
+            .collect();
+        let diffs = schema::compare_schemas(table, &pairs, &exclude);
+        let key_names = first
+            .as_ref()
+            .map(|s| s.key_columns().to_vec())
+            .unwrap_or_default();
+        if !diffs.is_empty() {
+            let cols: Vec<String> = diffs.iter().filter_map(|d| d.column.clone()).collect();
+            let mut msg = diffs
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !cols.is_empty() {
+                msg = format!(
+                    "columns differ between regions ({}): {msg}",
+                    cols.join(", ")
+                );
+            }
+            let mut report = TableReport::without_rows(
+                table.to_string(),
+                key_names,
+                TableStatus::SchemaMismatch,
+                msg,
+            );
+            report.schema_differences = diffs;
+            return Ok(TableCheck {
+                report,
+                schema: first,
+                compared_columns: Vec::new(),
+                differences: Vec::new(),
+            });
+        }
+        let Some(first) = first else {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: "does not exist in any region".into(),
+            });
+        };
+        let Some(key) = first.key.clone() else {
+            let report = TableReport::without_rows(
+                table.to_string(),
+                Vec::new(),
+                TableStatus::Skipped,
+                first.skip_message(),
+            );
+            return Ok(TableCheck {
+                report,
+                schema: Some(first),
+                compared_columns: Vec::new(),
+                differences: Vec::new(),
+            });
+        };
+
+        let all_cols: Vec<String> = first.columns.iter().map(|c| c.name.clone()).collect();
+        let filter = match &opts.filter {
+            Some(f) => Some(
+                crate::source::filter::validate_where(f, &all_cols)
+                    .map_err(|m| Error::Usage(format!("--where: {m} (table {table})")))?,
+            ),
+            None => None,
+        };
+        let key_columns: Vec<schema::Column> = key
+            .iter()
+            .filter_map(|k| first.column(k).cloned())
+            .collect();
+        let mut columns: Vec<schema::Column> = first
+            .columns
+            .iter()
+            .filter(|c| !exclude.contains(&c.name) || key.contains(&c.name))
+            .cloned()
+            .collect();
+        columns.sort_by(|a, b| a.name.cmp(&b.name));
+
+        // Snapshots.
+        for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
+            c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+            // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
+            let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
+            if let Some(s) = snap
+                .as_ref()
+                .filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
+            {
+                c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
+                    .await
+                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
+            }
+        }
+
+        // The in-flight rule's clock.
+        let window = self.lag_window(opts);
+        let version_time = if window > Duration::ZERO {
+            self.version_time_expr(conns, rule.map(|r| &r.resolution), &first)
+                .await
+        } else {
+            None
+        };
+        let mode = match opts.mode {
+            Mode::Auto => {
+                let v: i32 = conns[0]
+                    .query_one("SELECT current_setting('server_version_num')::int", &[])
+                    .await
+                    .map_err(|e| Error::query(&names[0], "reading the server version", &e))?
+                    .get(0);
+                if v >= 140000 {
+                    Mode::Pushdown
+                } else {
+                    Mode::Stream
+                }
+            }
+            m => m,
+        };
+        let spec = Arc::new(TableSpec {
+            table: table.clone(),
+            key: key_columns,
+            columns,
+            filter,
+            version_time,
+        });
+        let mut sources: Vec<PgSource<'_>> = names
+            .iter()
+            .zip(conns)
+            .map(|(n, c)| PgSource::new(n, c, spec.clone(), mode))
+            .collect();
+
+        // Aligned chunks from the first region's keys.
+        let est = schemas
+            .iter()
+            .flatten()
+            .map(|s| {
+                if s.estimated_rows > 0 {
+                    s.estimated_rows
+                } else {
+                    s.total_bytes / 200
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        let label = table.to_string();
+        if let Some(p) = &opts.progress {
+            p.start(&label, est.max(0) as u64 * names.len() as u64);
+        }
+        let chunking = sources[0]
+            .sample_bounds_with(est.max(0) as u64, opts.chunks)
+            .await?;
+        let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
+            let ch = &chunking;
+            async move { s.chunk_summaries(ch).await }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+        let row_counts = RegionMap(
+            names
+                .iter()
+                .cloned()
+                .zip(
+                    summaries
+                        .iter()
+                        .map(|s| s.iter().map(|c| c.count).sum::<u64>()),
+                )
+                .collect(),
+        );
+        let differing = merkle::differing_chunks(&summaries);
+        if let Some(p) = &opts.progress {
+            p.update(&label, sources.iter().map(|s| s.stats.rows_read).sum());
+        }
+
+        // Exact keys from the differing chunks, then only those rows fetched everywhere and
+        // compared column by column; in batches of chunks so that memory stays bounded
+        // whatever the drift.
+        let mut found: Vec<Found> = Vec::new();
+        for batch in differing.chunks(LEAF_BATCH_CHUNKS) {
+            let rows: Vec<Vec<KeyedRow>> = join_all(sources.iter_mut().map(|s| {
+                let ch = &chunking;
+                async move { s.chunk_rows(ch, batch).await }
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+            let candidates = differing_keys(rows);
+            let key_texts: Vec<Vec<Option<String>>> =
+                candidates.iter().map(|(_, t)| t.clone()).collect();
+            let fetched = fetch_all(&mut sources, &key_texts).await?;
+            found.extend(compare_fetched(
+                &spec,
+                &names,
+                &candidates,
+                &fetched,
+                opts.record,
+            ));
+        }
+        if let Some(p) = &opts.progress {
+            p.finish(&label);
+        }
+        let stats = RegionMap(
+            names
+                .iter()
+                .cloned()
+                .zip(sources.iter().map(|s| s.stats.clone()))
+                .collect(),
+        );
+        drop(sources);
+        for c in conns {
+            let _ = c.batch_execute("COMMIT").await;
+        }
+
+        // In flight: recheck after a pause, outside the snapshot.
+        if window > Duration::ZERO && spec.version_time.is_some() {
+            let now = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
+            let young: Vec<usize> = found
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    f.newest
+                        .is_some_and(|t| now - t < window.as_micros() as i64)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if !young.is_empty() {
+                let pause = opts.recheck_pause.unwrap_or_else(|| {
+                    (window / 10).clamp(Duration::from_millis(200), Duration::from_secs(5))
+                });
+                tokio::time::sleep(pause).await;
+                let sub: Vec<(Vec<Value>, Vec<Option<String>>)> = young
+                    .iter()
+                    .map(|&i| (found[i].key.clone(), found[i].key_text.clone()))
+                    .collect();
+                let texts: Vec<Vec<Option<String>>> = sub.iter().map(|(_, t)| t.clone()).collect();
+                let mut fresh: Vec<PgSource<'_>> = names
+                    .iter()
+                    .zip(conns)
+                    .map(|(n, c)| PgSource::new(n, c, spec.clone(), mode))
+                    .collect();
+                let again = fetch_all(&mut fresh, &texts).await?;
+                let still = compare_fetched(&spec, &names, &sub, &again, opts.record);
+                let still_keys: HashMap<Vec<u8>, Found> = still
+                    .into_iter()
+                    .map(|f| (crate::row::digest::key_bytes(&f.key), f))
+                    .collect();
+                let young_set: std::collections::HashSet<usize> = young.into_iter().collect();
+                let mut kept = Vec::new();
+                for (i, f) in found.into_iter().enumerate() {
+                    if young_set.contains(&i) {
+                        if let Some(mut g) = still_keys
+                            .get(&crate::row::digest::key_bytes(&f.key))
+                            .cloned()
+                        {
+                            g.in_flight = true;
+                            kept.push(g);
+                        }
+                    } else {
+                        kept.push(f);
+                    }
+                }
+                found = kept;
+            }
+        }
+
+        found.sort_by(|a, b| cmp_keys(&a.key, &b.key));
+        let differences: Vec<DiffKey> = found
+            .iter()
+            .map(|f| DiffKey {
+                key: spec
+                    .key
+                    .iter()
+                    .zip(f.key.iter().zip(&f.key_text))
+                    .map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref())))
+                    .collect(),
+                key_values: f.key.clone(),
+                key_text: f.key_text.clone(),
+                missing_in: f.missing_in.clone(),
+                changed_columns: f.changed_columns.clone(),
+                in_flight: f.in_flight,
+            })
+            .collect();
+        let in_flight_count = differences.iter().filter(|d| d.in_flight).count() as u64;
+        let real = differences.len() as u64 - in_flight_count;
+        let cap = opts.max_differences.unwrap_or(usize::MAX);
+        let listed: Vec<Difference> = differences
+            .iter()
+            .take(cap)
+            .map(|d| Difference {
+                key: d.key.clone(),
+                missing_in: d.missing_in.clone(),
+                changed_columns: d.changed_columns.clone(),
+                in_flight: d.in_flight,
+            })
+            .collect();
+        let status = if real > 0 {
+            TableStatus::Divergent
+        } else {
+            TableStatus::Consistent
+        };
+        let message = match status {
+            TableStatus::Divergent => Some(format!(
+                "{} row{} differ{} between regions",
+                differences.len(),
+                if differences.len() == 1 { "" } else { "s" },
+                if differences.len() == 1 { "s" } else { "" }
+            )),
+            _ => None,
+        };
+        let report = TableReport {
+            table: table.to_string(),
+            key_columns: key.clone(),
+            status,
+            message,
+            row_counts,
+            difference_count: differences.len() as u64,
+            differences: listed,
+            in_flight_count,
+            schema_differences: Vec::new(),
+            mode: mode.as_str().to_string(),
+            stats,
+            elapsed_ms: 0,
+        };
+        if opts.record && !differences.is_empty() {
+            self.record(conns, &spec, &differences, &found, run_id)
+                .await?;
+        }
+        Ok(TableCheck {
+            report,
+            schema: Some(first),
+            compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),
+            differences,
+        })
+    }
+
+    /// The expression giving a row version's time: the commit timestamp when every region
+    /// tracks it, else the rule's tracking column when it is a timestamp.
+    async fn version_time_expr(
+        &self,
+        conns: &[Client],
+        resolution: Option<&Resolution>,
+        first: &TableSchema,
+    ) -> Option<String> {
+        let mut all_on = true;
+        for c in conns {
+            let on = c
+                .query_one(
+                    "SELECT current_setting('track_commit_timestamp') = 'on'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false);
+            all_on &= on;
+        }
+        if all_on {
+            return Some("pg_xact_commit_timestamp(t.xmin)".into());
+        }
+        let res = resolution
+            .cloned()
+            .unwrap_or_else(|| self.config.default_resolution());
+        let col = match res {
+            Resolution::LastWriteWins { tracking_column }
+            | Resolution::FirstWriteWins { tracking_column } => tracking_column,
+            Resolution::ColumnMerge {
+                tracking_column, ..
+            } => tracking_column,
+            _ => None,
+        }?;
+        let c = first.column(&col)?;
+        matches!(
+            value::ColumnType::effective_oid(c),
+            oid::TIMESTAMP | oid::TIMESTAMPTZ
+        )
+        .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
+    }
+
+    async fn record(
+        &self,
+        conns: &[Client],
+        spec: &TableSpec,
+        diffs: &[DiffKey],
+        found: &[Found],
+        run_id: &str,
+    ) -> Result<()> {
+        let table = self.conflicts_table();
+        let by_key: HashMap<Vec<u8>, &Found> = found
+            .iter()
+            .map(|f| (crate::row::digest::key_bytes(&f.key), f))
+            .collect();
+        for (ri, (r, c)) in self.regions.iter().zip(conns).enumerate() {
+            crate::store::conflicts::init(c, &r.name, &table).await?;
+            let recs: Vec<crate::store::conflicts::ConflictRecord> = diffs
+                .iter()
+                .map(|d| {
+                    let f = by_key.get(&crate::row::digest::key_bytes(&d.key_values));
+                    let row_in = |i: usize| f.and_then(|f| f.rows.get(i).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
+                    let local_row = row_in(ri);
+                    // "The other side": the other region, or (three or more) the other regions
+                    // as a comma-separated list; its row when there is exactly one.
+                    let other_idx: Vec<usize> = (0..self.regions.len()).filter(|&i| i != ri).collect();
+                    let others: Vec<&str> = other_idx.iter().map(|&i| self.regions[i].name.as_str()).collect();
+                    let remote_row = match other_idx.as_slice() {
+                        [only] => row_in(*only),
+                        _ => None,
+                    };
+                    crate::store::conflicts::ConflictRecord {
+                        table_name: spec.table.to_string(),
+                        key: serde_json::Value::Object(d.key.clone()),
+                        conflict_type: if d.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
+                        local_region: r.name.clone(),
+                        remote_region: Some(others.join(",")),
+                        local_row,
+                        remote_row,
+                        resolution: None,
+                        winner_region: None,
+                        decided_by: None,
+                        resolved: false,
+                        run_id: run_id.to_string(),
+                        action: None,
+                        changed_columns: Some(d.changed_columns.clone()),
+                        details: Some(serde_json::json!({"missing_in": d.missing_in, "in_flight": d.in_flight, "source": "check"})),
+                    }
+                })
+                .collect();
+            crate::store::conflicts::insert_records(c, &table, &recs).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A row's compared columns as a JSON object (for `local_row` of recorded differences).
+fn row_json(spec: &TableSpec, vals: &[Value]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (c, v) in spec.columns.iter().zip(vals) {
+        let j = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Json(j) => serde_json::from_str(j).unwrap_or(serde_json::Value::Null),
+            other => other
+                .pg_text()
+                .map(serde_json::Value::String)
+                .unwrap_or(serde_json::Value::Null),
+        };
+        m.insert(c.name.clone(), j);
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Orders keys by value, column by column (incomparable values by their encoding).
+fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = x.compare(y).unwrap_or_else(|| {
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            encode_value(&mut ea, x);
+            encode_value(&mut eb, y);
+            ea.cmp(&eb)
+        });
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// A key in the row lists: compared by its canonical bytes only; remembers where its
+/// values are.
+#[derive(Debug, Clone)]
+struct KeyRef {
+    bytes: Vec<u8>,
+    region: usize,
+    idx: usize,
+}
+
+impl PartialEq for KeyRef {
+    fn eq(&self, o: &Self) -> bool {
+        self.bytes == o.bytes
+    }
+}
+impl Eq for KeyRef {}
+impl PartialOrd for KeyRef {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for KeyRef {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&o.bytes)
+    }
+}
+
+/// The keys whose rows differ, from every region's rows of the differing chunks (a key
+/// falls in the same chunk everywhere, so the lists are merged as a whole), with the key
+/// text used to fetch them (value-exact, see [`Value::pg_text`]).
+fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<String>>)> {
+    let lists: Vec<Vec<(KeyRef, u128)>> = rows
+        .iter()
+        .enumerate()
+        .map(|(region, region_rows)| {
+            let mut l: Vec<(KeyRef, u128)> = region_rows
+                .iter()
+                .enumerate()
+                .map(|(idx, r)| {
+                    (
+                        KeyRef {
+                            bytes: crate::row::digest::key_bytes(&r.key),
+                            region,
+                            idx,
+                        },
+                        r.digest,
+                    )
+                })
+                .collect();
+            l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            l.dedup_by(|a, b| a.0 == b.0);
+            l
+        })
+        .collect();
+    merkle::diff_rows(&lists)
+        .into_iter()
+        .map(|d| {
+            let k = rows[d.key.region][d.key.idx].key.clone();
+            let text = k.iter().map(|v| v.pg_text()).collect();
+            (k, text)
+        })
+        .collect()
+}
+
+async fn fetch_all(
+    sources: &mut [PgSource<'_>],
+    keys: &[Vec<Option<String>>],
+) -> Result<Vec<Vec<FetchedRow>>> {
+    if keys.is_empty() {
+        return Ok(vec![Vec::new(); sources.len()]);
+    }
+    join_all(
+        sources
+            .iter_mut()
+            .map(|s| async move { s.fetch_rows(keys).await }),
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// A confirmed difference.
+#[derive(Debug, Clone)]
+struct Found {
+    key: Vec<Value>,
+    key_text: Vec<Option<String>>,
+    missing_in: Vec<String>,
+    changed_columns: Vec<String>,
+    newest: Option<i64>,
+    in_flight: bool,
+    rows: Vec<Option<Vec<Value>>>,
+}
+
+/// Compares the fetched versions of each candidate key as values; keeps those that differ.
+fn compare_fetched(
+    spec: &TableSpec,
+    names: &[String],
+    candidates: &[(Vec<Value>, Vec<Option<String>>)],
+    fetched: &[Vec<FetchedRow>],
+    keep_rows: bool,
+) -> Vec<Found> {
+    let maps: Vec<HashMap<Vec<u8>, &FetchedRow>> = fetched
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| (crate::row::digest::key_bytes(&r.key), r))
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (key, text) in candidates {
+        let kb = crate::row::digest::key_bytes(key);
+        let versions: Vec<Option<&FetchedRow>> = maps.iter().map(|m| m.get(&kb).copied()).collect();
+        let missing_in: Vec<String> = versions
+            .iter()
+            .zip(names)
+            .filter(|(v, _)| v.is_none())
+            .map(|(_, n)| n.clone())
+            .collect();
+        if missing_in.len() == names.len() {
+            continue;
+        }
+        let present: Vec<&FetchedRow> = versions.iter().flatten().copied().collect();
+        let mut changed = Vec::new();
+        for (ci, c) in spec.columns.iter().enumerate() {
+            let enc = |r: &FetchedRow| {
+                let mut b = Vec::new();
+                encode_value(&mut b, &r.values[ci]);
+                b
+            };
+            let e0 = enc(present[0]);
+            if present[1..].iter().any(|r| enc(r) != e0) {
+                changed.push(c.name.clone());
+            }
+        }
+        if missing_in.is_empty() && changed.is_empty() {
+            continue;
+        }
+        let _ = text;
+        out.push(Found {
+            key: key.clone(),
+            key_text: present[0].key_text.clone(),
+            missing_in,
+            changed_columns: changed,
+            newest: present.iter().filter_map(|r| r.version_time).max(),
+            in_flight: false,
+            rows: if keep_rows {
+                versions
+                    .iter()
+                    .map(|v| v.map(|r| r.values.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! Repairing differences: the fix plan (resolution by each table's rule), applying it with
+//! every overwritten row archived, undoing a run, and validating a config's rules against the
+//! live schema.
+
+pub mod apply;
+pub mod plan;
+pub mod undo;
+pub mod validate;

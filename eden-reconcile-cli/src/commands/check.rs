@@ -1,0 +1,53 @@
+//! `check`: compare tables across regions.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use eden_consistency::check::CheckOptions;
+use eden_consistency::config::Config;
+
+use super::{Outcome, checker};
+use crate::cli::{CheckArgs, Format};
+use crate::print;
+use crate::print::progress::Bars;
+
+/// `check`: compare tables across regions; exit 1 when anything is not consistent.
+pub async fn run(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
+    let checker = checker(config, &args.db).await?;
+    let opts = CheckOptions {
+        tables: args.select.tables.clone(),
+        exclude_tables: args.select.exclude_tables.clone(),
+        filter: args.where_clause.clone(),
+        max_differences: args.max_differences,
+        jobs: args.jobs.unwrap_or(1).max(1),
+        mode: args.select.mode.into(),
+        record: args.record,
+        progress: Bars::for_stderr(),
+        ..CheckOptions::default()
+    };
+    let report = checker.run(&opts).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
+        Format::Human => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print::check::human(&report, &mut out, color)?;
+        }
+    }
+    drop(out);
+    // The report is printed in full; a table that could not be checked also makes the run
+    // an error (exit 2), since its regions were not verified.
+    if let Some(t) = report.first_error() {
+        bail!(
+            "table {}: {}",
+            t.table,
+            t.message.as_deref().unwrap_or("could not be checked")
+        );
+    }
+    Ok(if report.consistent {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
+}

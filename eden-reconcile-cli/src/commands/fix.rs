@@ -1,0 +1,63 @@
+//! `fix`: check, resolve by each table's rule, then print the plan, write scripts or apply.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use eden_consistency::apply::{FixRun, run_fix};
+use eden_consistency::check::CheckOptions;
+use eden_consistency::config::Config;
+
+use super::{Outcome, apply_options, checker};
+use crate::cli::{FixArgs, Format};
+use crate::print;
+use crate::print::progress::Bars;
+
+/// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
+/// apply and re-check. Exit 0 only when every region agrees afterwards.
+pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+    let apply = apply_options(
+        &config,
+        &args.db,
+        args.batch_size,
+        args.max_rows_per_second,
+        args.no_replicate,
+    )?;
+    let checker = checker(config, &args.db).await?;
+    let check = CheckOptions {
+        tables: args.select.tables.clone(),
+        exclude_tables: args.select.exclude_tables.clone(),
+        mode: args.select.mode.into(),
+        progress: Bars::for_stderr(),
+        ..CheckOptions::default()
+    };
+    let run = FixRun {
+        dry_run: args.dry_run,
+        sql_out: args.sql_out.clone(),
+        apply,
+        ..FixRun::default()
+    };
+    let report = run_fix(&checker, &check, &run).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Human => print::fix::human(&report, &mut out)?,
+    }
+    drop(out);
+    let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
+    if let Some(first) = errors.first() {
+        let more = if errors.len() > 1 {
+            format!(
+                " (and {} more failed batch(es), see the report)",
+                errors.len() - 1
+            )
+        } else {
+            String::new()
+        };
+        bail!("{first}; that batch was rolled back, nothing was lost{more}");
+    }
+    Ok(if report.exit_code() == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Differences
+    })
+}

@@ -1,0 +1,99 @@
+//! The `fix` report for people.
+
+use std::io::{self, Write};
+
+use eden_consistency::apply::FixReport;
+
+use super::{key_map_text, write_aligned};
+
+/// Prints a fix report: one aligned table of actions per table.
+pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
+    let verb = if report.dry_run {
+        "fix plan (dry run, nothing changed)"
+    } else {
+        "fix"
+    };
+    writeln!(out, "{verb}: run {}", report.run_id)?;
+    for t in &report.tables {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} ({}): {} action(s), {} applied, {} unresolved{}",
+            t.table,
+            t.resolution,
+            t.actions.len(),
+            t.applied,
+            t.unresolved,
+            if t.changed > 0 {
+                format!(", {} changed since read (left for the next run)", t.changed)
+            } else {
+                String::new()
+            }
+        )?;
+        if !t.actions.is_empty() {
+            let rows: Vec<[String; 6]> = t
+                .actions
+                .iter()
+                .map(|a| {
+                    [
+                        key_map_text(&a.key),
+                        a.region.clone(),
+                        a.action.as_str().to_string(),
+                        a.winner_region.clone().unwrap_or_else(|| "-".into()),
+                        a.decided_by.clone(),
+                        format!("{:?}", a.status).to_lowercase(),
+                    ]
+                })
+                .collect();
+            write_aligned(
+                out,
+                "  ",
+                &["key", "region", "action", "winner", "decided_by", "status"],
+                &rows,
+            )?;
+        }
+        for d in &t.deferred {
+            writeln!(out, "  deferred: {d}")?;
+        }
+        for k in &t.still_differing {
+            writeln!(out, "  still differs after fix: {}", key_map_text(k))?;
+        }
+        for e in &t.errors {
+            writeln!(out, "  error: {e}")?;
+        }
+    }
+    for n in &report.not_planned {
+        writeln!(out, "not planned: {n}")?;
+    }
+    for c in &report.fk_cycles {
+        let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();
+        writeln!(
+            out,
+            "foreign-key cycle: {} ({})",
+            names.join(" <-> "),
+            if c.deferrable {
+                "deferrable: written in one transaction"
+            } else {
+                "NOT deferrable"
+            }
+        )?;
+    }
+    for f in &report.sql_files {
+        writeln!(out, "wrote {f}")?;
+    }
+    if report.tables.iter().all(|t| t.actions.is_empty()) && report.not_planned.is_empty() {
+        writeln!(out, "nothing to fix: every region agrees")?;
+    } else if !report.dry_run && report.sql_files.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            if report.consistent {
+                "all regions agree now"
+            } else {
+                "regions still differ (see above)"
+            }
+        )?;
+    }
+    Ok(())
+}
