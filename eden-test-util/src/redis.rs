@@ -142,6 +142,97 @@ impl TestRedis {
         unreachable!()
     }
 
+    /// Starts a server that also listens with TLS, on the returned port: a throwaway CA and a
+    /// certificate for `localhost`/`127.0.0.1` are made with `openssl` in the server's folder
+    /// (`ca.crt` there is the CA to trust).
+    pub fn start_tls() -> (TestRedis, u16) {
+        let certs = tempfile::Builder::new()
+            .prefix("eden-redis-certs-")
+            .tempdir()
+            .expect("temp dir");
+        let d = certs.path();
+        let sh = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "eden-test-util: openssl {args:?} failed");
+        };
+        sh(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=eden-test-ca",
+        ]);
+        sh(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("ext.cnf");
+        sh(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let tls_port = free_port_pair();
+        let p = |f: &str| d.join(f).display().to_string();
+        let (cert, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+        let tls_port_s = tls_port.to_string();
+        let server = TestRedis::start_with(&[
+            "--tls-port",
+            &tls_port_s,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        for f in ["ca.crt", "server.crt", "server.key"] {
+            std::fs::copy(d.join(f), server.dir.path().join(f)).expect("copy cert");
+        }
+        (server, tls_port)
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

@@ -272,3 +272,38 @@ fn passwords_acl_users_and_unreachable_regions() {
     out.assert_one_line_error();
     assert!(!out.stderr.contains("pw-777"), "{}", out.stderr);
 }
+
+#[test]
+fn tls_regions_through_rustls() {
+    let (server, tls_port) = TestRedis::start_tls();
+    server.cli(&["set", "k", "v"]);
+    let ca = server.dir.path().join("ca.crt");
+    let url = |host: &str| format!("rediss://{host}:{tls_port}/0?ca_file={}", ca.display());
+    let out = run([
+        "check",
+        "--db",
+        "eden_cache",
+        "--region",
+        &format!("us-east-1={}", url("localhost")),
+        "--region",
+        &format!("us-west-2={}", url("127.0.0.1")),
+        "--format",
+        "json",
+    ]);
+    out.assert_code(0);
+    assert_eq!(out.json()["key_counts"]["us-east-1"], 1);
+    // Without the CA the server is not trusted: exit 2, naming the region.
+    let out = run([
+        "check",
+        "--db",
+        "eden_cache",
+        "--region",
+        &format!("us-east-1=rediss://localhost:{tls_port}"),
+    ]);
+    out.assert_one_line_error();
+    assert!(
+        out.stderr.contains("us-east-1") && out.stderr.contains("certificate"),
+        "{}",
+        out.stderr
+    );
+}

@@ -39,6 +39,9 @@ pub struct Endpoint {
     pub password: Option<String>,
     /// Logical database number (default 0).
     pub db: i64,
+    /// For TLS: a PEM file of the CA certificates to trust instead of the webpki roots
+    /// (`instance.ca_file`, or `?ca_file=PATH` on the URL).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for Endpoint {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -74,11 +78,27 @@ impl Endpoint {
         } else {
             return Err("a Redis URL starts with redis:// or rediss://".into());
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
+        // The query starts at the first '?' after the user info (a password may hold '?').
+        let after_userinfo = rest.rfind('@').map(|i| i + 1).unwrap_or(0);
+        let (rest, query) = match rest[after_userinfo..].find('?') {
+            Some(i) => (&rest[..after_userinfo + i], &rest[after_userinfo + i + 1..]),
             None => (rest, ""),
         };
-        let path = path.split('?').next().unwrap_or("");
+        let (authority, path) = match rest[after_userinfo..].find('/') {
+            Some(i) => (&rest[..after_userinfo + i], &rest[after_userinfo + i + 1..]),
+            None => (rest, ""),
+        };
+        let mut ca_file = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("ca_file", v)) => {
+                    ca_file = Some(PathBuf::from(
+                        percent_decode(v).map_err(|e| format!("ca_file {e}"))?,
+                    ))
+                }
+                _ => return Err("the only URL parameter understood is ca_file=PATH".into()),
+            }
+        }
         let (userinfo, hostport) = match authority.rfind('@') {
             Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
             None => (None, authority),
@@ -132,6 +152,7 @@ impl Endpoint {
             user,
             password,
             db,
+            ca_file,
         })
     }
 }
@@ -236,6 +257,8 @@ struct RawInstance {
     user: Option<String>,
     password: Option<String>,
     db: Option<i64>,
+    #[serde(alias = "tls_ca_file")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -305,6 +328,7 @@ impl RedisConfig {
                     user: inst.user,
                     password: inst.password,
                     db: inst.db.unwrap_or(0),
+                    ca_file: inst.ca_file,
                 },
             });
         }
@@ -342,9 +366,11 @@ impl RedisConfig {
             Some(r) => {
                 let keep_user = r.endpoint.user.take();
                 let keep_pw = r.endpoint.password.take();
+                let keep_ca = r.endpoint.ca_file.take();
                 r.endpoint = Endpoint {
                     user: ep.user.clone().or(keep_user),
                     password: ep.password.clone().or(keep_pw),
+                    ca_file: ep.ca_file.clone().or(keep_ca),
                     ..ep
                 };
             }
@@ -429,6 +455,13 @@ mod tests {
         let err = Endpoint::parse_url("redis://u:secret@h:99999").unwrap_err();
         assert!(!err.contains("secret"));
         assert!(Endpoint::parse_url("http://h").is_err());
+        let e = Endpoint::parse_url("rediss://u:p/?@h:7000?ca_file=/etc/ca.pem").unwrap();
+        assert_eq!(e.password.as_deref(), Some("p/?"));
+        assert_eq!(
+            e.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!((e.host.as_str(), e.port, e.db), ("h", 7000, 0));
     }
 
     #[test]

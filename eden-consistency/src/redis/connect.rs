@@ -141,7 +141,25 @@ async fn open(
     ep: &Endpoint,
     opts: &RedisConnectOptions,
 ) -> redis::RedisResult<MultiplexedConnection> {
-    let client = Client::open(connection_info(ep)?)?;
+    let client = match (&ep.ca_file, ep.tls) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "cannot read the CA file",
+                    format!("{}: {e}", ca.display()),
+                ))
+            })?;
+            Client::build_with_tls(
+                connection_info(ep)?,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )?
+        }
+        _ => Client::open(connection_info(ep)?)?,
+    };
     let cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(opts.timeout))
         .set_response_timeout(Some(opts.response_timeout));
