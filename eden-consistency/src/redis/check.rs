@@ -168,6 +168,32 @@ struct Entry {
 }
 
 impl RegionKeys {
+    fn push(&mut self, key: &[u8], rec: Rec) {
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(key);
+        self.entries.push(Entry {
+            h: key_hash(key),
+            off,
+            len: key.len() as u32,
+            rec,
+        });
+    }
+
+    /// Adds another master's keys (a cluster region is read master by master).
+    fn append(&mut self, other: RegionKeys) {
+        if self.entries.is_empty() {
+            *self = other;
+            return;
+        }
+        let base = self.arena.len() as u32;
+        self.arena.extend_from_slice(&other.arena);
+        self.entries
+            .extend(other.entries.into_iter().map(|e| Entry {
+                off: e.off + base,
+                ..e
+            }));
+    }
+
     fn key(&self, e: &Entry) -> &[u8] {
         &self.arena[e.off as usize..e.off as usize + e.len as usize]
     }
@@ -318,17 +344,7 @@ impl CacheChecker {
         for (ri, t) in tasks {
             match t.await {
                 Ok(Ok(found)) => {
-                    let rk = &mut keys[ri];
-                    for (k, rec) in found {
-                        let off = rk.arena.len() as u32;
-                        rk.arena.extend_from_slice(&k);
-                        rk.entries.push(Entry {
-                            h: key_hash(&k),
-                            off,
-                            len: k.len() as u32,
-                            rec,
-                        });
-                    }
+                    keys[ri].append(found);
                     scan_ms[ri] = start.elapsed().as_millis() as u64;
                 }
                 Ok(Err(e)) => {
@@ -533,8 +549,8 @@ async fn scan_node(
     seen: Arc<AtomicU64>,
     progress: crate::check::progress::ProgressSink,
     label: String,
-) -> redis::RedisResult<Vec<(Vec<u8>, Rec)>> {
-    let mut out = Vec::new();
+) -> redis::RedisResult<RegionKeys> {
+    let mut out = RegionKeys::default();
     let patterns: Vec<Option<&str>> = if opts.matches.is_empty() {
         vec![None]
     } else {
@@ -550,7 +566,9 @@ async fn scan_node(
                     .await?;
             scanned += found.len() as u64;
             let total = seen.fetch_add(found.len() as u64, Ordering::Relaxed) + found.len() as u64;
-            out.extend(found);
+            for (k, rec) in found {
+                out.push(&k, rec);
+            }
             if let Some(p) = &progress {
                 p.update(&label, total);
             }
