@@ -353,7 +353,7 @@ impl CacheChecker {
                 .collect();
             let now = self.read_now(&opts.check, &keys).await?;
             tracing::debug!("re-check after fix: {now:?}");
-            consistent = now.iter().all(|recs| classify(recs, tol).is_none());
+            consistent = in_flight == 0 && now.iter().all(|recs| classify(recs, tol).is_none());
         }
         let resolved_diffs: std::collections::HashSet<usize> = if opts.dry_run {
             Default::default()

@@ -364,12 +364,35 @@ async fn a_key_written_during_the_check_is_in_flight() {
         })
         .await
         .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
     let d = diffs(&r);
     assert_eq!(d["cold"].2, false);
     assert_eq!(d["hot"].2, true);
     assert_eq!((r.difference_count, r.in_flight_count), (1, 1));
+    // fix leaves the key in flight alone and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = checker(&[a.url(), b.url()])
+        .await
+        .fix(&CacheFixOptions {
+            check: CacheCheckOptions {
+                rounds: 3,
+                round_pause: Duration::from_millis(150),
+                ..CacheCheckOptions::default()
+            },
+            archive: Some(dir.path().join("a.jsonl")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(!fixed.consistent);
+    assert_eq!(fixed.exit_code(), 1);
+    assert_eq!(fixed.tables[0].in_flight, 1);
+    assert!(fixed.tables[0].actions.iter().all(|a| a.key == "cold"));
+    assert!(ca.exists::<_, bool>("hot").unwrap());
+    assert!(!ca.exists::<_, bool>("cold").unwrap());
+    let _: () = cb.set("cold", "2").unwrap();
+    let _: () = ca.set("cold", "1").unwrap();
     // A difference that vanishes during the rounds is not reported.
     let _: () = cb.set("cold", "1").unwrap();
     let _: () = ca.set("late", "1").unwrap();
