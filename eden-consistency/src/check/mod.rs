@@ -49,7 +49,7 @@ use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
-use crate::config::{Config, Resolution};
+use crate::config::{Config, Resolution, TableRule};
 use crate::error::{Error, Result};
 use crate::pg::connect::{ConnectOptions, Region, connect_all};
 use crate::pg::ident::TableName;
@@ -133,6 +133,10 @@ pub struct DiffKey {
 /// A table's check with the details behind the report.
 #[derive(Debug, Clone)]
 pub struct TableCheck {
+    /// The table.
+    pub table: TableName,
+    /// The settings it was checked with (its rule from the config, or the default).
+    pub rule: TableRule,
     /// The report entry.
     pub report: TableReport,
     /// The table as in the first region where it exists (before excludes).
@@ -261,6 +265,25 @@ impl Checker {
 
     /// Checks every covered table; one consistent snapshot per region for the whole run.
     pub async fn run(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        Ok(self.run_all(opts, false).await?.0)
+    }
+
+    /// [`Checker::run`], also returning each table's typed details (its name, rule, schema
+    /// and every differing key, not capped by `max_differences`): what `fix` plans from.
+    pub async fn run_detailed(
+        &self,
+        opts: &CheckOptions,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
+        self.run_all(opts, true).await
+    }
+
+    /// Checks every covered table; with `details`, keeps each table's [`TableCheck`]
+    /// (otherwise only the report entries survive, so that memory stays bounded).
+    async fn run_all(
+        &self,
+        opts: &CheckOptions,
+        details: bool,
+    ) -> Result<(CheckReport, Vec<TableCheck>)> {
         let t0 = Instant::now();
         let run_id = opts
             .run_id
@@ -283,7 +306,7 @@ impl Checker {
             r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
             let snap = match r.client.query_one("SELECT pg_export_snapshot()", &[]).await {
                 Ok(row) => Some(row.get::<_, String>(0)),
                 Err(e) => {
@@ -293,11 +316,14 @@ impl Checker {
             };
             snapshots.push(snap);
         }
-        let result = self.run_tables(&tables, opts, &run_id, &snapshots).await;
+        let result = self
+            .run_tables(&tables, opts, &run_id, &snapshots, details)
+            .await;
         for r in &self.regions {
             let _ = r.client.batch_execute("COMMIT").await;
         }
-        let reports = result?;
+        let checks = result?;
+        let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
         let mut stats: RegionMap<RegionStats> = RegionMap(
             self.region_names()
                 .into_iter()
@@ -311,7 +337,7 @@ impl Checker {
                 }
             }
         }
-        Ok(CheckReport {
+        let report = CheckReport {
             database: self.database.clone(),
             regions: self.region_names(),
             consistent: reports.iter().all(|t| t.status == TableStatus::Consistent),
@@ -321,7 +347,8 @@ impl Checker {
             run_id,
             stats,
             elapsed_ms: t0.elapsed().as_millis() as u64,
-        })
+        };
+        Ok((report, checks))
     }
 
     async fn run_tables(
@@ -330,7 +357,8 @@ impl Checker {
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
-    ) -> Result<Vec<TableReport>> {
+        details: bool,
+    ) -> Result<Vec<TableCheck>> {
         let jobs = opts.jobs.max(1).min(tables.len().max(1));
         let mut sets = Vec::new();
         for _ in 0..jobs {
@@ -352,20 +380,25 @@ impl Checker {
             }
         });
         use futures_util::StreamExt;
-        let mut results: Vec<(usize, TableReport)> = Vec::new();
+        let mut results: Vec<(usize, TableCheck)> = Vec::new();
         let mut stream =
             futures_util::stream::iter(futs.enumerate().map(|(i, f)| async move { (i, f.await) }))
                 .buffer_unordered(jobs);
         while let Some((i, r)) = stream.next().await {
-            results.push((i, r?.report));
+            let mut check = r?;
+            if !details {
+                check.schema = None;
+                check.differences = Vec::new();
+            }
+            results.push((i, check));
         }
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 
     async fn first_schema(&self, table: &TableName) -> Result<Option<TableSchema>> {
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
+        let rule = self.config.rule_or_default(&self.database, table);
+        let key_cols = rule.key_columns;
         for r in &self.regions {
             match schema::load_table(&r.client, &r.name, table, key_cols.as_deref()).await {
                 Ok(Some(s)) => return Ok(Some(s)),
@@ -408,8 +441,9 @@ impl Checker {
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let t0 = Instant::now();
+        let rule = self.config.rule_or_default(&self.database, table);
         let res = self
-            .check_inner(conns, table, opts, run_id, snapshots)
+            .check_inner(conns, table, &rule, opts, run_id, snapshots)
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
@@ -430,6 +464,8 @@ impl Checker {
                 );
                 report.elapsed_ms = t0.elapsed().as_millis() as u64;
                 Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
                     report,
                     schema: None,
                     compared_columns: Vec::new(),
@@ -443,14 +479,14 @@ impl Checker {
         &self,
         conns: &[Client],
         table: &TableName,
+        rule: &TableRule,
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let names = self.region_names();
-        let rule = self.config.table_rule(&self.database, table);
-        let key_cols = rule.and_then(|r| r.key_columns.clone());
-        let exclude: Vec<String> = rule.map(|r| r.exclude_columns.clone()).unwrap_or_default();
+        let key_cols = rule.key_columns.clone();
+        let exclude: Vec<String> = rule.exclude_columns.clone();
 
         // Definitions in every region.
         let mut schemas = Vec::new();
@@ -489,6 +525,8 @@ impl Checker {
             );
             report.schema_differences = diffs;
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: first,
                 compared_columns: Vec::new(),
@@ -509,6 +547,8 @@ impl Checker {
                 first.skip_message(),
             );
             return Ok(TableCheck {
+                table: table.clone(),
+                rule: rule.clone(),
                 report,
                 schema: Some(first),
                 compared_columns: Vec::new(),
@@ -540,7 +580,7 @@ impl Checker {
         for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
             c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", &e))?;
+                .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
             // Room for the per-chunk hash aggregate (one group per chunk) without spilling.
             let _ = c.batch_execute("SET LOCAL work_mem = '128MB'").await;
             if let Some(s) = snap
@@ -549,14 +589,14 @@ impl Checker {
             {
                 c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
                     .await
-                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", &e))?;
+                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", e))?;
             }
         }
 
         // The in-flight rule's clock.
         let window = self.lag_window(opts);
         let version_time = if window > Duration::ZERO {
-            self.version_time_expr(conns, rule.map(|r| &r.resolution), &first)
+            self.version_time_expr(conns, Some(&rule.resolution), &first)
                 .await
         } else {
             None
@@ -566,7 +606,7 @@ impl Checker {
                 let v: i32 = conns[0]
                     .query_one("SELECT current_setting('server_version_num')::int", &[])
                     .await
-                    .map_err(|e| Error::query(&names[0], "reading the server version", &e))?
+                    .map_err(|e| Error::query(&names[0], "reading the server version", e))?
                     .get(0);
                 if v >= 140000 {
                     Mode::Pushdown
@@ -786,6 +826,8 @@ impl Checker {
                 .await?;
         }
         Ok(TableCheck {
+            table: table.clone(),
+            rule: rule.clone(),
             report,
             schema: Some(first),
             compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),

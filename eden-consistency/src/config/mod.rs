@@ -197,6 +197,21 @@ impl Config {
         self.node_groups.iter().find(|g| g.database == db)
     }
 
+    /// The settings that apply to `table` in database `db`: its configured rule, else the
+    /// global default rule with no key columns, exclusions or tombstone. This is the one
+    /// lookup that check and fix share.
+    pub fn rule_or_default(&self, db: &str, table: &TableName) -> TableRule {
+        self.table_rule(db, table)
+            .cloned()
+            .unwrap_or_else(|| TableRule {
+                table: table.to_string(),
+                resolution: self.default_resolution(),
+                key_columns: None,
+                exclude_columns: Vec::new(),
+                tombstone: None,
+            })
+    }
+
     /// The rule configured for `table` in database `db`, if any. A rule written without a
     /// schema matches the table in any schema; with one, only there.
     pub fn table_rule(&self, db: &str, table: &TableName) -> Option<&TableRule> {

@@ -21,7 +21,7 @@
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
 //! let regions = connect_all(&cfg, Some("eden_vault"), &ConnectOptions::default()).await?;
 //! let one: i32 = regions[0].client.query_one("SELECT 1", &[]).await.map_err(|e| {
-//!     eden_consistency::Error::query(&regions[0].name, "probing", &e)
+//!     eden_consistency::Error::query(&regions[0].name, "probing", e)
 //! })?.get(0);
 //! assert_eq!(one, 1);
 //! # Ok(()) }

@@ -46,6 +46,13 @@ pub struct Column {
     pub identity_always: bool,
 }
 
+impl Column {
+    /// True for `json`, `jsonb` and domains over them.
+    pub fn is_json(&self) -> bool {
+        matches!(self.base_type_oid, 114 | 3802) || matches!(self.type_oid, 114 | 3802)
+    }
+}
+
 /// Where a table's key came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum KeySource {
@@ -157,7 +164,7 @@ pub async fn covered_tables(
                 &[],
             )
             .await
-            .map_err(|e| Error::query(region, "looking for the pglogical extension", &e))?
+            .map_err(|e| Error::query(region, "looking for the pglogical extension", e))?
             .map(|r| r.get(0))
     } else {
         None
@@ -178,7 +185,7 @@ pub async fn covered_tables(
                 Error::query(
                     region,
                     "listing the tables of pglogical replication sets",
-                    &e,
+                    e,
                 )
             })?
         }
@@ -195,7 +202,7 @@ pub async fn covered_tables(
             client
                 .query(&sql, &[])
                 .await
-                .map_err(|e| Error::query(region, "listing tables", &e))?
+                .map_err(|e| Error::query(region, "listing tables", e))?
         }
     };
     let mut out: Vec<TableName> = rows
@@ -226,7 +233,7 @@ pub async fn resolve_table(
                 &[&schema, &name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
         None => client
             .query_opt(
                 "SELECT n.nspname::text, c.relname::text \
@@ -238,7 +245,7 @@ pub async fn resolve_table(
                 &[&name],
             )
             .await
-            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), &e))?,
+            .map_err(|e| Error::query(region, format!("looking up table {user_text}"), e))?,
     };
     Ok(row.map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
@@ -302,7 +309,7 @@ pub async fn load_table(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?
+        .map_err(|e| Error::query(region, ctx(), e))?
     else {
         return Ok(None);
     };
@@ -318,7 +325,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let estimated_rows = size.get::<_, f64>(0).round() as i64;
     let total_bytes: i64 = size.get(1);
 
@@ -333,7 +340,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
 
     let type_rows = client
         .query(
@@ -372,7 +379,7 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, ctx(), &e))?;
+        .map_err(|e| Error::query(region, ctx(), e))?;
     let types: HashMap<u32, TypeInfo> = type_rows
         .iter()
         .map(|r| {
@@ -487,7 +494,7 @@ async fn automatic_key(
             &[&oid],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading the indexes of {table}"), e))?;
     let mut best: Option<(i32, String, Vec<String>)> = None;
     for r in &rows {
         let name: String = r.get(0);

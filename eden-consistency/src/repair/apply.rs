@@ -709,7 +709,7 @@ pub async fn prepare_session(client: &Client, region: &str, no_replicate: bool) 
              SET extra_float_digits = 3; SET bytea_output = 'hex'",
         )
         .await
-        .map_err(|e| Error::query(region, "setting up the write session", &e))?;
+        .map_err(|e| Error::query(region, "setting up the write session", e))?;
     if no_replicate {
         let r = client.batch_execute(&origin_setup_sql()).await;
         if let Err(e) = r {

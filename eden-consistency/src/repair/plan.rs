@@ -57,8 +57,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::check::TableCheck;
+use crate::check::report::TableStatus;
 use crate::error::{Error, Result};
 use crate::pg::ident::{TableName, quote_ident};
+use crate::pg::schema::{self, Column, TableSchema};
 
 /// A row's key as in the check report: column name → JSON value (integers as numbers,
 /// everything else as PostgreSQL's text).
@@ -109,46 +112,6 @@ impl ActionKind {
     }
 }
 
-/// One column of a table as the fix writes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnInfo {
-    /// Column name (unquoted).
-    pub name: String,
-    /// A generated column (`GENERATED ALWAYS AS (...) STORED`): never written.
-    pub generated: bool,
-    /// An identity column `GENERATED ALWAYS`: inserted with `OVERRIDING SYSTEM VALUE`,
-    /// never updated.
-    pub identity_always: bool,
-    /// `pg_attribute.atttypid`.
-    pub type_oid: u32,
-    /// The base type of a domain (followed to the bottom), else 0.
-    pub base_type_oid: u32,
-}
-
-impl ColumnInfo {
-    /// True for `json`, `jsonb` and domains over them.
-    pub fn is_json(&self) -> bool {
-        let oid = if self.base_type_oid != 0 {
-            self.base_type_oid
-        } else {
-            self.type_oid
-        };
-        oid == 114 || oid == 3802
-    }
-}
-
-impl crate::row::value::ColumnType for ColumnInfo {
-    fn column_name(&self) -> &str {
-        &self.name
-    }
-    fn type_oid(&self) -> u32 {
-        self.type_oid
-    }
-    fn base_type_oid(&self) -> u32 {
-        self.base_type_oid
-    }
-}
-
 /// What the fix needs to know about a table to read and write it generically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableShape {
@@ -157,59 +120,22 @@ pub struct TableShape {
     /// Key columns, in key order.
     pub key_columns: Vec<String>,
     /// Live columns in `attnum` order.
-    pub columns: Vec<ColumnInfo>,
+    pub columns: Vec<Column>,
     /// `exclude_columns` of the config: never compared nor written.
     pub exclude_columns: Vec<String>,
 }
 
 impl TableShape {
-    /// Reads a table's columns from `pg_catalog` in one region. Fails with a clear message
-    /// when the table or a key column does not exist there.
-    pub async fn load(
-        client: &Client,
+    /// The shape of a table from its definition as the catalog reader
+    /// ([`crate::pg::schema::load_table`]) gave it. Fails with a clear message when a key
+    /// column does not exist there.
+    pub fn from_schema(
+        schema: &TableSchema,
         region: &str,
-        table: &TableName,
         key_columns: &[String],
         exclude_columns: &[String],
     ) -> Result<TableShape> {
-        let rows = client
-            .query(
-                "WITH RECURSIVE a AS (
-                   SELECT a.attname::text AS attname, a.attgenerated <> '' AS gen,
-                          a.attidentity = 'a' AS ida, a.atttypid, a.attnum
-                   FROM pg_catalog.pg_attribute a
-                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
-                 d(attnum, oid) AS (
-                   SELECT a.attnum, a.atttypid FROM a
-                   UNION ALL
-                   SELECT d.attnum, ty.typbasetype FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.oid
-                   WHERE ty.typtype = 'd')
-                 SELECT a.attname, a.gen, a.ida, a.atttypid,
-                        COALESCE((SELECT d.oid FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.oid
-                                  WHERE d.attnum = a.attnum AND ty.typtype <> 'd' AND d.oid <> a.atttypid), 0::oid)
-                 FROM a ORDER BY a.attnum",
-                &[&table.schema, &table.name],
-            )
-            .await
-            .map_err(|e| Error::query(region, format!("reading the columns of {table}"), &e))?;
-        if rows.is_empty() {
-            return Err(Error::Table {
-                table: table.to_string(),
-                message: format!("does not exist in region {region}"),
-            });
-        }
-        let columns: Vec<ColumnInfo> = rows
-            .iter()
-            .map(|r| ColumnInfo {
-                name: r.get(0),
-                generated: r.get(1),
-                identity_always: r.get(2),
-                type_oid: r.get(3),
-                base_type_oid: r.get(4),
-            })
-            .collect();
+        let table = &schema.name;
         if key_columns.is_empty() {
             return Err(Error::Table {
                 table: table.to_string(),
@@ -217,7 +143,7 @@ impl TableShape {
             });
         }
         for k in key_columns {
-            if !columns.iter().any(|c| &c.name == k) {
+            if schema.column(k).is_none() {
                 return Err(Error::Table {
                     table: table.to_string(),
                     message: format!("key column {k} does not exist in region {region}"),
@@ -227,9 +153,28 @@ impl TableShape {
         Ok(TableShape {
             table: table.clone(),
             key_columns: key_columns.to_vec(),
-            columns,
+            columns: schema.columns.clone(),
             exclude_columns: exclude_columns.to_vec(),
         })
+    }
+
+    /// Reads a table's definition in one region and makes its shape. Fails with a clear
+    /// message when the table or a key column does not exist there.
+    pub async fn read(
+        client: &Client,
+        region: &str,
+        table: &TableName,
+        key_columns: &[String],
+        exclude_columns: &[String],
+    ) -> Result<TableShape> {
+        let Some(schema) = schema::load_table(client, region, table, Some(key_columns)).await?
+        else {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: format!("does not exist in region {region}"),
+            });
+        };
+        TableShape::from_schema(&schema, region, key_columns, exclude_columns)
     }
 
     /// Columns an insert writes: every column but generated and excluded ones.
@@ -258,7 +203,7 @@ impl TableShape {
 
     /// Columns compared between regions and shown to the resolver: all but excluded and
     /// generated ones, in `attnum` order.
-    pub fn compared_columns(&self) -> Vec<&ColumnInfo> {
+    pub fn compared_columns(&self) -> Vec<&Column> {
         self.columns
             .iter()
             .filter(|c| !c.generated && !self.exclude_columns.contains(&c.name))
@@ -325,7 +270,7 @@ pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading track_commit_timestamp", &e))?;
+        .map_err(|e| Error::query(region, "reading track_commit_timestamp", e))?;
     Ok(row.get(0))
 }
 
@@ -401,13 +346,10 @@ pub async fn fetch_rows(
         return Ok(out);
     }
     let sql = fetch_sql(shape, commit_ts);
-    let rows = client.query(&sql, &[&keys_json(keys)]).await.map_err(|e| {
-        Error::query(
-            region,
-            format!("reading rows of {} by key", shape.table),
-            &e,
-        )
-    })?;
+    let rows = client
+        .query(&sql, &[&keys_json(keys)])
+        .await
+        .map_err(|e| Error::query(region, format!("reading rows of {} by key", shape.table), e))?;
     let cols = shape.compared_columns();
     for r in rows {
         let i: i32 = r.get(0);
@@ -818,7 +760,7 @@ async fn fetch_tombstones(
             &[&tt.schema, &tt.name, col],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let Some(oid_row) = oid_row else {
         return Err(Error::Table {
             table: shape.table.to_string(),
@@ -847,7 +789,7 @@ async fn fetch_tombstones(
     let rows = client
         .query(&sql, &[&keys_json(keys)])
         .await
-        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading tombstone table {tt}"), e))?;
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
@@ -865,24 +807,31 @@ async fn fetch_tombstones(
 
 /// Plans one table: reads every key's versions in every region and asks `decide`.
 ///
-/// `clients[i]` is the session of `regions[i]`.
+/// `clients[i]` is the session of `regions[i]`. `shape` is the table's shape when the caller
+/// knows it already (from the check); otherwise it is read from the first region.
 pub async fn plan_table(
     clients: &[&Client],
     regions: &[String],
     target: &FixTarget,
+    shape: Option<TableShape>,
     decide: &mut Decide<'_>,
 ) -> Result<TablePlan> {
     let first = clients
         .first()
         .ok_or_else(|| Error::Usage("fix needs at least one region".into()))?;
-    let shape = TableShape::load(
-        first,
-        &regions[0],
-        &target.table,
-        &target.key_columns,
-        &target.exclude_columns,
-    )
-    .await?;
+    let shape = match shape {
+        Some(s) => s,
+        None => {
+            TableShape::read(
+                first,
+                &regions[0],
+                &target.table,
+                &target.key_columns,
+                &target.exclude_columns,
+            )
+            .await?
+        }
+    };
     let mut ts_on = Vec::new();
     for (c, r) in clients.iter().zip(regions) {
         ts_on.push(commit_ts_enabled(c, r).await?);
@@ -1058,18 +1007,44 @@ pub async fn plan_targets(
     targets: &[FixTarget],
     decide_for: &mut (dyn FnMut(&FixTarget) -> Result<Box<Decide<'static>>> + Send),
 ) -> Result<FixPlan> {
+    plan_targets_with(
+        clients,
+        regions,
+        database,
+        targets,
+        HashMap::new(),
+        decide_for,
+    )
+    .await
+}
+
+/// [`plan_targets`] with the shapes of some tables already known (from the check), so
+/// that their definitions are not read again.
+async fn plan_targets_with(
+    clients: &[&Client],
+    regions: &[String],
+    database: &str,
+    targets: &[FixTarget],
+    mut shapes: HashMap<TableName, TableShape>,
+    decide_for: &mut (dyn FnMut(&FixTarget) -> Result<Box<Decide<'static>>> + Send),
+) -> Result<FixPlan> {
     let mut tables = Vec::new();
     let mut not_planned = Vec::new();
     for t in targets {
         // A table that cannot be planned (vanished, unreadable key, ...) is reported and the
         // others go on; a lost connection stops everything.
         let planned = match decide_for(t) {
-            Ok(mut decide) => plan_table(clients, regions, t, &mut *decide).await,
+            Ok(mut decide) => {
+                let shape = shapes.remove(&t.table);
+                plan_table(clients, regions, t, shape, &mut *decide).await
+            }
             Err(e) => Err(e),
         };
         match planned {
             Ok(tp) => tables.push(tp),
-            Err(e) if e.is_connection() || client_closed(clients) => return Err(e),
+            Err(e) if e.is_connection() || client_closed(clients) => {
+                return Err(e.with_table(&t.table));
+            }
             Err(e) => {
                 tracing::warn!(table = %t.table, "not planned: {e}");
                 not_planned.push((t.table.to_string(), e.to_string()));
@@ -1131,7 +1106,7 @@ async fn hold_back_cascading_deletes(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     for t in tables.iter_mut() {
         let Some(r) = rows.iter().find(|r| {
             r.get::<_, String>(0) == t.table.schema && r.get::<_, String>(1) == t.table.name
@@ -1177,108 +1152,35 @@ pub struct TableDifferences {
 }
 
 impl TableDifferences {
-    /// Reads the tables of a `check` report in CONTRACT §3's JSON shape (e.g.
-    /// `serde_json::to_value(&check_report)`). Tables with status `consistent` are left out.
-    pub fn from_check_json(report: &serde_json::Value) -> Result<Vec<TableDifferences>> {
-        let bad = |m: &str| Error::Usage(format!("check report: {m}"));
-        let tables = report
-            .get("tables")
-            .and_then(|t| t.as_array())
-            .ok_or_else(|| bad("no tables array"))?;
-        let mut out = Vec::new();
-        for t in tables {
-            let name = t
-                .get("table")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad("a table without a name"))?;
-            let table = split_qualified(name)
-                .ok_or_else(|| bad(&format!("table name {name} is not schema-qualified")))?;
-            let status = t
-                .get("status")
-                .and_then(|v| v.as_str())
-                .unwrap_or("divergent");
-            let key_columns: Vec<String> = t
-                .get("key_columns")
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut d = TableDifferences {
-                table,
-                key_columns,
-                keys: Vec::new(),
-                in_flight: Vec::new(),
-                not_fixable: None,
-            };
-            match status {
-                "consistent" => continue,
-                "divergent" => {}
-                other => {
-                    let msg = t.get("message").and_then(|v| v.as_str()).unwrap_or("");
-                    d.not_fixable = Some(format!("{other}: {msg}"));
-                }
+    /// The differences of one checked table, as values: every differing key (not capped by
+    /// `max_differences`), the in-flight ones apart; `None` for a consistent table.
+    pub fn from_check(check: &TableCheck) -> Option<TableDifferences> {
+        let mut d = TableDifferences {
+            table: check.table.clone(),
+            key_columns: check.report.key_columns.clone(),
+            keys: Vec::new(),
+            in_flight: Vec::new(),
+            not_fixable: None,
+        };
+        match check.report.status {
+            TableStatus::Consistent => return None,
+            TableStatus::Divergent => {}
+            other => {
+                d.not_fixable = Some(format!(
+                    "{}: {}",
+                    other.as_str(),
+                    check.report.message.clone().unwrap_or_default()
+                ))
             }
-            for diff in t
-                .get("differences")
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let Some(key) = diff.get("key").and_then(|k| k.as_object()) else {
-                    continue;
-                };
-                if diff.get("in_flight").and_then(|v| v.as_bool()) == Some(true) {
-                    d.in_flight.push(key.clone());
-                } else {
-                    d.keys.push(key.clone());
-                }
-            }
-            out.push(d);
         }
-        Ok(out)
-    }
-}
-
-impl TableDifferences {
-    /// The tables of a typed check report (tables with status `consistent` left out).
-    pub fn from_check_report(report: &crate::check::report::CheckReport) -> Vec<TableDifferences> {
-        use crate::check::report::TableStatus;
-        let mut out = Vec::new();
-        for t in &report.tables {
-            let Some(table) = split_qualified(&t.table) else {
-                continue;
-            };
-            let mut d = TableDifferences {
-                table,
-                key_columns: t.key_columns.clone(),
-                keys: Vec::new(),
-                in_flight: Vec::new(),
-                not_fixable: None,
-            };
-            match t.status {
-                TableStatus::Consistent => continue,
-                TableStatus::Divergent => {}
-                other => {
-                    d.not_fixable = Some(format!(
-                        "{}: {}",
-                        other.as_str(),
-                        t.message.clone().unwrap_or_default()
-                    ))
-                }
+        for diff in &check.differences {
+            if diff.in_flight {
+                d.in_flight.push(diff.key.clone());
+            } else {
+                d.keys.push(diff.key.clone());
             }
-            for diff in &t.differences {
-                if diff.in_flight {
-                    d.in_flight.push(diff.key.clone());
-                } else {
-                    d.keys.push(diff.key.clone());
-                }
-            }
-            out.push(d);
         }
-        out
+        Some(d)
     }
 }
 
@@ -1294,13 +1196,24 @@ pub async fn plan_fix_checked(
     let mut check = check.clone();
     check.max_differences = None;
     check.record = false;
-    let report = checker.run(&check).await?;
-    let diffs = TableDifferences::from_check_report(&report);
-    let mut plan = plan_fix(
+    let (report, checks) = checker.run_detailed(&check).await?;
+    let mut diffs = Vec::new();
+    let mut known = HashMap::new();
+    for c in checks {
+        let Some(d) = TableDifferences::from_check(&c) else {
+            continue;
+        };
+        if let Some(schema) = c.schema {
+            known.insert(c.table, (schema, c.rule));
+        }
+        diffs.push(d);
+    }
+    let mut plan = plan_fix_with(
         checker.regions(),
         checker.config(),
         checker.database(),
         &diffs,
+        known,
         opts,
     )
     .await?;
@@ -1308,13 +1221,6 @@ pub async fn plan_fix_checked(
         plan.run_id = report.run_id.clone();
     }
     Ok((report, plan))
-}
-
-/// `schema.name` → TableName, splitting at the dot that leaves an existing-looking schema
-/// (first dot; schema names with dots are not supported here).
-fn split_qualified(text: &str) -> Option<TableName> {
-    let (s, n) = text.split_once('.')?;
-    Some(TableName::new(s, n))
 }
 
 /// True when `rule` orders versions by their commit timestamps.
@@ -1343,26 +1249,6 @@ pub struct FixOptions {
     pub run_id: Option<String>,
 }
 
-/// The rule, exclusions and tombstone source of a table, from the config.
-pub fn table_settings(
-    config: &crate::config::Config,
-    db: &str,
-    table: &TableName,
-) -> (
-    crate::config::Resolution,
-    Vec<String>,
-    Option<crate::config::Tombstone>,
-) {
-    match config.table_rule(db, table) {
-        Some(rule) => (
-            rule.resolution.clone(),
-            rule.exclude_columns.clone(),
-            rule.tombstone.clone(),
-        ),
-        None => (config.default_resolution(), Vec::new(), None),
-    }
-}
-
 /// Plans a fix from a check's differences: per table its rule from the config (or the
 /// global default), each key's versions read in every region and resolved, tables ordered
 /// by foreign keys. Reads only; changes nothing anywhere.
@@ -1375,6 +1261,20 @@ pub async fn plan_fix(
     diffs: &[TableDifferences],
     opts: &FixOptions,
 ) -> Result<FixPlan> {
+    plan_fix_with(regions, config, db, diffs, HashMap::new(), opts).await
+}
+
+/// [`plan_fix`] with the definition (first region) and settings of some tables already
+/// known from the check: those are neither read from the catalog nor looked up again.
+async fn plan_fix_with(
+    regions: &[crate::pg::connect::Region],
+    config: &crate::config::Config,
+    db: &str,
+    diffs: &[TableDifferences],
+    mut known: HashMap<TableName, (TableSchema, crate::config::TableRule)>,
+    opts: &FixOptions,
+) -> Result<FixPlan> {
+    let mut shapes = HashMap::new();
     let clients: Vec<&Client> = regions.iter().map(|r| &r.client).collect();
     let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let mut targets = Vec::new();
@@ -1391,9 +1291,36 @@ pub async fn plan_fix(
         if d.keys.is_empty() && d.in_flight.is_empty() {
             continue;
         }
-        let (rule, exclude, tombstone) = table_settings(config, db, &d.table);
         let Some(first) = clients.first() else { break };
-        let shape = TableShape::load(first, &names[0], &d.table, &d.key_columns, &exclude).await?;
+        let (shape, settings) = match known.remove(&d.table) {
+            Some((schema, settings)) => (
+                TableShape::from_schema(
+                    &schema,
+                    &names[0],
+                    &d.key_columns,
+                    &settings.exclude_columns,
+                )?,
+                settings,
+            ),
+            None => {
+                let settings = config.rule_or_default(db, &d.table);
+                let shape = TableShape::read(
+                    first,
+                    &names[0],
+                    &d.table,
+                    &d.key_columns,
+                    &settings.exclude_columns,
+                )
+                .await?;
+                (shape, settings)
+            }
+        };
+        let crate::config::TableRule {
+            resolution: rule,
+            exclude_columns: exclude,
+            tombstone,
+            ..
+        } = settings;
         let cols: Vec<String> = shape
             .compared_columns()
             .iter()
@@ -1443,6 +1370,7 @@ pub async fn plan_fix(
             _ => None,
         };
         resolvers.insert(d.table.clone(), resolver);
+        shapes.insert(d.table.clone(), shape);
         targets.push(FixTarget {
             table: d.table.clone(),
             key_columns: d.key_columns.clone(),
@@ -1462,16 +1390,23 @@ pub async fn plan_fix(
             tombstone_table,
         });
     }
-    let mut plan = plan_targets(&clients, &names, db, &targets, &mut |t: &FixTarget| {
-        let r = resolvers
-            .get(&t.table)
-            .cloned()
-            .ok_or_else(|| Error::Table {
-                table: t.table.to_string(),
-                message: "no resolver".into(),
-            })?;
-        Ok(resolver_decider(r))
-    })
+    let mut plan = plan_targets_with(
+        &clients,
+        &names,
+        db,
+        &targets,
+        shapes,
+        &mut |t: &FixTarget| {
+            let r = resolvers
+                .get(&t.table)
+                .cloned()
+                .ok_or_else(|| Error::Table {
+                    table: t.table.to_string(),
+                    message: "no resolver".into(),
+                })?;
+            Ok(resolver_decider(r))
+        },
+    )
     .await?;
     if let Some(id) = &opts.run_id {
         plan.run_id = id.clone();
@@ -1529,7 +1464,7 @@ pub async fn foreign_keys(
             &[],
         )
         .await
-        .map_err(|e| Error::query(region, "reading foreign keys", &e))?;
+        .map_err(|e| Error::query(region, "reading foreign keys", e))?;
     let set: BTreeSet<&TableName> = tables.iter().collect();
     let mut out = Vec::new();
     for r in rows {

@@ -134,7 +134,7 @@ async fn read_records(
             &[&schema],
         )
         .await
-        .map_err(|e| Error::query(region, "looking for replication_conflicts", &e))?
+        .map_err(|e| Error::query(region, "looking for replication_conflicts", e))?
         .get(0);
     if !exists {
         return Ok(Vec::new());
@@ -150,7 +150,7 @@ async fn read_records(
             &[&run_id],
         )
         .await
-        .map_err(|e| Error::query(region, "reading replication_conflicts", &e))?;
+        .map_err(|e| Error::query(region, "reading replication_conflicts", e))?;
     let mut out = Vec::new();
     for r in rows {
         let key_text: String = r.get(1);
@@ -186,7 +186,7 @@ async fn find_table(client: &Client, region: &str, text: &str) -> Result<Option<
             &[&text],
         )
         .await
-        .map_err(|e| Error::query(region, format!("looking up table {text}"), &e))?;
+        .map_err(|e| Error::query(region, format!("looking up table {text}"), e))?;
     Ok(row.map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
 
@@ -253,7 +253,7 @@ pub async fn undo_run_on(
                 continue;
             };
             let key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
-            shapes.push(TableShape::load(client, region, &table, &key_columns, &[]).await?);
+            shapes.push(TableShape::read(client, region, &table, &key_columns, &[]).await?);
             recs.push(rs);
         }
         let names: Vec<TableName> = shapes.iter().map(|s| s.table.clone()).collect();

@@ -272,7 +272,7 @@ async fn sample_versions(
     let rows = client
         .query(&sql, &[])
         .await
-        .map_err(|e| Error::query(&region.name, format!("sampling {}", table.name), &e))?;
+        .map_err(|e| Error::query(&region.name, format!("sampling {}", table.name), e))?;
     let names: std::sync::Arc<[String]> = cols.iter().map(|c| c.name.clone()).collect();
     let owned: Vec<schema::Column> = cols.iter().map(|c| (*c).clone()).collect();
     let mut out = Vec::with_capacity(rows.len());

@@ -337,8 +337,9 @@ impl<'a> PgSource<'a> {
         }
     }
 
-    fn qerr(&self, what: &str, e: &tokio_postgres::Error) -> Error {
+    fn qerr(&self, what: &str, e: tokio_postgres::Error) -> Error {
         Error::query(&self.region, format!("{what} {}", self.spec.table), e)
+            .with_table(&self.spec.table)
     }
 
     async fn query(
@@ -353,7 +354,7 @@ impl<'a> PgSource<'a> {
             .client
             .query(sql, params)
             .await
-            .map_err(|e| self.qerr(what, &e))?;
+            .map_err(|e| self.qerr(what, e))?;
         self.stats.bytes_received += rows.iter().map(row_bytes).sum::<u64>();
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
         tracing::debug!(region = %self.region, what, rows = rows.len(), ms = t0.elapsed().as_millis() as u64, "query done");
@@ -562,11 +563,11 @@ impl<'a> PgSource<'a> {
             .client
             .query_raw(sql.as_str(), params.iter().copied())
             .await
-            .map_err(|e| self.qerr("hashing", &e))?;
+            .map_err(|e| self.qerr("hashing", e))?;
         pin_mut!(stream);
         let mut out = vec![ChunkSummary::default(); chunking.len()];
         while let Some(r) = stream.next().await {
-            let r = r.map_err(|e| self.qerr("hashing", &e))?;
+            let r = r.map_err(|e| self.qerr("hashing", e))?;
             self.stats.bytes_received += row_bytes(&r);
             let bc: i64 = r.get(0);
             let (b, c) = (bc >> 32, bc & 0xffff_ffff);
@@ -611,7 +612,7 @@ impl<'a> PgSource<'a> {
             .client
             .copy_out(sql.as_str())
             .await
-            .map_err(|e| self.qerr("streaming", &e))?;
+            .map_err(|e| self.qerr("streaming", e))?;
         pin_mut!(stream);
         let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
         let chunking2 = chunking.clone();
@@ -656,7 +657,7 @@ impl<'a> PgSource<'a> {
                     }
                 }
                 Err(e) => {
-                    failed = Some(self.qerr("streaming", &e));
+                    failed = Some(self.qerr("streaming", e));
                     break;
                 }
             }
@@ -664,8 +665,8 @@ impl<'a> PgSource<'a> {
         drop(tx);
         let res = tokio::task::spawn_blocking(move || worker.join())
             .await
-            .map_err(|e| Error::Usage(format!("hashing thread failed: {e}")))?
-            .map_err(|_| Error::Usage("hashing thread panicked".into()))?;
+            .map_err(|e| Error::Internal(format!("hashing thread failed: {e}")))?
+            .map_err(|_| Error::Internal("hashing thread panicked".into()))?;
         if let Some(e) = failed {
             return Err(e);
         }

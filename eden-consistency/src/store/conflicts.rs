@@ -134,7 +134,7 @@ pub fn init_sql(table: &TableName) -> String {
 /// transaction it runs in a savepoint there (and commits with it).
 pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bool> {
     let ctx = || format!("creating {table}");
-    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
+    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
     // `Client::transaction` needs `&mut`: drive the transaction by hand. A SAVEPOINT fails
     // outside a transaction block, which tells whether the caller has one open.
     let in_caller_tx = match client.batch_execute("SAVEPOINT eden_conflicts_init").await {
@@ -171,7 +171,7 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
 
 async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<bool> {
     let ctx = || format!("creating {table}");
-    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), &e);
+    let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK_KEY])
         .await
@@ -281,7 +281,7 @@ async fn existing_columns(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, format!("looking for {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("looking for {table}"), e))?;
     if rows.is_empty() {
         return Ok(None);
     }
@@ -310,7 +310,7 @@ pub async fn exists(client: &Client, region: &str, table: &TableName) -> Result<
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::query(region, format!("looking for {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("looking for {table}"), e))?;
     Ok(row.get(0))
 }
 
@@ -377,11 +377,11 @@ pub async fn insert_records(
     );
     for chunk in recs.chunks(INSERT_CHUNK) {
         let payload = serde_json::to_value(chunk)
-            .map_err(|e| Error::Usage(format!("cannot encode conflict records: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot encode conflict records: {e}")))?;
         client
             .execute(&sql, &[&payload])
             .await
-            .map_err(|e| Error::query(region, format!("recording conflicts in {table}"), &e))?;
+            .map_err(|e| Error::query(region, format!("recording conflicts in {table}"), e))?;
     }
     Ok(())
 }
@@ -567,7 +567,7 @@ async fn list_one(
             &[&exact, &suffix, &filter.since, &filter.unresolved, &limit],
         )
         .await
-        .map_err(|e| Error::query(region, format!("reading {table}"), &e))?;
+        .map_err(|e| Error::query(region, format!("reading {table}"), e))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         if let Json::Object(obj) = r.get::<_, Json>(0) {

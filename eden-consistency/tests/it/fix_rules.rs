@@ -431,3 +431,56 @@ async fn fix_rules_through_the_checker() {
     assert_eq!(again.applied(), 0);
     assert!(again.consistent);
 }
+
+/// A schema whose name holds a dot: check hands fix the table as a typed name (never a
+/// `schema.table` string to split again), and the table's rule is found by that name.
+#[tokio::test]
+async fn fix_schema_name_with_a_dot() {
+    use eden_consistency::apply::{FixRun, run_fix};
+    use eden_consistency::check::{CheckOptions, Checker};
+    let dbs = TestDbs::new("fix_schema_name_with_a_dot", 2).await;
+    dbs.exec_all(
+        r#"CREATE SCHEMA "a.b";
+           CREATE TABLE "a.b".items (id int PRIMARY KEY, v text, updated_at timestamptz);"#,
+    )
+    .await;
+    dbs.exec(
+        0,
+        r#"INSERT INTO "a.b".items VALUES (1, 'new', '2024-02-01'), (2, 'only here', '2024-01-01')"#,
+    )
+    .await;
+    dbs.exec(
+        1,
+        r#"INSERT INTO "a.b".items VALUES (1, 'old', '2024-03-01'), (3, 'only there', '2024-01-01')"#,
+    )
+    .await;
+    // first_write_wins on updated_at: the older version of id 1 (region 0's) must win,
+    // which the commit-timestamp default would not decide.
+    let cfg = config(
+        &dbs,
+        "        - {table: '\"a.b\".items', resolution: first_write_wins, tracking_column: updated_at}\n",
+    );
+    let checker = Checker::connect(cfg, "app").await.unwrap();
+    let run = FixRun {
+        apply: ApplyOptions {
+            progress: None,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = run_fix(&checker, &CheckOptions::default(), &run)
+        .await
+        .unwrap();
+    assert!(r.consistent, "{r:#?}");
+    assert!(r.not_planned.is_empty(), "{r:#?}");
+    assert_eq!(r.tables.len(), 1, "{r:#?}");
+    assert_eq!(r.tables[0].resolution, "first_write_wins", "{r:#?}");
+    assert_eq!(r.applied(), 3, "{r:#?}");
+    let want = vec![
+        "(1,new,\"2024-02-01 00:00:00+00\")".to_string(),
+        "(2,\"only here\",\"2024-01-01 00:00:00+00\")".to_string(),
+        "(3,\"only there\",\"2024-01-01 00:00:00+00\")".to_string(),
+    ];
+    assert_eq!(rows(&dbs, 0, "\"a.b\".items").await, want);
+    assert_eq!(rows(&dbs, 1, "\"a.b\".items").await, want);
+}

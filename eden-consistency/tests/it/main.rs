@@ -13,6 +13,7 @@ mod check_prop;
 mod config;
 mod conflicts;
 mod connect;
+mod errors;
 mod filter;
 mod fix_apply;
 mod fix_concurrency;
