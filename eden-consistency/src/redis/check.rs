@@ -558,25 +558,55 @@ async fn scan_node(
     };
     let start = Instant::now();
     let mut scanned = 0u64;
+    // SCAN and the digests of the keys it returned are pipelined on the connection: up to
+    // three batches are being digested while the next SCAN step runs, so the server never
+    // waits for this client between batches.
+    use futures_util::StreamExt;
+    const IN_FLIGHT: usize = 3;
+    let mut pending = futures_util::stream::FuturesOrdered::new();
+    let mut take = |found: Vec<(Vec<u8>, Option<Rec>)>, out: &mut RegionKeys| {
+        let n = found.iter().filter(|(_, r)| r.is_some()).count() as u64;
+        scanned += n;
+        let total = seen.fetch_add(n, Ordering::Relaxed) + n;
+        for (k, rec) in found {
+            if let Some(rec) = rec {
+                out.push(&k, rec);
+            }
+        }
+        if let Some(p) = &progress {
+            p.update(&label, total);
+        }
+        scanned
+    };
     for pattern in patterns {
         let mut cursor = 0u64;
         loop {
-            let (next, found) =
-                digest::scan_step(&mut conn, &ctx, &script, cursor, opts.scan_count, pattern)
-                    .await?;
-            scanned += found.len() as u64;
-            let total = seen.fetch_add(found.len() as u64, Ordering::Relaxed) + found.len() as u64;
-            for (k, rec) in found {
-                out.push(&k, rec);
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor);
+            if let Some(p) = pattern {
+                cmd.arg("MATCH").arg(p);
             }
-            if let Some(p) = &progress {
-                p.update(&label, total);
+            cmd.arg("COUNT").arg(opts.scan_count);
+            let (next, keys): (u64, Vec<Vec<u8>>) = cmd.query_async(&mut conn).await?;
+            if !keys.is_empty() {
+                let mut c = conn.clone();
+                let (ctx, script) = (ctx.clone(), script.clone());
+                pending.push_back(async move {
+                    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+                    let recs = digest::read_keys(&mut c, &ctx, &script, &refs).await?;
+                    Ok::<_, redis::RedisError>(keys.into_iter().zip(recs).collect::<Vec<_>>())
+                });
             }
-            if let Some(rate) = rate {
-                let due = Duration::from_secs_f64(scanned as f64 / rate);
-                let el = start.elapsed();
-                if due > el {
-                    tokio::time::sleep(due - el).await;
+            while pending.len() >= IN_FLIGHT {
+                if let Some(found) = pending.next().await {
+                    let done = take(found?, &mut out);
+                    if let Some(rate) = rate {
+                        let due = Duration::from_secs_f64(done as f64 / rate);
+                        let el = start.elapsed();
+                        if due > el {
+                            tokio::time::sleep(due - el).await;
+                        }
+                    }
                 }
             }
             cursor = next;
@@ -584,6 +614,9 @@ async fn scan_node(
                 break;
             }
         }
+    }
+    while let Some(found) = pending.next().await {
+        take(found?, &mut out);
     }
     Ok(out)
 }

@@ -18,8 +18,8 @@
 //! whatever the servers' `*-max-listpack-*` settings.
 //!
 //! Where the server allows scripts, the digest is computed by a read-only Lua script next to
-//! the data, so values never cross the network: one script call runs one `SCAN` step and
-//! returns each key with its type, digest and absolute expiry. Values larger than the
+//! the data, so values never cross the network: one script call takes the keys of one
+//! `SCAN` step and returns each key's type, digest and absolute expiry. Values larger than the
 //! "big" limits (default 1024 elements, 1 MiB strings, which the script reads but never
 //! sends) and servers where scripting is
 //! refused (`NOSCRIPT`/ACL) or whose Lua string order is not bytewise (a non-C
