@@ -540,6 +540,7 @@ pub(crate) async fn read_region(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn scan_node(
     mut conn: redis::aio::MultiplexedConnection,
     ctx: DigestCtx,

@@ -168,6 +168,10 @@ impl Archive {
     }
 }
 
+/// A `--from` region's `DUMP` payload and absolute expiry of a key (`None`: it lacks the
+/// key), or why it could not be used.
+type SourcePayload = std::result::Result<Option<(Vec<u8>, i64)>, String>;
+
 /// Planned change of one key in one region.
 struct Planned {
     diff: usize,
@@ -283,12 +287,12 @@ impl CacheChecker {
             let (ctx, scripts) = self.contexts(&opts.check).await;
             let mut conns: HashMap<(usize, usize), MultiplexedConnection> = HashMap::new();
             // Source payloads for --from, read once per key.
-            let mut payloads: HashMap<usize, std::result::Result<Option<(Vec<u8>, i64)>, String>> =
-                HashMap::new();
+            let mut payloads: HashMap<usize, SourcePayload> = HashMap::new();
             for (p, a) in plan.iter().zip(actions.iter_mut()) {
                 let d = &report.differences[p.diff];
                 if let Some(s) = from {
-                    if !payloads.contains_key(&p.diff) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = payloads.entry(p.diff)
+                    {
                         let got = self
                             .source_payload(
                                 s,
@@ -299,7 +303,7 @@ impl CacheChecker {
                                 tol,
                             )
                             .await;
-                        payloads.insert(p.diff, got);
+                        slot.insert(got);
                     }
                 }
                 let payload = match payloads.get(&p.diff) {
@@ -418,7 +422,7 @@ impl CacheChecker {
         script: &redis::Script,
         conns: &mut HashMap<(usize, usize), MultiplexedConnection>,
         tol: i64,
-    ) -> std::result::Result<Option<(Vec<u8>, i64)>, String> {
+    ) -> SourcePayload {
         let r = &self.regions[s];
         let key = d.raw_key.as_slice();
         let conn = self

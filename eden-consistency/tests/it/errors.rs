@@ -11,7 +11,10 @@ async fn errors_keep_sqlstate_region_and_source() {
     let dbs = TestDbs::new("errors_keep_sqlstate", 1).await;
     let c = dbs.client(0).await;
     // A table that does not exist: the server refuses with undefined_table.
-    let pg = c.query("SELECT * FROM no_such_table", &[]).await.unwrap_err();
+    let pg = c
+        .query("SELECT * FROM no_such_table", &[])
+        .await
+        .unwrap_err();
     let err = Error::query("r1", "reading no_such_table", pg);
     assert_eq!(err.code(), Some("42P01"), "{err}");
     assert_eq!(err.region(), Some("r1"));
