@@ -201,7 +201,7 @@ fn connection_broken(err: &tokio_postgres::Error) -> bool {
 
 /// The useful one-line text of a tokio-postgres error: the server's message when there is
 /// one, otherwise the client-side description.
-pub fn pg_message(err: &tokio_postgres::Error) -> String {
+pub(crate) fn pg_message(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
         let mut m = db.message().to_string();
         if let Some(d) = db.detail() {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use eden_consistency::config::Config;
+use eden_consistency::Config;
+use eden_consistency::metrics::{self, RunMetrics};
 use eden_consistency::redis::{
     CacheCheckOptions, CacheChecker, CacheFixOptions, RedisConfig, RedisConnectOptions,
     is_redis_config, is_redis_url,
@@ -94,6 +95,8 @@ fn db_of(cmd: &Command) -> Option<&str> {
         Command::Init(a) => a.db.as_deref(),
         Command::Undo(a) => a.db.db.as_deref(),
         Command::ValidateConfig(a) => a.db.db.as_deref(),
+        Command::Status(a) => a.db.as_deref(),
+        Command::Completions(_) | Command::Man(_) => None,
     }
 }
 
@@ -236,14 +239,28 @@ async fn connect(t: &RedisTarget, a: &CacheCheckArgs) -> Result<CacheChecker> {
 }
 
 /// Runs `check` or `fix` on the cache.
-pub async fn run(cli: Cli, target: RedisTarget) -> Result<Outcome> {
+pub async fn run(cli: Cli, target: RedisTarget, m: &mut RunMetrics) -> Result<Outcome> {
     let format = cli.global.format;
+    m.database = target.db.clone();
     match cli.command {
         Command::Check(args) => {
             let mut opts = check_options(&target.config, &args.cache)?;
             opts.max_differences = args.max_differences;
             let checker = connect(&target, &args.cache).await?;
             let report = checker.check(&opts).await?;
+            m.set_consistent(report.consistent);
+            let rows: Vec<(&str, u64)> = report
+                .key_counts
+                .0
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect();
+            m.add_table(
+                &report.database,
+                report.difference_count,
+                report.in_flight_count,
+                &rows,
+            );
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -270,6 +287,18 @@ pub async fn run(cli: Cli, target: RedisTarget) -> Result<Outcome> {
                 archive: args.cache.archive.clone(),
             };
             let report = checker.fix(&opts).await?;
+            m.set_consistent(report.consistent);
+            for t in &report.tables {
+                let mut by_action = std::collections::BTreeMap::<&str, u64>::new();
+                for a in t.actions.iter().filter(|a| a.status == "applied") {
+                    *by_action.entry(a.action).or_default() += 1;
+                }
+                for (action, n) in by_action {
+                    m.add(metrics::FIX_ACTIONS, &[&t.table, action], n as f64);
+                }
+                m.add(metrics::DIFFERENCES, &[&t.table], t.unresolved as f64);
+                m.add(metrics::IN_FLIGHT, &[&t.table], t.in_flight as f64);
+            }
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -290,6 +319,7 @@ pub async fn run(cli: Cli, target: RedisTarget) -> Result<Outcome> {
                 Command::Conflicts(_) => "conflicts",
                 Command::Init(_) => "init",
                 Command::Undo(_) => "undo",
+                Command::Status(_) => "status",
                 _ => "validate-config",
             };
             bail!(

@@ -1,4 +1,4 @@
-//! `eden-reconcile check`: the JSON report's shape (CONTRACT §3), human output and exit codes.
+//! `eden-reconcile check`: the JSON report's shape (see `docs/reports.md`), human output and exit codes.
 
 use eden_test_util::TestDbs;
 use serde_json::json;

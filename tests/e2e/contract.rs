@@ -2755,7 +2755,6 @@ async fn contract_deterministic_reports() {
 
 /// Winners that swap a unique non-key value between two rows are consistent with each other;
 /// fix writes them (the final state satisfies every constraint).
-#[ignore = "contract deviation: fix fails (exit 2) with duplicate key on users_email_key when the winners swap unique values between rows"]
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_fix_swapped_unique_values() {
     let dbs = TestDbs::new_named("contract_fix_swap_unique", &[E, W]).await;

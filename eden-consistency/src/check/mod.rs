@@ -1,4 +1,4 @@
-//! `check`: exact comparison of every covered table across regions (CONTRACT §2–§3).
+//! `check`: exact comparison of every covered table across regions (see `docs/commands.md` and `docs/reports.md`).
 //!
 //! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
 //! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
@@ -10,7 +10,7 @@
 //! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
 //! obtained, pushdown and stream).
 //!
-//! **In flight** (CONTRACT §2): with a lag window > 0, a difference whose newest version is
+//! **In flight** (see `docs/commands.md`): with a lag window > 0, a difference whose newest version is
 //! younger than the window (by `pg_xact_commit_timestamp(xmin)` when
 //! `track_commit_timestamp` is on in every region, else by the table's tracking column) is
 //! read again after a pause, outside the snapshot; if it still differs it is reported with
@@ -22,8 +22,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
-//! use eden_consistency::check::{CheckOptions, Checker};
-//! use eden_consistency::config::Config;
+//! use eden_consistency::{CheckOptions, Checker};
+//! use eden_consistency::Config;
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -35,7 +35,7 @@
 //! # }
 //! ```
 
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 
 use std::collections::HashMap;
@@ -153,7 +153,14 @@ pub struct Checker {
     config: Config,
     database: String,
     regions: Vec<Region>,
+    /// When the run's snapshot was taken (the earliest region's server clock, microseconds
+    /// since 2000-01-01), `i64::MAX` until a run sets it: the in-flight rule measures a
+    /// version's age at the moment the data was read, not when the scan ended.
+    snapshot_at: std::sync::atomic::AtomicI64,
 }
+
+/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 impl Checker {
     /// A checker over already connected regions (in tie-break order).
@@ -162,6 +169,7 @@ impl Checker {
             config,
             database: database.into(),
             regions,
+            snapshot_at: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
     }
 
@@ -215,7 +223,21 @@ impl Checker {
                     }
                 }
                 match found {
-                    Some(n) => out.push(n),
+                    Some(n) => {
+                        if n == self.conflicts_table() {
+                            return Err(Error::Usage(format!(
+                                "table {n} is the tool's own record of conflicts; it is never compared or repaired"
+                            )));
+                        }
+                        for r in &self.regions {
+                            if let Some(reason) =
+                                schema::forbidden_reason(&r.client, &r.name, &n).await?
+                            {
+                                return Err(Error::Usage(reason));
+                            }
+                        }
+                        out.push(n)
+                    }
                     None => {
                         return Err(Error::Usage(format!(
                             "table {t} does not exist in database {} in any region (first region: {})",
@@ -301,14 +323,29 @@ impl Checker {
             }
         }
         // One snapshot per region, exported from the main session and held open.
+        self.snapshot_at
+            .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut snapshots = Vec::new();
         for r in &self.regions {
             r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
                 .map_err(|e| Error::query(&r.name, "starting a read-only transaction", e))?;
-            let snap = match r.client.query_one("SELECT pg_export_snapshot()", &[]).await {
-                Ok(row) => Some(row.get::<_, String>(0)),
+            let snap = match r
+                .client
+                .query_one(
+                    "SELECT pg_export_snapshot(), \
+                     (extract(epoch FROM statement_timestamp()) * 1000000)::int8",
+                    &[],
+                )
+                .await
+            {
+                Ok(row) => {
+                    let at = row.get::<_, i64>(1) - PG_EPOCH_MICROS;
+                    self.snapshot_at
+                        .fetch_min(at, std::sync::atomic::Ordering::Relaxed);
+                    Some(row.get::<_, String>(0))
+                }
                 Err(e) => {
                     tracing::debug!(region = %r.name, "no exported snapshot: {}", crate::error::pg_message(&e));
                     None
@@ -339,6 +376,12 @@ impl Checker {
         }
         let report = CheckReport {
             database: self.database.clone(),
+            databases: RegionMap(
+                self.regions
+                    .iter()
+                    .map(|r| (r.name.clone(), r.dbname.clone()))
+                    .collect(),
+            ),
             regions: self.region_names(),
             consistent: reports.iter().all(|t| t.status == TableStatus::Consistent),
             in_flight_count: reports.iter().map(|t| t.in_flight_count).sum(),
@@ -449,6 +492,54 @@ impl Checker {
         for c in conns {
             let _ = c.batch_execute("ROLLBACK").await;
         }
+        // A table dropped while the run was going fails in odd ways (unreadable definition,
+        // "the key differs", an error reading rows): when it is gone now from a region where
+        // the run's snapshot still had it, say so.
+        let suspicious =
+            match &res {
+                Ok(tc) => {
+                    tc.report.status == TableStatus::Error
+                        || (tc.report.status == TableStatus::SchemaMismatch
+                            && !tc.report.message.as_deref().is_some_and(|m| {
+                                m.contains(&format!("table {table} is missing in"))
+                            }))
+                }
+                Err(Error::Usage(_)) => false,
+                Err(_) => true,
+            };
+        if suspicious {
+            let mut gone = Vec::new();
+            for (r, c) in self.regions.iter().zip(conns) {
+                if let Ok(row) = c
+                    .query_one("SELECT to_regclass($1) IS NULL", &[&table.quoted()])
+                    .await
+                {
+                    if row.get::<_, bool>(0) {
+                        gone.push(r.name.clone());
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let mut report = TableReport::without_rows(
+                    table.to_string(),
+                    Vec::new(),
+                    TableStatus::SchemaMismatch,
+                    format!(
+                        "table {table} is missing in {} (it was dropped while the check ran)",
+                        gone.join(", ")
+                    ),
+                );
+                report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                return Ok(TableCheck {
+                    table: table.clone(),
+                    rule,
+                    report,
+                    schema: None,
+                    compared_columns: Vec::new(),
+                    differences: Vec::new(),
+                });
+            }
+        }
         match res {
             Ok(mut tc) => {
                 tc.report.elapsed_ms = t0.elapsed().as_millis() as u64;
@@ -485,6 +576,12 @@ impl Checker {
         snapshots: &[Option<String>],
     ) -> Result<TableCheck> {
         let names = self.region_names();
+        // The in-flight clock: the run's snapshot time, or (without an exported snapshot,
+        // when each table reads in its own transaction) this table's start.
+        let read_at = self
+            .snapshot_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(chrono::Utc::now().timestamp_micros() - PG_EPOCH_MICROS);
         let key_cols = rule.key_columns.clone();
         let exclude: Vec<String> = rule.exclude_columns.clone();
 
@@ -713,13 +810,15 @@ impl Checker {
 
         // In flight: recheck after a pause, outside the snapshot.
         if window > Duration::ZERO && spec.version_time.is_some() {
-            let now = chrono::Utc::now().timestamp_micros() - 946_684_800_000_000;
+            // Age at the moment the data was read (the snapshot), not at the end of the scan:
+            // a change still replicating when the snapshot was taken is rechecked however long
+            // the scan took.
             let young: Vec<usize> = found
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| {
                     f.newest
-                        .is_some_and(|t| now - t < window.as_micros() as i64)
+                        .is_some_and(|t| read_at - t < window.as_micros() as i64)
                 })
                 .map(|(i, _)| i)
                 .collect();

@@ -29,7 +29,7 @@ impl<T: Serialize> Serialize for RegionMap<T> {
     }
 }
 
-/// A table's outcome (CONTRACT §3 `status`).
+/// A table's outcome (`docs/reports.md` `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TableStatus {
@@ -156,11 +156,14 @@ impl TableReport {
     }
 }
 
-/// The whole `check` report (CONTRACT §3).
+/// The whole `check` report (see `docs/reports.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
-    /// The database checked.
+    /// The database checked: `--db`, else what the regions connected to (its name when all
+    /// connected to the same one, else `region=database` for each region).
     pub database: String,
+    /// The database each region connected to.
+    pub databases: RegionMap<String>,
     /// Regions, in tie-break order.
     pub regions: Vec<String>,
     /// True only when every table is `consistent`.
@@ -196,7 +199,7 @@ impl CheckReport {
         self.tables.iter().find(|t| t.status == TableStatus::Error)
     }
 
-    /// The JSON document (CONTRACT §3).
+    /// The JSON document (see `docs/reports.md`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

@@ -1,4 +1,4 @@
-//! The operators' `postgresql-multi-region.yaml`, read as-is (CONTRACT §1), plus the regions
+//! The operators' `postgresql-multi-region.yaml`, read as-is (see `docs/config.md`), plus the regions
 //! given with `--region NAME=CONNINFO`.
 //!
 //! Every table rule is validated when the file is loaded: an unknown resolution, a rule that
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::pg::conninfo::ConnParams;
 use crate::pg::ident::TableName;
-pub use crate::resolve::{Resolution, Tombstone};
+pub(crate) use crate::resolve::{Resolution, Tombstone};
 
 /// The whole configuration: file (if any) plus command-line regions.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +78,37 @@ pub struct TableRule {
     pub exclude_columns: Vec<String>,
     /// Where deletes are remembered, if anywhere.
     pub tombstone: Option<Tombstone>,
+    /// What to do with a row that exists in some regions only and no tombstone explains
+    /// (`missing_rows:`; default `copy`).
+    pub missing_rows: MissingRows,
+    /// Keys of the entry that the tool does not know (likely typos), for `validate-config`.
+    pub unknown_keys: Vec<String>,
+}
+
+/// `missing_rows:` of a table rule: a row present in some regions and absent (with no
+/// tombstone) in others is either a lost insert or a delete that did not replicate; the
+/// tool cannot tell which, so the table says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MissingRows {
+    /// Copy the row to the regions that lack it (the default: nothing is lost, but a delete
+    /// may be undone; the plan marks such inserts as possible undeletes).
+    #[default]
+    Copy,
+    /// The absence wins: delete the row where it exists (archived first).
+    Delete,
+    /// Change nothing; record the key for a human.
+    Manual,
+}
+
+impl MissingRows {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            MissingRows::Copy => "copy",
+            MissingRows::Delete => "delete",
+            MissingRows::Manual => "manual",
+        }
+    }
 }
 
 impl Config {
@@ -165,6 +196,48 @@ impl Config {
         Ok(())
     }
 
+    /// Applies every `--region` flag in order (see [`Config::apply_region_flag`]). A region
+    /// named by two flags is a usage error: one of them would silently be lost.
+    pub fn apply_region_flags<S: AsRef<str>>(&mut self, specs: &[S]) -> Result<()> {
+        let mut seen: Vec<&str> = Vec::new();
+        for spec in specs {
+            let spec = spec.as_ref();
+            if let Some(eq) = spec.find('=') {
+                let name = spec[..eq].trim();
+                if !name.is_empty() && valid_region_name(name) {
+                    if seen.contains(&name) {
+                        return Err(Error::Usage(format!(
+                            "region {name} is given twice with --region; give each region once"
+                        )));
+                    }
+                    seen.push(name);
+                }
+            }
+            self.apply_region_flag(spec)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a comparison with fewer than two regions: one region agrees with itself, and
+    /// reporting it consistent would be a wrong answer.
+    pub fn require_two_regions(&self) -> Result<()> {
+        if self.regions.len() >= 2 {
+            return Ok(());
+        }
+        let defined = if self.regions.is_empty() {
+            "none".to_string()
+        } else {
+            self.regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(Error::Usage(format!(
+            "need at least two regions; defined: {defined} (add regions to the config or give --region NAME=CONNINFO)"
+        )))
+    }
+
     /// Checks what can only be checked once every region is known (after the `--region`
     /// flags): every region named in a rule is defined, and there is at least one region.
     pub fn validate(&self) -> Result<()> {
@@ -192,6 +265,40 @@ impl Config {
         Ok(())
     }
 
+    /// Refuses to run on a database whose table rules would silently be lost: with a config
+    /// file that defines node groups, `db` (the `--db` given, or else the database every
+    /// region connected to) must be the `database` of one of them. The error names the groups.
+    pub fn require_node_group(&self, db: Option<&str>) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.node_groups.is_empty() || db.is_some_and(|d| self.node_group(d).is_some()) {
+            return Ok(());
+        }
+        let groups = self
+            .node_groups
+            .iter()
+            .map(|g| format!("{} (database {})", g.name, g.database))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = match db {
+            Some(d) => format!("--db {d} matches no node group"),
+            None => "no --db given and the regions' databases match no node group".to_string(),
+        };
+        Err(Error::Usage(format!(
+            "{what} of {}: the node groups are {groups}; give --db with one of those databases, or --no-rules to run without any table rule",
+            file.display()
+        )))
+    }
+
+    /// Forgets every table rule (`--no-rules`): each table then follows
+    /// `global.conflict_resolution`.
+    pub fn drop_table_rules(&mut self) {
+        for g in &mut self.node_groups {
+            g.tables.clear();
+        }
+    }
+
     /// The node group whose `database` is `db`, if any.
     pub fn node_group(&self, db: &str) -> Option<&NodeGroup> {
         self.node_groups.iter().find(|g| g.database == db)
@@ -209,6 +316,8 @@ impl Config {
                 key_columns: None,
                 exclude_columns: Vec::new(),
                 tombstone: None,
+                missing_rows: MissingRows::default(),
+                unknown_keys: Vec::new(),
             })
     }
 
@@ -252,7 +361,7 @@ impl Config {
 }
 
 /// The rule names understood in `resolution:`.
-pub const RESOLUTION_NAMES: &[&str] = &[
+pub(crate) const RESOLUTION_NAMES: &[&str] = &[
     "last_write_wins",
     "first_write_wins",
     "region_priority",
@@ -371,6 +480,9 @@ mod raw {
         custom_rust: Option<String>,
         name: Option<String>,
         tombstone: Option<RawTombstone>,
+        missing_rows: Option<String>,
+        #[serde(flatten)]
+        unknown: BTreeMap<String, serde_yaml_ng::Value>,
     }
 
     #[derive(Deserialize)]
@@ -743,12 +855,24 @@ mod raw {
             ));
         }
         let exclude_columns = clean_list(t.exclude_columns, "exclude_columns")?.unwrap_or_default();
+        let missing_rows = match t.missing_rows.as_deref().map(str::trim) {
+            None | Some("copy") => MissingRows::Copy,
+            Some("delete") => MissingRows::Delete,
+            Some("manual") => MissingRows::Manual,
+            Some(other) => {
+                return Err(format!(
+                    "{at}: missing_rows: {other} is not understood; use copy, delete or manual"
+                ));
+            }
+        };
         Ok(TableRule {
             table,
             resolution,
             key_columns,
             exclude_columns,
             tombstone,
+            missing_rows,
+            unknown_keys: t.unknown.into_keys().collect(),
         })
     }
 

@@ -14,8 +14,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
-//! use eden_consistency::config::Config;
-//! use eden_consistency::pg::connect::{connect_all, ConnectOptions};
+//! use eden_consistency::Config;
+//! use eden_consistency::connect::{connect_all, ConnectOptions};
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -134,6 +134,21 @@ pub async fn connect_region(
         params: Arc::new(params),
         opts: opts.clone(),
     })
+}
+
+/// What the regions actually connected to: the database's name when every region uses the
+/// same one, else `region=database` for each region.
+pub fn describe_databases(regions: &[Region]) -> String {
+    let first = regions.first().map(|r| r.dbname.as_str()).unwrap_or("");
+    if regions.iter().all(|r| r.dbname == first) {
+        first.to_string()
+    } else {
+        regions
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.dbname))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Connects to every region of `cfg` concurrently, each within its timeout. On failure the

@@ -8,7 +8,7 @@
 //! password file (`PGPASSFILE`, else `~/.pgpass`) is searched, with libpq's format and rules.
 //!
 //! ```
-//! use eden_consistency::pg::conninfo::{ConnParams, MapEnv, SslMode};
+//! use eden_consistency::conninfo::{ConnParams, MapEnv, SslMode};
 //!
 //! let p = ConnParams::parse("postgresql://app@db.example:6432/eden_vault?sslmode=verify-full").unwrap();
 //! assert_eq!(p.port, Some(6432));
@@ -857,7 +857,7 @@ fn percent_decode(text: &str, what: &str) -> Result<String, String> {
 /// A conninfo or URL with its password replaced by `********`, for logs and messages.
 ///
 /// ```
-/// use eden_consistency::pg::conninfo::redact;
+/// use eden_consistency::conninfo::redact;
 /// assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:********@h/db");
 /// assert_eq!(redact("host=h password='a b' user=u"), "host=h password=******** user=u");
 /// ```

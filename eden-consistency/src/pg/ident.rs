@@ -8,7 +8,7 @@ use std::fmt;
 /// Quotes an identifier for PostgreSQL: always double-quoted, inner quotes doubled.
 ///
 /// ```
-/// assert_eq!(eden_consistency::pg::ident::quote_ident("Weird \"name\""), "\"Weird \"\"name\"\"\"");
+/// assert_eq!(eden_consistency::ident::quote_ident("Weird \"name\""), "\"Weird \"\"name\"\"\"");
 /// ```
 pub fn quote_ident(name: &str) -> String {
     let mut s = String::with_capacity(name.len() + 2);

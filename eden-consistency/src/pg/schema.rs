@@ -3,7 +3,7 @@
 //! Everything is read from `pg_catalog` (never `information_schema`, which hides objects the
 //! user lacks privileges on and is slow), with names passed as bind parameters.
 //!
-//! * [`covered_tables`]: which tables `check`/`fix` look at (CONTRACT §2 "Which tables").
+//! * [`covered_tables`]: which tables `check`/`fix` look at (`docs/commands.md`, "What check and fix cover").
 //! * [`load_table`]: one table's columns (attnum order), exact types, and its key: the
 //!   primary key, else the best unique index on NOT NULL columns, else the config's
 //!   `key_columns` (which, when given, always wins so an operator can choose).
@@ -123,13 +123,13 @@ impl TableSchema {
         self.columns.iter().all(|c| c.hashable)
     }
 
-    /// The message of a `skipped` table (CONTRACT §3): why, and how to name key columns.
+    /// The message of a `skipped` table (see `docs/reports.md`): why, and how to name key columns.
     pub fn skip_message(&self) -> String {
         skip_message(&self.name)
     }
 }
 
-/// The message of a table skipped for want of a key (CONTRACT §3).
+/// The message of a table skipped for want of a key (see `docs/reports.md`).
 pub fn skip_message(table: &TableName) -> String {
     format!(
         "table {table} has no primary key and no usable unique index (one that is not partial, has no \
@@ -213,6 +213,47 @@ pub async fn covered_tables(
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Why `table` may never be compared or repaired, if it is a system table (a `pg_*` schema
+/// or `information_schema`) or belongs to an extension (the table or its schema); `None`
+/// for an ordinary user table. Such tables are refused whatever `--table` or the config
+/// says: writing them could change roles, passwords or an extension's state.
+pub async fn forbidden_reason(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT (n.nspname = 'information_schema' OR n.nspname LIKE 'pg\\_%'), \
+                    (SELECT e.extname::text FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' \
+                       AND ((d.classid = 'pg_class'::regclass AND d.objid = c.oid) \
+                         OR (d.classid = 'pg_namespace'::regclass AND d.objid = n.oid)) LIMIT 1) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| Error::query(region, format!("looking up table {table}"), &e))?;
+    let system_schema = table.schema == "information_schema" || table.schema.starts_with("pg_");
+    Ok(match row {
+        Some(r) if r.get::<_, bool>(0) => Some(format!(
+            "table {table} is a system table (schema {}); system tables are never compared or repaired",
+            table.schema
+        )),
+        Some(r) => r.get::<_, Option<String>>(1).map(|ext| {
+            format!(
+                "table {table} belongs to extension {ext}; an extension's own tables are never compared or repaired"
+            )
+        }),
+        None if system_schema => Some(format!(
+            "table {table} is in system schema {}; system tables are never compared or repaired",
+            table.schema
+        )),
+        None => None,
+    })
 }
 
 /// Resolves what a user wrote to a table name in this region's database: `s.t` exactly

@@ -35,6 +35,25 @@
 //! * **`manual` tables** are never written: an unresolved record (`resolved_at` null,
 //!   `resolution` and `decided_by` = `manual`) is written per region, once: a later run does
 //!   not repeat a record identical to an open one (same table, key and row image).
+//! * **Unique values swapped between rows.** A batch of updates that fails on a unique
+//!   constraint (winners swapping a unique value between two rows collide midway) is
+//!   written again as delete-then-insert of those rows in one transaction, when no foreign
+//!   key references the table (a delete could cascade); it commits only if every row it
+//!   deleted was inserted again, and its archive records are those of an update.
+//! * **Unique collisions.** An insert that writes nothing because another row (another key)
+//!   holds the same values of a unique constraint is reported under the table's
+//!   `collisions` (region, constraint, columns, both keys), counted unresolved (exit 1),
+//!   never retried as "changed since read".
+//! * **Rows rewritten on write.** Inserts and updates compare each row as stored with the
+//!   row written, on the written columns; when a trigger (or a rule) changed it, the batch
+//!   is rolled back (nothing written, nothing archived), the table is not written again in
+//!   this run, and the error names the table's enabled triggers.
+//! * **Closing records.** After applying, the open records of every key whose writes all
+//!   went through (and, with the re-check, that now agrees) are closed in every region
+//!   (`resolved_at`, `resolution`, `winner_region`, this `run_id`).
+//! * **Tie-break refusal.** [`run_fix`] with a config file leaves unresolved the keys that
+//!   a rule ordered by commit timestamps decided by tie order alone, unless
+//!   [`FixRun::allow_tiebreak`].
 //! * **Retries.** A batch that hits a deadlock, a serialization failure or a lock timeout is
 //!   retried (up to 5 times, with back-off); other errors fail the batch, are reported, and
 //!   the run goes on with the next batch.
@@ -114,7 +133,7 @@ pub enum ActionStatus {
     Failed,
 }
 
-/// One action in the report (CONTRACT §3a, plus `status`).
+/// One action in the report (see `docs/reports.md`; plus `status`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionReport {
     /// The row's key.
@@ -129,9 +148,13 @@ pub struct ActionReport {
     pub decided_by: String,
     /// What became of it.
     pub status: ActionStatus,
+    /// An insert into a region that lacks the row with no tombstone saying why: it may undo
+    /// a delete made there on purpose (see the table's `missing_rows:` setting).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub possible_undelete: bool,
 }
 
-/// One table in the report (CONTRACT §3a).
+/// One table in the report (see `docs/reports.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
     /// `schema.table`.
@@ -155,9 +178,13 @@ pub struct TableReport {
     /// Errors of failed batches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Rows that could not be written because another row (another key) holds the same
+    /// values of a unique constraint; counted in `unresolved`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub collisions: Vec<crate::repair::collision::Collision>,
 }
 
-/// The result of `fix` (CONTRACT §3a).
+/// The result of `fix` (see `docs/reports.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct FixReport {
     /// The run's id (in every record it wrote).
@@ -170,7 +197,7 @@ pub struct FixReport {
     pub tables: Vec<TableReport>,
     /// Tables not planned (skipped, schema mismatch, errors) with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<serde_json::Value>,
+    pub not_planned: Vec<crate::plan::NotPlanned>,
     /// Foreign-key cycles met.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<crate::repair::plan::FkCycle>,
@@ -180,7 +207,7 @@ pub struct FixReport {
 }
 
 impl FixReport {
-    /// The exit code CONTRACT §2 asks for: 0 when consistent, 1 when differences or
+    /// The exit code (see `docs/commands.md`): 0 when consistent, 1 when differences or
     /// unresolved conflicts remain (always for a dry run that found any), 2 when a batch
     /// failed.
     pub fn exit_code(&self) -> i32 {
@@ -198,9 +225,14 @@ impl FixReport {
         self.tables.iter().map(|t| t.applied).sum()
     }
 
-    /// True when some batch failed.
+    /// True when some batch failed or some table could not be handled.
     pub fn has_errors(&self) -> bool {
-        self.tables.iter().any(|t| !t.errors.is_empty())
+        self.tables.iter().any(|t| !t.errors.is_empty()) || self.not_planned.iter().any(|n| n.error)
+    }
+
+    /// The first table that could not be handled (its check or planning failed), if any.
+    pub fn first_unhandled(&self) -> Option<&crate::plan::NotPlanned> {
+        self.not_planned.iter().find(|n| n.error)
     }
 
     /// A report of a plan that is not applied (dry run): every action `planned`;
@@ -224,6 +256,70 @@ fn plan_is_clean(plan: &FixPlan) -> bool {
         && plan.tables.iter().all(|t| t.deferred.is_empty())
 }
 
+/// True for the rules that order versions by their commit timestamps (no tracking column):
+/// when those are unknown (`track_commit_timestamp` off), every version ties and the region
+/// order alone would decide. Equal values of a tracking column are a genuine tie and follow
+/// the documented tie order.
+fn time_ordered(rule: &crate::config::Resolution) -> bool {
+    use crate::config::Resolution::*;
+    matches!(
+        rule,
+        LastWriteWins {
+            tracking_column: None
+        } | FirstWriteWins {
+            tracking_column: None
+        } | ColumnMerge {
+            tracking_column: None,
+            ..
+        }
+    )
+}
+
+/// Turns every decision that only the tie order made under a rule ordered by commit
+/// timestamps (e.g. with `track_commit_timestamp` off) into a key for a human: nothing is
+/// written for it, it is recorded unresolved, and `fix` exits 1.
+pub fn refuse_tiebreaks(plan: &mut FixPlan, config: &crate::config::Config, db: &str) {
+    use crate::repair::plan::PlannedAction;
+    for t in &mut plan.tables {
+        let rule = config.rule_or_default(db, &t.table).resolution;
+        if !time_ordered(&rule) {
+            continue;
+        }
+        for k in &mut t.keys {
+            if k.needs_human || !k.decided_by.starts_with("tiebreak:") {
+                continue;
+            }
+            let winner = k.winner_region.clone();
+            let mut manual: Vec<PlannedAction> = Vec::new();
+            if let Some(w) = &winner {
+                let first_other = k
+                    .actions
+                    .first()
+                    .map(|a| (a.region.clone(), a.current.clone()));
+                manual.push(PlannedAction {
+                    region: w.clone(),
+                    action: ActionKind::Manual,
+                    current: k.winner_row.clone(),
+                    other: first_other,
+                    possible_undelete: false,
+                });
+            }
+            for a in &k.actions {
+                manual.push(PlannedAction {
+                    region: a.region.clone(),
+                    action: ActionKind::Manual,
+                    current: a.current.clone(),
+                    other: winner.clone().map(|w| (w, k.winner_row.clone())),
+                    possible_undelete: false,
+                });
+            }
+            k.actions = manual;
+            k.needs_human = true;
+            k.winner_region = None;
+        }
+    }
+}
+
 /// What `eden-reconcile fix` does after parsing its flags.
 #[derive(Default)]
 pub struct FixRun {
@@ -235,6 +331,9 @@ pub struct FixRun {
     pub fix: crate::repair::plan::FixOptions,
     /// Applying options (`--batch-size`, `--max-rows-per-second`, `--no-replicate`).
     pub apply: ApplyOptions,
+    /// `--allow-tiebreak`: apply decisions that only the tie order made for a time-ordered
+    /// rule. Without it (and with a config file), such keys are left unresolved.
+    pub allow_tiebreak: bool,
 }
 
 /// The whole `fix` command as a library call: check, plan, then report (`dry_run`), write
@@ -244,9 +343,9 @@ pub struct FixRun {
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
-/// use eden_consistency::repair::apply::{run_fix, FixRun};
-/// use eden_consistency::check::{CheckOptions, Checker};
-/// use eden_consistency::config::Config;
+/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::{CheckOptions, Checker};
+/// use eden_consistency::Config;
 ///
 /// let config = Config::load(std::path::Path::new("postgresql-multi-region.yaml"))?;
 /// let checker = Checker::connect(config, "eden_vault").await?;
@@ -260,8 +359,11 @@ pub async fn run_fix(
     check: &crate::check::CheckOptions,
     run: &FixRun,
 ) -> Result<FixReport> {
-    let (_check_report, plan) =
+    let (_check_report, mut plan) =
         crate::repair::plan::plan_fix_checked(checker, check, &run.fix).await?;
+    if !run.dry_run && !run.allow_tiebreak && checker.config().file.is_some() {
+        refuse_tiebreaks(&mut plan, checker.config(), checker.database());
+    }
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
     }
@@ -303,6 +405,7 @@ fn build_report(
                     winner_region: k.winner_region.clone(),
                     decided_by: k.decided_by.clone(),
                     status,
+                    possible_undelete: a.possible_undelete,
                 });
             }
         }
@@ -321,6 +424,7 @@ fn build_report(
                 .collect(),
             still_differing: still,
             errors,
+            collisions: Vec::new(),
         });
     }
     FixReport {
@@ -328,11 +432,7 @@ fn build_report(
         dry_run,
         consistent,
         tables,
-        not_planned: plan
-            .not_planned
-            .iter()
-            .map(|(t, why)| serde_json::json!({"table": t, "message": why}))
-            .collect(),
+        not_planned: plan.not_planned.clone(),
         fk_cycles: plan.fk_cycles.clone(),
         sql_files: sql_files.to_vec(),
     }
@@ -403,6 +503,22 @@ pub fn batch_sql(
         )
     };
     let guard = "to_jsonb(t)::text = (i.j->>'o')";
+    // True when the row as stored differs from the row written on a written column: a
+    // trigger (or a rule) rewrote it, and the regions would never converge.
+    let rewritten = |src: &str, cols: &[&str]| -> String {
+        if cols.is_empty() {
+            return "false".to_string();
+        }
+        let list = cols
+            .iter()
+            .map(|c| sql_literal(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "EXISTS (SELECT 1 FROM unnest(ARRAY[{list}]::text[]) AS c(n) \
+             WHERE {src}.after->c.n IS DISTINCT FROM (({src}.j->>'n')::jsonb)->c.n)"
+        )
+    };
     // n."col", or JSON null for json/jsonb columns listed in the item's "jn"
     let val = |c: &str| -> String {
         let q = quote_ident(c);
@@ -435,7 +551,8 @@ pub fn batch_sql(
             };
             format!(
                 "WITH {items},\n w AS (UPDATE {tbl} AS t SET {set} FROM items AS i {k} {n} WHERE {join} AND {guard} \
-                 RETURNING i.j AS j, to_jsonb(t) AS after),\n {a}\nSELECT (w.j->>'i')::int4 FROM w",
+                 RETURNING i.j AS j, to_jsonb(t) AS after),\n {a}\nSELECT (w.j->>'i')::int4, {rw} FROM w",
+                rw = rewritten("w", &cols),
                 k = key_of("i"),
                 n = new_of("i"),
                 join = shape.key_join("t", "k"),
@@ -480,7 +597,8 @@ pub fn batch_sql(
                 "WITH {items},\n w AS (INSERT INTO {tbl} AS t ({list}){overriding} SELECT {vals} FROM items AS i {n} \
                  ON CONFLICT DO NOTHING RETURNING {ret_keys}, to_jsonb(t) AS after),\n \
                  ww AS (SELECT i.j, w.after FROM w JOIN (items AS i {k}) ON {match_keys}),\n {a}\n\
-                 SELECT (ww.j->>'i')::int4 FROM ww",
+                 SELECT (ww.j->>'i')::int4, {rw} FROM ww",
+                rw = rewritten("ww", &cols),
                 n = new_of("i"),
                 k = key_of("i"),
                 a = archive("ww", true),
@@ -772,12 +890,31 @@ pub async fn run_region(
         p.start(&work.region, total as u64);
     }
     let mut done = 0usize;
+    let mut stopped: Vec<usize> = Vec::new();
     for unit in &work.units {
+        if unit.steps.iter().any(|s| stopped.contains(&s.table)) {
+            continue;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             match run_unit(client, work, unit, shapes, table_names, run_id, &rc).await {
-                Ok(written) => {
+                Ok(UnitResult::Rewritten(t)) => {
+                    let who = trigger_names(client, shapes[t]).await;
+                    out.errors.push((
+                        t,
+                        format!(
+                            "region {}: table {}: a written row does not read back as written ({who} rewrites it), \
+                             so repairing would never converge; nothing more of this table is written in this run \
+                             (see the README, \"Triggers that rewrite rows\")",
+                            work.region,
+                            table_names.get(t).map(String::as_str).unwrap_or("?"),
+                        ),
+                    ));
+                    stopped.push(t);
+                    break;
+                }
+                Ok(UnitResult::Done(written)) => {
                     for step in &unit.steps {
                         for &i in &step.items {
                             out.status[i] = Some(written.contains(&i));
@@ -794,6 +931,32 @@ pub async fn run_region(
                 }
                 Err(e) => {
                     let _ = client.batch_execute("ROLLBACK").await;
+                    // Winners that swap a unique value between rows collide midway through
+                    // an UPDATE (non-deferrable unique constraints are checked row by row):
+                    // the batch is written again as delete-then-insert in one transaction.
+                    if e.code().map(|c| c.code()) == Some("23505")
+                        && unit.steps.iter().all(|s| s.kind == ActionKind::Update)
+                        && !client.is_closed()
+                    {
+                        match run_unit_swap(client, work, unit, shapes, table_names, run_id, &rc)
+                            .await
+                        {
+                            Ok(Some(written)) => {
+                                for step in &unit.steps {
+                                    for &i in &step.items {
+                                        out.status[i] = Some(written.contains(&i));
+                                    }
+                                }
+                                out.written += written.len();
+                                break;
+                            }
+                            Ok(None) => {}
+                            Err(e2) => {
+                                let _ = client.batch_execute("ROLLBACK").await;
+                                tracing::debug!("swap retry failed: {}", pg_message(&e2));
+                            }
+                        }
+                    }
                     if client.is_closed() {
                         return Err(Error::Connection {
                             region: work.region.clone(),
@@ -854,7 +1017,7 @@ async fn run_unit(
     table_names: &[String],
     run_id: &str,
     rc: &str,
-) -> std::result::Result<Vec<usize>, tokio_postgres::Error> {
+) -> std::result::Result<UnitResult, tokio_postgres::Error> {
     client
         .batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
         .await?;
@@ -877,13 +1040,127 @@ async fn run_unit(
                 &[&items, &table_names[step.table], &work.region, &run_id],
             )
             .await?;
+        for r in &rows {
+            if r.len() > 1 && r.get::<_, bool>(1) {
+                client.batch_execute("ROLLBACK").await?;
+                return Ok(UnitResult::Rewritten(step.table));
+            }
+        }
         for r in rows {
             let i: i32 = r.get(0);
             written.push(i as usize);
         }
     }
     client.batch_execute("COMMIT").await?;
-    Ok(written)
+    Ok(UnitResult::Done(written))
+}
+
+/// What one transaction did.
+enum UnitResult {
+    /// Committed; these items were written.
+    Done(Vec<usize>),
+    /// Rolled back: a written row of this table did not read back as written.
+    Rewritten(usize),
+}
+
+/// The enabled user triggers of a table, for the message about rows rewritten on write.
+async fn trigger_names(client: &Client, shape: &TableShape) -> String {
+    let q = "SELECT string_agg(tgname::text, ', ' ORDER BY tgname) FROM pg_trigger \
+             WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgenabled <> 'D'";
+    match client.query_one(q, &[&shape.table.quoted()]).await {
+        Ok(r) => r
+            .get::<_, Option<String>>(0)
+            .map(|t| format!("trigger(s) {t}"))
+            .unwrap_or_else(|| "a rule or trigger".to_string()),
+        Err(_) => "a rule or trigger".to_string(),
+    }
+}
+
+/// Writes a unit of updates as delete-then-insert in one transaction, so that rows may swap
+/// values of a unique constraint. Only for tables that no foreign key references (a delete
+/// there could cascade); each row is deleted only while it is still exactly as read, and
+/// the transaction commits only when every deleted row was inserted again (its archive
+/// record is the one an update writes). `None` when the table does not qualify or the
+/// rows do not all go through (rolled back, nothing changed).
+async fn run_unit_swap(
+    client: &Client,
+    work: &RegionWork,
+    unit: &Unit,
+    shapes: &[&TableShape],
+    table_names: &[String],
+    run_id: &str,
+    rc: &str,
+) -> std::result::Result<Option<Vec<usize>>, tokio_postgres::Error> {
+    for step in &unit.steps {
+        let referenced: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::text::regclass)",
+                &[&shapes[step.table].table.quoted()],
+            )
+            .await?
+            .get(0);
+        if referenced {
+            return Ok(None);
+        }
+    }
+    client
+        .batch_execute("START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
+        .await?;
+    let mut written = Vec::new();
+    for step in &unit.steps {
+        let shape = shapes[step.table];
+        let items: Vec<serde_json::Value> = step
+            .items
+            .iter()
+            .map(|&i| work.items[i].to_json(i))
+            .collect();
+        let items = serde_json::Value::Array(items).to_string();
+        let del = format!(
+            "WITH items AS (SELECT e.j FROM jsonb_array_elements(($1)::text::jsonb) AS e(j)),\n \
+             w AS (DELETE FROM {tbl} AS t USING items AS i \
+             CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, i.j->'k') AS k \
+             WHERE {join} AND to_jsonb(t)::text = (i.j->>'o') RETURNING i.j AS j)\n\
+             SELECT (w.j->>'i')::int4 FROM w",
+            tbl = shape.table.quoted(),
+            join = shape.key_join("t", "k"),
+        );
+        let deleted: Vec<i32> = client
+            .query(&del, &[&items])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let deleted_items: Vec<serde_json::Value> = deleted
+            .iter()
+            .map(|&i| work.items[i as usize].to_json(i as usize))
+            .collect();
+        let ins = batch_sql(shape, ActionKind::Insert, rc, &|n| format!("${n}"));
+        let deleted_json = serde_json::Value::Array(deleted_items).to_string();
+        let mut inserted: Vec<i32> = client
+            .query(
+                &ins,
+                &[
+                    &deleted_json,
+                    &table_names[step.table],
+                    &work.region,
+                    &run_id,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        inserted.sort_unstable();
+        let mut want = deleted.clone();
+        want.sort_unstable();
+        if inserted != want {
+            client.batch_execute("ROLLBACK").await?;
+            return Ok(None);
+        }
+        written.extend(inserted.into_iter().map(|i| i as usize));
+    }
+    client.batch_execute("COMMIT").await?;
+    Ok(Some(written))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,7 +1289,7 @@ pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str)
 
 /// Applies a plan: `clients` are the regions' write sessions, in the plan's region order
 /// (`plan.regions`). Regions are written concurrently, each in its own order. Returns the
-/// report (CONTRACT §3a); a failed batch is reported in its table's `errors`, a lost
+/// report (see `docs/reports.md`); a failed batch is reported in its table's `errors`, a lost
 /// connection is an error.
 pub async fn apply_plan_on(
     clients: &[&Client],
@@ -1097,17 +1374,115 @@ pub async fn apply_plan_on(
     if !opts.recheck && !plan.is_empty() {
         consistent = false;
     }
-    Ok(build_report(
-        plan,
-        &statuses,
-        false,
-        consistent,
-        &[],
-        &per_table,
-    ))
+    close_open_records(clients, plan, opts, &statuses, &per_table).await?;
+    let collisions = find_collisions(clients, plan, &statuses).await?;
+    let mut report = build_report(plan, &statuses, false, consistent, &[], &per_table);
+    for (ti, ki, ai, c) in collisions {
+        let index = plan.tables[ti].keys[..ki]
+            .iter()
+            .map(|k| k.actions.len())
+            .sum::<usize>()
+            + ai;
+        let t = &mut report.tables[ti];
+        if let Some(a) = t.actions.get_mut(index) {
+            if a.status == ActionStatus::Changed {
+                t.changed -= 1;
+            }
+            a.status = ActionStatus::Unresolved;
+        }
+        t.unresolved += 1;
+        t.collisions.push(c);
+        report.consistent = false;
+    }
+    Ok(report)
 }
 
-/// Applies a plan to connected regions (CONTRACT §3a report). Each region is written
+/// Inserts that were not written (`ON CONFLICT DO NOTHING` met a row) are checked for a
+/// collision on another unique constraint: `(table, key, action, collision)` indexes.
+async fn find_collisions(
+    clients: &[&Client],
+    plan: &FixPlan,
+    statuses: &HashMap<(usize, usize, usize), ActionStatus>,
+) -> Result<Vec<(usize, usize, usize, crate::repair::collision::Collision)>> {
+    let mut out = Vec::new();
+    for (ti, t) in plan.tables.iter().enumerate() {
+        for (ki, k) in t.keys.iter().enumerate() {
+            let Some(img) = &k.winner_row else { continue };
+            for (ai, a) in k.actions.iter().enumerate() {
+                if a.action != ActionKind::Insert
+                    || statuses.get(&(ti, ki, ai)) != Some(&ActionStatus::Changed)
+                {
+                    continue;
+                }
+                let Some(ri) = plan.regions.iter().position(|r| *r == a.region) else {
+                    continue;
+                };
+                let key = serde_json::Value::Object(k.key.clone());
+                if let Some(c) = crate::repair::collision::find_collision(
+                    clients[ri],
+                    &a.region,
+                    &t.shape,
+                    &key,
+                    img,
+                )
+                .await?
+                {
+                    out.push((ti, ki, ai, c));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Closes, in every region, the open records of the keys this run resolved: every action of
+/// the key applied and the re-check (when run) found the regions equal on it.
+async fn close_open_records(
+    clients: &[&Client],
+    plan: &FixPlan,
+    opts: &ApplyOptions,
+    statuses: &HashMap<(usize, usize, usize), ActionStatus>,
+    per_table: &BTreeMap<usize, (Vec<String>, Vec<KeyMap>)>,
+) -> Result<()> {
+    use crate::store::closing::{ResolvedKey, close_resolved};
+    let rc = crate::store::conflicts::table_name(Some(&opts.conflicts_schema));
+    for (ti, t) in plan.tables.iter().enumerate() {
+        let still = per_table.get(&ti).map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+        let keys: Vec<ResolvedKey> = t
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(ki, k)| {
+                !k.needs_human
+                    && !still.contains(&k.key)
+                    && (0..k.actions.len())
+                        .all(|ai| statuses.get(&(ti, *ki, ai)) == Some(&ActionStatus::Applied))
+            })
+            .map(|(_, k)| ResolvedKey {
+                key: serde_json::Value::Object(k.key.clone()),
+                winner_region: k.winner_region.clone(),
+            })
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for (c, r) in clients.iter().zip(&plan.regions) {
+            close_resolved(
+                c,
+                r,
+                &rc,
+                &t.table.to_string(),
+                &t.resolution,
+                &plan.run_id,
+                &keys,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies a plan to connected regions (report: see `docs/reports.md`). Each region is written
 /// through a session of its own ([`crate::pg::connect::Region::open_another`]), so the
 /// replication origin of `no_replicate` and the batches' transactions stay apart from the
 /// regions' main sessions. `regions` must hold every region named in the plan.

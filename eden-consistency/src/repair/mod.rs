@@ -3,6 +3,7 @@
 //! live schema.
 
 pub mod apply;
+pub(crate) mod collision;
 pub mod plan;
 pub mod undo;
 pub mod validate;

@@ -5,7 +5,7 @@
 //! 1. The differing keys of each table come from `check` ([`plan_fix_checked`], or
 //!    [`plan_fix`] with [`TableDifferences`]): JSON key maps exactly as in the report
 //!    (integers as numbers, everything else as PostgreSQL's text under `TimeZone=UTC`).
-//!    Keys marked in flight are left for the next run (CONTRACT §2) and listed as deferred.
+//!    Keys marked in flight are left for the next run (see `docs/commands.md`) and listed as deferred.
 //! 2. For a batch of keys ([`FETCH_BATCH`]), every region is asked with **one generic
 //!    statement** per table ([`fetch_sql`]):
 //!
@@ -50,6 +50,13 @@
 //! * Inserting explicit key values does not advance the table's sequences.
 //! * `undo` restores a json/jsonb column that held JSON `null` as SQL NULL (the archive's
 //!   `to_jsonb` image cannot tell them apart).
+//!
+//! **Missing rows.** A row present in some regions and absent (with no tombstone) in others
+//! is a lost insert or an unreplicated delete; the table's `missing_rows:` says which
+//! ([`missing_rows_decider`]): `copy` (default) lets the rule copy it, and every such insert
+//! is marked [`PlannedAction::possible_undelete`] unless the table has a tombstone table;
+//! `delete` deletes it where it exists (`decided_by` = `missing_rows`); `manual` leaves the
+//! key to a human.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -392,6 +399,10 @@ pub struct PlannedAction {
     /// other region whose version differs from this one's).
     #[serde(skip)]
     pub other: Option<(String, Option<String>)>,
+    /// An insert into a region that lacks the row with nothing saying it was deleted there:
+    /// the row may have been deleted on purpose, and copying it back undoes that delete.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub possible_undelete: bool,
 }
 
 /// The decision for one differing key.
@@ -408,7 +419,7 @@ pub struct KeyPlan {
     /// The winner's json/jsonb columns holding JSON `null` (see [`FetchedRow::json_nulls`]).
     #[serde(skip)]
     pub winner_json_nulls: Vec<String>,
-    /// What decided (CONTRACT §4 `decided_by`).
+    /// What decided (`decided_by`, see `docs/replication_conflicts.md`).
     pub decided_by: String,
     /// True when a human must decide (manual rule, or a resolver that could not).
     pub needs_human: bool,
@@ -462,10 +473,33 @@ pub struct FixPlan {
     pub tables: Vec<TablePlan>,
     /// Tables that were not planned (skipped, schema mismatch, errors), with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<(String, String)>,
+    pub not_planned: Vec<NotPlanned>,
     /// Foreign-key cycles among the planned tables, as written in `pg_constraint`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<FkCycle>,
+}
+
+/// A table that could not be planned, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotPlanned {
+    /// `schema.table`.
+    pub table: String,
+    /// Why (the check's status and message, or the planning error).
+    pub message: String,
+    /// True when the table could not be handled at all (an error: the run exits 2), false
+    /// when it was handled but cannot be fixed (skipped, schema mismatch: exit 1).
+    pub error: bool,
+}
+
+impl NotPlanned {
+    /// A table whose check or planning failed.
+    pub fn error(table: impl Into<String>, message: impl Into<String>) -> NotPlanned {
+        NotPlanned {
+            table: table.into(),
+            message: message.into(),
+            error: true,
+        }
+    }
 }
 
 impl FixPlan {
@@ -522,7 +556,7 @@ pub enum Winner {
 pub struct Resolved {
     /// The winner; ignored when `needs_human`.
     pub winner: Winner,
-    /// CONTRACT §4 `decided_by`.
+    /// `decided_by`, see `docs/replication_conflicts.md`.
     pub decided_by: String,
     /// A human must decide: nothing is written, unresolved records are.
     pub needs_human: bool,
@@ -533,6 +567,38 @@ pub struct Resolved {
 
 /// Decides one key from its versions (one per region, in region order).
 pub type Decide<'d> = dyn FnMut(&TableShape, &[VersionView<'_>]) -> Result<Resolved> + Send + 'd;
+
+/// Applies a table's `missing_rows:` setting before `inner` decides: when the row exists in
+/// some regions and is absent, with no tombstone, in others, `delete` makes the absence win
+/// (the row is deleted where it exists, archived first) and `manual` leaves the key to a
+/// human; `copy` (the default) lets `inner` decide, which copies the row.
+pub fn missing_rows_decider<'d>(
+    policy: crate::config::MissingRows,
+    mut inner: Box<Decide<'d>>,
+) -> Box<Decide<'d>> {
+    use crate::config::MissingRows;
+    Box::new(move |shape: &TableShape, views: &[VersionView<'_>]| {
+        let absent = views
+            .iter()
+            .position(|v| v.row.is_none() && v.tombstone.is_none());
+        let present = views.iter().any(|v| v.row.is_some());
+        match (policy, absent, present) {
+            (MissingRows::Delete, Some(i), true) => Ok(Resolved {
+                winner: Winner::Delete { by: Some(i) },
+                decided_by: "missing_rows".into(),
+                needs_human: false,
+                actions: None,
+            }),
+            (MissingRows::Manual, Some(_), true) => Ok(Resolved {
+                winner: Winner::Delete { by: None },
+                decided_by: "manual".into(),
+                needs_human: true,
+                actions: None,
+            }),
+            _ => inner(shape, views),
+        }
+    })
+}
 
 /// A decider backed by the table's [`crate::resolve::Resolver`].
 pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'static>> {
@@ -556,7 +622,7 @@ pub fn resolver_decider(resolver: crate::resolve::Resolver) -> Box<Decide<'stati
                     let row =
                         Row::new(cols.clone(), r.values.clone()).map_err(|m| Error::Table {
                             table: shape.table.to_string(),
-                            message: m,
+                            message: m.to_string(),
                         })?;
                     let mut ver = Version::present(v.region, v.region_index, row);
                     if let Some(ts) = r.commit_ts_micros {
@@ -898,6 +964,7 @@ pub fn plan_key(
                     action: ActionKind::Manual,
                     current: v.row.map(|r| r.image.clone()),
                     other,
+                    possible_undelete: false,
                 }
             })
             .collect();
@@ -981,6 +1048,7 @@ pub fn plan_key(
                 action,
                 current: v.row.map(|r| r.image.clone()),
                 other: None,
+                possible_undelete: action == ActionKind::Insert && v.tombstone.is_none(),
             });
         }
     }
@@ -1047,7 +1115,7 @@ async fn plan_targets_with(
             }
             Err(e) => {
                 tracing::warn!(table = %t.table, "not planned: {e}");
-                not_planned.push((t.table.to_string(), e.to_string()));
+                not_planned.push(NotPlanned::error(t.table.to_string(), e.to_string()));
             }
         }
     }
@@ -1136,7 +1204,7 @@ async fn hold_back_cascading_deletes(
 // ---------------------------------------------------------------------------------------
 // Entry point: from a check's differences to a plan
 
-/// The differences of one table, as `check` reports them (CONTRACT §3).
+/// The differences of one table, as `check` reports them (see `docs/reports.md`).
 #[derive(Debug, Clone)]
 pub struct TableDifferences {
     /// The table.
@@ -1279,13 +1347,18 @@ async fn plan_fix_with(
     let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let mut targets = Vec::new();
     let mut resolvers = HashMap::new();
+    let mut missing_policy: HashMap<TableName, (crate::config::MissingRows, bool)> = HashMap::new();
     let mut not_planned = Vec::new();
     for d in diffs {
         if !opts.tables.is_empty() && !opts.tables.contains(&d.table) {
             continue;
         }
         if let Some(why) = &d.not_fixable {
-            not_planned.push((d.table.to_string(), why.clone()));
+            not_planned.push(NotPlanned {
+                table: d.table.to_string(),
+                message: why.clone(),
+                error: why.starts_with("error:"),
+            });
             continue;
         }
         if d.keys.is_empty() && d.in_flight.is_empty() {
@@ -1319,8 +1392,10 @@ async fn plan_fix_with(
             resolution: rule,
             exclude_columns: exclude,
             tombstone,
+            missing_rows,
             ..
         } = settings;
+        missing_policy.insert(d.table.clone(), (missing_rows, tombstone.is_some()));
         let cols: Vec<String> = shape
             .compared_columns()
             .iter()
@@ -1404,10 +1479,22 @@ async fn plan_fix_with(
                     table: t.table.to_string(),
                     message: "no resolver".into(),
                 })?;
-            Ok(resolver_decider(r))
+            let policy = missing_policy
+                .get(&t.table)
+                .map(|p| p.0)
+                .unwrap_or_default();
+            Ok(missing_rows_decider(policy, resolver_decider(r)))
         },
     )
     .await?;
+    // With a tombstone source, an absence with no tombstone is a lost insert, not a delete.
+    for t in &mut plan.tables {
+        if missing_policy.get(&t.table).is_some_and(|p| p.1) {
+            for a in t.keys.iter_mut().flat_map(|k| &mut k.actions) {
+                a.possible_undelete = false;
+            }
+        }
+    }
     if let Some(id) = &opts.run_id {
         plan.run_id = id.clone();
     }

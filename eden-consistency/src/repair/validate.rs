@@ -88,9 +88,10 @@ pub fn validate_offline(config: &Config, registry: &Registry) -> Validation {
     for group in &config.node_groups {
         for rule in &group.tables {
             v.rules_checked += 1;
+            unknown_key_warnings(&mut v, rule);
             if let Err(m) = Resolver::new(&rule.resolution, rule.tombstone.as_ref(), &[], registry)
             {
-                v.push(Severity::Error, Some(&rule.table), m);
+                v.push(Severity::Error, Some(&rule.table), m.to_string());
                 continue;
             }
             if let Resolution::Custom { expression } = &rule.resolution {
@@ -130,9 +131,142 @@ pub async fn validate_against(
     };
     for rule in &group.tables {
         v.rules_checked += 1;
+        unknown_key_warnings(&mut v, rule);
         check_rule(&mut v, rule, regions, registry).await?;
     }
+    accident_warnings(&mut v, config, db, regions).await?;
     Ok(v)
+}
+
+/// The keys a table rule understands (for "did you mean" hints).
+const RULE_KEYS: &[&str] = &[
+    "table",
+    "resolution",
+    "tracking_column",
+    "column",
+    "regions",
+    "expression",
+    "key_columns",
+    "exclude_columns",
+    "columns",
+    "custom_rust",
+    "name",
+    "tombstone",
+    "missing_rows",
+    "redact_columns",
+];
+
+/// Edit distance between two short words.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A warning per key of a table rule that the tool does not know: a typo such as
+/// `traking_column:` would otherwise silently leave the rule without its setting.
+fn unknown_key_warnings(v: &mut Validation, rule: &TableRule) {
+    for key in &rule.unknown_keys {
+        let hint = RULE_KEYS
+            .iter()
+            .map(|k| (distance(key, k), *k))
+            .min()
+            .filter(|(d, _)| *d <= 3)
+            .map(|(_, k)| format!(" (did you mean {k}?)"))
+            .unwrap_or_default();
+        v.push(
+            Severity::Warning,
+            Some(&rule.table),
+            format!("unknown key {key:?} in the table's rule is ignored{hint}"),
+        );
+    }
+}
+
+/// Warnings about decisions that would be made by accident: tables whose rule orders
+/// versions by commit timestamps while `track_commit_timestamp` is off in a region (the
+/// region order would decide; `fix` refuses that unless `--allow-tiebreak`), and tables
+/// without a usable key (they are skipped).
+async fn accident_warnings(
+    v: &mut Validation,
+    config: &Config,
+    db: &str,
+    regions: &[Region],
+) -> Result<()> {
+    let Some(first) = regions.first() else {
+        return Ok(());
+    };
+    let mut ts_off = Vec::new();
+    for r in regions {
+        let on: String = r
+            .client
+            .query_one("SHOW track_commit_timestamp", &[])
+            .await
+            .map_err(|e| Error::query(&r.name, "reading track_commit_timestamp", &e))?
+            .get(0);
+        if on != "on" {
+            ts_off.push(r.name.clone());
+        }
+    }
+    let pglogical = config.provider.as_deref() == Some("pglogical");
+    let own = vec![crate::store::conflicts::table_name(
+        config
+            .node_group(db)
+            .and_then(|g| g.conflicts_schema.as_deref()),
+    )];
+    let tables = schema::covered_tables(&first.client, &first.name, pglogical, &own).await?;
+    for t in tables {
+        let rule = config.table_rule(db, &t);
+        let resolution = rule
+            .map(|r| r.resolution.clone())
+            .unwrap_or_else(|| config.default_resolution());
+        let by_commit_ts = matches!(
+            &resolution,
+            Resolution::LastWriteWins {
+                tracking_column: None
+            } | Resolution::FirstWriteWins {
+                tracking_column: None
+            }
+        );
+        if by_commit_ts && !ts_off.is_empty() {
+            let whose = if rule.is_some() {
+                "its rule"
+            } else {
+                "global.conflict_resolution (it has no rule of its own)"
+            };
+            v.push(
+                Severity::Warning,
+                Some(&t.to_string()),
+                format!(
+                    "{whose} decides by commit timestamps ({}), but track_commit_timestamp is off in {}: \
+                     versions would tie and the region order would decide, so fix leaves such keys \
+                     unresolved unless --allow-tiebreak; set tracking_column or turn track_commit_timestamp on",
+                    resolution.name(),
+                    ts_off.join(", ")
+                ),
+            );
+        }
+        let key_columns = rule.and_then(|r| r.key_columns.as_deref());
+        if let Ok(Some(loaded)) =
+            schema::load_table(&first.client, &first.name, &t, key_columns).await
+        {
+            if loaded.key.is_none() {
+                v.push(
+                    Severity::Warning,
+                    Some(&t.to_string()),
+                    loaded.skip_message(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks one table rule in every region.
@@ -222,7 +356,7 @@ async fn check_rule(
     ) {
         Ok(r) => r,
         Err(m) => {
-            v.push(Severity::Error, Some(name), m);
+            v.push(Severity::Error, Some(name), m.to_string());
             return Ok(());
         }
     };
@@ -232,7 +366,7 @@ async fn check_rule(
         .map(|c| (c.name.clone(), c.type_name.clone()))
         .collect();
     if let Err(m) = resolver.check_column_types(&types) {
-        v.push(Severity::Error, Some(name), m);
+        v.push(Severity::Error, Some(name), m.to_string());
     }
     if let Resolution::Custom { expression } = &rule.resolution {
         let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
@@ -283,7 +417,7 @@ async fn sample_versions(
         })?;
         let row = Row::new(names.clone(), values).map_err(|m| Error::Table {
             table: table.name.to_string(),
-            message: m,
+            message: m.to_string(),
         })?;
         out.push(Version::present(region.name.clone(), region.index, row));
     }

@@ -42,27 +42,29 @@ impl Registry {
 
     /// Registers a resolver under its [`CustomResolver::name`]. Refuses an empty name or one
     /// already registered.
-    pub fn register<R: CustomResolver + 'static>(&mut self, resolver: R) -> Result<(), String> {
+    pub fn register<R: CustomResolver + 'static>(&mut self, resolver: R) -> crate::Result<()> {
         self.register_arc(Arc::new(resolver))
     }
 
     /// Registers a shared resolver under its [`CustomResolver::name`].
-    pub fn register_arc(&mut self, resolver: Arc<dyn CustomResolver>) -> Result<(), String> {
+    pub fn register_arc(&mut self, resolver: Arc<dyn CustomResolver>) -> crate::Result<()> {
         let name = resolver.name().to_string();
         if name.trim().is_empty() {
-            return Err("a custom resolver needs a non-empty name".into());
+            return Err(crate::Error::Usage(
+                "a custom resolver needs a non-empty name".into(),
+            ));
         }
         if self.resolvers.contains_key(&name) {
-            return Err(format!(
+            return Err(crate::Error::Usage(format!(
                 "a custom resolver named `{name}` is already registered"
-            ));
+            )));
         }
         self.resolvers.insert(name, resolver);
         Ok(())
     }
 
     /// Builder form of [`Registry::register`].
-    pub fn with<R: CustomResolver + 'static>(mut self, resolver: R) -> Result<Registry, String> {
+    pub fn with<R: CustomResolver + 'static>(mut self, resolver: R) -> crate::Result<Registry> {
         self.register(resolver)?;
         Ok(self)
     }

@@ -123,8 +123,8 @@ enum Kind {
 /// beats the other by it.
 ///
 /// ```
-/// use eden_consistency::resolve::{Expression, Row, Version};
-/// use eden_consistency::row::value::Value;
+/// use eden_consistency::{Expression, Row, Version};
+/// use eden_consistency::value::Value;
 /// let e = Expression::parse("a.version > b.version OR (a.version = b.version AND region(a) = 'us-east-1')")?;
 /// let v = |region: &str, n: i64| Version::present(region, 0, Row::from_pairs([("version", Value::Int(n))]));
 /// assert!(e.beats(&v("us-west-2", 3), &v("us-east-1", 2)));

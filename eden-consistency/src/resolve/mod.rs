@@ -4,16 +4,16 @@
 //! absence, the commit timestamp, the region and its place in the tie-break order, and for
 //! an absent row the deletion time its tombstone source remembers); a [`Decision`] comes
 //! out: the winner (a version, a delete, or for `column_merge` a merged row), what each
-//! region must do ([`Action`]), what decided (`decided_by`, CONTRACT §4) and whether a human
+//! region must do ([`Action`]), what decided (`decided_by`, `docs/replication_conflicts.md`) and whether a human
 //! must decide. `fix` uses it for every difference it found; services embed the same
 //! [`Resolver`] in their own write paths.
 //!
 //! # A service resolving in its write path
 //!
 //! ```
-//! use eden_consistency::config::Resolution;
-//! use eden_consistency::resolve::{datetime_to_micros, Action, Registry, Resolver, Row, Version, Winner};
-//! use eden_consistency::row::value::Value;
+//! use eden_consistency::Resolution;
+//! use eden_consistency::{datetime_to_micros, Action, Registry, Resolver, Row, Version, Winner};
+//! use eden_consistency::Value;
 //!
 //! // Once, at startup: the table's rule (as in the config) and its columns.
 //! let columns = ["id", "secret", "last_updated_at"].map(String::from);
@@ -45,7 +45,7 @@
 //! match decision.action_for("us-east-1") {
 //!     Some(Action::Update) | Some(Action::Insert) => {
 //!         let row = decision.winning_row(&versions).expect("a row wins");
-//!         // ... write `row` locally, keeping the old image (CONTRACT: nothing is lost) ...
+//!         // ... write `row` locally, keeping the old image (nothing is lost) ...
 //!         assert_eq!(row.get("secret"), Some(&Value::Text("new".into())));
 //!     }
 //!     Some(Action::Delete) => { /* delete locally */ }
@@ -55,7 +55,7 @@
 //! assert_eq!(decision.winner, Winner::Row(1));
 //! assert_eq!(decision.winner_region(&versions), Some("us-west-2"));
 //! assert_eq!(decision.decided_by, "last_updated_at");
-//! # Ok::<(), String>(())
+//! # Ok::<(), eden_consistency::Error>(())
 //! ```
 //!
 //! # A service registering its own resolver
@@ -65,9 +65,9 @@
 //!
 //! ```
 //! use std::cmp::Ordering;
-//! use eden_consistency::config::Resolution;
-//! use eden_consistency::resolve::{CustomResolver, Registry, Resolver, Row, Version, Winner};
-//! use eden_consistency::row::value::Value;
+//! use eden_consistency::Resolution;
+//! use eden_consistency::{CustomResolver, Registry, Resolver, Row, Version, Winner};
+//! use eden_consistency::Value;
 //!
 //! /// The version approved by more reviewers wins.
 //! struct MostApprovals;
@@ -101,8 +101,8 @@
 //!
 //! // A name nobody registered is refused when the resolver is built.
 //! let unknown = Resolution::CustomRust { name: "nope".into() };
-//! assert!(Resolver::new(&unknown, None, &[], &registry).unwrap_err().contains("`nope`"));
-//! # Ok::<(), String>(())
+//! assert!(Resolver::new(&unknown, None, &[], &registry).unwrap_err().to_string().contains("`nope`"));
+//! # Ok::<(), eden_consistency::Error>(())
 //! ```
 //!
 //! # The order: rule, then commit timestamp, then region order, then digest
@@ -256,17 +256,19 @@ pub struct Row {
 impl Row {
     /// A row from column names and values in the same order. Refuses lists of different
     /// lengths and duplicate column names.
-    pub fn new(columns: Arc<[String]>, values: Vec<Value>) -> Result<Row, String> {
+    pub fn new(columns: Arc<[String]>, values: Vec<Value>) -> crate::Result<Row> {
         if columns.len() != values.len() {
-            return Err(format!(
+            return Err(crate::Error::Usage(format!(
                 "a row has {} column names but {} values",
                 columns.len(),
                 values.len()
-            ));
+            )));
         }
         for (i, c) in columns.iter().enumerate() {
             if columns[..i].contains(c) {
-                return Err(format!("a row names column `{c}` twice"));
+                return Err(crate::Error::Usage(format!(
+                    "a row names column `{c}` twice"
+                )));
             }
         }
         Ok(Row { columns, values })
@@ -275,8 +277,8 @@ impl Row {
     /// A row from `(column, value)` pairs; a repeated column keeps its last value.
     ///
     /// ```
-    /// use eden_consistency::resolve::Row;
-    /// use eden_consistency::row::value::Value;
+    /// use eden_consistency::Row;
+    /// use eden_consistency::value::Value;
     /// let row = Row::from_pairs([("id", Value::Int(7)), ("name", Value::Text("x".into()))]);
     /// assert_eq!(row.get("id"), Some(&Value::Int(7)));
     /// assert_eq!(row.get("nope"), None);
@@ -513,7 +515,7 @@ pub struct Decision {
     pub winner_index: Option<usize>,
     /// One entry per input version, in input order: its region and what to do there.
     pub actions: Vec<(String, Action)>,
-    /// What decided (CONTRACT §4): the tracking column's name, `commit_timestamp`,
+    /// What decided (see `docs/replication_conflicts.md`): the tracking column's name, `commit_timestamp`,
     /// `region_priority`, the `highest_value` column, `expression`, `custom_rust:<name>`,
     /// `missing_row`, `tombstone`, `tiebreak:commit_timestamp`, `tiebreak:region_order`,
     /// `tiebreak:digest`, `manual`; for a genuine column merge, the deciding steps of the
@@ -577,8 +579,8 @@ impl Decision {
 /// region() and commit_ts() are".
 ///
 /// ```
-/// use eden_consistency::config::Resolution;
-/// use eden_consistency::resolve::validate_rule_syntax;
+/// use eden_consistency::Resolution;
+/// use eden_consistency::validate_rule_syntax;
 /// let ok = Resolution::Custom { expression: "a.version > b.version".into() };
 /// assert!(validate_rule_syntax(&ok).is_ok());
 /// let bad = Resolution::Custom { expression: "a.version > pg_sleep(1)".into() };
@@ -620,15 +622,17 @@ impl Resolver {
         tombstone: Option<&Tombstone>,
         columns: &[String],
         registry: &Registry,
-    ) -> Result<Resolver, String> {
-        let compiled = rules::Rule::compile(rule, registry)?;
+    ) -> crate::Result<Resolver> {
+        let compiled = rules::Rule::compile(rule, registry).map_err(crate::Error::Usage)?;
         if !columns.is_empty() {
-            compiled.check_columns(columns)?;
+            compiled
+                .check_columns(columns)
+                .map_err(crate::Error::Usage)?;
             if let Some(Tombstone::Column { column }) = tombstone {
                 if !columns.iter().any(|c| c == column) {
-                    return Err(format!(
+                    return Err(crate::Error::Usage(format!(
                         "the soft-delete column `{column}` is not a compared column of the table (missing or excluded)"
-                    ));
+                    )));
                 }
             }
         }
@@ -648,8 +652,10 @@ impl Resolver {
     /// pairs as `format_type` prints them: tracking columns must be timestamp, timestamptz,
     /// date, smallint, integer, bigint or numeric; a `highest_value` column must not be
     /// json; a soft-delete column must be a date, timestamp, timestamptz or boolean.
-    pub fn check_column_types(&self, types: &[(String, String)]) -> Result<(), String> {
-        self.rule.check_types(types, self.tombstone.as_ref())
+    pub fn check_column_types(&self, types: &[(String, String)]) -> crate::Result<()> {
+        self.rule
+            .check_types(types, self.tombstone.as_ref())
+            .map_err(crate::Error::Usage)
     }
 
     /// Decides, for one key, what wins among `versions` (one per region) and what each region

@@ -96,7 +96,7 @@ pub(crate) struct Ranking<'v> {
 
 impl<'v> Ranking<'v> {
     /// A ranking by the tie-break order alone (newer commit, region order, digest).
-    pub fn tiebreak_only(versions: &'v [Version]) -> Ranking<'v> {
+    pub(super) fn tiebreak_only(versions: &'v [Version]) -> Ranking<'v> {
         Ranking {
             versions,
             primary: Primary::None,
@@ -107,7 +107,7 @@ impl<'v> Ranking<'v> {
     }
 
     /// Compares versions `i` and `j`: `Greater` when `i` is better; with the deciding step.
-    pub fn cmp(&self, i: usize, j: usize) -> (Ordering, Step) {
+    pub(super) fn cmp(&self, i: usize, j: usize) -> (Ordering, Step) {
         let p = match &self.primary {
             Primary::None => Ordering::Equal,
             Primary::Values(v) => {
@@ -143,7 +143,7 @@ impl<'v> Ranking<'v> {
     }
 
     /// The best of `candidates` (none when empty).
-    pub fn best(&self, candidates: &[usize]) -> Option<usize> {
+    pub(super) fn best(&self, candidates: &[usize]) -> Option<usize> {
         let mut best: Option<usize> = None;
         for &c in candidates {
             best = Some(match best {
@@ -162,7 +162,7 @@ impl<'v> Ranking<'v> {
 
     /// The name of the step that made `winner` beat the best of the `candidates` for which
     /// `differs` holds; `None` when there is no such rival.
-    pub fn decisive(
+    pub(super) fn decisive(
         &self,
         winner: usize,
         candidates: &[usize],
@@ -178,7 +178,7 @@ impl<'v> Ranking<'v> {
     }
 
     /// `decided_by` for a step.
-    pub fn step_name(&self, step: Step) -> String {
+    pub(super) fn step_name(&self, step: Step) -> String {
         match step {
             Step::Primary => self.name.clone(),
             Step::Commit => "tiebreak:commit_timestamp".into(),

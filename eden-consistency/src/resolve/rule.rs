@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-/// A resolution rule (CONTRACT §1).
+/// A resolution rule (see `docs/config.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
     /// Newest version wins, by `tracking_column` or (when `None`) the commit timestamp.

@@ -47,7 +47,7 @@ fn nonempty(what: &str, s: &str) -> Result<(), String> {
 
 impl Rule {
     /// Compiles what can be checked without the registry (`custom_rust` left unbound).
-    pub fn compile_syntax(r: &Resolution) -> Result<Rule, String> {
+    pub(super) fn compile_syntax(r: &Resolution) -> Result<Rule, String> {
         Ok(match r {
             Resolution::LastWriteWins { tracking_column } => {
                 if let Some(c) = tracking_column {
@@ -132,7 +132,7 @@ impl Rule {
     }
 
     /// Compiles a rule, binding `custom_rust` to the registry.
-    pub fn compile(r: &Resolution, registry: &Registry) -> Result<Rule, String> {
+    pub(super) fn compile(r: &Resolution, registry: &Registry) -> Result<Rule, String> {
         match Rule::compile_syntax(r)? {
             Rule::Rust(_, name) => match registry.get(&name) {
                 Some(res) => Ok(Rule::Rust(Some(res), name)),
@@ -179,7 +179,7 @@ impl Rule {
     }
 
     /// Checks that every column the rule reads exists.
-    pub fn check_columns(&self, columns: &[String]) -> Result<(), String> {
+    pub(super) fn check_columns(&self, columns: &[String]) -> Result<(), String> {
         if let Rule::Expr(e) = self {
             return e.check_columns(columns);
         }
@@ -195,7 +195,7 @@ impl Rule {
     }
 
     /// Checks column types (see `Resolver::check_column_types`).
-    pub fn check_types(
+    pub(super) fn check_types(
         &self,
         types: &[(String, String)],
         tombstone: Option<&Tombstone>,

@@ -10,8 +10,8 @@
 //! rows combine their row digests order-independently ([`ChunkDigest`]).
 //!
 //! ```
-//! use eden_consistency::row::digest::{row_digest, ChunkDigest};
-//! use eden_consistency::row::value::Value;
+//! use eden_consistency::digest::{row_digest, ChunkDigest};
+//! use eden_consistency::value::Value;
 //! let a = row_digest(&[Value::Int(1), Value::Text("x".into())]);
 //! let b = row_digest(&[Value::Int(2), Value::Null]);
 //! let mut c1 = ChunkDigest::default();
@@ -255,7 +255,7 @@ const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// chunks as they arrive (tuples may span chunks), take complete tuples out.
 ///
 /// ```
-/// use eden_consistency::row::digest::CopyBinaryParser;
+/// use eden_consistency::digest::CopyBinaryParser;
 /// let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
 /// data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
 /// data.extend_from_slice(&[0, 1, 0, 0, 0, 2, b'h', b'i']); // one tuple: one field "hi"
@@ -429,7 +429,7 @@ impl CopyBinaryParser {
 /// can be hashed on rayon's pool while the next bytes arrive.
 ///
 /// ```
-/// use eden_consistency::row::digest::CopyBinaryParser;
+/// use eden_consistency::digest::CopyBinaryParser;
 /// let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
 /// data.extend_from_slice(&[0; 8]);
 /// for v in [1u8, 2, 3] {

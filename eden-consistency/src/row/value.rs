@@ -232,7 +232,7 @@ impl Value {
     /// types select `k::text` and pass it to [`key_json`].
     ///
     /// ```
-    /// use eden_consistency::row::value::Value;
+    /// use eden_consistency::value::Value;
     /// assert_eq!(Value::TimestampTz(0).pg_text().unwrap(), "2000-01-01 00:00:00+00");
     /// assert_eq!(Value::Interval { months: 14, days: 3, micros: 3_600_000_000 }.pg_text().unwrap(),
     ///            "1 year 2 mons 3 days 01:00:00");
@@ -506,14 +506,14 @@ impl serde::Serialize for Value {
     }
 }
 
-/// A key value's JSON form for reports (CONTRACT §3): integers as JSON numbers, everything
+/// A key value's JSON form for reports (see `docs/reports.md`): integers as JSON numbers, everything
 /// else as the string PostgreSQL prints for it with `TimeZone=UTC`. Pass `pg_text` (the
 /// server's `k::text`) when you have it; without it the text comes from
 /// [`Value::pg_text`], which is exact for all but numeric scale, `real` and json (see there).
 /// SQL NULL (impossible in a primary key) gives JSON `null`.
 ///
 /// ```
-/// use eden_consistency::row::value::{key_json, Value};
+/// use eden_consistency::value::{key_json, Value};
 /// assert_eq!(key_json(&Value::Int(42), None), serde_json::json!(42));
 /// assert_eq!(key_json(&Value::Numeric("1.5".into()), Some("1.50")), serde_json::json!("1.50"));
 /// assert_eq!(key_json(&Value::Text("a".into()), None), serde_json::json!("a"));
@@ -749,7 +749,7 @@ pub fn wire_for(type_oid: u32) -> Wire {
 /// money, else `col::text`.
 ///
 /// ```
-/// use eden_consistency::row::value::{select_expr, ColumnSpec};
+/// use eden_consistency::value::{select_expr, ColumnSpec};
 /// assert_eq!(select_expr(&ColumnSpec::new("id", 20), None), "\"id\"");
 /// assert_eq!(select_expr(&ColumnSpec::new("Mood", 99999), Some("t")), "\"t\".\"Mood\"::text");
 /// ```
@@ -792,7 +792,7 @@ pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -
 /// text fallback of [`select_expr`].
 ///
 /// ```
-/// use eden_consistency::row::value::{pushdown_exprs, ColumnSpec, oid};
+/// use eden_consistency::value::{pushdown_exprs, ColumnSpec, oid};
 /// assert_eq!(pushdown_exprs(&ColumnSpec::new("n", oid::NUMERIC), Some("t")), vec!["\"t\".\"n\""]);
 /// assert_eq!(pushdown_exprs(&ColumnSpec::new("a", oid::INT4_ARRAY), None),
 ///            vec!["\"a\"", "array_dims(\"a\")"]);
@@ -1102,7 +1102,7 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
 /// order, or keys with escapes) are parsed into a tree, which refuses nesting deeper than 256.
 ///
 /// ```
-/// use eden_consistency::row::value::canonical_json;
+/// use eden_consistency::value::canonical_json;
 /// assert_eq!(canonical_json(r#"{"bb": [1.50, null], "a": "x\u0041", "c": 1, "c": 2}"#).unwrap(),
 ///            r#"{"a":"xA","c":2,"bb":[1.5,null]}"#);
 /// assert_eq!(canonical_json("1e3").unwrap(), "1000");
@@ -1674,7 +1674,7 @@ pub(crate) fn is_normalized_decimal(t: &str) -> bool {
 /// `-Infinity`; other text without digits passes through.
 ///
 /// ```
-/// use eden_consistency::row::value::normalize_decimal;
+/// use eden_consistency::value::normalize_decimal;
 /// assert_eq!(normalize_decimal("-001.2300"), "-1.23");
 /// assert_eq!(normalize_decimal("-0.000"), "0");
 /// assert_eq!(normalize_decimal("10"), "10");

@@ -109,7 +109,7 @@ impl std::str::FromStr for Mode {
 
 /// What to read from a table: the same in every region.
 #[derive(Debug, Clone)]
-pub struct TableSpec {
+pub(crate) struct TableSpec {
     /// The table.
     pub table: TableName,
     /// Key columns, in key order.
@@ -209,7 +209,7 @@ impl TableSpec {
 
 /// Aligned key ranges: `bounds.len() + 2` chunks (the last one for NULL keys).
 #[derive(Debug, Clone, Default)]
-pub struct Chunking {
+pub(crate) struct Chunking {
     /// Bounds as PostgreSQL prints them (UTC session), sent as `text[]` and cast.
     pub bounds_text: Vec<String>,
     /// The same bounds as values, for placing streamed rows.
@@ -218,17 +218,12 @@ pub struct Chunking {
 
 impl Chunking {
     /// Number of chunks (including the NULL-key chunk).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bounds.len() + 2
     }
 
-    /// Never empty (there is always at least one range and the NULL chunk).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// The chunk of a first-key value.
-    pub fn chunk_of(&self, k0: &Value) -> usize {
+    pub(crate) fn chunk_of(&self, k0: &Value) -> usize {
         if k0.is_null() {
             return self.bounds.len() + 1;
         }
@@ -247,7 +242,7 @@ impl Chunking {
 /// crosses the network (one digest per chunk, plus every row of each differing chunk),
 /// which at a drift of `d` rows is smallest near `sqrt(d · rows)` chunks; 0.1 % drift is
 /// assumed. At most 4 million chunks.
-pub fn target_chunks(rows: u64) -> usize {
+pub(crate) fn target_chunks(rows: u64) -> usize {
     if rows < 64 {
         return 1;
     }
@@ -256,8 +251,9 @@ pub fn target_chunks(rows: u64) -> usize {
 
 /// A row of a differing chunk: its key and 128-bit digest.
 #[derive(Debug, Clone)]
-pub struct KeyedRow {
+pub(crate) struct KeyedRow {
     /// The chunk.
+    #[allow(dead_code)]
     pub chunk: usize,
     /// Key values.
     pub key: Vec<Value>,
@@ -268,7 +264,7 @@ pub struct KeyedRow {
 /// A row fetched by key: key, compared columns' values (in [`TableSpec::columns`] order)
 /// and the version time for the in-flight rule.
 #[derive(Debug, Clone)]
-pub struct FetchedRow {
+pub(crate) struct FetchedRow {
     /// Key values.
     pub key: Vec<Value>,
     /// Key values as PostgreSQL prints them (UTC session).
@@ -280,7 +276,7 @@ pub struct FetchedRow {
 }
 
 /// A source of keyed rows that the Merkle engine can compare.
-pub trait KeyedSource {
+pub(crate) trait KeyedSource {
     /// One summary per chunk of `chunking` (length `chunking.len()`).
     fn chunk_summaries(
         &mut self,
@@ -301,7 +297,7 @@ pub trait KeyedSource {
 
 /// A PostgreSQL table in one region, read through one session (in whatever transaction
 /// the caller opened, normally REPEATABLE READ READ ONLY).
-pub struct PgSource<'a> {
+pub(crate) struct PgSource<'a> {
     /// The region's name (for messages).
     pub region: String,
     client: &'a Client,
@@ -326,7 +322,12 @@ fn row_bytes(row: &tokio_postgres::Row) -> u64 {
 
 impl<'a> PgSource<'a> {
     /// A source over `client` (mode must be `Pushdown` or `Stream`).
-    pub fn new(region: &str, client: &'a Client, spec: Arc<TableSpec>, mode: Mode) -> PgSource<'a> {
+    pub(crate) fn new(
+        region: &str,
+        client: &'a Client,
+        spec: Arc<TableSpec>,
+        mode: Mode,
+    ) -> PgSource<'a> {
         PgSource {
             region: region.to_string(),
             client,
@@ -363,7 +364,7 @@ impl<'a> PgSource<'a> {
 
     /// The table's size from the catalog: `(reltuples, bytes)` summed over partitions
     /// (`reltuples` is 0 when never analyzed).
-    pub async fn table_size(&mut self) -> Result<(u64, u64)> {
+    pub(crate) async fn table_size(&mut self) -> Result<(u64, u64)> {
         let sql = "SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, COALESCE(sum(pg_relation_size(c.oid)), 0)::int8 \
                    FROM pg_class c WHERE c.oid = $1::text::regclass \
                       OR c.oid IN (SELECT relid FROM pg_partition_tree($1::text::regclass))";
@@ -377,14 +378,9 @@ impl<'a> PgSource<'a> {
     }
 
     /// Chooses the chunk bounds from this region's keys, for a table of about
-    /// `estimated_rows` rows (0: estimated from the catalog).
-    pub async fn sample_bounds(&mut self, estimated_rows: u64) -> Result<Chunking> {
-        self.sample_bounds_with(estimated_rows, None).await
-    }
-
-    /// Like [`PgSource::sample_bounds`], with the number of chunks forced when `chunks` is
+    /// `estimated_rows` rows (0: estimated from the catalog), or in `chunks` chunks when
     /// given (tests and tuning).
-    pub async fn sample_bounds_with(
+    pub(crate) async fn sample_bounds_with(
         &mut self,
         estimated_rows: u64,
         chunks: Option<usize>,

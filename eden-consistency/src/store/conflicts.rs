@@ -1,6 +1,6 @@
 //! The replication_conflicts table: creation (init), recording, listing.
 //!
-//! Every region's database holds its own `replication_conflicts` (CONTRACT §4): one row per
+//! Every region's database holds its own `replication_conflicts` (see `docs/replication_conflicts.md`): one row per
 //! conflict seen or resolved *in that region*, with the row image as it was there before
 //! any change (`local_row`) and the winning version (`remote_row`). The table must not be
 //! replicated between regions: each region keeps its own history.
@@ -13,7 +13,7 @@
 //!   document of a listing.
 //!
 //! ```
-//! use eden_consistency::store::conflicts::{parse_since, table_name};
+//! use eden_consistency::conflicts::{parse_since, table_name};
 //! use chrono::{TimeZone, Utc};
 //!
 //! assert_eq!(table_name(None).to_string(), "public.replication_conflicts");
@@ -70,11 +70,16 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("decided_by", "text", "text"),
     ("resolved_at", "timestamptz", "timestamptz"),
     ("run_id", "text", "text"),
-    // Extras (CONTRACT §4 allows adding): what was done, which columns differed, and a
+    // Extras (the documented columns are a minimum, see `docs/replication_conflicts.md`): what was done, which columns differed, and a
     // free-form object (e.g. the versions' tracking values, in-flight flags).
     ("action", "text", "text"),
     ("changed_columns", "text[]", "text[]"),
     ("details", "jsonb", "jsonb"),
+    // Records imported from the replication engine (`conflicts import`): where each came
+    // from (`pglogical-log`, `spock`, `pg-conflict-log`) and the engine's own position for
+    // it; NULL for the tool's own records.
+    ("source", "text", "text"),
+    ("source_position", "text", "text"),
 ];
 
 /// Index name suffix → column list (and predicate).
@@ -94,7 +99,25 @@ fn indexes(table: &TableName) -> Vec<(String, String)> {
             "(created_at DESC) WHERE resolved_at IS NULL".to_string(),
         ),
         (format!("{base}_run_id_idx"), "(run_id)".to_string()),
+        // UNIQUE: importing the same engine record twice adds nothing.
+        (
+            format!("{base}_source_uidx"),
+            "UNIQUE (source, source_position)".to_string(),
+        ),
     ]
+}
+
+/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (...)` for an [`indexes`] entry.
+fn create_index_sql(name: &str, table: &TableName, def: &str) -> String {
+    let (unique, cols) = match def.strip_prefix("UNIQUE ") {
+        Some(cols) => ("UNIQUE ", cols),
+        None => ("", def),
+    };
+    format!(
+        "CREATE {unique}INDEX IF NOT EXISTS {} ON {} {cols}",
+        quote_ident(name),
+        table.quoted()
+    )
 }
 
 /// The same table, columns and indexes as [`init`], as an idempotent SQL script (for
@@ -117,10 +140,8 @@ pub fn init_sql(table: &TableName) -> String {
         .collect();
     s.push_str(&format!("ALTER TABLE {rc} {};\n", adds.join(", ")));
     for (name, def) in indexes(table) {
-        s.push_str(&format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n",
-            quote_ident(&name)
-        ));
+        s.push_str(&create_index_sql(&name, table, &def));
+        s.push_str(";\n");
     }
     s
 }
@@ -254,11 +275,7 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
     for (name, def) in indexes(table) {
         if !have_idx.contains(&name) {
             client
-                .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} {def}",
-                    quote_ident(&name),
-                    table.quoted()
-                ))
+                .batch_execute(&create_index_sql(&name, table, &def))
                 .await
                 .map_err(q)?;
         }
@@ -335,7 +352,7 @@ pub struct ConflictRecord {
     pub resolution: Option<String>,
     /// The winning region.
     pub winner_region: Option<String>,
-    /// What decided it (CONTRACT §4: tracking column name, `commit_timestamp`, ...).
+    /// What decided it (see `docs/replication_conflicts.md`: tracking column name, `commit_timestamp`, ...).
     pub decided_by: Option<String>,
     /// True when resolved now (`resolved_at` = the transaction's `now()`); false leaves it
     /// unresolved (NULL).

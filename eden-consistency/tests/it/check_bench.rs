@@ -1,8 +1,8 @@
 //! A manual timing harness against the bench clusters of `/work/shared/bench` (ignored by
 //! default): `EDEN_BENCH_MODE=pushdown cargo test --release -p eden-consistency --test
 //! check_bench -- --ignored --nocapture`.
-use eden_consistency::check::{CheckOptions, Checker};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
+use eden_consistency::{CheckOptions, Checker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]

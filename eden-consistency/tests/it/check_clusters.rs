@@ -1,8 +1,8 @@
 //! check: regions on separate clusters with different TimeZone, DateStyle,
 //! extra_float_digits and collation (ICU vs C) never make equal rows differ.
 use crate::check_common::*;
-use eden_consistency::check::Checker;
-use eden_consistency::config::Config;
+use eden_consistency::Checker;
+use eden_consistency::Config;
 use eden_consistency::report::TableStatus;
 use eden_test_util::{ClusterOptions, TestCluster};
 use serde_json::json;

@@ -1,10 +1,10 @@
 //! Helpers shared by the check_* integration tests.
 #![allow(dead_code)]
 
-use eden_consistency::check::{CheckOptions, Checker};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
+use eden_consistency::Mode;
 use eden_consistency::report::{CheckReport, TableReport};
-use eden_consistency::source::Mode;
+use eden_consistency::{CheckOptions, Checker};
 use eden_test_util::TestDbs;
 
 /// A config with one `--region` per test database.
@@ -98,7 +98,7 @@ pub fn add_rule(
     key_columns: Option<Vec<&str>>,
     exclude: Vec<&str>,
 ) {
-    use eden_consistency::config::{NodeGroup, Resolution, TableRule};
+    use eden_consistency::{NodeGroup, Resolution, TableRule};
     if cfg.node_group(db).is_none() {
         cfg.node_groups.push(NodeGroup {
             name: "g".into(),
@@ -117,5 +117,7 @@ pub fn add_rule(
         key_columns: key_columns.map(|k| k.into_iter().map(String::from).collect()),
         exclude_columns: exclude.into_iter().map(String::from).collect(),
         tombstone: None,
+        missing_rows: Default::default(),
+        unknown_keys: Vec::new(),
     });
 }

@@ -1,8 +1,8 @@
-//! check: the in-flight rule (CONTRACT §2).
+//! check: the in-flight rule (see `docs/commands.md`).
 use crate::check_common::*;
-use eden_consistency::check::{CheckOptions, Checker};
-use eden_consistency::config::Resolution;
+use eden_consistency::Resolution;
 use eden_consistency::report::TableStatus;
+use eden_consistency::{CheckOptions, Checker};
 use eden_test_util::TestDbs;
 use serde_json::json;
 use std::time::Duration;

@@ -127,7 +127,7 @@ proptest! {
                 }
             }
             let c = checker(&dbs).await;
-            let r = run_both(&c, &eden_consistency::check::CheckOptions { chunks, ..Default::default() }).await;
+            let r = run_both(&c, &eden_consistency::CheckOptions { chunks, ..Default::default() }).await;
             let t = table(&r, "public.t");
             assert_eq!(diffs(t), want);
             assert_eq!(t.difference_count as usize, want.len());
@@ -180,7 +180,7 @@ proptest! {
                 }
             }
             let c = checker(&dbs).await;
-            let r = run_both(&c, &eden_consistency::check::CheckOptions { chunks, ..Default::default() }).await;
+            let r = run_both(&c, &eden_consistency::CheckOptions { chunks, ..Default::default() }).await;
             assert_eq!(diffs(table(&r, "public.t")), want);
         });
     }

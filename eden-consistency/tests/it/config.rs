@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use eden_consistency::config::{Config, Resolution, Tombstone};
 use eden_consistency::conninfo::SslMode;
+use eden_consistency::{Config, Resolution, Tombstone};
 use eden_consistency::{Error, TableName};
 
 fn fixture(name: &str) -> PathBuf {

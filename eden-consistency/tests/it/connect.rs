@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use eden_consistency::Config;
 use eden_consistency::Error;
-use eden_consistency::config::Config;
 use eden_consistency::connect::{ConnectOptions, connect_all};
 use eden_test_util::{ClusterOptions, TestCluster, TestDbs};
 

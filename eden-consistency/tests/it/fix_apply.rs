@@ -1,10 +1,10 @@
 //! The apply engine against real PostgreSQL: guarded, archived writes; idempotence; FK order.
 
+use eden_consistency::Resolution;
 use eden_consistency::TableName;
 use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan_on};
-use eden_consistency::config::Resolution;
 use eden_consistency::plan::{Decide, FixPlan, FixTarget, KeyMap, plan_targets, resolver_decider};
-use eden_consistency::resolve::{Registry, Resolver};
+use eden_consistency::{Registry, Resolver};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 

@@ -1,9 +1,9 @@
 //! Every resolution rule end to end through `plan_fix` + `apply_plan`, on two and three
 //! regions, with rows missing on either side and tombstones.
 
+use eden_consistency::Config;
 use eden_consistency::TableName;
 use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan};
-use eden_consistency::config::Config;
 use eden_consistency::connect::{ConnectOptions, Region, connect_all};
 use eden_consistency::plan::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix};
 use eden_test_util::TestDbs;
@@ -370,7 +370,7 @@ async fn fix_rules_three_regions() {
 #[tokio::test]
 async fn fix_rules_through_the_checker() {
     use eden_consistency::apply::{FixRun, run_fix};
-    use eden_consistency::check::{CheckOptions, Checker};
+    use eden_consistency::{CheckOptions, Checker};
     let dbs = TestDbs::new("fix_rules_through_the_checker", 2).await;
     dbs.exec_all(
         "CREATE TABLE parent (id int PRIMARY KEY, v text, updated_at timestamptz);
@@ -437,7 +437,7 @@ async fn fix_rules_through_the_checker() {
 #[tokio::test]
 async fn fix_schema_name_with_a_dot() {
     use eden_consistency::apply::{FixRun, run_fix};
-    use eden_consistency::check::{CheckOptions, Checker};
+    use eden_consistency::{CheckOptions, Checker};
     let dbs = TestDbs::new("fix_schema_name_with_a_dot", 2).await;
     dbs.exec_all(
         r#"CREATE SCHEMA "a.b";

@@ -24,13 +24,13 @@
 
 use std::time::{Duration, Instant};
 
+use eden_consistency::Config;
 use eden_consistency::TableName;
 use eden_consistency::apply::{ApplyOptions, apply_plan};
-use eden_consistency::check::{CheckOptions, Checker};
-use eden_consistency::config::Config;
 use eden_consistency::conflicts;
 use eden_consistency::plan::{FixOptions, plan_fix_checked};
 use eden_consistency::report::{CheckReport, TableStatus};
+use eden_consistency::{CheckOptions, Checker};
 use eden_test_util::pglogical::{DB, Node, Pair};
 use serde_json::json;
 

@@ -6,8 +6,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) with read-only `SELECT`s: no database or
 //! object is created.
 
-use eden_consistency::resolve::{Expression, Row, Version};
 use eden_consistency::value::Value;
+use eden_consistency::{Expression, Row, Version};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
@@ -209,7 +209,7 @@ fn typed_version(
     order: usize,
     vals: &[(&str, Value)],
 ) -> (Version, Vec<(String, String)>) {
-    use eden_consistency::resolve::micros_to_datetime;
+    use eden_consistency::micros_to_datetime;
     let lit = |c: &str, v: &Value| -> String {
         match v {
             Value::Null => {

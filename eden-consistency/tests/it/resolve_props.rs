@@ -8,11 +8,11 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use eden_consistency::config::{Resolution, Tombstone};
-use eden_consistency::resolve::{
+use eden_consistency::value::Value;
+use eden_consistency::{
     Action, CustomResolver, Decision, Registry, Resolver, Row, Version, Winner,
 };
-use eden_consistency::value::Value;
+use eden_consistency::{Resolution, Tombstone};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -532,7 +532,7 @@ proptest! {
 
     #[test]
     fn expressions_never_panic(text in sqlish(), v in versions(true)) {
-        if let Ok(e) = eden_consistency::resolve::Expression::parse(&text) {
+        if let Ok(e) = eden_consistency::Expression::parse(&text) {
             for a in &v {
                 for b in &v {
                     let _ = e.eval(a, b);
@@ -544,6 +544,6 @@ proptest! {
                 winner_is_an_input(&d, &v)?;
             }
         }
-        let _ = eden_consistency::resolve::check_expression_order(&text, &v);
+        let _ = eden_consistency::check_expression_order(&text, &v);
     }
 }

@@ -3,12 +3,12 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use eden_consistency::config::{Resolution, Tombstone};
-use eden_consistency::resolve::{
+use eden_consistency::value::Value;
+use eden_consistency::{
     Action, CustomResolver, Registry, Resolver, Row, Version, Winner, check_expression_order,
     synthetic_samples, validate_against_columns, validate_rule_syntax,
 };
-use eden_consistency::value::Value;
+use eden_consistency::{Resolution, Tombstone};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -39,7 +39,7 @@ fn lww() -> Resolver {
     .unwrap()
 }
 
-fn actions(d: &eden_consistency::resolve::Decision) -> Vec<(&str, Action)> {
+fn actions(d: &eden_consistency::Decision) -> Vec<(&str, Action)> {
     d.actions.iter().map(|(r, a)| (r.as_str(), *a)).collect()
 }
 
@@ -562,6 +562,7 @@ fn custom_rust_resolver() {
     assert!(
         reg.register(HighestW)
             .unwrap_err()
+            .to_string()
             .contains("already registered")
     );
     let rule = Resolution::CustomRust {
@@ -587,7 +588,8 @@ fn custom_rust_resolver() {
         &[],
         &reg,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("`nope`") && e.contains("highest_w"), "{e}");
 }
 
@@ -678,7 +680,8 @@ fn unknown_columns_and_types_are_refused() {
         &cols(&["id"]),
         &reg,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("`nope`"), "{e}");
     let e = Resolver::new(
         &Resolution::HighestValue {
@@ -688,12 +691,15 @@ fn unknown_columns_and_types_are_refused() {
         &cols(&["id"]),
         &reg,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("`nope`"), "{e}");
     let t = Tombstone::Column {
         column: "gone".into(),
     };
-    let e = Resolver::new(&Resolution::Manual, Some(&t), &cols(&["id"]), &reg).unwrap_err();
+    let e = Resolver::new(&Resolution::Manual, Some(&t), &cols(&["id"]), &reg)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`gone`"), "{e}");
     assert!(validate_rule_syntax(&Resolution::RegionPriority { regions: vec![] }).is_err());
 
@@ -703,7 +709,10 @@ fn unknown_columns_and_types_are_refused() {
         .unwrap();
     r.check_column_types(&ty("updated_at", "numeric(20,0)"))
         .unwrap();
-    let e = r.check_column_types(&ty("updated_at", "text")).unwrap_err();
+    let e = r
+        .check_column_types(&ty("updated_at", "text"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`updated_at`") && e.contains("text"), "{e}");
 }
 

@@ -3,12 +3,12 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::conflicts;
-use eden_consistency::connect::ConnectOptions;
+use eden_consistency::connect::{ConnectOptions, Region};
 
 use super::{Outcome, conflicts_table, connect};
-use crate::cli::{ConflictsArgs, Format};
+use crate::cli::{ConflictsArgs, DbArg, Format, ResolveArgs};
 use crate::print;
 
 /// `conflicts`: list records, newest first, from every region (or `--in` one).
@@ -18,29 +18,7 @@ pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    // `--in` reads one region only: connect to it alone (the others may be unreachable).
-    let regions = match &args.in_region {
-        Some(name) => {
-            let Some(index) = config.region_index(name) else {
-                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
-                bail!(
-                    "--in {name}: no such region (defined: {})",
-                    known.join(", ")
-                );
-            };
-            let db = args.db.db.as_deref().unwrap_or("");
-            vec![
-                eden_consistency::connect::connect_region(
-                    &config.regions[index],
-                    index,
-                    db,
-                    &ConnectOptions::default(),
-                )
-                .await?,
-            ]
-        }
-        None => connect(&config, &args.db).await?,
-    };
+    let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
     let filter = conflicts::ListFilter {
         table: args.table.clone(),
@@ -61,6 +39,72 @@ pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result
             serde_json::to_string_pretty(&conflicts::to_json(&rows))?
         )?,
         Format::Human => print::conflicts::human(&mut out, &rows, now)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The regions whose records `conflicts` reads: `--in` one region only (connected alone,
+/// since the others may be unreachable), else all.
+pub(super) async fn regions_for(
+    config: &Config,
+    db: &DbArg,
+    in_region: Option<&str>,
+) -> Result<Vec<Region>> {
+    Ok(match in_region {
+        Some(name) => {
+            let Some(index) = config.region_index(name) else {
+                let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+                bail!(
+                    "--in {name}: no such region (defined: {})",
+                    known.join(", ")
+                );
+            };
+            if !db.no_rules {
+                config.require_node_group(db.db.as_deref())?;
+            }
+            let db = db.db.as_deref().unwrap_or("");
+            vec![
+                eden_consistency::connect::connect_region(
+                    &config.regions[index],
+                    index,
+                    db,
+                    &ConnectOptions::default(),
+                )
+                .await?,
+            ]
+        }
+        None => connect(config, db).await?,
+    })
+}
+
+/// `conflicts resolve --id N...`: acknowledge records by hand.
+pub async fn resolve(config: Config, args: &ResolveArgs, format: Format) -> Result<Outcome> {
+    let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
+    let table = conflicts_table(&config, &args.db);
+    let pairs: Vec<(&str, &tokio_postgres::Client)> = regions
+        .iter()
+        .map(|r| (r.name.as_str(), &r.client))
+        .collect();
+    let done =
+        eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
+            .await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"resolved": done}))?
+        )?,
+        Format::Human => {
+            for d in &done {
+                let what = if d.outcome == "resolved" {
+                    "resolved now"
+                } else {
+                    "was already resolved"
+                };
+                writeln!(out, "record {} in {}: {what}", d.id, d.region)?;
+            }
+        }
     }
     Ok(Outcome::Clean)
 }

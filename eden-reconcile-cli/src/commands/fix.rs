@@ -3,18 +3,25 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
+use eden_consistency::CheckOptions;
+use eden_consistency::Config;
 use eden_consistency::apply::{FixRun, run_fix};
-use eden_consistency::check::CheckOptions;
-use eden_consistency::config::Config;
+use eden_consistency::metrics::RunMetrics;
 
 use super::{Outcome, apply_options, checker};
-use crate::cli::{FixArgs, Format};
+use crate::cli::{FixArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
 
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
-pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+pub async fn run(
+    config: Config,
+    args: &FixArgs,
+    format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
     let apply = apply_options(
         &config,
         &args.db,
@@ -22,7 +29,9 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
         args.max_rows_per_second,
         args.no_replicate,
     )?;
-    let checker = checker(config, &args.db).await?;
+    // A dry run (or --sql-out, which writes nothing to the databases) takes no lock.
+    let writes = !args.dry_run && args.sql_out.is_none();
+    let (checker, _lock) = checker(config, &args.db, writes.then_some((g, "fix"))).await?;
     let check = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -33,16 +42,23 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
     let run = FixRun {
         dry_run: args.dry_run,
         sql_out: args.sql_out.clone(),
+        allow_tiebreak: args.allow_tiebreak,
         apply,
         ..FixRun::default()
     };
     let report = run_fix(&checker, &check, &run).await?;
+    metrics.record_fix(&report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => print::fix::human(&report, &mut out)?,
     }
     drop(out);
+    // The report is printed in full; a table that could not be handled makes the run an
+    // error (exit 2), like in `check`.
+    if let Some(n) = report.first_unhandled() {
+        bail!("table {}: {}", n.table, n.message);
+    }
     let errors: Vec<&String> = report.tables.iter().flat_map(|t| &t.errors).collect();
     if let Some(first) = errors.first() {
         let more = if errors.len() > 1 {

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::conflicts;
 
 use super::{Outcome, conflicts_table, connect};

@@ -4,20 +4,23 @@
 mod check;
 mod conflicts;
 mod fix;
+mod import;
 mod init;
+mod shell;
+mod status;
 mod undo;
 mod validate_config;
 
-use std::process::ExitCode;
-
 use anyhow::{Result, bail};
+use eden_consistency::Checker;
+use eden_consistency::Config;
 use eden_consistency::apply::ApplyOptions;
-use eden_consistency::check::Checker;
-use eden_consistency::config::Config;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
+use eden_consistency::lock::DbLock;
+use eden_consistency::metrics::RunMetrics;
 
-use crate::cli::{Cli, Command, DbArg, GlobalOpts, ModeArg};
+use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -29,28 +32,41 @@ pub enum Outcome {
 
 impl Outcome {
     /// The contract's exit code.
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn code(&self) -> i32 {
         match self {
-            Outcome::Clean => ExitCode::SUCCESS,
-            Outcome::Differences => ExitCode::from(1),
+            Outcome::Clean => 0,
+            Outcome::Differences => 1,
         }
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+/// Runs the parsed command line; what it finds goes into `metrics` too.
+pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
+    // Shell helpers need no config or database.
+    match &cli.command {
+        Command::Completions(args) => return shell::completions(args),
+        Command::Man(args) => return shell::man(args),
+        _ => {}
+    }
     if let Some(target) = crate::cache::redis_target(&cli)? {
-        return crate::cache::run(cli, target).await;
+        return crate::cache::run(cli, target, metrics).await;
     }
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
+    let g = &cli.global;
     match cli.command {
         Command::Init(args) => init::run(&config, &args, format).await,
-        Command::Conflicts(args) => conflicts::run(config, &args, format).await,
-        Command::Check(args) => check::run(config, &args, format).await,
+        Command::Conflicts(args) => match &args.action {
+            Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
+            Some(ConflictsAction::Import(i)) => import::run(config, i, format).await,
+            None => conflicts::run(config, &args, format).await,
+        },
+        Command::Check(args) => check::run(config, &args, format, g, metrics).await,
         Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
-        Command::Fix(args) => fix::run(config, &args, format).await,
-        Command::Undo(args) => undo::run(config, &args, format).await,
+        Command::Fix(args) => fix::run(config, &args, format, g, metrics).await,
+        Command::Undo(args) => undo::run(config, &args, format, g).await,
+        Command::Status(args) => status::run(&config, &args, format, metrics).await,
+        Command::Completions(_) | Command::Man(_) => Ok(Outcome::Clean),
     }
 }
 
@@ -60,32 +76,57 @@ fn load_config(global: &GlobalOpts) -> Result<Config> {
         Some(path) => Config::load(&path)?,
         None => Config::default(),
     };
-    for spec in &global.regions {
-        config.apply_region_flag(spec)?;
-    }
+    config.apply_region_flags(&global.regions)?;
     Ok(config)
 }
 
 /// Connects to every region of `config` for `--db`.
+///
+/// With a config that has node groups, `--db` (or, without it, the database every region
+/// connected to) must name one of them, unless `--no-rules`: otherwise every table rule
+/// would silently be dropped.
 async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
-    Ok(connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?)
+    if db.db.is_some() && !db.no_rules {
+        config.require_node_group(db.db.as_deref())?;
+    }
+    let regions =
+        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+    if db.db.is_none() && !db.no_rules {
+        let first = regions.first().map(|r| r.dbname.as_str());
+        let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
+        config.require_node_group(common)?;
+    }
+    Ok(regions)
 }
 
-/// Connects a [`Checker`] to every region; the report names `--db`, else the first
-/// region's database.
-async fn checker(config: Config, db: &DbArg) -> Result<Checker> {
+/// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
+/// else of the regions' database; the report names what the regions connected to. With
+/// `lock_for` (a writing run), takes the database's run lock first.
+async fn checker(
+    mut config: Config,
+    db: &DbArg,
+    lock_for: Option<(&GlobalOpts, &str)>,
+) -> Result<(Checker, Option<DbLock>)> {
+    if db.no_rules {
+        config.drop_table_rules();
+    }
     let regions = connect(&config, db).await?;
+    // Connection problems first (they are more specific); then a comparison needs two.
+    config.require_two_regions()?;
+    let lock = match lock_for {
+        Some((g, command)) => Some(crate::unattended::take_lock(g, &regions, command).await?),
+        None => None,
+    };
     let database = db
         .db
         .clone()
-        .or_else(|| regions.first().map(|r| r.dbname.clone()))
-        .unwrap_or_default();
-    Ok(Checker::new(config, database, regions))
+        .unwrap_or_else(|| connect::describe_databases(&regions));
+    Ok((Checker::new(config, database, regions), lock))
 }
 
-impl From<ModeArg> for eden_consistency::source::Mode {
+impl From<ModeArg> for eden_consistency::Mode {
     fn from(m: ModeArg) -> Self {
-        use eden_consistency::source::Mode;
+        use eden_consistency::Mode;
         match m {
             ModeArg::Auto => Mode::Auto,
             ModeArg::Pushdown => Mode::Pushdown,

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::config::Config;
+use eden_consistency::Config;
 use eden_consistency::connect::{self, ConnectOptions};
 
 use super::Outcome;
@@ -12,7 +12,7 @@ use crate::cli::{Format, ValidateArgs};
 /// `validate-config`: the file, then (unless `--offline`) every rule against the live schema
 /// of every region. Findings go to stdout; exit 2 on errors, 1 on warnings only, else 0.
 pub async fn run(config: Config, args: &ValidateArgs, format: Format) -> Result<Outcome> {
-    use eden_consistency::resolve::Registry;
+    use eden_consistency::Registry;
     use eden_consistency::validate::{self, Severity, Validation};
 
     let registry = Registry::new();

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use eden_consistency::check::report::{CheckReport, TableStatus};
+use eden_consistency::report::{CheckReport, TableStatus};
 
 /// Writes the short summary of a check: one aligned line per table (status, rows per region,
 /// differences, time), then the first few differing keys with what differs. ANSI colour
@@ -16,9 +16,25 @@ pub fn human(report: &CheckReport, out: &mut dyn Write, color: bool) -> io::Resu
             s.to_string()
         }
     };
+    let elsewhere = report
+        .databases
+        .0
+        .iter()
+        .any(|(_, d)| *d != report.database);
+    let connected = if elsewhere {
+        let each: Vec<String> = report
+            .databases
+            .0
+            .iter()
+            .map(|(r, d)| format!("{r}: {d}"))
+            .collect();
+        format!(" (connected to {})", each.join(", "))
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "database {}  regions {}",
+        "database {}{connected}  regions {}",
         report.database,
         report.regions.join(", ")
     )?;

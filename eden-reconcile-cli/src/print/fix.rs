@@ -41,7 +41,11 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
                         a.action.as_str().to_string(),
                         a.winner_region.clone().unwrap_or_else(|| "-".into()),
                         a.decided_by.clone(),
-                        format!("{:?}", a.status).to_lowercase(),
+                        if a.possible_undelete {
+                            format!("{:?} (possible undelete)", a.status).to_lowercase()
+                        } else {
+                            format!("{:?}", a.status).to_lowercase()
+                        },
                     ]
                 })
                 .collect();
@@ -50,6 +54,15 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
                 "  ",
                 &["key", "region", "action", "winner", "decided_by", "status"],
                 &rows,
+            )?;
+        }
+        let undeletes = t.actions.iter().filter(|a| a.possible_undelete).count();
+        if undeletes > 0 {
+            writeln!(
+                out,
+                "  {undeletes} insert(s) copy a row into a region that lacks it with no tombstone: \
+                 if it was deleted there on purpose, this undoes the delete \
+                 (set missing_rows: delete or manual, or a tombstone, for this table)"
             )?;
         }
         for d in &t.deferred {
@@ -61,9 +74,17 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
         for e in &t.errors {
             writeln!(out, "  error: {e}")?;
         }
+        for c in &t.collisions {
+            writeln!(out, "  {}", c.message())?;
+        }
     }
     for n in &report.not_planned {
-        writeln!(out, "not planned: {n}")?;
+        let what = if n.error {
+            "could not be handled"
+        } else {
+            "not planned"
+        };
+        writeln!(out, "{what}: {}: {}", n.table, n.message)?;
     }
     for c in &report.fk_cycles {
         let names: Vec<String> = c.tables.iter().map(|t| t.to_string()).collect();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
-use eden_consistency::check::progress::{Progress, ProgressSink};
+use eden_consistency::{Progress, ProgressSink};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// One bar per piece of work in progress (a table being checked, a region being written).
