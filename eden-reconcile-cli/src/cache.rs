@@ -92,7 +92,7 @@ fn db_of(cmd: &Command) -> Option<&str> {
         Command::Check(a) => a.db.db.as_deref(),
         Command::Fix(a) => a.db.db.as_deref(),
         Command::Conflicts(a) => a.db.db.as_deref(),
-        Command::Init(a) => a.db.as_deref(),
+        Command::Init(a) => a.db.db.as_deref(),
         Command::Undo(a) => a.db.db.as_deref(),
         Command::ValidateConfig(a) => a.db.db.as_deref(),
         Command::Status(a) => a.db.as_deref(),

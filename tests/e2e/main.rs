@@ -16,3 +16,4 @@ mod pglogical;
 mod safety;
 mod shell;
 mod status;
+mod trust;
