@@ -23,6 +23,7 @@ mod fix_sql_out;
 mod import;
 mod lock;
 mod pglogical;
+mod redis_cache;
 mod resolve_pg_eval;
 mod resolve_props;
 mod resolve_rules;
