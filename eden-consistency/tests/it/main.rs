@@ -19,6 +19,7 @@ mod fix_apply;
 mod fix_concurrency;
 mod fix_rules;
 mod fix_sql_out;
+mod parsers;
 mod pglogical;
 mod resolve_pg_eval;
 mod resolve_props;
