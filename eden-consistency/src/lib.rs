@@ -45,6 +45,14 @@ pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
 pub use config::{Config, Global, NodeGroup, RegionConfig, TableRule};
 pub use error::{Error, QueryFailure, Result};
 pub use pg::connect::{ConnectOptions, Region, connect_all, connect_region};
+
+// Operations: replication status, the run lock, Prometheus metrics.
+#[doc(hidden)]
+pub mod lock;
+#[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
+pub mod status;
 pub use pg::ident::TableName;
 pub use repair::apply::{ApplyOptions, FixReport, FixRun, apply_plan, run_fix};
 pub use repair::plan::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix, plan_fix_checked};

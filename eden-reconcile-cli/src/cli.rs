@@ -14,6 +14,7 @@ Examples:
   eden-reconcile fix --db eden_vault --table vault_secrets --dry-run
   eden-reconcile conflicts --db eden_vault --since 24h --unresolved
   eden-reconcile init --db eden_vault
+  eden-reconcile status --db eden_vault --metrics-push http://pushgateway:9091
 
 Exit codes: 0 all consistent / all done; 1 differences found or conflicts left unresolved;
             2 usage, config, connection or any other error.
@@ -59,6 +60,18 @@ pub struct GlobalOpts {
     /// More log output on stderr (-v info, -vv debug); EDEN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Write this run's Prometheus metrics to PATH when it ends, whatever the outcome
+    /// (textfile collector format, replaced atomically).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push this run's metrics to the Prometheus Pushgateway at URL when it ends
+    /// (PUT URL/metrics/job/eden_reconcile/database/NAME/command/CMD).
+    #[arg(long, global = true, value_name = "URL")]
+    pub metrics_push: Option<String>,
+    /// fix, undo and check --record: when another run holds the database's lock, wait up to
+    /// DURATION (60s, 5m, 1h) for it instead of exiting 2 at once.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub wait_lock: Option<String>,
 }
 
 /// The id of `--region`, defined on the top-level command and on every subcommand.
@@ -154,6 +167,14 @@ pub enum Command {
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml init --db eden_vault"
     )]
     Init(DbArg),
+    /// Tell whether replication between the regions is healthy: subscriptions, slots, lag,
+    /// conflicts.
+    ///
+    /// Example: eden-reconcile status --db eden_vault
+    #[command(
+        after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml status --db eden_vault --metrics-file /var/lib/node_exporter/eden_status.prom\n\nExit codes: 0 healthy; 1 problems found (each printed as a sentence); 2 usage or config error."
+    )]
+    Status(DbArg),
     /// Restore the rows a fix run overwrote, deleted or inserted, from the archive.
     ///
     /// Example: eden-reconcile undo --db eden_vault --run 20261127T051500Z-3f2a

@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod print;
+mod unattended;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -28,13 +29,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(outcome) => outcome.exit_code(),
+    let delivery = unattended::Delivery::new(&cli.global);
+    let mut metrics = unattended::start(&cli);
+    let code = match runtime.block_on(unattended::until_stopped(commands::run(cli, &mut metrics))) {
+        Ok(outcome) => outcome.code(),
         Err(err) => {
             eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));
-            ExitCode::from(2)
+            2
         }
+    };
+    // Metrics are written on every path, errors included; failing to deliver them is an
+    // error of its own.
+    if let Some(e) = runtime.block_on(delivery.deliver(&metrics, code)) {
+        eprintln!("eden-reconcile: {}", one_line(&e));
+        return ExitCode::from(2);
     }
+    ExitCode::from(code as u8)
 }
 
 /// Errors are one sentence on one line, whatever the layers below wrote.

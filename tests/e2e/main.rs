@@ -8,5 +8,8 @@ mod contract;
 mod errors;
 mod fix;
 mod init;
+mod lock;
+mod metrics;
 mod pglogical;
 mod safety;
+mod status;

@@ -5,15 +5,23 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use eden_consistency::CheckOptions;
 use eden_consistency::Config;
+use eden_consistency::metrics::RunMetrics;
 
 use super::{Outcome, checker};
-use crate::cli::{CheckArgs, Format};
+use crate::cli::{CheckArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
-pub async fn run(config: Config, args: &CheckArgs, format: Format) -> Result<Outcome> {
-    let checker = checker(config, &args.db).await?;
+pub async fn run(
+    config: Config,
+    args: &CheckArgs,
+    format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
+    // --record writes to the databases: it holds the run lock.
+    let (checker, _lock) = checker(config, &args.db, args.record.then_some((g, "check"))).await?;
     let opts = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -26,6 +34,7 @@ pub async fn run(config: Config, args: &CheckArgs, format: Format) -> Result<Out
         ..CheckOptions::default()
     };
     let report = checker.run(&opts).await?;
+    metrics.record_check(&report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,

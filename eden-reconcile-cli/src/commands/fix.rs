@@ -6,15 +6,22 @@ use anyhow::{Result, bail};
 use eden_consistency::CheckOptions;
 use eden_consistency::Config;
 use eden_consistency::apply::{FixRun, run_fix};
+use eden_consistency::metrics::RunMetrics;
 
 use super::{Outcome, apply_options, checker};
-use crate::cli::{FixArgs, Format};
+use crate::cli::{FixArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
 
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
-pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outcome> {
+pub async fn run(
+    config: Config,
+    args: &FixArgs,
+    format: Format,
+    g: &GlobalOpts,
+    metrics: &mut RunMetrics,
+) -> Result<Outcome> {
     let apply = apply_options(
         &config,
         &args.db,
@@ -22,7 +29,9 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
         args.max_rows_per_second,
         args.no_replicate,
     )?;
-    let checker = checker(config, &args.db).await?;
+    // A dry run (or --sql-out, which writes nothing to the databases) takes no lock.
+    let writes = !args.dry_run && args.sql_out.is_none();
+    let (checker, _lock) = checker(config, &args.db, writes.then_some((g, "fix"))).await?;
     let check = CheckOptions {
         tables: args.select.tables.clone(),
         exclude_tables: args.select.exclude_tables.clone(),
@@ -38,6 +47,7 @@ pub async fn run(config: Config, args: &FixArgs, format: Format) -> Result<Outco
         ..FixRun::default()
     };
     let report = run_fix(&checker, &check, &run).await?;
+    metrics.record_fix(&report);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,

@@ -5,10 +5,9 @@ mod check;
 mod conflicts;
 mod fix;
 mod init;
+mod status;
 mod undo;
 mod validate_config;
-
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use eden_consistency::Checker;
@@ -16,6 +15,8 @@ use eden_consistency::Config;
 use eden_consistency::apply::ApplyOptions;
 use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
+use eden_consistency::lock::DbLock;
+use eden_consistency::metrics::RunMetrics;
 
 use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
 
@@ -29,28 +30,30 @@ pub enum Outcome {
 
 impl Outcome {
     /// The contract's exit code.
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn code(&self) -> i32 {
         match self {
-            Outcome::Clean => ExitCode::SUCCESS,
-            Outcome::Differences => ExitCode::from(1),
+            Outcome::Clean => 0,
+            Outcome::Differences => 1,
         }
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+/// Runs the parsed command line; what it finds goes into `metrics` too.
+pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
+    let g = &cli.global;
     match cli.command {
         Command::Init(args) => init::run(&config, &args, format).await,
         Command::Conflicts(args) => match &args.action {
             Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
             None => conflicts::run(config, &args, format).await,
         },
-        Command::Check(args) => check::run(config, &args, format).await,
+        Command::Check(args) => check::run(config, &args, format, g, metrics).await,
         Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
-        Command::Fix(args) => fix::run(config, &args, format).await,
-        Command::Undo(args) => undo::run(config, &args, format).await,
+        Command::Fix(args) => fix::run(config, &args, format, g, metrics).await,
+        Command::Undo(args) => undo::run(config, &args, format, g).await,
+        Command::Status(args) => status::run(&config, &args, format, metrics).await,
     }
 }
 
@@ -84,19 +87,28 @@ async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
 }
 
 /// Connects a [`Checker`] to every region. Table rules come from the node group of `--db`,
-/// else of the regions' database; the report names what the regions connected to.
-async fn checker(mut config: Config, db: &DbArg) -> Result<Checker> {
+/// else of the regions' database; the report names what the regions connected to. With
+/// `lock_for` (a writing run), takes the database's run lock first.
+async fn checker(
+    mut config: Config,
+    db: &DbArg,
+    lock_for: Option<(&GlobalOpts, &str)>,
+) -> Result<(Checker, Option<DbLock>)> {
     if db.no_rules {
         config.drop_table_rules();
     }
     let regions = connect(&config, db).await?;
     // Connection problems first (they are more specific); then a comparison needs two.
     config.require_two_regions()?;
+    let lock = match lock_for {
+        Some((g, command)) => Some(crate::unattended::take_lock(g, &regions, command).await?),
+        None => None,
+    };
     let database = db
         .db
         .clone()
         .unwrap_or_else(|| connect::describe_databases(&regions));
-    Ok(Checker::new(config, database, regions))
+    Ok((Checker::new(config, database, regions), lock))
 }
 
 impl From<ModeArg> for eden_consistency::Mode {

@@ -7,13 +7,23 @@ use eden_consistency::Config;
 use eden_consistency::undo::{UndoOptions, undo_run};
 
 use super::{Outcome, apply_options, connect};
-use crate::cli::{Format, UndoArgs};
+use crate::cli::{Format, GlobalOpts, UndoArgs};
 use crate::print;
 
 /// `undo --run ID`: restore what a fix run changed, from the archive.
-pub async fn run(config: Config, args: &UndoArgs, format: Format) -> Result<Outcome> {
+pub async fn run(
+    config: Config,
+    args: &UndoArgs,
+    format: Format,
+    g: &GlobalOpts,
+) -> Result<Outcome> {
     let apply = apply_options(&config, &args.db, None, None, false)?;
     let regions = connect(&config, &args.db).await?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::unattended::take_lock(g, &regions, "undo").await?)
+    };
     let opts = UndoOptions {
         run_id: args.run.clone(),
         dry_run: args.dry_run,

@@ -6,6 +6,7 @@ pub mod check;
 pub mod conflicts;
 pub mod fix;
 pub mod progress;
+pub mod status;
 pub mod undo;
 
 use std::io::{self, Write};
