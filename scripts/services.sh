@@ -19,6 +19,16 @@ if [ ! -f /usr/lib/postgresql/15/lib/pglogical.so ]; then
   [ -f /usr/lib/postgresql/15/lib/pglogical.so ] \
     || { say "FAILED: postgresql-15-pglogical did not provide /usr/lib/postgresql/15/lib/pglogical.so"; exit 1; }
 fi
+# Shells and groff: tests/e2e/shell.rs checks the completion scripts with bash, zsh and fish
+# and the manual pages with groff, and fails without them.
+missing=()
+for tool in zsh:zsh fish:fish groff:groff; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (completion and manual page tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 if ! pg_up; then
   say "PostgreSQL is not answering on 127.0.0.1:5432; starting the 15/main cluster"
   pg_ctlcluster --skip-systemctl-redirect 15 main start || true

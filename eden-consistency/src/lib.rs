@@ -82,4 +82,4 @@ pub use row::{digest, value};
 #[doc(hidden)]
 pub use source::{filter, merkle};
 #[doc(hidden)]
-pub use store::{closing, conflicts};
+pub use store::{closing, conflicts, import};

@@ -13,8 +13,10 @@ Examples:
       --region us-west-2=postgres://pg-west/eden_vault
   eden-reconcile fix --db eden_vault --table vault_secrets --dry-run
   eden-reconcile conflicts --db eden_vault --since 24h --unresolved
+  eden-reconcile conflicts import --db eden_vault
   eden-reconcile init --db eden_vault
   eden-reconcile status --db eden_vault --metrics-push http://pushgateway:9091
+  eden-reconcile completions bash > /usr/share/bash-completion/completions/eden-reconcile
 
 Exit codes: 0 all consistent / all done; 1 differences found or conflicts left unresolved;
             2 usage, config, connection or any other error.
@@ -146,11 +148,12 @@ pub enum Command {
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml check --db eden_vault --table vault_secrets"
     )]
     Check(CheckArgs),
-    /// List rows of replication_conflicts, newest first, from every region.
+    /// List rows of replication_conflicts, newest first, from every region (or import the
+    /// replication engine's own conflicts with `conflicts import`).
     ///
     /// Example: eden-reconcile conflicts --db eden_vault --since 24h --unresolved
     #[command(
-        after_help = "Example:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20"
+        after_help = "Examples:\n  eden-reconcile conflicts --db eden_vault --in us-east-1 --since 24h --unresolved --limit 20\n  eden-reconcile conflicts import --db eden_vault --since 24h"
     )]
     Conflicts(ConflictsArgs),
     /// Resolve every difference by the table's rule and write the winners everywhere (nothing lost).
@@ -189,6 +192,88 @@ pub enum Command {
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml validate-config --db eden_vault"
     )]
     ValidateConfig(ValidateArgs),
+    /// Print a shell completion script on stdout (bash, zsh or fish).
+    ///
+    /// Example: eden-reconcile completions bash > /etc/bash_completion.d/eden-reconcile
+    #[command(
+        after_help = "Examples:\n  eden-reconcile completions bash > /usr/share/bash-completion/completions/eden-reconcile\n  eden-reconcile completions zsh > /usr/share/zsh/vendor-completions/_eden-reconcile\n  eden-reconcile completions fish > /usr/share/fish/vendor_completions.d/eden-reconcile.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command into a directory.
+    ///
+    /// Example: eden-reconcile man --out-dir /usr/share/man/man1
+    #[command(
+        after_help = "Examples:\n  eden-reconcile man | man -l -\n  eden-reconcile man --out-dir target/man   # eden-reconcile.1, eden-reconcile-check.1, ..."
+    )]
+    Man(ManArgs),
+}
+
+/// Shells with completion scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write eden-reconcile.1 and one eden-reconcile-COMMAND.1 per command into DIR
+    /// instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Prints the completion script for `shell` (from the same definitions as the parser).
+pub fn write_completions(shell: Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_string();
+    match shell {
+        Shell::Bash => {
+            // clap_complete's bash script names the states of a hyphenated binary's
+            // subcommands two ways (`eden__reconcile__subcmd__x` where it walks the words,
+            // `eden__subcmd__reconcile__subcmd__x` where it completes), so nothing after a
+            // subcommand would complete; use the first spelling everywhere.
+            let mut text = Vec::new();
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, &mut text);
+            let text = String::from_utf8_lossy(&text).replace(
+                "eden__subcmd__reconcile__subcmd__",
+                "eden__reconcile__subcmd__",
+            );
+            let _ = out.write_all(text.as_bytes());
+        }
+        Shell::Zsh => clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out),
+        Shell::Fish => clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out),
+    }
+}
+
+/// Prints the main manual page, or writes every page into `dir`.
+pub fn write_man(
+    dir: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(cmd, dir)
+        }
+        None => clap_mangen::Man::new(cmd).render(out),
+    }
 }
 
 /// `--db NAME`.
@@ -286,6 +371,28 @@ pub enum ConflictsAction {
         after_help = "Example:\n  eden-reconcile conflicts resolve --db eden_vault --in us-east-1 --id 12 --id 13 --note \"rotated by hand\""
     )]
     Resolve(ResolveArgs),
+    /// Copy the conflicts the replication engine resolved itself (pglogical's log lines,
+    /// Spock's spock.resolutions, PostgreSQL 18's conflict log lines) into each region's
+    /// replication_conflicts; importing again adds nothing already imported.
+    ///
+    /// Example: eden-reconcile conflicts import --db eden_vault --since 24h
+    #[command(
+        after_help = "Examples:\n  eden-reconcile conflicts import --db eden_vault\n  eden-reconcile conflicts import --db eden_vault --in us-east-1 --since 24h\n\nThe server log is read through SQL (pg_ls_logdir, pg_read_binary_file): it needs\nlogging_collector = on and a role with pg_monitor and pg_read_server_files (or superuser)."
+    )]
+    Import(ImportArgs),
+}
+
+/// `conflicts import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Only this region (default: every region).
+    #[arg(long = "in", value_name = "REGION")]
+    pub in_region: Option<String>,
+    /// Only conflicts since TIME: RFC 3339 (2026-11-27T00:00:00Z) or a duration (24h, 90m, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }
 
 /// `conflicts resolve` options.

@@ -20,6 +20,8 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Undo(_) => "undo",
         Command::ValidateConfig(_) => "validate-config",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
     }
 }
 
@@ -32,6 +34,7 @@ pub fn database(cmd: &Command) -> Option<&str> {
         Command::Init(a) | Command::Status(a) => a.db.as_deref(),
         Command::Undo(a) => a.db.db.as_deref(),
         Command::ValidateConfig(a) => a.db.db.as_deref(),
+        Command::Completions(_) | Command::Man(_) => None,
     }
 }
 

@@ -169,11 +169,14 @@ fn allow_pglogical_output(c: &TestCluster) {
     }
 }
 
-/// One cluster ready to be a pglogical node.
-fn start_cluster() -> TestCluster {
+/// One cluster ready to be a pglogical node, with `extra` postgresql.conf settings.
+fn start_cluster(extra: &[(&str, &str)]) -> TestCluster {
+    let mut opts = ClusterOptions::new();
+    for (k, v) in extra {
+        opts = opts.setting(k, v);
+    }
     let c = TestCluster::start(
-        ClusterOptions::new()
-            .logical()
+        opts.logical()
             .setting("shared_preload_libraries", "'pglogical'")
             .setting("max_replication_slots", "10")
             .setting("max_wal_senders", "10")
@@ -199,11 +202,17 @@ impl Pair {
     /// Starts both clusters (in parallel) and creates [`DB`] with the fixture's schema in
     /// each; no replication yet (see [`Pair::replicate`]).
     pub fn start_clusters() -> Pair {
+        Pair::start_clusters_with(&[])
+    }
+
+    /// [`Pair::start_clusters`] with extra `postgresql.conf` settings in both clusters
+    /// (values written verbatim), e.g. `("log_destination", "'csvlog'")`.
+    pub fn start_clusters_with(extra: &[(&str, &str)]) -> Pair {
         require_pglogical();
         let started = Instant::now();
         let (ca, cb) = std::thread::scope(|s| {
-            let ha = s.spawn(start_cluster);
-            let hb = s.spawn(start_cluster);
+            let ha = s.spawn(|| start_cluster(extra));
+            let hb = s.spawn(|| start_cluster(extra));
             (ha.join().expect("cluster a"), hb.join().expect("cluster b"))
         });
         let pair = Pair {

@@ -86,8 +86,8 @@ pub struct CheckOptions {
     pub recheck_pause: Option<Duration>,
     /// The lag window; `None` takes the config's (`Config::lag_window`).
     pub lag_window: Option<Duration>,
-    /// Forces the number of chunks per table (default: adaptive, see
-    /// [`crate::source::target_chunks`]).
+    /// Forces the number of chunks per table (default: adaptive, near the square root of
+    /// rows² / 1000, so that digests and differing chunks' rows cost about the same).
     pub chunks: Option<usize>,
 }
 

@@ -337,9 +337,8 @@ pub struct FixRun {
 }
 
 /// The whole `fix` command as a library call: check, plan, then report (`dry_run`), write
-/// scripts (`sql_out`) or apply and re-check. Print the result with
-/// [`FixReport::print_human`] or as JSON (`serde_json::to_string(&report)`), exit with
-/// [`FixReport::exit_code`].
+/// scripts (`sql_out`) or apply and re-check. The report serializes to the JSON of
+/// `docs/reports.md` (`serde_json::to_string(&report)`); exit with [`FixReport::exit_code`].
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {

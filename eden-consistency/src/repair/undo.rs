@@ -143,8 +143,11 @@ async fn read_records(
     let rows = client
         .query(
             &format!(
-                "SELECT table_name, key::text, local_row::text, remote_row::text FROM {rc}
+                "SELECT table_name, key::text, local_row::text, remote_row::text FROM {rc} c
                  WHERE run_id = $1 AND resolved_at IS NOT NULL AND (local_row IS NOT NULL OR remote_row IS NOT NULL)
+                   -- records imported from the replication engine (a `source`) are
+                   -- partial and never restored from
+                   AND to_jsonb(c) ->> 'source' IS NULL
                  ORDER BY id"
             ),
             &[&run_id],

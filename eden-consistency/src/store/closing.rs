@@ -21,7 +21,8 @@ pub struct ResolvedKey {
 }
 
 /// Closes, in one region, the open records (`resolved_at` NULL) of `keys` of `table_name`
-/// that another run left. Returns how many were closed. A database without the records
+/// that another run left (never records imported from the replication engine, which have a
+/// `source`). Returns how many were closed. A database without the records
 /// table has nothing to close.
 pub async fn close_resolved(
     client: &Client,
@@ -41,7 +42,8 @@ pub async fn close_resolved(
         "UPDATE {} AS r SET resolved_at = now(), resolution = $2, winner_region = u.w, run_id = $3 \
          FROM unnest($4::text[], $5::text[]) AS u(k, w) \
          WHERE r.table_name = $1 AND r.resolved_at IS NULL AND r.key = u.k::jsonb \
-           AND r.run_id IS DISTINCT FROM $3",
+           AND r.run_id IS DISTINCT FROM $3 \
+           AND to_jsonb(r) ->> 'source' IS NULL",
         conflicts.quoted()
     );
     client
@@ -95,7 +97,7 @@ pub async fn resolve_by_hand(
             let row = client
                 .query_opt(&sql, &[&id])
                 .await
-                .map_err(|e| Error::query(*name, format!("reading {conflicts}"), &e))?;
+                .map_err(|e| Error::query(name, format!("reading {conflicts}"), e))?;
             if let Some(r) = row {
                 hits.push((ri, r.get::<_, bool>(0)));
             }

@@ -75,6 +75,11 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("action", "text", "text"),
     ("changed_columns", "text[]", "text[]"),
     ("details", "jsonb", "jsonb"),
+    // Records imported from the replication engine (`conflicts import`): where each came
+    // from (`pglogical-log`, `spock`, `pg-conflict-log`) and the engine's own position for
+    // it; NULL for the tool's own records.
+    ("source", "text", "text"),
+    ("source_position", "text", "text"),
 ];
 
 /// Index name suffix → column list (and predicate).
@@ -94,7 +99,25 @@ fn indexes(table: &TableName) -> Vec<(String, String)> {
             "(created_at DESC) WHERE resolved_at IS NULL".to_string(),
         ),
         (format!("{base}_run_id_idx"), "(run_id)".to_string()),
+        // UNIQUE: importing the same engine record twice adds nothing.
+        (
+            format!("{base}_source_uidx"),
+            "UNIQUE (source, source_position)".to_string(),
+        ),
     ]
+}
+
+/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (...)` for an [`indexes`] entry.
+fn create_index_sql(name: &str, table: &TableName, def: &str) -> String {
+    let (unique, cols) = match def.strip_prefix("UNIQUE ") {
+        Some(cols) => ("UNIQUE ", cols),
+        None => ("", def),
+    };
+    format!(
+        "CREATE {unique}INDEX IF NOT EXISTS {} ON {} {cols}",
+        quote_ident(name),
+        table.quoted()
+    )
 }
 
 /// The same table, columns and indexes as [`init`], as an idempotent SQL script (for
@@ -117,10 +140,8 @@ pub fn init_sql(table: &TableName) -> String {
         .collect();
     s.push_str(&format!("ALTER TABLE {rc} {};\n", adds.join(", ")));
     for (name, def) in indexes(table) {
-        s.push_str(&format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {rc} {def};\n",
-            quote_ident(&name)
-        ));
+        s.push_str(&create_index_sql(&name, table, &def));
+        s.push_str(";\n");
     }
     s
 }
@@ -254,11 +275,7 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
     for (name, def) in indexes(table) {
         if !have_idx.contains(&name) {
             client
-                .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} {def}",
-                    quote_ident(&name),
-                    table.quoted()
-                ))
+                .batch_execute(&create_index_sql(&name, table, &def))
                 .await
                 .map_err(q)?;
         }

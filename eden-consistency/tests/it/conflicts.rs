@@ -102,7 +102,15 @@ async fn init_creates_contract_columns_and_is_idempotent() {
     let idx = dbs
         .query_texts(0, "SELECT indexdef FROM pg_indexes WHERE tablename = 'replication_conflicts' ORDER BY indexname")
         .await;
-    assert_eq!(idx.len(), 5, "{idx:?}");
+    // pkey, table/created, created, unresolved, run_id, and the unique (source,
+    // source_position) index that makes `conflicts import` idempotent.
+    assert_eq!(idx.len(), 6, "{idx:?}");
+    assert!(
+        idx.iter()
+            .flatten()
+            .any(|d| d.contains("UNIQUE INDEX") && d.contains("(source, source_position)")),
+        "{idx:?}"
+    );
     assert!(
         idx.iter()
             .flatten()

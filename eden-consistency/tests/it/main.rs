@@ -20,6 +20,7 @@ mod fix_apply;
 mod fix_concurrency;
 mod fix_rules;
 mod fix_sql_out;
+mod import;
 mod lock;
 mod parsers;
 mod pglogical;

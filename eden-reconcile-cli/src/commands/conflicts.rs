@@ -45,7 +45,11 @@ pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result
 
 /// The regions whose records `conflicts` reads: `--in` one region only (connected alone,
 /// since the others may be unreachable), else all.
-async fn regions_for(config: &Config, db: &DbArg, in_region: Option<&str>) -> Result<Vec<Region>> {
+pub(super) async fn regions_for(
+    config: &Config,
+    db: &DbArg,
+    in_region: Option<&str>,
+) -> Result<Vec<Region>> {
     Ok(match in_region {
         Some(name) => {
             let Some(index) = config.region_index(name) else {

@@ -4,7 +4,9 @@
 mod check;
 mod conflicts;
 mod fix;
+mod import;
 mod init;
+mod shell;
 mod status;
 mod undo;
 mod validate_config;
@@ -40,6 +42,12 @@ impl Outcome {
 
 /// Runs the parsed command line; what it finds goes into `metrics` too.
 pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
+    // Shell helpers need no config or database.
+    match &cli.command {
+        Command::Completions(args) => return shell::completions(args),
+        Command::Man(args) => return shell::man(args),
+        _ => {}
+    }
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
     let g = &cli.global;
@@ -47,6 +55,7 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
         Command::Init(args) => init::run(&config, &args, format).await,
         Command::Conflicts(args) => match &args.action {
             Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
+            Some(ConflictsAction::Import(i)) => import::run(config, i, format).await,
             None => conflicts::run(config, &args, format).await,
         },
         Command::Check(args) => check::run(config, &args, format, g, metrics).await,
@@ -54,6 +63,7 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
         Command::Fix(args) => fix::run(config, &args, format, g, metrics).await,
         Command::Undo(args) => undo::run(config, &args, format, g).await,
         Command::Status(args) => status::run(&config, &args, format, metrics).await,
+        Command::Completions(_) | Command::Man(_) => Ok(Outcome::Clean),
     }
 }
 

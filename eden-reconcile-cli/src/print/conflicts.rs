@@ -62,6 +62,15 @@ pub fn human(out: &mut dyn Write, rows: &[ListedConflict], now: DateTime<Utc>) -
         "DECIDED BY",
         "STATUS",
     ];
+    // Records imported from the replication engine carry a `source`: show where they came
+    // from when any is listed.
+    let source_of = |r: &ListedConflict| {
+        r.other
+            .get("source")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let with_source = rows.iter().any(|r| source_of(r).is_some());
     let mut table: Vec<Vec<String>> = Vec::with_capacity(rows.len());
     for r in rows {
         let regions = match (&r.local_region, &r.remote_region) {
@@ -76,15 +85,23 @@ pub fn human(out: &mut dyn Write, rows: &[ListedConflict], now: DateTime<Utc>) -
             (None, Some(w)) => format!("→ {w}"),
             (None, None) => "-".into(),
         };
+        // Imported records are partial (the engine's log shortens values).
+        let partial = r
+            .details
+            .as_ref()
+            .and_then(|d| d.get("partial"))
+            .and_then(|p| p.as_bool())
+            .unwrap_or(false);
         let status = if r.resolved_at.is_some() {
-            r.action
-                .clone()
-                .map(|a| format!("resolved ({a})"))
-                .unwrap_or_else(|| "resolved".into())
+            match (&r.action, partial) {
+                (Some(a), _) => format!("resolved ({a})"),
+                (None, true) => "resolved (partial record)".into(),
+                (None, false) => "resolved".into(),
+            }
         } else {
             "unresolved".into()
         };
-        table.push(vec![
+        let mut line = vec![
             format_age((now - r.created_at).num_seconds()),
             cell(&r.region, 20),
             cell(&r.table_name, 40),
@@ -94,7 +111,15 @@ pub fn human(out: &mut dyn Write, rows: &[ListedConflict], now: DateTime<Utc>) -
             cell(&resolution, 40),
             cell(r.decided_by.as_deref().unwrap_or("-"), 30),
             status,
-        ]);
+        ];
+        if with_source {
+            line.push(source_of(r).unwrap_or_else(|| "-".into()));
+        }
+        table.push(line);
+    }
+    let mut header = header.to_vec();
+    if with_source {
+        header.push("SOURCE");
     }
     write_aligned(out, "", &header, &table)?;
     let unresolved = rows.iter().filter(|r| r.is_unresolved()).count();
@@ -149,6 +174,31 @@ mod tests {
         assert_eq!(format_age(5400), "1h30m");
         assert_eq!(format_age(7200), "2h");
         assert_eq!(format_age(86_400 * 2 + 3600 * 4), "2d4h");
+    }
+
+    #[test]
+    fn imported_records_show_their_source() {
+        let mut imported = listed("us-east-1", "public.t", 9, 5, true);
+        imported.decided_by = Some("pglogical:apply_remote".into());
+        imported.details = Some(json!({"partial": true}));
+        imported
+            .other
+            .insert("source".into(), json!("pglogical-log"));
+        let own = listed("us-east-1", "public.t", 8, 50, true);
+        let mut out = Vec::new();
+        human(&mut out, &[imported, own.clone()], now()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].trim_end().ends_with("SOURCE"), "{text}");
+        assert!(
+            lines[1].contains("resolved (partial record)") && lines[1].ends_with("pglogical-log"),
+            "{text}"
+        );
+        assert!(lines[2].trim_end().ends_with('-'), "{text}");
+        // No imported record listed: no SOURCE column.
+        let mut out = Vec::new();
+        human(&mut out, &[own], now()).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("SOURCE"));
     }
 
     #[test]
