@@ -53,7 +53,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::check::report::RegionStats;
+use super::RegionStats;
 use crate::error::{Error, Result};
 use crate::pg::ident::{TableName, quote_ident};
 use crate::pg::schema::Column;
