@@ -20,7 +20,12 @@ for region in us-east-1 us-west-2; do
 done
 unset PGOPTIONS
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Bold only on a terminal (and not with NO_COLOR): piped output stays plain text.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n$ %s\n' "$*"; }
+fi
 run() { step "eden-reconcile $*"; "$BIN" --config "$CONFIG" "$@" || echo "(exit code $?)"; }
 
 run init --db eden_vault

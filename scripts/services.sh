@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the local services the demo and the tests need are up: PostgreSQL 15 on
 # 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379. Starts what is down; fails
-# loudly when it cannot. Sourced or run; safe to run again.
+# loudly when it cannot. Safe to run again. `--with-pglogical` also installs pglogical
+# (the test script asks for it; the demo does not need it).
 set -euo pipefail
 
 say() { echo "services: $*" >&2; }
@@ -9,13 +10,16 @@ say() { echo "services: $*" >&2; }
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 -t 2 2>/dev/null; }
 if ! command -v pg_isready >/dev/null 2>&1; then
   say "PostgreSQL client tools are missing; installing postgresql-15"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq -o Dpkg::Use-Pty=0 postgresql-15 >/dev/null 2>&1
 fi
-# pglogical: the replication tests (eden-consistency/tests/it/pglogical.rs, tests/e2e/pglogical.rs)
-# run real pglogical between throwaway clusters and fail without it.
-if [ ! -f /usr/lib/postgresql/15/lib/pglogical.so ]; then
+# pglogical: only the replication tests (eden-consistency/tests/it/pglogical.rs,
+# tests/e2e/pglogical.rs) need it; scripts/test.sh asks for it with --with-pglogical (the
+# demo does not).
+if [ "${1:-}" = "--with-pglogical" ] && [ ! -f /usr/lib/postgresql/15/lib/pglogical.so ]; then
   say "pglogical is missing; installing postgresql-15-pglogical"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-pglogical >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq -o Dpkg::Use-Pty=0 postgresql-15-pglogical >/dev/null 2>&1
   [ -f /usr/lib/postgresql/15/lib/pglogical.so ] \
     || { say "FAILED: postgresql-15-pglogical did not provide /usr/lib/postgresql/15/lib/pglogical.so"; exit 1; }
 fi

@@ -3,7 +3,7 @@
 # the binary, plus doc examples. Starts the services it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/services.sh
+scripts/services.sh --with-pglogical
 scripts/test-deps.sh
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo test --workspace --locked --no-fail-fast "$@"

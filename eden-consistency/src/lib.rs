@@ -53,6 +53,8 @@ pub mod lock;
 pub mod metrics;
 #[doc(hidden)]
 pub mod status;
+// Masking secret columns (`redact_columns`) in outputs.
+pub mod redact;
 pub use pg::ident::TableName;
 pub use repair::apply::{ApplyOptions, FixReport, FixRun, apply_plan, run_fix};
 pub use repair::plan::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix, plan_fix_checked};

@@ -59,6 +59,10 @@ pub struct GlobalOpts {
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Print the values of the columns a table's `redact_columns` masks (they are shown as
+    /// "[redacted]" otherwise).
+    #[arg(long, global = true)]
+    pub show_values: bool,
     /// More log output on stderr (-v info, -vv debug); EDEN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -169,7 +173,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  eden-reconcile --config postgresql-multi-region.yaml init --db eden_vault"
     )]
-    Init(DbArg),
+    Init(InitArgs),
     /// Tell whether replication between the regions is healthy: subscriptions, slots, lag,
     /// conflicts.
     ///
@@ -274,6 +278,18 @@ pub fn write_man(
         }
         None => clap_mangen::Man::new(cmd).render(out),
     }
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Also add missing columns and indexes to an existing replication_conflicts that is in a
+    /// replication set (pglogical) or publication; without it such a table is left unchanged
+    /// and init says what it lacks.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// `--db NAME`.

@@ -7,7 +7,9 @@
 
 mod cli;
 mod commands;
+mod output;
 mod print;
+mod summary;
 mod unattended;
 
 use std::io::IsTerminal;
@@ -18,7 +20,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::report_parse_error(e),
     };
-    init_logging(cli.global.verbose);
+    let started = std::time::Instant::now();
+    let verbose = cli.global.verbose;
+    init_logging(verbose);
+    let mut summary = summary::Summary::new(
+        unattended::command_name(&cli.command),
+        unattended::database(&cli.command).map(str::to_string),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +39,11 @@ fn main() -> ExitCode {
     };
     let delivery = unattended::Delivery::new(&cli.global);
     let mut metrics = unattended::start(&cli);
-    let code = match runtime.block_on(unattended::until_stopped(commands::run(cli, &mut metrics))) {
+    let code = match runtime.block_on(unattended::until_stopped(commands::run(
+        cli,
+        &mut metrics,
+        &mut summary,
+    ))) {
         Ok(outcome) => outcome.code(),
         Err(err) => {
             eprintln!("eden-reconcile: {}", one_line(&format!("{err:#}")));
@@ -43,6 +55,11 @@ fn main() -> ExitCode {
     if let Some(e) = runtime.block_on(delivery.deliver(&metrics, code)) {
         eprintln!("eden-reconcile: {}", one_line(&e));
         return ExitCode::from(2);
+    }
+    // One summary line per run for cron logs. A failed run (exit 2) says what went wrong
+    // in its one error sentence; the summary follows it only with -v.
+    if code != 2 || verbose > 0 {
+        eprintln!("{}", summary.line(started.elapsed(), code as u8));
     }
     ExitCode::from(code as u8)
 }
@@ -56,17 +73,19 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// Logs go to stderr through `tracing`; `EDEN_LOG` (or `RUST_LOG`) overrides the level.
+/// Logs go to stderr through `tracing`: the tool's own at `warn`, `-v` `info` (the phases
+/// per table), `-vv` `debug`; the dependencies' (tokio_postgres, rustls, ...) only at `warn`
+/// unless `EDEN_LOG` (a `tracing` filter such as `debug` or `eden_consistency=debug,
+/// tokio_postgres=debug`) asks for more. `EDEN_LOG` replaces the whole filter.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "info,tokio_postgres=warn",
-        _ => "debug,tokio_postgres=info",
+        1 => "warn,eden_consistency=info,eden_reconcile=info",
+        _ => "warn,eden_consistency=debug,eden_reconcile=debug",
     };
     let filter = std::env::var("EDEN_LOG")
         .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -254,7 +254,7 @@ fn errors_bad_region_flag_never_echoes_password() {
     );
     assert_error(
         &out,
-        "--region r1: invalid port number \"notaport\" (expected 1-65535)",
+        "--region r1: invalid port number (expected 1-65535)",
         &["Flag-Pw-88"],
     );
 }

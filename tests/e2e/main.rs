@@ -15,3 +15,4 @@ mod pglogical;
 mod safety;
 mod shell;
 mod status;
+mod trust;

@@ -354,7 +354,7 @@ impl Checker {
             .run_tables(&tables, opts, &run_id, &snapshots, details)
             .await;
         for r in &self.regions {
-            let _ = r.client.batch_execute("COMMIT").await;
+            crate::pg::connect::end_transaction(&r.client, "COMMIT").await;
         }
         let checks = result?;
         let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
@@ -487,7 +487,7 @@ impl Checker {
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
-            let _ = c.batch_execute("ROLLBACK").await;
+            crate::pg::connect::end_transaction(c, "ROLLBACK").await;
         }
         // A table dropped while the run was going fails in odd ways (unreadable definition,
         // "the key differs", an error reading rows): when it is gone now from a region where
@@ -540,10 +540,18 @@ impl Checker {
         match res {
             Ok(mut tc) => {
                 tc.report.elapsed_ms = t0.elapsed().as_millis() as u64;
+                tracing::info!(
+                    table = %table,
+                    status = tc.report.status.as_str(),
+                    differences = tc.report.difference_count,
+                    ms = tc.report.elapsed_ms,
+                    "checked"
+                );
                 Ok(tc)
             }
             Err(e @ Error::Usage(_)) => Err(e),
             Err(e) => {
+                tracing::info!(table = %table, error = %e, "could not be checked");
                 let mut report = TableReport::without_rows(
                     table.to_string(),
                     Vec::new(),
@@ -681,9 +689,12 @@ impl Checker {
                 .as_ref()
                 .filter(|s| s.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
             {
-                c.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
-                    .await
-                    .map_err(|e| Error::query(&r.name, "importing the run's snapshot", e))?;
+                c.batch_execute(&format!(
+                    "SET TRANSACTION SNAPSHOT {}",
+                    crate::pg::ident::quote_literal(s)
+                ))
+                .await
+                .map_err(|e| Error::query(&r.name, "importing the run's snapshot", e))?;
             }
         }
 
@@ -802,7 +813,7 @@ impl Checker {
         );
         drop(sources);
         for c in conns {
-            let _ = c.batch_execute("COMMIT").await;
+            crate::pg::connect::end_transaction(c, "COMMIT").await;
         }
 
         // In flight: recheck after a pause, outside the snapshot.

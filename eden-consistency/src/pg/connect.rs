@@ -2,7 +2,7 @@
 //!
 //! Every session is opened with its settings fixed in the startup packet (no extra round
 //! trip): `TimeZone=UTC`, `DateStyle=ISO`, `IntervalStyle=postgres`,
-//! `extra_float_digits=3`, `bytea_output=hex`, `statement_timeout`, `lock_timeout` and
+//! `extra_float_digits=3`, `bytea_output=hex`, `standard_conforming_strings=on`, `statement_timeout`, `lock_timeout` and
 //! `application_name=eden-reconcile` (unless `application_name` / `PGAPPNAME` says
 //! otherwise), so that values read in different regions compare as values.
 //!
@@ -198,6 +198,7 @@ fn startup_options(opts: &ConnectOptions) -> String {
         "-c IntervalStyle=postgres".to_string(),
         "-c extra_float_digits=3".to_string(),
         "-c bytea_output=hex".to_string(),
+        "-c standard_conforming_strings=on".to_string(),
         format!(
             "-c statement_timeout={}",
             opts.statement_timeout.map(ms).unwrap_or(0)
@@ -222,11 +223,9 @@ async fn open(region: &str, params: &ResolvedParams, opts: &ConnectOptions) -> R
         .user(&params.user)
         .dbname(&params.dbname);
     if let Some(a) = &params.hostaddr {
-        let ip = a.parse().map_err(|_| {
-            fail(format!(
-                "invalid hostaddr \"{a}\": it must be a numeric IP address"
-            ))
-        })?;
+        let ip = a
+            .parse()
+            .map_err(|_| fail("invalid hostaddr: it must be a numeric IP address".to_string()))?;
         pg.hostaddr(ip);
     }
     if let Some(pw) = &params.password {
@@ -527,6 +526,32 @@ impl ServerCertVerifier for LibpqVerifier {
     }
 }
 
+/// True when the session has a transaction block open. Asked without provoking an error or
+/// a warning on the server: outside a block every statement is a transaction of its own, so
+/// its start is the statement's start.
+pub async fn in_transaction(
+    client: &tokio_postgres::Client,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let probe = client
+        .simple_query(
+            "SELECT pg_catalog.transaction_timestamp() <> pg_catalog.statement_timestamp()",
+        )
+        .await?;
+    Ok(probe.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("t"),
+        _ => false,
+    }))
+}
+
+/// Ends the session's transaction block with `statement` (`COMMIT` or `ROLLBACK`) when one
+/// is open; nothing otherwise (a `COMMIT` with no transaction logs a WARNING on the server).
+/// Errors are ignored: this is cleanup.
+pub async fn end_transaction(client: &tokio_postgres::Client, statement: &str) {
+    if in_transaction(client).await.unwrap_or(true) {
+        let _ = client.batch_execute(statement).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +564,7 @@ mod tests {
         };
         assert_eq!(
             startup_options(&o),
-            "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c statement_timeout=30000 -c lock_timeout=10000"
+            "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c standard_conforming_strings=on -c statement_timeout=30000 -c lock_timeout=10000"
         );
     }
 

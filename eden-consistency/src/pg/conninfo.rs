@@ -315,8 +315,10 @@ impl ConnParams {
         let t = conninfo.trim();
         if t.starts_with("postgres://") || t.starts_with("postgresql://") {
             ConnParams::parse_url(t)
-        } else if t.contains("://") {
+        } else if t.contains("://") || looks_like_broken_url(t) {
             Err("the connection URL must start with postgres:// or postgresql://".into())
+        } else if !t.is_empty() && !t.contains('=') {
+            Err("the connection string is neither a postgres:// URL nor key=value pairs (a URL must start with postgres:// or postgresql://)".into())
         } else {
             ConnParams::parse_keyvalue(t)
         }
@@ -330,6 +332,8 @@ impl ConnParams {
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or("the connection URL must start with postgres:// or postgresql://")?;
         let mut p = ConnParams::default();
+        // Text that may hold a password (user info, a password parameter) is never echoed.
+        let hide = url.contains('@') || url.contains("password");
         // Split off the query string, then the path (database).
         let (before_query, query) = match rest.find('?') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
@@ -406,8 +410,6 @@ impl ConnParams {
             }
         }
         if let Some(q) = query {
-            // With a password around, don't echo text that may be a piece of it.
-            let hide = p.password.is_some() || q.contains("password");
             for pair in q.split('&').filter(|s| !s.is_empty()) {
                 let (k, v) = match pair.find('=') {
                     Some(e) => (&pair[..e], &pair[e + 1..]),
@@ -439,9 +441,10 @@ impl ConnParams {
                         p.sslmode = Some(SslMode::Require);
                         continue;
                     }
-                    return Err(format!(
-                        "invalid ssl value \"{value}\" in the connection URL (only ssl=true is understood)"
-                    ));
+                    return Err(
+                        "invalid ssl value in the connection URL (only ssl=true is understood)"
+                            .into(),
+                    );
                 }
                 p.set(&key, value)?;
             }
@@ -453,7 +456,7 @@ impl ConnParams {
     pub fn parse_keyvalue(conninfo: &str) -> Result<ConnParams, String> {
         let mut p = ConnParams::default();
         // With a password around, don't echo text that may be a piece of it.
-        let hide = conninfo.contains("password");
+        let hide = conninfo.contains("password") || conninfo.contains('@');
         let chars: Vec<char> = conninfo.chars().collect();
         let mut i = 0;
         let n = chars.len();
@@ -544,9 +547,7 @@ impl ConnParams {
             }
             "hostaddr" => {
                 if !value.is_empty() && value.parse::<std::net::IpAddr>().is_err() {
-                    return Err(format!(
-                        "invalid hostaddr \"{value}\": it must be a numeric IP address"
-                    ));
+                    return Err("invalid hostaddr: it must be a numeric IP address".into());
                 }
                 self.hostaddr = opt(value)
             }
@@ -757,20 +758,16 @@ impl ConnParams {
     }
 }
 
-fn bad_sslmode(value: &str) -> String {
-    format!(
-        "invalid sslmode \"{}\" (use disable, allow, prefer, require, verify-ca or verify-full)",
-        safe_key(value)
-    )
+// Values are never echoed in messages: in a mistyped connection string, any value may be a
+// piece of a password (`hostaddr= password=...`, `user:pw/x@host`, ...).
+fn bad_sslmode(_value: &str) -> String {
+    "invalid sslmode (use disable, allow, prefer, require, verify-ca or verify-full)".to_string()
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(format!(
-            "invalid port number \"{}\" (expected 1-65535)",
-            safe_key(text)
-        )),
+        _ => Err("invalid port number (expected 1-65535)".to_string()),
     }
 }
 
@@ -779,11 +776,19 @@ fn parse_timeout(text: &str) -> Result<u64, String> {
     match t.parse::<i64>() {
         Ok(v) if v <= 0 => Ok(0),
         Ok(v) => Ok(v as u64),
-        Err(_) => Err(format!(
-            "invalid connect_timeout \"{}\" (expected whole seconds)",
-            safe_key(text)
-        )),
+        Err(_) => Err("invalid connect_timeout (expected whole seconds)".to_string()),
     }
+}
+
+/// `postgres:/...`, `postgres//...`, `postgresql:...`, `postgres:...`: a URL whose `://`
+/// was mistyped (never parsed as key=value, whose errors might echo its pieces).
+fn looks_like_broken_url(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["postgresql", "postgres"].iter().any(|scheme| {
+        lower
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('/'))
+    })
 }
 
 /// True for option names this module knows (used, ignored or refused by name).
@@ -1113,7 +1118,7 @@ mod tests {
         }
         assert_eq!(
             ConnParams::parse("postgres://h:abc/d").unwrap_err(),
-            "invalid port number \"abc\" (expected 1-65535)"
+            "invalid port number (expected 1-65535)"
         );
         assert_eq!(
             ConnParams::parse("postgres://h/d?bogus=1").unwrap_err(),
@@ -1233,11 +1238,11 @@ mod tests {
         let e = ConnParams::default()
             .resolve_with(None, &MapEnv::new().os_user("u").var("PGPORT", "x"))
             .unwrap_err();
-        assert_eq!(e, "PGPORT: invalid port number \"x\" (expected 1-65535)");
+        assert_eq!(e, "PGPORT: invalid port number (expected 1-65535)");
         let e = ConnParams::default()
             .resolve_with(None, &MapEnv::new().os_user("u").var("PGSSLMODE", "on"))
             .unwrap_err();
-        assert!(e.starts_with("PGSSLMODE: invalid sslmode \"on\""), "{e}");
+        assert!(e.starts_with("PGSSLMODE: invalid sslmode"), "{e}");
         let e = ConnParams::default()
             .resolve_with(None, &MapEnv::new())
             .unwrap_err();
@@ -1454,5 +1459,170 @@ mod tests {
                 proptest::prop_assert!(!e.contains("ZQsecretZQ"), "{}", e);
             }
         }
+    }
+}
+
+/// Whatever shape a mistyped connection string takes, its password never reaches a message.
+#[cfg(test)]
+mod secret_props {
+    use super::*;
+    use crate::config::Config;
+    use proptest::prelude::*;
+
+    const PREFIXES: &[&str] = &[
+        "postgres://",
+        "postgresql://",
+        "postgres:/",
+        "postgres//",
+        "postgres:",
+        "postgresql:",
+        "postgresql//",
+        "Postgres:/",
+        "postgres:///",
+        "mysql://",
+        "",
+        "//",
+        "://",
+    ];
+    const HOSTS: &[&str] = &[
+        "h", "h:abc", "h:99999", "[::1", "[::1]x", "h1,h2", "", "h:", "h:5432",
+    ];
+    const TAILS: &[&str] = &[
+        "",
+        "/db",
+        "/d%zzb",
+        "/db?sslmode=maybe",
+        "/db?bogus=1",
+        "/db?x",
+        "/db?ssl=yes",
+        "/db?hostaddr=nothost",
+        "/db?port=x&",
+        "?connect_timeout=soon",
+    ];
+
+    /// A URL-like string, maybe mistyped, carrying `pw` where a password goes.
+    fn url_shape() -> impl Strategy<Value = (String, String)> {
+        (
+            "Pw[a-zA-Z0-9/@:=' %?&,\\\\#]{3,12}",
+            prop::sample::select(PREFIXES),
+            prop::sample::select(HOSTS),
+            prop::sample::select(TAILS),
+            prop::option::of("[a-z]{1,5}"),
+            any::<bool>(),
+        )
+            .prop_map(|(pw, prefix, host, tail, user, in_query)| {
+                let user = user.unwrap_or_default();
+                let s = if in_query {
+                    let sep = if tail.contains('?') { "&" } else { "?" };
+                    let tail = if tail.is_empty() { "/db" } else { tail };
+                    format!("{prefix}{user}@{host}{tail}{sep}password={pw}")
+                } else {
+                    format!("{prefix}{user}:{pw}@{host}{tail}")
+                };
+                (s, pw)
+            })
+    }
+
+    /// A key=value conninfo, maybe with unquoted spaces, bad values or bad keys.
+    fn keyvalue_shape() -> impl Strategy<Value = (String, String)> {
+        let pieces = prop::sample::subsequence(
+            vec![
+                "host=h",
+                "port=x",
+                "port=",
+                "hostaddr=",
+                "hostaddr=nothost",
+                "sslmode=maybe",
+                "bogus=1",
+                "bogus",
+                "user=u",
+                "connect_timeout=soon",
+                "dbname='unterminated",
+            ],
+            0..4,
+        );
+        (
+            "Pw[a-zA-Z0-9/@:=' %?&,\\\\#]{3,12}",
+            pieces,
+            prop::sample::select(vec!["password=", "password = ", "password='", "password="]),
+            0usize..5,
+        )
+            .prop_map(|(pw, pieces, key, at)| {
+                let mut parts: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+                let at = at.min(parts.len());
+                parts.insert(at, format!("{key}{pw}"));
+                (parts.join(" "), pw)
+            })
+    }
+
+    fn assert_hidden(text: &str, pw: &str) -> Result<(), TestCaseError> {
+        // The password, and any 5-character piece of it, never shows.
+        let chars: Vec<char> = pw.chars().collect();
+        for w in chars.windows(5) {
+            let piece: String = w.iter().collect();
+            if piece.trim().len() == 5 {
+                prop_assert!(
+                    !text.contains(&piece),
+                    "{piece:?} of the password shown in: {text}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_everywhere(conninfo: &str, pw: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = ConnParams::parse(conninfo) {
+            assert_hidden(&e, pw)?;
+        } else if let Ok(p) = ConnParams::parse(conninfo) {
+            if let Err(e) = p.resolve_with(Some("db"), &MapEnv::new().os_user("me")) {
+                assert_hidden(&e, pw)?;
+            }
+        }
+        let mut config = Config::default();
+        if let Err(e) = config.apply_region_flag(&format!("r1={conninfo}")) {
+            assert_hidden(&e.to_string(), pw)?;
+        }
+        let yaml = format!(
+            "regions:\n  - name: r1\n    conninfo: {}\n",
+            serde_json::to_string(conninfo).unwrap()
+        );
+        match Config::from_yaml_str(&yaml, "cfg.yaml") {
+            Err(e) => assert_hidden(&e.to_string(), pw)?,
+            Ok(c) => {
+                if let Err(e) = c.validate() {
+                    assert_hidden(&e.to_string(), pw)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn url_password_never_in_errors((conninfo, pw) in url_shape()) {
+            check_everywhere(&conninfo, &pw)?;
+        }
+
+        #[test]
+        fn keyvalue_password_never_in_errors((conninfo, pw) in keyvalue_shape()) {
+            check_everywhere(&conninfo, &pw)?;
+        }
+    }
+
+    #[test]
+    fn typos_of_the_scheme_are_named() {
+        for bad in [
+            "postgres:/user:pw1secret@host/db",
+            "postgres//user:pw1secret@host/db",
+            "postgresql:user:pw1secret@host/db",
+        ] {
+            assert_eq!(
+                ConnParams::parse(bad).unwrap_err(),
+                "the connection URL must start with postgres:// or postgresql://"
+            );
+        }
+        let e = ConnParams::parse("user:pw1secret@host/db").unwrap_err();
+        assert!(e.starts_with("the connection string is neither"), "{e}");
     }
 }

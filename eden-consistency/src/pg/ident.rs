@@ -7,20 +7,94 @@ use std::fmt;
 
 /// Quotes an identifier for PostgreSQL: always double-quoted, inner quotes doubled.
 ///
+/// A name holding control characters (a newline, ...) is written in the `U&"..."` form with
+/// `\000a` escapes, so a statement is never split across lines by a name (a script fed to
+/// psql cannot have a name start a line of its own, e.g. `\! cmd`).
+///
 /// ```
-/// assert_eq!(eden_consistency::ident::quote_ident("Weird \"name\""), "\"Weird \"\"name\"\"\"");
+/// use eden_consistency::ident::quote_ident;
+/// assert_eq!(quote_ident("Weird \"name\""), "\"Weird \"\"name\"\"\"");
+/// assert_eq!(quote_ident("a\n\\b"), r#"U&"a\000a\\b""#);
 /// ```
 pub fn quote_ident(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 2);
+    let unicode = name.chars().any(is_c0);
+    let mut s = String::with_capacity(name.len() + 4);
+    if unicode {
+        s.push_str("U&");
+    }
     s.push('"');
     for c in name.chars() {
-        if c == '"' {
-            s.push('"');
+        match c {
+            '"' => s.push_str("\"\""),
+            '\\' if unicode => s.push_str("\\\\"),
+            c if is_c0(c) => s.push_str(&format!("\\{:04x}", c as u32)),
+            c => s.push(c),
         }
-        s.push(c);
     }
     s.push('"');
     s
+}
+
+/// A SQL string literal that means the same whatever the server's
+/// `standard_conforming_strings`: `'it''s'`, and `E'a\\b'` (backslashes doubled) when the
+/// text holds a backslash, as libpq's `PQescapeLiteral` does. Every literal built from text
+/// (names, ids, JSON payloads) goes through this one function.
+///
+/// ```
+/// use eden_consistency::ident::quote_literal;
+/// assert_eq!(quote_literal("it's"), "'it''s'");
+/// assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
+/// ```
+///
+/// Control characters (newline, carriage return, escape, ...) are written as `E'\x0a'`
+/// escapes, so a literal is always one line of a script.
+pub fn quote_literal(text: &str) -> String {
+    let escaped = text.chars().any(|c| c == '\\' || is_c0(c));
+    let mut s = String::with_capacity(text.len() + 3);
+    if escaped {
+        s.push('E');
+    }
+    s.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => s.push_str("''"),
+            '\\' => s.push_str("\\\\"),
+            c if is_c0(c) => s.push_str(&format!("\\x{:02x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+/// ASCII control characters (C0 and DEL).
+fn is_c0(c: char) -> bool {
+    (c as u32) < 0x20 || c == '\x7f'
+}
+
+/// `text` with every control character written as a visible escape (`\n`, `\r`, `\t`,
+/// `\x1b`, `\u{85}`), for one-line places: `--` comments of a SQL script, terminal output.
+///
+/// ```
+/// use eden_consistency::ident::escape_control;
+/// assert_eq!(escape_control("a\n\\! rm"), "a\\n\\! rm");
+/// ```
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if is_c0(c) => s.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 /// A schema-qualified table name, as stored in the catalog (unquoted, case preserved).

@@ -686,3 +686,44 @@ pub fn compare_schemas(
 fn list(items: &[&str]) -> String {
     items.join(", ")
 }
+
+/// The primary-key columns, in the key's order, of each of `tables` (`schema.table` as the
+/// reports print them) that has one in this database.
+pub async fn primary_key_orders(
+    client: &tokio_postgres::Client,
+    tables: &[String],
+) -> std::result::Result<std::collections::HashMap<String, Vec<String>>, tokio_postgres::Error> {
+    if tables.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = client
+        .query(
+            "SELECT n.nspname::text || '.' || c.relname::text, \
+                    array_agg(a.attname::text ORDER BY k.ord) \
+             FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indisprimary AND n.nspname::text || '.' || c.relname::text = ANY($1) \
+             GROUP BY 1",
+            &[&tables],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `key` with its entries in `order` when it holds exactly those columns (a key read back
+/// from `jsonb` comes in `jsonb`'s own order); otherwise unchanged.
+pub fn reorder_key(key: &mut serde_json::Map<String, serde_json::Value>, order: &[String]) {
+    if key.len() != order.len() || !order.iter().all(|c| key.contains_key(c)) {
+        return;
+    }
+    let mut sorted = serde_json::Map::with_capacity(key.len());
+    for c in order {
+        if let Some(v) = key.remove(c) {
+            sorted.insert(c.clone(), v);
+        }
+    }
+    *key = sorted;
+}

@@ -58,14 +58,16 @@
 //!   retried (up to 5 times, with back-off); other errors fail the batch, are reported, and
 //!   the run goes on with the next batch.
 //! * **Throttle.** `max_rows_per_second` paces batches per region.
-//! * **`no_replicate`.** Each region's write session runs under the replication origin
-//!   `eden_reconcile` (created with `pg_replication_origin_create` when missing, then
-//!   `pg_replication_origin_session_setup`), so replication that filters by origin
+//! * **`no_replicate`.** Each region's write session runs under a replication origin of its
+//!   own, `eden_reconcile:<run_id>:<region>` (created with `pg_replication_origin_create`,
+//!   set up with `pg_replication_origin_session_setup`, dropped at the end: origins are
+//!   cluster-wide, so regions or runs sharing a cluster never collide), so replication that filters by origin
 //!   (pglogical `forward_origins = '{}'`, native subscriptions with `origin = none`) does not
 //!   send the repair back to the other regions (each region is repaired directly). This
-//!   needs a superuser, or a role granted `EXECUTE` on `pg_replication_origin_create` and
-//!   `pg_replication_origin_session_setup` (and `SELECT` on `pg_replication_origin`); any
-//!   other role gets a clear error before anything is written.
+//!   needs a superuser, or a role granted `EXECUTE` on `pg_replication_origin_create`,
+//!   `pg_replication_origin_session_setup` and `pg_replication_origin_drop` (and `SELECT` on
+//!   `pg_replication_origin`); otherwise the server's reason is reported before anything is
+//!   written.
 //! * **Re-check.** After applying, every planned key is read again in every region and
 //!   compared (excluded and generated columns aside); the report's `consistent` is true only
 //!   when every region agrees on every key and nothing was left unresolved or unplanned.
@@ -81,7 +83,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result, pg_message};
-use crate::pg::ident::quote_ident;
+use crate::pg::ident::{escape_control, quote_ident};
 use crate::repair::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
 
 /// The replication origin used by `--no-replicate`.
@@ -363,13 +365,34 @@ pub async fn run_fix(
     if !run.dry_run && !run.allow_tiebreak && checker.config().file.is_some() {
         refuse_tiebreaks(&mut plan, checker.config(), checker.database());
     }
+    for t in &plan.tables {
+        tracing::info!(
+            table = %t.table,
+            resolution = %t.resolution,
+            keys = t.keys.len(),
+            deferred = t.deferred.len(),
+            "planned"
+        );
+    }
     if let Some(file) = &run.sql_out {
         return write_sql_scripts(&plan, file, &run.apply);
     }
     if run.dry_run {
         return Ok(FixReport::from_plan(&plan));
     }
-    apply_plan(checker.regions(), &plan, &run.apply).await
+    let report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    for t in &report.tables {
+        tracing::info!(
+            table = %t.table,
+            applied = t.applied,
+            unresolved = t.unresolved,
+            changed = t.changed,
+            errors = t.errors.len(),
+            still_differing = t.still_differing.len(),
+            "applied and re-checked"
+        );
+    }
+    Ok(report)
 }
 
 fn build_report(
@@ -817,25 +840,43 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// The replication origin of `--no-replicate` for one run in one region. Origins are
+/// cluster-wide and one session at a time may use one, so each run and region has its own
+/// (two regions, or two runs, sharing a cluster never collide); it is dropped at the end.
+pub fn origin_name(run_id: &str, region: &str) -> String {
+    let mut name = format!("{ORIGIN_NAME}:{run_id}:{region}");
+    // PostgreSQL limits origin names to 512 bytes.
+    while name.len() > 500 {
+        name.pop();
+    }
+    name
+}
+
 /// Sets the session up for writing: fixed settings (so images compare exactly with the
-/// ones read) and, with `no_replicate`, the replication origin.
-pub async fn prepare_session(client: &Client, region: &str, no_replicate: bool) -> Result<()> {
+/// ones read) and, with an `origin` (see [`origin_name`]), the replication origin.
+pub async fn prepare_session(client: &Client, region: &str, origin: Option<&str>) -> Result<()> {
     client
         .batch_execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-             SET extra_float_digits = 3; SET bytea_output = 'hex'",
+             SET extra_float_digits = 3; SET bytea_output = 'hex'; SET standard_conforming_strings = on",
         )
         .await
         .map_err(|e| Error::query(region, "setting up the write session", e))?;
-    if no_replicate {
-        let r = client.batch_execute(&origin_setup_sql()).await;
+    if let Some(origin) = origin {
+        let r = client.batch_execute(&origin_setup_sql(origin)).await;
         if let Err(e) = r {
+            let hint = if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+            {
+                " (this needs a superuser or a role granted EXECUTE on pg_replication_origin_create, \
+                 pg_replication_origin_session_setup and pg_replication_origin_drop)"
+            } else {
+                ""
+            };
             return Err(Error::Query {
                 region: region.to_string(),
                 context: "--no-replicate".into(),
                 message: format!(
-                    "cannot use the replication origin {ORIGIN_NAME} (needs a superuser or a role granted EXECUTE on \
-                     pg_replication_origin_create and pg_replication_origin_session_setup): {}",
+                    "cannot write under the replication origin {origin}: {}{hint}",
                     pg_message(&e)
                 ),
             });
@@ -844,8 +885,8 @@ pub async fn prepare_session(client: &Client, region: &str, no_replicate: bool) 
     Ok(())
 }
 
-fn origin_setup_sql() -> String {
-    let name = sql_literal(ORIGIN_NAME);
+fn origin_setup_sql(origin: &str) -> String {
+    let name = sql_literal(origin);
     format!(
         "SELECT pg_catalog.pg_replication_origin_create({name}) \
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = {name}); \
@@ -853,12 +894,25 @@ fn origin_setup_sql() -> String {
     )
 }
 
-/// Ends the replication-origin session set up by [`prepare_session`].
-pub async fn finish_session(client: &Client, no_replicate: bool) {
-    if no_replicate {
-        let _ = client
-            .batch_execute("SELECT pg_catalog.pg_replication_origin_session_reset()")
-            .await;
+fn origin_cleanup_sql(origin: &str) -> String {
+    let name = sql_literal(origin);
+    format!(
+        "SELECT pg_catalog.pg_replication_origin_session_reset() \
+         WHERE pg_catalog.pg_replication_origin_session_is_setup(); \
+         SELECT pg_catalog.pg_replication_origin_drop(roname) \
+         FROM pg_catalog.pg_replication_origin WHERE roname = {name};"
+    )
+}
+
+/// Ends the replication-origin session set up by [`prepare_session`] and drops the origin.
+pub async fn finish_session(client: &Client, origin: Option<&str>) {
+    if let Some(origin) = origin {
+        if let Err(e) = client.batch_execute(&origin_cleanup_sql(origin)).await {
+            tracing::warn!(
+                "could not drop the replication origin {origin}: {}",
+                pg_message(&e)
+            );
+        }
     }
 }
 
@@ -1330,10 +1384,16 @@ pub async fn apply_plan_on(
         if w.items.is_empty() {
             continue;
         }
-        if let Err(e) = prepare_session(c, &w.region, opts.no_replicate).await {
+        let origin = opts
+            .no_replicate
+            .then(|| origin_name(&plan.run_id, &w.region));
+        if let Err(e) = prepare_session(c, &w.region, origin.as_deref()).await {
             for (w2, c2) in prepared.work.iter().zip(clients.iter()) {
                 if !w2.items.is_empty() {
-                    finish_session(c2, opts.no_replicate).await;
+                    let origin = opts
+                        .no_replicate
+                        .then(|| origin_name(&plan.run_id, &w2.region));
+                    finish_session(c2, origin.as_deref()).await;
                 }
             }
             return Err(e);
@@ -1349,7 +1409,10 @@ pub async fn apply_plan_on(
                 return Ok(RegionOutcome::default());
             }
             let r = run_region(c, w, shapes, names, &plan.run_id, opts, hard).await;
-            finish_session(c, opts.no_replicate).await;
+            let origin = opts
+                .no_replicate
+                .then(|| origin_name(&plan.run_id, &w.region));
+            finish_session(c, origin.as_deref()).await;
             r
         }
     });
@@ -1593,6 +1656,10 @@ pub fn region_script(
     create_conflicts_sql: &str,
 ) -> String {
     let rc = conflicts_table(&opts.conflicts_schema);
+    // Text in `--` comments is one line whatever it holds: a newline in a table name must not
+    // start a line of its own (psql would run `\! cmd` there).
+    let c = |t: &str| escape_control(t).into_owned();
+    let (run_id_c, database, region) = (c(run_id), c(database), c(&work.region));
     let mut s = String::new();
     s.push_str(&format!(
         "-- eden-reconcile fix, run {run_id}\n-- region {}, database {database}\n\
@@ -1600,16 +1667,19 @@ pub fn region_script(
          -- Each batch is one transaction. Its statement only touches rows still equal to what\n\
          -- was read when planning (to_jsonb image), archives each row it changes into\n\
          -- replication_conflicts in the same statement, and returns the items it wrote.\n\n",
-        work.region, work.region
+        region,
+        region,
+        run_id = run_id_c
     ));
     s.push_str("\\set ON_ERROR_STOP on\n");
     s.push_str(
         "SET TimeZone = 'UTC';\nSET DateStyle = 'ISO, YMD';\nSET IntervalStyle = 'postgres';\n\
          SET extra_float_digits = 3;\nSET bytea_output = 'hex';\nSET standard_conforming_strings = on;\n\n",
     );
+    let origin = origin_name(run_id, &work.region);
     if opts.no_replicate {
-        s.push_str("-- --no-replicate: write under the replication origin eden_reconcile\n");
-        s.push_str(&origin_setup_sql());
+        s.push_str("-- --no-replicate: write under a replication origin of this run and region\n");
+        s.push_str(&origin_setup_sql(&origin));
         s.push_str("\n\n");
     }
     s.push_str(create_conflicts_sql.trim_end());
@@ -1619,7 +1689,7 @@ pub fn region_script(
         s.push_str(&format!(
             "-- batch {}: {}\nBEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE;\n",
             n + 1,
-            table_names.get(t).map(String::as_str).unwrap_or("")
+            c(table_names.get(t).map(String::as_str).unwrap_or(""))
         ));
         if unit.deferred {
             s.push_str("SET CONSTRAINTS ALL DEFERRED;\n");
@@ -1644,7 +1714,7 @@ pub fn region_script(
                 "-- {} {} row(s) of {}\n",
                 step.kind.as_str(),
                 step.items.len(),
-                table_name
+                c(&table_name)
             ));
             s.push_str(&batch_sql(shapes[step.table], step.kind, &rc, &lit));
             s.push_str(";\n");
@@ -1652,7 +1722,8 @@ pub fn region_script(
         s.push_str("COMMIT;\n\n");
     }
     if opts.no_replicate {
-        s.push_str("SELECT pg_catalog.pg_replication_origin_session_reset();\n");
+        s.push_str(&origin_cleanup_sql(&origin));
+        s.push('\n');
     }
     s
 }

@@ -382,9 +382,10 @@ pub async fn fetch_rows(
     Ok(out)
 }
 
-/// A SQL string literal (standard conforming strings): `'it''s'`.
+/// A SQL string literal, safe whatever `standard_conforming_strings` says
+/// (see [`crate::pg::ident::quote_literal`]).
 pub fn sql_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    crate::pg::ident::quote_literal(s)
 }
 
 /// The plan for one region at one key.

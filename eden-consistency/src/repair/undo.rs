@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::pg::ident::TableName;
 use crate::repair::apply::{
     ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, group_tables,
-    prepare_session, run_region, schedule,
+    origin_name, prepare_session, run_region, schedule,
 };
 use crate::repair::plan::{
     ActionKind, KeyMap, TableShape, fetch_rows, foreign_keys, new_run_id, order_tables,
@@ -64,6 +64,19 @@ pub enum UndoStatus {
     Changed,
     /// Its batch failed (see `errors`).
     Failed,
+}
+
+impl UndoStatus {
+    /// The status for people: `planned`, `restored`, `already restored`, `changed`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UndoStatus::Planned => "planned",
+            UndoStatus::Restored => "restored",
+            UndoStatus::AlreadyRestored => "already restored",
+            UndoStatus::Changed => "changed",
+            UndoStatus::Failed => "failed",
+        }
+    }
 }
 
 /// One restore.
@@ -121,6 +134,8 @@ struct Record {
     remote_row: Option<String>,
 }
 
+/// The changes a run made in one region: its archive records with an `action` (records of
+/// `check --record` that the run closed carry its `run_id` too, but changed nothing).
 async fn read_records(
     client: &Client,
     region: &str,
@@ -145,6 +160,7 @@ async fn read_records(
             &format!(
                 "SELECT table_name, key::text, local_row::text, remote_row::text FROM {rc} c
                  WHERE run_id = $1 AND resolved_at IS NOT NULL AND (local_row IS NOT NULL OR remote_row IS NOT NULL)
+                   AND action IN ('insert', 'update', 'delete')
                    -- records imported from the replication engine (a `source`) are
                    -- partial and never restored from
                    AND to_jsonb(c) ->> 'source' IS NULL
@@ -208,6 +224,46 @@ pub async fn undo_run(
     undo_run_on(&refs, &names, opts).await
 }
 
+/// The full run id that `given` names: itself when some record carries it exactly, else the
+/// one run id it is a unique prefix of (as `git` takes a short commit id). An ambiguous
+/// prefix is a usage error saying how many runs it matches; one matching nothing is
+/// returned as given.
+pub async fn resolve_run_id(
+    regions: &[crate::pg::connect::Region],
+    conflicts_schema: &str,
+    given: &str,
+) -> Result<String> {
+    let table = crate::store::conflicts::table_name(Some(conflicts_schema));
+    let mut found = std::collections::BTreeSet::new();
+    for r in regions {
+        if !crate::store::conflicts::exists(&r.client, &r.name, &table).await? {
+            continue;
+        }
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT DISTINCT run_id FROM {} WHERE left(run_id, length($1)) = $1 LIMIT 1000",
+                    table.quoted()
+                ),
+                &[&given],
+            )
+            .await
+            .map_err(|e| Error::query(&r.name, "looking up the run id", &e))?;
+        found.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+    if found.contains(given) || found.is_empty() {
+        return Ok(given.to_string());
+    }
+    if found.len() == 1 {
+        return Ok(found.into_iter().next().unwrap_or_default());
+    }
+    Err(Error::Usage(format!(
+        "--run {given}: ambiguous, it is the start of {} run ids; give more of the run id",
+        found.len()
+    )))
+}
+
 /// Undoes run `opts.run_id` in every region. `clients[i]` is the write session of
 /// `regions[i]`.
 pub async fn undo_run_on(
@@ -229,8 +285,9 @@ pub async fn undo_run_on(
     if !opts.dry_run && opts.apply.no_replicate {
         // Check every region may use the replication origin before restoring anything.
         for (client, region) in clients.iter().zip(regions) {
-            prepare_session(client, region, true).await?;
-            finish_session(client, true).await;
+            let origin = origin_name(&undo_id, region);
+            prepare_session(client, region, Some(&origin)).await?;
+            finish_session(client, Some(&origin)).await;
         }
     }
     for (client, region) in clients.iter().zip(regions) {
@@ -255,7 +312,23 @@ pub async fn undo_run_on(
                 ));
                 continue;
             };
-            let key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
+            // The key in the table's own order (the archive's jsonb has its own order).
+            let mut key_columns: Vec<String> = rs[0].key.keys().cloned().collect();
+            let orders = crate::pg::schema::primary_key_orders(client, &[table.to_string()])
+                .await
+                .map_err(|e| Error::query(region, "reading the table's key columns", &e))?;
+            if let Some(order) = orders.get(&table.to_string()) {
+                let mut k: KeyMap = key_columns
+                    .iter()
+                    .map(|c| (c.clone(), serde_json::Value::Null))
+                    .collect();
+                crate::pg::schema::reorder_key(&mut k, order);
+                key_columns = k.keys().cloned().collect();
+            }
+            let mut rs = rs;
+            for r in &mut rs {
+                crate::pg::schema::reorder_key(&mut r.key, &key_columns);
+            }
             shapes.push(TableShape::read(client, region, &table, &key_columns, &[]).await?);
             recs.push(rs);
         }
@@ -338,7 +411,11 @@ pub async fn undo_run_on(
             .filter(|g| g.hard_cycle)
             .flat_map(|g| g.tables.clone())
             .collect();
-        prepare_session(client, region, opts.apply.no_replicate).await?;
+        let origin = opts
+            .apply
+            .no_replicate
+            .then(|| origin_name(&undo_id, region));
+        prepare_session(client, region, origin.as_deref()).await?;
         let outcome = run_region(
             client,
             &work,
@@ -349,7 +426,7 @@ pub async fn undo_run_on(
             &hard,
         )
         .await;
-        finish_session(client, opts.apply.no_replicate).await;
+        finish_session(client, origin.as_deref()).await;
         let outcome = outcome?;
         for (i, &a) in item_action.iter().enumerate() {
             let st = match outcome.status.get(i).copied().flatten() {

@@ -154,21 +154,67 @@ pub fn init_sql(table: &TableName) -> String {
 /// Outside a transaction it runs in a transaction of its own; inside the caller's
 /// transaction it runs in a savepoint there (and commits with it).
 pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bool> {
+    Ok(init_with(client, region, table, false).await?.created)
+}
+
+/// What [`init_with`] did to one region's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InitReport {
+    /// The table was created.
+    pub created: bool,
+    /// Columns added to an existing table.
+    pub added_columns: Vec<String>,
+    /// Indexes added to an existing table.
+    pub added_indexes: Vec<String>,
+}
+
+impl InitReport {
+    /// `created`, `already present`, or exactly what was added.
+    pub fn describe(&self) -> String {
+        if self.created {
+            return "created".into();
+        }
+        let mut parts = Vec::new();
+        if !self.added_columns.is_empty() {
+            parts.push(format!("added column(s) {}", self.added_columns.join(", ")));
+        }
+        if !self.added_indexes.is_empty() {
+            parts.push(format!("added index(es) {}", self.added_indexes.join(", ")));
+        }
+        if parts.is_empty() {
+            "already present".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// [`init`], telling what it created or added. An existing table that lacks columns or
+/// indexes is changed only when it is in no replication set (pglogical, or a native
+/// publication), or when `upgrade` is true: otherwise the error names what is missing and
+/// asks for `init --upgrade`.
+pub async fn init_with(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+    upgrade: bool,
+) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
-    // `Client::transaction` needs `&mut`: drive the transaction by hand. A SAVEPOINT fails
-    // outside a transaction block, which tells whether the caller has one open.
-    let in_caller_tx = match client.batch_execute("SAVEPOINT eden_conflicts_init").await {
-        Ok(()) => true,
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
-            false
-        }
-        Err(e) => return Err(q(e)),
+    // `Client::transaction` needs `&mut`: drive the transaction by hand. Whether the caller
+    // has a transaction block open is asked without provoking an error (a failing probe
+    // would log an ERROR on the server): outside a block every statement is a transaction
+    // of its own, so its start is the statement's start.
+    let in_caller_tx = crate::pg::connect::in_transaction(client)
+        .await
+        .map_err(q)?;
+    let begin = if in_caller_tx {
+        "SAVEPOINT eden_conflicts_init"
+    } else {
+        "BEGIN"
     };
-    if !in_caller_tx {
-        client.batch_execute("BEGIN").await.map_err(q)?;
-    }
-    match init_in_tx(client, region, table).await {
+    client.batch_execute(begin).await.map_err(q)?;
+    match init_in_tx(client, region, table, upgrade).await {
         Ok(created) => {
             let end = if in_caller_tx {
                 "RELEASE SAVEPOINT eden_conflicts_init"
@@ -190,7 +236,12 @@ pub async fn init(client: &Client, region: &str, table: &TableName) -> Result<bo
     }
 }
 
-async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<bool> {
+async fn init_in_tx(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+    upgrade: bool,
+) -> Result<InitReport> {
     let ctx = || format!("creating {table}");
     let q = |e: tokio_postgres::Error| Error::query(region, ctx(), e);
     client
@@ -218,19 +269,18 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
 
     let existing = existing_columns(client, region, table).await?;
     let created = existing.is_none();
-    match existing {
-        None => {
-            let cols: Vec<String> = COLUMNS
-                .iter()
-                .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
-                .collect();
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS {} (\n    id bigserial PRIMARY KEY,\n{}\n)",
-                table.quoted(),
-                cols.join(",\n")
-            );
-            client.batch_execute(&sql).await.map_err(q)?;
-            client
+    if created {
+        let cols: Vec<String> = COLUMNS
+            .iter()
+            .map(|(n, ty, _)| format!("    {} {ty}", quote_ident(n)))
+            .collect();
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n    id bigserial PRIMARY KEY,\n{}\n)",
+            table.quoted(),
+            cols.join(",\n")
+        );
+        client.batch_execute(&sql).await.map_err(q)?;
+        client
                 .batch_execute(&format!(
                     "COMMENT ON TABLE {} IS 'Conflicts and repairs recorded by eden-reconcile in this region. \
                      local_row holds the row as it was here before any change. Not to be replicated.'",
@@ -238,25 +288,6 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
                 ))
                 .await
                 .map_err(q)?;
-        }
-        Some(have) => {
-            let missing: Vec<String> = COLUMNS
-                .iter()
-                .filter(|(n, _, _)| !have.iter().any(|h| h == n))
-                .map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n)))
-                .collect();
-            if !missing.is_empty() {
-                tracing::info!(region, table = %table, "adding {} missing column(s)", missing.len());
-                client
-                    .batch_execute(&format!(
-                        "ALTER TABLE {} {}",
-                        table.quoted(),
-                        missing.join(", ")
-                    ))
-                    .await
-                    .map_err(q)?;
-            }
-        }
     }
 
     let have_idx: Vec<String> = client
@@ -272,15 +303,111 @@ async fn init_in_tx(client: &Client, region: &str, table: &TableName) -> Result<
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for (name, def) in indexes(table) {
-        if !have_idx.contains(&name) {
-            client
-                .batch_execute(&create_index_sql(&name, table, &def))
-                .await
-                .map_err(q)?;
+    let mut report = InitReport {
+        created,
+        ..InitReport::default()
+    };
+    if let Some(have) = &existing {
+        report.added_columns = COLUMNS
+            .iter()
+            .filter(|(n, _, _)| !have.iter().any(|h| h == n))
+            .map(|(n, _, _)| n.to_string())
+            .collect();
+    }
+    let missing_idx: Vec<(String, String)> = indexes(table)
+        .into_iter()
+        .filter(|(name, _)| !have_idx.contains(name))
+        .collect();
+    if !created {
+        report.added_indexes = missing_idx.iter().map(|(n, _)| n.clone()).collect();
+    }
+    let changes = !report.added_columns.is_empty() || !report.added_indexes.is_empty();
+    if changes && !upgrade {
+        if let Some(set) = replication_set_of(client, region, table).await? {
+            return Err(Error::Table {
+                table: table.to_string(),
+                message: format!(
+                    "in region {region} it is in {set} and lacks {}; run 'eden-reconcile init --upgrade' to add them",
+                    report.describe().replace("added ", "")
+                ),
+            });
         }
     }
-    Ok(created)
+    if !report.added_columns.is_empty() {
+        let adds: Vec<String> = COLUMNS
+            .iter()
+            .filter(|(n, _, _)| report.added_columns.iter().any(|a| a == n))
+            .map(|(n, _, ty)| format!("ADD COLUMN IF NOT EXISTS {} {ty}", quote_ident(n)))
+            .collect();
+        tracing::info!(region, table = %table, columns = %report.added_columns.join(","), "adding missing column(s)");
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {} {}",
+                table.quoted(),
+                adds.join(", ")
+            ))
+            .await
+            .map_err(q)?;
+    }
+    for (name, def) in &missing_idx {
+        client
+            .batch_execute(&create_index_sql(name, table, def))
+            .await
+            .map_err(q)?;
+    }
+    Ok(report)
+}
+
+/// The replication set (pglogical) or publication (native) that `table` belongs to, if any,
+/// named for a message.
+async fn replication_set_of(
+    client: &Client,
+    region: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    let q = |e: tokio_postgres::Error| {
+        Error::query(
+            region,
+            format!("looking for replication sets of {table}"),
+            &e,
+        )
+    };
+    let pglogical: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical')",
+            &[],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
+    if pglogical {
+        let row = client
+            .query_opt(
+                "SELECT s.set_name::text FROM pglogical.replication_set_table t \
+                 JOIN pglogical.replication_set s ON s.set_id = t.set_id \
+                 JOIN pg_catalog.pg_class c ON c.oid = t.set_reloid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 LIMIT 1",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(q)?;
+        if let Some(r) = row {
+            return Ok(Some(format!(
+                "the pglogical replication set {}",
+                r.get::<_, String>(0)
+            )));
+        }
+    }
+    let row = client
+        .query_opt(
+            "SELECT pubname::text FROM pg_catalog.pg_publication_tables \
+             WHERE schemaname = $1 AND tablename = $2 LIMIT 1",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(q)?;
+    Ok(row.map(|r| format!("the publication {}", r.get::<_, String>(0))))
 }
 
 /// The table's column names, or `None` when it does not exist.
@@ -591,6 +718,18 @@ async fn list_one(
             if let Some(c) = ListedConflict::from_json(region, obj) {
                 out.push(c);
             }
+        }
+    }
+    // Keys come back in jsonb's order: print them in the key's own order, as check and fix do.
+    let mut names: Vec<String> = out.iter().map(|c| c.table_name.clone()).collect();
+    names.sort();
+    names.dedup();
+    let orders = crate::pg::schema::primary_key_orders(client, &names)
+        .await
+        .map_err(|e| Error::query(region, "reading the tables' key columns", &e))?;
+    for c in &mut out {
+        if let (Some(order), Json::Object(key)) = (orders.get(&c.table_name), &mut c.key) {
+            crate::pg::schema::reorder_key(key, order);
         }
     }
     Ok(out)

@@ -117,6 +117,7 @@ pub fn add_rule(
         key_columns: key_columns.map(|k| k.into_iter().map(String::from).collect()),
         exclude_columns: exclude.into_iter().map(String::from).collect(),
         tombstone: None,
+        redact_columns: Vec::new(),
         missing_rows: Default::default(),
         unknown_keys: Vec::new(),
     });

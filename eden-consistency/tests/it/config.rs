@@ -237,6 +237,6 @@ fn region_flags_over_the_guide() {
         .to_string();
     assert_eq!(
         e,
-        "--region us-east-1: invalid port number \"port\" (expected 1-65535)"
+        "--region us-east-1: invalid port number (expected 1-65535)"
     );
 }

@@ -518,7 +518,7 @@ async fn connect_env_variables() {
     );
     assert_eq!(
         got,
-        "region r1 (127.0.0.1:5432): PGPORT: invalid port number \"fivefour\" (expected 1-65535)"
+        "region r1 (127.0.0.1:5432): PGPORT: invalid port number (expected 1-65535)"
     );
 }
 

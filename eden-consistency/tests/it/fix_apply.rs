@@ -300,14 +300,18 @@ async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
     let refs: Vec<&Client> = cs.iter().collect();
     let r = apply_plan_on(&refs, &p, &opts).await.unwrap();
     assert!(r.consistent);
+    // The run's own origin (one per run and region) is dropped at the end.
     assert_eq!(
         dump(
             &dbs,
             1,
-            "SELECT roname FROM pg_replication_origin WHERE roname = 'eden_reconcile'"
+            &format!(
+                "SELECT count(*)::text FROM pg_replication_origin WHERE roname LIKE 'eden_reconcile:{}:%'",
+                r.run_id
+            )
         )
         .await,
-        vec![Some("eden_reconcile".into())]
+        vec![Some("0".into())]
     );
     // the session was reset: the same connection can be used again
     let r = apply_plan_on(&refs, &p, &opts).await.unwrap();

@@ -312,11 +312,13 @@ fn xmin(n: &Node, table: &str, id: i32) -> String {
 }
 
 /// The name of the replication origin that committed a row's current version ('' for a
-/// local write without origin).
+/// local write without origin; `eden_reconcile` for an origin that no longer exists: the
+/// tool's per-run origins are dropped at the end of the run, pglogical's stay).
 fn commit_origin(n: &Node, table: &str, id: i32) -> String {
     n.sql(&format!(
         "SELECT coalesce((SELECT ro.roname FROM pg_replication_origin ro \
-           WHERE ro.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident), '') \
+           WHERE ro.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident), \
+           CASE WHEN (pg_xact_commit_timestamp_origin(t.xmin)).roident <> 0 THEN 'eden_reconcile' END, '') \
          FROM {table} t WHERE t.id = {id}"
     ))
 }

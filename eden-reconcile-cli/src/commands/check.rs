@@ -6,11 +6,13 @@ use anyhow::{Result, bail};
 use eden_consistency::CheckOptions;
 use eden_consistency::Config;
 use eden_consistency::metrics::RunMetrics;
+use eden_consistency::redact::{self, Redactor};
 
 use super::{Outcome, checker};
 use crate::cli::{CheckArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
+use crate::summary::Summary;
 
 /// `check`: compare tables across regions; exit 1 when anything is not consistent.
 pub async fn run(
@@ -19,6 +21,8 @@ pub async fn run(
     format: Format,
     g: &GlobalOpts,
     metrics: &mut RunMetrics,
+    redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     // --record writes to the databases: it holds the run lock.
     let (checker, _lock) = checker(config, &args.db, args.record.then_some((g, "check"))).await?;
@@ -33,9 +37,14 @@ pub async fn run(
         progress: Bars::for_stderr(),
         ..CheckOptions::default()
     };
-    let report = checker.run(&opts).await?;
+    let mut report = checker.run(&opts).await?;
     metrics.record_check(&report);
-    let mut out = std::io::stdout().lock();
+    summary.database = Some(checker.database().to_string());
+    summary.tables = Some(report.tables.len());
+    summary.differences = Some(report.tables.iter().map(|t| t.difference_count).sum());
+    summary.actions = Some(0);
+    redact::check_report(redactor, &mut report);
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
         Format::Human => {

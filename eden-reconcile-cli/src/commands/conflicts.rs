@@ -6,13 +6,21 @@ use anyhow::{Result, bail};
 use eden_consistency::Config;
 use eden_consistency::conflicts;
 use eden_consistency::connect::{ConnectOptions, Region};
+use eden_consistency::redact::{self, Redactor};
 
 use super::{Outcome, conflicts_table, connect};
 use crate::cli::{ConflictsArgs, DbArg, Format, ResolveArgs};
 use crate::print;
+use crate::summary::Summary;
 
 /// `conflicts`: list records, newest first, from every region (or `--in` one).
-pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result<Outcome> {
+pub async fn run(
+    config: Config,
+    args: &ConflictsArgs,
+    format: Format,
+    redactor: &Redactor,
+    summary: &mut Summary,
+) -> Result<Outcome> {
     let now = chrono::Utc::now();
     let since = match &args.since {
         Some(text) => Some(conflicts::parse_since(text, now).map_err(anyhow::Error::msg)?),
@@ -30,8 +38,10 @@ pub async fn run(config: Config, args: &ConflictsArgs, format: Format) -> Result
         .iter()
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
-    let rows = conflicts::list(&pairs, &table, &filter).await?;
-    let mut out = std::io::stdout().lock();
+    let mut rows = conflicts::list(&pairs, &table, &filter).await?;
+    summary.records = Some(rows.len());
+    redact::conflicts(redactor, &mut rows);
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(
             out,
@@ -88,7 +98,7 @@ pub async fn resolve(config: Config, args: &ResolveArgs, format: Format) -> Resu
     let done =
         eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
             .await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(
             out,

@@ -7,11 +7,13 @@ use eden_consistency::CheckOptions;
 use eden_consistency::Config;
 use eden_consistency::apply::{FixRun, run_fix};
 use eden_consistency::metrics::RunMetrics;
+use eden_consistency::redact::{self, Redactor};
 
 use super::{Outcome, apply_options, checker};
 use crate::cli::{FixArgs, Format, GlobalOpts};
 use crate::print;
 use crate::print::progress::Bars;
+use crate::summary::Summary;
 
 /// `fix`: check, resolve, then print the plan (`--dry-run`), write scripts (`--sql-out`) or
 /// apply and re-check. Exit 0 only when every region agrees afterwards.
@@ -21,6 +23,8 @@ pub async fn run(
     format: Format,
     g: &GlobalOpts,
     metrics: &mut RunMetrics,
+    redactor: &Redactor,
+    summary: &mut Summary,
 ) -> Result<Outcome> {
     let apply = apply_options(
         &config,
@@ -46,9 +50,12 @@ pub async fn run(
         apply,
         ..FixRun::default()
     };
-    let report = run_fix(&checker, &check, &run).await?;
+    let mut report = run_fix(&checker, &check, &run).await?;
     metrics.record_fix(&report);
-    let mut out = std::io::stdout().lock();
+    summary.database = Some(checker.database().to_string());
+    fix_summary(summary, &report);
+    redact::fix_report(redactor, &mut report);
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => print::fix::human(&report, &mut out)?,
@@ -76,4 +83,25 @@ pub async fn run(
     } else {
         Outcome::Differences
     })
+}
+
+/// The summary's counts for a fix run: tables, keys that differed (or were left in
+/// flight), actions planned, rows written.
+fn fix_summary(summary: &mut Summary, report: &eden_consistency::FixReport) {
+    summary.tables = Some(report.tables.len() + report.not_planned.len());
+    let differences: usize = report
+        .tables
+        .iter()
+        .map(|t| {
+            let keys: std::collections::HashSet<String> = t
+                .actions
+                .iter()
+                .map(|a| serde_json::Value::Object(a.key.clone()).to_string())
+                .collect();
+            keys.len() + t.deferred.len()
+        })
+        .sum();
+    summary.differences = Some(differences as u64);
+    summary.actions = Some(report.tables.iter().map(|t| t.actions.len()).sum());
+    summary.applied = Some(report.applied());
 }

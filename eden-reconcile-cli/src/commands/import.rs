@@ -39,7 +39,7 @@ pub async fn run(config: Config, args: &ImportArgs, format: Format) -> Result<Ou
         };
         results.push(import_region(&r.client, &r.name, &opts).await?);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(
             out,

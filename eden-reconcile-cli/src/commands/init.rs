@@ -7,23 +7,23 @@ use eden_consistency::Config;
 use eden_consistency::conflicts;
 
 use super::{Outcome, conflicts_table, connect};
-use crate::cli::{DbArg, Format};
+use crate::cli::{Format, InitArgs};
 
-/// `init`: create `replication_conflicts` in every region.
-pub async fn run(config: &Config, args: &DbArg, format: Format) -> Result<Outcome> {
-    let regions = connect(config, args).await?;
-    let table = conflicts_table(config, args);
-    let mut created = Vec::new();
+/// `init`: create `replication_conflicts` in every region, or say exactly what it added.
+pub async fn run(config: &Config, args: &InitArgs, format: Format) -> Result<Outcome> {
+    let regions = connect(config, &args.db).await?;
+    let table = conflicts_table(config, &args.db);
+    let mut done = Vec::new();
     for r in &regions {
-        let new = conflicts::init(&r.client, &r.name, &table).await?;
-        created.push((r, new));
+        let report = conflicts::init_with(&r.client, &r.name, &table, args.upgrade).await?;
+        done.push((r, report));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => {
-            let regions: Vec<_> = created
+            let regions: Vec<_> = done
                 .iter()
-                .map(|(r, new)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": new}))
+                .map(|(r, rep)| serde_json::json!({"region": r.name, "database": r.dbname, "table": table.to_string(), "created": rep.created, "added_columns": rep.added_columns, "added_indexes": rep.added_indexes}))
                 .collect();
             writeln!(
                 out,
@@ -32,9 +32,14 @@ pub async fn run(config: &Config, args: &DbArg, format: Format) -> Result<Outcom
             )?;
         }
         Format::Human => {
-            for (r, new) in &created {
-                let what = if *new { "created" } else { "already present" };
-                writeln!(out, "{:<16} {}  {table}: {what}", r.name, r.dbname)?;
+            for (r, rep) in &done {
+                writeln!(
+                    out,
+                    "{:<16} {}  {table}: {}",
+                    r.name,
+                    r.dbname,
+                    rep.describe()
+                )?;
             }
         }
     }

@@ -19,8 +19,10 @@ use eden_consistency::connect::{self, ConnectOptions, Region};
 use eden_consistency::ident::TableName;
 use eden_consistency::lock::DbLock;
 use eden_consistency::metrics::RunMetrics;
+use eden_consistency::redact::Redactor;
 
 use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
+use crate::summary::Summary;
 
 /// What a command found, for the exit code.
 pub enum Outcome {
@@ -41,7 +43,7 @@ impl Outcome {
 }
 
 /// Runs the parsed command line; what it finds goes into `metrics` too.
-pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
+pub async fn run(cli: Cli, metrics: &mut RunMetrics, summary: &mut Summary) -> Result<Outcome> {
     // Shell helpers need no config or database.
     match &cli.command {
         Command::Completions(args) => return shell::completions(args),
@@ -56,12 +58,24 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics) -> Result<Outcome> {
         Command::Conflicts(args) => match &args.action {
             Some(ConflictsAction::Resolve(r)) => conflicts::resolve(config, r, format).await,
             Some(ConflictsAction::Import(i)) => import::run(config, i, format).await,
-            None => conflicts::run(config, &args, format).await,
+            None => {
+                let r = redactor(&config, &args.db, g.show_values);
+                conflicts::run(config, &args, format, &r, summary).await
+            }
         },
-        Command::Check(args) => check::run(config, &args, format, g, metrics).await,
+        Command::Check(args) => {
+            let r = redactor(&config, &args.db, g.show_values);
+            check::run(config, &args, format, g, metrics, &r, summary).await
+        }
         Command::ValidateConfig(args) => validate_config::run(config, &args, format).await,
-        Command::Fix(args) => fix::run(config, &args, format, g, metrics).await,
-        Command::Undo(args) => undo::run(config, &args, format, g).await,
+        Command::Fix(args) => {
+            let r = redactor(&config, &args.db, g.show_values);
+            fix::run(config, &args, format, g, metrics, &r, summary).await
+        }
+        Command::Undo(args) => {
+            let r = redactor(&config, &args.db, g.show_values);
+            undo::run(config, &args, format, g, &r, summary).await
+        }
         Command::Status(args) => status::run(&config, &args, format, metrics).await,
         Command::Completions(_) | Command::Man(_) => Ok(Outcome::Clean),
     }
@@ -169,4 +183,13 @@ fn conflicts_table(config: &Config, db: &DbArg) -> TableName {
         .and_then(|d| config.node_group(d))
         .and_then(|g| g.conflicts_schema.as_deref());
     eden_consistency::conflicts::table_name(schema)
+}
+
+/// The columns masked in outputs (`redact_columns`), or none with `--show-values`.
+fn redactor(config: &Config, db: &DbArg, show_values: bool) -> Redactor {
+    if show_values {
+        Redactor::none()
+    } else {
+        Redactor::from_config(config, db.db.as_deref())
+    }
 }

@@ -26,7 +26,7 @@ pub fn man(args: &ManArgs) -> Result<Outcome> {
 
 /// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
 fn print_bytes(bytes: &[u8]) -> Result<Outcome> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(Outcome::Clean),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),

@@ -29,7 +29,7 @@ pub async fn run(
     };
     let report = eden_consistency::status::status(config, &opts).await?;
     metrics.record_status(&report);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => print::status::human(&report, &mut out)?,

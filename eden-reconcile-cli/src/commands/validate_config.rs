@@ -53,7 +53,7 @@ pub async fn run(config: Config, args: &ValidateArgs, format: Format) -> Result<
         .collect();
     let warnings = findings.len() - errors.len();
     let rules: usize = results.iter().map(|(_, v)| v.rules_checked).sum();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match format {
         Format::Json => {
             let dbs: Vec<_> = results

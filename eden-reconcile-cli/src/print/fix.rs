@@ -66,7 +66,7 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
             )?;
         }
         for d in &t.deferred {
-            writeln!(out, "  deferred: {d}")?;
+            writeln!(out, "  deferred: {}", entry_text(d, "key", "reason"))?;
         }
         for k in &t.still_differing {
             writeln!(out, "  still differs after fix: {}", key_map_text(k))?;
@@ -117,4 +117,38 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A `{what: ..., why: "..."}` report entry as text for people: `id=7 (in flight)`; no
+/// raw JSON in human output.
+fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
+    let subject = match entry.get(what) {
+        Some(serde_json::Value::Object(k)) => key_map_text(k),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    match entry.get(why) {
+        Some(serde_json::Value::String(r)) if subject.is_empty() => r.clone(),
+        Some(serde_json::Value::String(r)) => format!("{subject} ({r})"),
+        _ => subject,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eden_consistency::plan::KeyMap;
+
+    /// A deferred key reads as text in human output, never raw JSON.
+    #[test]
+    fn deferred_entries_are_text() {
+        let mut key = KeyMap::new();
+        key.insert("b".into(), serde_json::json!(1));
+        key.insert("a".into(), serde_json::json!("x"));
+        let entry = serde_json::json!({"key": key, "reason": "in flight"});
+        assert_eq!(entry_text(&entry, "key", "reason"), "b=1, a=x (in flight)");
+        let entry = serde_json::json!({"key": key});
+        assert_eq!(entry_text(&entry, "key", "reason"), "b=1, a=x");
+    }
 }

@@ -28,7 +28,7 @@ pub fn human(report: &UndoReport, out: &mut dyn Write) -> io::Result<()> {
                 a.table.clone(),
                 key_map_text(&a.key),
                 a.action.as_str().to_string(),
-                format!("{:?}", a.status).to_lowercase(),
+                a.status.as_str().to_string(),
             ]
         })
         .collect();
