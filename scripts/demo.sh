@@ -35,3 +35,4 @@ run fix --db eden_vault --dry-run
 run fix --db eden_vault
 run check --db eden_vault
 run conflicts --db eden_vault --limit 15
+scripts/demo-redis.sh

@@ -46,6 +46,9 @@ pub use config::{Config, Global, NodeGroup, RegionConfig, TableRule};
 pub use error::{Error, QueryFailure, Result};
 pub use pg::connect::{ConnectOptions, Region, connect_all, connect_region};
 
+// Redis caches: the same check and fix over a cache's keyspace.
+pub mod redis;
+
 // Operations: replication status, the run lock, Prometheus metrics.
 #[doc(hidden)]
 pub mod lock;

@@ -15,6 +15,9 @@ Examples:
   eden-reconcile conflicts --db eden_vault --since 24h --unresolved
   eden-reconcile conflicts import --db eden_vault
   eden-reconcile init --db eden_vault
+  eden-reconcile --config redis-multi-region.yaml check --db eden_cache
+  eden-reconcile fix --db eden_cache --from us-east-1 \\
+      --region us-east-1=redis://redis-east:6379 --region us-west-2=rediss://redis-west:6380
   eden-reconcile status --db eden_vault --metrics-push http://pushgateway:9091
   eden-reconcile completions bash > /usr/share/bash-completion/completions/eden-reconcile
 
@@ -43,14 +46,15 @@ pub struct Cli {
 /// Options accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// The multi-region config (postgresql-multi-region.yaml).
+    /// The multi-region config: postgresql-multi-region.yaml and/or redis-multi-region.yaml
+    /// (repeatable; each file is recognised by its content).
     #[arg(
         long,
         global = true,
         value_name = "FILE",
         env = "EDEN_RECONCILE_CONFIG"
     )]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Define a region or override its connection: NAME=CONNINFO (a postgres:// URL or
     /// key=value conninfo). Repeatable, before or after the subcommand (every one counts, in
     /// command-line order); regions given only here are ordered after the config's.
@@ -351,6 +355,8 @@ pub struct CheckArgs {
     /// Record each difference as an unresolved row of replication_conflicts in every region involved.
     #[arg(long)]
     pub record: bool,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheCheckArgs,
 }
 
 /// `conflicts` options: list records, or act on them with a sub-subcommand.
@@ -451,6 +457,8 @@ pub struct FixArgs {
     /// Use a replication origin so origin-filtering replication does not echo the repair.
     #[arg(long)]
     pub no_replicate: bool,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheFixArgs,
     /// Apply decisions that only the tie order made for a rule ordered by commit timestamps
     /// (track_commit_timestamp off); without it, with a config, they are left unresolved.
     #[arg(long)]

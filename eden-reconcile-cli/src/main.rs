@@ -5,6 +5,7 @@
 //! **1** differences found or conflicts left unresolved, **2** usage, config, connection or
 //! any other error (printed once, as `eden-reconcile: <sentence>` on stderr).
 
+mod cache;
 mod cli;
 mod commands;
 mod output;

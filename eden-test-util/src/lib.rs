@@ -50,6 +50,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod pglogical;
+pub mod redis;
 
 pub use tempfile::TempDir;
 pub use tokio_postgres;

@@ -1,5 +1,6 @@
 //! End-to-end tests of the real `eden-reconcile` binary.
 
+mod cache;
 mod check;
 mod cli;
 mod common;

@@ -24,6 +24,7 @@ mod import;
 mod lock;
 mod parsers;
 mod pglogical;
+mod redis_cache;
 mod resolve_pg_eval;
 mod resolve_props;
 mod resolve_rules;

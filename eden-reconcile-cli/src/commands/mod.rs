@@ -50,6 +50,9 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics, summary: &mut Summary) -> R
         Command::Man(args) => return shell::man(args),
         _ => {}
     }
+    if let Some(target) = crate::cache::redis_target(&cli)? {
+        return crate::cache::run(cli, target, metrics).await;
+    }
     let config = load_config(&cli.global)?;
     let format = cli.global.format;
     let g = &cli.global;
@@ -83,8 +86,8 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics, summary: &mut Summary) -> R
 
 /// The config file (from `--config` or `$EDEN_RECONCILE_CONFIG`) plus `--region` flags.
 fn load_config(global: &GlobalOpts) -> Result<Config> {
-    let mut config = match &global.config {
-        Some(path) => Config::load(path)?,
+    let mut config = match crate::cache::postgres_config_file(global)? {
+        Some(path) => Config::load(&path)?,
         None => Config::default(),
     };
     config.apply_region_flags(&global.regions)?;

@@ -2,6 +2,7 @@
 //! progress bars on a terminal. The library only returns values; this is where they become
 //! text.
 
+pub mod cache;
 pub mod check;
 pub mod conflicts;
 pub mod fix;
