@@ -134,7 +134,7 @@ impl Error {
 
     /// Names the table a failed statement was about (no change to other errors, nor to
     /// the message).
-    pub fn with_table(mut self, name: &crate::pg::ident::TableName) -> Error {
+    pub fn with_table(mut self, name: impl std::fmt::Display) -> Error {
         if let Error::Postgres { table, .. } = &mut self {
             if table.is_none() {
                 *table = Some(name.to_string());

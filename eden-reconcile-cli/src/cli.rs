@@ -63,6 +63,8 @@ pub struct GlobalOpts {
     /// Output format: human (default) or json (on stdout; progress and logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    // "[redacted]" below is the text shown, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Print the values of the columns a table's `redact_columns` masks (they are shown as
     /// "[redacted]" otherwise).
     #[arg(long, global = true)]

@@ -128,8 +128,7 @@ fn errors_wrong_password() {
     let last = out
         .stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or_default();
     assert_eq!(
         last,

@@ -16,7 +16,7 @@ async fn has_table(dbs: &TestDbs, i: usize, schema: &str) -> bool {
     .get(0)
 }
 
-fn args<'a>(dbs: &TestDbs, extra: &[&'a str]) -> Vec<String> {
+fn args(dbs: &TestDbs, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     v.extend(dbs.region_args());
     v
@@ -86,13 +86,11 @@ async fn init_uses_the_configured_schema() {
     let cfg = dir.path().join("postgresql-multi-region.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            "global:\n  conflict_resolution: last_write_wins\n\
-             regions:\n  - name: r1\n    role: active\n    instance: {{ host: 127.0.0.1, port: 5432 }}\n\
-             \x20 - name: r2\n    role: active\n    instance: {{ host: 127.0.0.1, port: 5432 }}\n\
-             replication:\n  provider: pglogical\n  node_groups:\n    - name: g\n      database: eden_vault\n\
-             \x20     conflicts_schema: eden_audit\n      conflict_resolution_tables: []\n"
-        ),
+        "global:\n  conflict_resolution: last_write_wins\n\
+         regions:\n  - name: r1\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\n\
+         \x20 - name: r2\n    role: active\n    instance: { host: 127.0.0.1, port: 5432 }\n\
+         replication:\n  provider: pglogical\n  node_groups:\n    - name: g\n      database: eden_vault\n\
+         \x20     conflicts_schema: eden_audit\n      conflict_resolution_tables: []\n",
     )
     .unwrap();
     let mut a = vec![

@@ -86,8 +86,8 @@ pub struct CheckOptions {
     pub recheck_pause: Option<Duration>,
     /// The lag window; `None` takes the config's (`Config::lag_window`).
     pub lag_window: Option<Duration>,
-    /// Forces the number of chunks per table (default: adaptive, see
-    /// [`crate::source::target_chunks`]).
+    /// Forces the number of chunks per table (default: adaptive, near the square root of
+    /// rows² / 1000, so that digests and differing chunks' rows cost about the same).
     pub chunks: Option<usize>,
 }
 
@@ -158,9 +158,6 @@ pub struct Checker {
     /// version's age at the moment the data was read, not when the scan ended.
     snapshot_at: std::sync::atomic::AtomicI64,
 }
-
-/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 impl Checker {
     /// A checker over already connected regions (in tie-break order).
@@ -341,7 +338,7 @@ impl Checker {
                 .await
             {
                 Ok(row) => {
-                    let at = row.get::<_, i64>(1) - PG_EPOCH_MICROS;
+                    let at = row.get::<_, i64>(1) - crate::row::value::PG_EPOCH_UNIX_MICROS;
                     self.snapshot_at
                         .fetch_min(at, std::sync::atomic::Ordering::Relaxed);
                     Some(row.get::<_, String>(0))
@@ -589,7 +586,7 @@ impl Checker {
         let read_at = self
             .snapshot_at
             .load(std::sync::atomic::Ordering::Relaxed)
-            .min(chrono::Utc::now().timestamp_micros() - PG_EPOCH_MICROS);
+            .min(chrono::Utc::now().timestamp_micros() - crate::row::value::PG_EPOCH_UNIX_MICROS);
         let key_cols = rule.key_columns.clone();
         let exclude: Vec<String> = rule.exclude_columns.clone();
 

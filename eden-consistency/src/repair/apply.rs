@@ -341,9 +341,8 @@ pub struct FixRun {
 }
 
 /// The whole `fix` command as a library call: check, plan, then report (`dry_run`), write
-/// scripts (`sql_out`) or apply and re-check. Print the result with
-/// [`FixReport::print_human`] or as JSON (`serde_json::to_string(&report)`), exit with
-/// [`FixReport::exit_code`].
+/// scripts (`sql_out`) or apply and re-check. The report serializes to the JSON of
+/// `docs/reports.md` (`serde_json::to_string(&report)`); exit with [`FixReport::exit_code`].
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
@@ -1233,44 +1232,63 @@ pub struct Prepared {
     pub hard_cycle_tables: Vec<usize>,
 }
 
-/// Turns a plan into per-region work.
-pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
-    // Table groups: consecutive tables of one fk cycle form a group.
-    let mut groups: Vec<TableGroup> = Vec::new();
-    let mut hard = Vec::new();
-    let mut seen = vec![false; plan.tables.len()];
-    for (ti, t) in plan.tables.iter().enumerate() {
-        if seen[ti] {
+/// Groups tables for writing, following `order`: the tables of one foreign-key cycle form one
+/// group (written in one transaction), every other table is a group of its own. The groups
+/// hold indexes into `names`.
+pub(crate) fn group_tables(
+    names: &[crate::pg::ident::TableName],
+    order: &[crate::pg::ident::TableName],
+    cycles: &[crate::repair::plan::FkCycle],
+) -> Vec<TableGroup> {
+    let mut groups = Vec::new();
+    let mut seen = vec![false; names.len()];
+    for n in order {
+        let Some(i) = names.iter().position(|x| x == n) else {
+            continue;
+        };
+        if seen[i] {
             continue;
         }
-        if let Some(c) = plan.fk_cycles.iter().find(|c| c.tables.contains(&t.table)) {
-            let members: Vec<usize> = plan
-                .tables
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| c.tables.contains(&x.table))
-                .map(|(i, _)| i)
-                .collect();
-            for &m in &members {
-                seen[m] = true;
+        match cycles.iter().find(|c| c.tables.contains(n)) {
+            Some(c) => {
+                let members: Vec<usize> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| c.tables.contains(x))
+                    .map(|(m, _)| m)
+                    .collect();
+                for &m in &members {
+                    seen[m] = true;
+                }
+                groups.push(TableGroup {
+                    tables: members,
+                    deferrable_cycle: c.deferrable,
+                    hard_cycle: !c.deferrable,
+                });
             }
-            if !c.deferrable {
-                hard.extend(members.iter().copied());
+            None => {
+                seen[i] = true;
+                groups.push(TableGroup {
+                    tables: vec![i],
+                    deferrable_cycle: false,
+                    hard_cycle: false,
+                });
             }
-            groups.push(TableGroup {
-                tables: members,
-                deferrable_cycle: c.deferrable,
-                hard_cycle: !c.deferrable,
-            });
-        } else {
-            seen[ti] = true;
-            groups.push(TableGroup {
-                tables: vec![ti],
-                deferrable_cycle: false,
-                hard_cycle: false,
-            });
         }
     }
+    groups
+}
+
+/// Turns a plan into per-region work.
+pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
+    let names: Vec<crate::pg::ident::TableName> =
+        plan.tables.iter().map(|t| t.table.clone()).collect();
+    let groups = group_tables(&names, &names, &plan.fk_cycles);
+    let hard: Vec<usize> = groups
+        .iter()
+        .filter(|g| g.hard_cycle)
+        .flat_map(|g| g.tables.iter().copied())
+        .collect();
     let mut work = Vec::new();
     for region in &plan.regions {
         let mut items = Vec::new();
@@ -1752,4 +1770,32 @@ pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Re
         &files,
         &BTreeMap::new(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::ident::TableName;
+    use crate::repair::plan::FkCycle;
+
+    #[test]
+    fn cycles_form_one_group_in_the_given_order() {
+        let t = |n: &str| TableName::new("public", n);
+        let names = vec![t("c"), t("a"), t("b"), t("d")];
+        let order = vec![t("a"), t("b"), t("c"), t("d")];
+        let cycles = vec![FkCycle {
+            tables: vec![t("b"), t("d")],
+            deferrable: false,
+            constraints: Vec::new(),
+        }];
+        let groups = group_tables(&names, &order, &cycles);
+        let got: Vec<(Vec<usize>, bool)> = groups
+            .iter()
+            .map(|g| (g.tables.clone(), g.hard_cycle))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(vec![1], false), (vec![2, 3], true), (vec![0], false)]
+        );
+    }
 }

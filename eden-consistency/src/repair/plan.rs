@@ -296,9 +296,12 @@ pub fn keys_json(keys: &[&KeyMap]) -> String {
 pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
     let tbl = shape.table.quoted();
     let ts = if commit_ts {
-        "((extract(epoch FROM pg_catalog.pg_xact_commit_timestamp(t.xmin)) - 946684800) * 1000000)::int8"
+        format!(
+            "((extract(epoch FROM pg_catalog.pg_xact_commit_timestamp(t.xmin)) - {}) * 1000000)::int8",
+            crate::row::value::PG_EPOCH_UNIX_SECS
+        )
     } else {
-        "NULL::int8"
+        "NULL::int8".to_string()
     };
     let mut sql = format!(
         "SELECT (e.ord - 1)::int4, to_jsonb(t)::text, {ts}, {}",

@@ -32,8 +32,8 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 use crate::pg::ident::TableName;
 use crate::repair::apply::{
-    ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, origin_name,
-    prepare_session, run_region, schedule,
+    ApplyOptions, RegionWork, TableGroup, WriteItem, conflicts_table, finish_session, group_tables,
+    origin_name, prepare_session, run_region, schedule,
 };
 use crate::repair::plan::{
     ActionKind, KeyMap, TableShape, fetch_rows, foreign_keys, new_run_id, order_tables,
@@ -335,39 +335,7 @@ pub async fn undo_run_on(
         let names: Vec<TableName> = shapes.iter().map(|s| s.table.clone()).collect();
         let fks = foreign_keys(client, region, &names).await?;
         let (order, cycles) = order_tables(&names, &fks);
-        let groups: Vec<TableGroup> = {
-            let mut groups = Vec::new();
-            let mut done = vec![false; names.len()];
-            for n in &order {
-                let i = names.iter().position(|x| x == n).unwrap_or(0);
-                if done[i] {
-                    continue;
-                }
-                if let Some(c) = cycles.iter().find(|c| c.tables.contains(n)) {
-                    let members: Vec<usize> = c
-                        .tables
-                        .iter()
-                        .filter_map(|t| names.iter().position(|x| x == t))
-                        .collect();
-                    for &m in &members {
-                        done[m] = true;
-                    }
-                    groups.push(TableGroup {
-                        tables: members,
-                        deferrable_cycle: c.deferrable,
-                        hard_cycle: !c.deferrable,
-                    });
-                } else {
-                    done[i] = true;
-                    groups.push(TableGroup {
-                        tables: vec![i],
-                        deferrable_cycle: false,
-                        hard_cycle: false,
-                    });
-                }
-            }
-            groups
-        };
+        let groups: Vec<TableGroup> = group_tables(&names, &order, &cycles);
         let mut items = Vec::new();
         let mut item_table = Vec::new();
         let mut item_action = Vec::new();

@@ -10,9 +10,7 @@ use super::expr::{ArithOp, CmpOp, Ev, Func, Node, Side, is_decimal, number, show
 use crate::row::value::{Value, normalize_decimal};
 
 fn epoch() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .unwrap_or_default()
+    crate::row::value::pg_epoch()
 }
 
 pub(crate) fn date_of(days: i32) -> Option<NaiveDate> {

@@ -447,13 +447,13 @@ pub(crate) fn list_columns(columns: &[String]) -> String {
 
 /// Converts microseconds since 2000-01-01 UTC to a `chrono` time.
 pub fn micros_to_datetime(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
-    let epoch = chrono::DateTime::from_timestamp(946_684_800, 0)?;
+    let epoch = chrono::DateTime::from_timestamp(crate::row::value::PG_EPOCH_UNIX_SECS, 0)?;
     epoch.checked_add_signed(chrono::TimeDelta::microseconds(micros))
 }
 
 /// Converts a `chrono` time to microseconds since 2000-01-01 UTC.
 pub fn datetime_to_micros(t: chrono::DateTime<chrono::Utc>) -> Option<i64> {
-    let epoch = chrono::DateTime::from_timestamp(946_684_800, 0)?;
+    let epoch = chrono::DateTime::from_timestamp(crate::row::value::PG_EPOCH_UNIX_SECS, 0)?;
     (t - epoch).num_microseconds()
 }
 

@@ -46,6 +46,19 @@ use crate::pg::ident::quote_ident;
 /// Microseconds in a day.
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
+/// PostgreSQL's epoch, 2000-01-01 00:00 UTC, in seconds since the Unix epoch: `date` counts
+/// days and `timestamp`, `timestamptz` and commit timestamps count microseconds from it.
+pub(crate) const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
+/// [`PG_EPOCH_UNIX_SECS`] in microseconds.
+pub(crate) const PG_EPOCH_UNIX_MICROS: i64 = PG_EPOCH_UNIX_SECS * 1_000_000;
+
+/// PostgreSQL's epoch as a date and time (UTC).
+pub(crate) fn pg_epoch() -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp(PG_EPOCH_UNIX_SECS, 0)
+        .map(|d| d.naive_utc())
+        .unwrap_or_default()
+}
+
 /// One column value.
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -381,7 +394,7 @@ fn write_date(s: &mut String, d: i32) {
         i32::MAX => s.push_str("infinity"),
         i32::MIN => s.push_str("-infinity"),
         d => {
-            let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
+            let epoch = pg_epoch().date();
             match epoch.checked_add_signed(chrono::Duration::days(d as i64)) {
                 Some(date) => {
                     use chrono::Datelike;

@@ -53,7 +53,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::check::report::RegionStats;
+use super::RegionStats;
 use crate::error::{Error, Result};
 use crate::pg::ident::{TableName, quote_ident};
 use crate::pg::schema::Column;
@@ -895,12 +895,8 @@ impl<'a> PgSource<'a> {
                 let key = value::decode_row(r, 0, &spec.key).map_err(bad)?;
                 let values = value::decode_row(r, nk, &spec.columns).map_err(bad)?;
                 let t: Option<chrono::DateTime<chrono::Utc>> = r.get(nk + spec.columns.len());
-                let version_time = t.map(|t| {
-                    let epoch = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
-                        .map(|e| e.timestamp_micros())
-                        .unwrap_or(946_684_800_000_000);
-                    t.timestamp_micros() - epoch
-                });
+                let version_time =
+                    t.map(|t| t.timestamp_micros() - crate::row::value::PG_EPOCH_UNIX_MICROS);
                 let base = nk + spec.columns.len() + 1;
                 let key_text = (0..nk)
                     .map(|i| r.get::<_, Option<String>>(base + i))

@@ -97,7 +97,7 @@ pub async fn resolve_by_hand(
             let row = client
                 .query_opt(&sql, &[&id])
                 .await
-                .map_err(|e| Error::query(name, format!("reading {conflicts}"), &e))?;
+                .map_err(|e| Error::query(name, format!("reading {conflicts}"), e))?;
             if let Some(r) = row {
                 hits.push((ri, r.get::<_, bool>(0)));
             }

@@ -21,7 +21,7 @@ async fn errors_keep_sqlstate_region_and_source() {
     assert!(!err.is_connection(), "{err}");
     assert!(err.source().is_some(), "{err:?}");
     assert!(err.to_string().starts_with("region r1: "), "{err}");
-    let named = err.with_table(&TableName::new("public", "t"));
+    let named = err.with_table(TableName::new("public", "t"));
     assert_eq!(named.table(), Some("public.t"));
     // A config error has no SQLSTATE and no region.
     let cfg_err = Error::Config {

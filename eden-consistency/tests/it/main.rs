@@ -22,6 +22,7 @@ mod fix_rules;
 mod fix_sql_out;
 mod import;
 mod lock;
+mod parsers;
 mod pglogical;
 mod redis_cache;
 mod resolve_pg_eval;

@@ -336,7 +336,7 @@ fn archive(n: &Node, run_id: &str) -> Vec<String> {
 }
 
 async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport {
-    let checker = connect(&p).await;
+    let checker = connect(p).await;
     let (report, plan) =
         plan_fix_checked(&checker, &CheckOptions::default(), &FixOptions::default())
             .await
