@@ -314,16 +314,34 @@ pub async fn run(cli: Cli, target: RedisTarget, m: &mut RunMetrics) -> Result<Ou
                 Outcome::Differences
             })
         }
+        Command::Status(_) => {
+            let opts = RedisConnectOptions {
+                timeout: std::time::Duration::from_secs(5),
+                response_timeout: std::time::Duration::from_secs(30),
+            };
+            let report =
+                eden_consistency::redis::status::status(&target.config, &target.db, &opts).await?;
+            m.record_status(&report);
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+                Format::Human => crate::print::status::human(&report, &mut out)?,
+            }
+            Ok(if report.healthy {
+                Outcome::Clean
+            } else {
+                Outcome::Differences
+            })
+        }
         other => {
             let name = match other {
                 Command::Conflicts(_) => "conflicts",
                 Command::Init(_) => "init",
                 Command::Undo(_) => "undo",
-                Command::Status(_) => "status",
                 _ => "validate-config",
             };
             bail!(
-                "{name} works on PostgreSQL databases; {} is a Redis cache (use check or fix)",
+                "{name} works on PostgreSQL databases; {} is a Redis cache (use check, fix or status)",
                 target.db
             )
         }

@@ -307,3 +307,114 @@ fn tls_regions_through_rustls() {
         out.stderr
     );
 }
+
+#[test]
+fn status_reports_roles_links_and_unreachable_regions() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    a.cli(&["set", "k1", "v"]);
+    a.cli(&["set", "k2", "v"]);
+    let metrics = tempfile::tempdir().unwrap();
+    let prom = metrics.path().join("eden.prom");
+    // A healthy pair: exit 0, the contract's shape with the Redis facts of their own.
+    let out = run(args(
+        &[
+            "status",
+            "--db",
+            "eden_cache",
+            "--format",
+            "json",
+            "--metrics-file",
+            prom.to_str().unwrap(),
+        ],
+        &regions(&a, &b)[..4],
+    ));
+    out.assert_code(0);
+    let j = out.json();
+    assert_eq!(j["database"], "eden_cache");
+    assert_eq!(j["kind"], "redis");
+    assert_eq!(j["healthy"], true);
+    let r = j["regions"].as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["region"], "us-east-1");
+    assert_eq!(r[0]["reachable"], true);
+    assert!(r[0]["server_version"].as_str().unwrap().contains('.'));
+    assert_eq!(r[0]["problems"], serde_json::json!([]));
+    assert_eq!(r[0]["redis"]["role"], "master");
+    assert_eq!(r[0]["redis"]["keys"], 2);
+    assert_eq!(r[1]["redis"]["keys"], 0);
+    assert!(r[0]["redis"]["used_memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(r[0]["redis"]["links"][0]["connected_slaves"], 0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains(r#"eden_reconcile_region_up{database="eden_cache",region="us-east-1"} 1"#),
+        "{text}"
+    );
+
+    // One region unreachable, one a replica whose master is gone: exit 1, both named,
+    // the others still reported.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    b.cli(&["replicaof", "127.0.0.1", &dead.to_string()]);
+    let mut r = regions(&a, &b)[..4].to_vec();
+    r.extend([
+        "--region".into(),
+        format!("eu-west-1=redis://127.0.0.1:{dead}"),
+    ]);
+    let out = run(args(
+        &[
+            "status",
+            "--db",
+            "eden_cache",
+            "--format",
+            "json",
+            "--metrics-file",
+            prom.to_str().unwrap(),
+        ],
+        &r,
+    ));
+    out.assert_code(1);
+    let j = out.json();
+    assert_eq!(j["healthy"], false);
+    let regs = j["regions"].as_array().unwrap();
+    assert_eq!(regs[0]["problems"], serde_json::json!([]));
+    assert_eq!(regs[1]["redis"]["role"], "slave");
+    let link = &regs[1]["redis"]["links"][0];
+    assert_eq!(link["master_link_status"], "down");
+    assert_eq!(link["master"], format!("127.0.0.1:{dead}"));
+    let p = regs[1]["problems"][0].as_str().unwrap();
+    assert!(
+        p.contains("us-west-2") && p.contains("link to its master"),
+        "{p}"
+    );
+    assert_eq!(regs[2]["reachable"], false);
+    assert!(
+        regs[2]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("eu-west-1")
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains(r#"eden_reconcile_region_up{database="eden_cache",region="eu-west-1"} 0"#),
+        "{text}"
+    );
+
+    // The human table: one aligned line per region, then the problems.
+    let out = run(args(&["status", "--db", "eden_cache"], &r));
+    out.assert_code(1);
+    println!("{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("eden_cache (redis): 2 problem(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("replica of 127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("problems:"), "{}", out.stdout);
+    assert!(!out.stderr.contains("redis://"), "{}", out.stderr);
+}
