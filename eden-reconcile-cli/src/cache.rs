@@ -280,13 +280,33 @@ pub async fn run(cli: Cli, target: RedisTarget, m: &mut RunMetrics) -> Result<Ou
         Command::Fix(args) => {
             let check = check_options(&target.config, &args.cache.check)?;
             let checker = connect(&target, &args.cache.check).await?;
+            let lock = if args.dry_run {
+                None
+            } else {
+                let wait = match &cli.global.wait_lock {
+                    Some(text) => Some(
+                        eden_consistency::lock::parse_duration(text)
+                            .map_err(|m| anyhow::anyhow!("--wait-lock: {m}"))?,
+                    ),
+                    None => None,
+                };
+                let first = checker
+                    .regions
+                    .first()
+                    .ok_or_else(|| anyhow::anyhow!("no region to hold the run lock in"))?;
+                Some(eden_consistency::redis::lock::acquire(first, &target.db, "fix", wait).await?)
+            };
             let opts = CacheFixOptions {
                 check,
                 dry_run: args.dry_run,
                 from: args.cache.from.clone(),
                 archive: args.cache.archive.clone(),
             };
-            let report = checker.fix(&opts).await?;
+            let report = checker.fix(&opts).await;
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            let report = report?;
             m.set_consistent(report.consistent);
             for t in &report.tables {
                 let mut by_action = std::collections::BTreeMap::<&str, u64>::new();

@@ -418,3 +418,110 @@ fn status_reports_roles_links_and_unreachable_regions() {
     assert!(out.stdout.contains("problems:"), "{}", out.stdout);
     assert!(!out.stderr.contains("redis://"), "{}", out.stderr);
 }
+
+/// Starts `fix` on a cache with a difference whose re-reads take a few seconds, and waits
+/// until it holds the run lock.
+fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
+    a.cli(&["set", "slow:1", "x"]);
+    let child = eden()
+        .args([
+            "fix",
+            "--db",
+            "eden_cache",
+            "--region",
+            &format!("us-east-1={}", a.url()),
+            "--region",
+            &format!("us-west-2={}", b.url()),
+            "--rounds",
+            "3",
+            "--round-pause",
+            "1500ms",
+            "--archive",
+            std::env::temp_dir()
+                .join(format!("eden-lock-test-{}.jsonl", a.port))
+                .to_str()
+                .unwrap(),
+        ])
+        .env("EDEN_RECONCILE_REDIS_LOCK_TTL_MS", ttl_ms)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if a.cli(&["exists", "eden-reconcile:lock:eden_cache"]).trim() == "1" {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the first fix never took the lock");
+}
+
+#[test]
+fn fix_holds_a_renewed_lock_key_a_second_fix_is_refused_or_waits() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let mut first = slow_fix(&a, &b, "1000");
+    let pid = first.id();
+    // Longer than the 1 s expiry: the holder renews it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = regions(&a, &b);
+    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    out.assert_code(2);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("locked by"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("pid={pid}")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("host=") && out.stderr.contains("started="),
+        "{}",
+        out.stderr
+    );
+    // The lock key is never compared: check sees only the real keys.
+    let out = run(args(
+        &["check", "--db", "eden_cache", "--format", "json"],
+        &r,
+    ));
+    assert_eq!(
+        out.json()["key_counts"],
+        serde_json::json!({"us-east-1": 1, "us-west-2": 0})
+    );
+    // --dry-run takes no lock.
+    run(args(&["fix", "--db", "eden_cache", "--dry-run"], &r)).assert_code(1);
+    // --wait-lock waits for the holder to finish, then runs.
+    let t = std::time::Instant::now();
+    let out = run(args(
+        &["fix", "--db", "eden_cache", "--wait-lock", "30s"],
+        &r,
+    ));
+    out.assert_code(0);
+    assert!(t.elapsed() > std::time::Duration::from_millis(500));
+    assert!(first.wait().unwrap().success());
+    // Released at the end.
+    assert_eq!(
+        a.cli(&["exists", "eden-reconcile:lock:eden_cache"]).trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_killed_fix_lock_key_expires() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let mut first = slow_fix(&a, &b, "1000");
+    let r = regions(&a, &b);
+    let out = run(args(
+        &["fix", "--db", "eden_cache", "--wait-lock", "500ms"],
+        &r,
+    ));
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("still held after waiting"),
+        "{}",
+        out.stderr
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    out.assert_code(2);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    out.assert_code(0);
+    assert_eq!(a.cli(&["exists", "slow:1"]).trim(), "0");
+}

@@ -28,6 +28,7 @@ pub mod config;
 pub mod connect;
 pub mod digest;
 pub mod fix;
+pub mod lock;
 pub mod status;
 
 pub use check::{CacheCheckOptions, CacheChecker, CacheDifference, CacheReport};
