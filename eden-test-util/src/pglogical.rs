@@ -239,6 +239,12 @@ impl Pair {
     /// unreplicated `local_cache` that differ on purpose), subscribes each node to the other
     /// (b copies a's seed data) and waits until both replicate and the copy is done.
     pub fn replicate(&self) {
+        self.replicate_with_b_delay(None);
+    }
+
+    /// [`Pair::replicate`], with region b applying a's changes `delay` late (pglogical's
+    /// `apply_delay`, e.g. `"3 seconds"`): a real replica running behind.
+    pub fn replicate_with_b_delay(&self, delay: Option<&str>) {
         for n in self.nodes() {
             n.sql(&NODE_SQL.replace(":NODE", n.node).replace(":DSN", &n.dsn()));
         }
@@ -247,10 +253,14 @@ impl Pair {
         self.b
             .sql("INSERT INTO local_cache VALUES (1, 'b'), (2, 'b')");
         for (n, provider, copy) in [(&self.b, &self.a, true), (&self.a, &self.b, false)] {
+            let delay = match delay {
+                Some(d) if copy => format!(", apply_delay := interval '{d}'"),
+                _ => String::new(),
+            };
             n.sql(&format!(
                 "SELECT pglogical.create_subscription(subscription_name := '{}', provider_dsn := '{}', \
                  replication_sets := {SETS}, synchronize_structure := false, synchronize_data := {copy}, \
-                 forward_origins := '{{}}')",
+                 forward_origins := '{{}}'{delay})",
                 n.sub(),
                 provider.dsn()
             ));

@@ -613,6 +613,135 @@ async fn unique_collision_is_reported_with_constraint_and_both_keys() {
     );
 }
 
+/// With `unique_collisions: resolve` the two colliding rows are two versions of one logical
+/// row: the table's rule (newest `updated_at`) picks the winner, the loser is archived and
+/// removed where it exists, the winner copied where it is missing, and a rerun is clean.
+/// Without the opt-in (default `manual`) the collision stays unresolved (exit 1).
+#[tokio::test]
+async fn unique_collision_resolved_by_the_table_rule_when_opted_in() {
+    let dbs = TestDbs::new_named("safety_unique_resolve", &["a", "b"]).await;
+    dbs.exec_all(
+        "CREATE TABLE docs(id int primary key, tenant_id int not null, path text not null, \
+         body text, updated_at timestamptz, UNIQUE (tenant_id, path))",
+    )
+    .await;
+    dbs.exec(
+        0,
+        "INSERT INTO docs VALUES (1, 7, '/x', 'from a', '2024-01-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO docs VALUES (2, 7, '/x', 'from b', '2024-06-01')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |extra: &str| {
+        format!(
+            "        - table: docs\n          resolution: last_write_wins\n          tracking_column: updated_at\n{extra}"
+        )
+    };
+    let go = |cfg: &std::path::Path, cmd: &str, extra: &[&str]| {
+        let mut a = s(&["--config", cfg.to_str().unwrap(), cmd, "--db", "eden_vault"]);
+        a.extend(s(extra));
+        a.extend(dbs.region_args());
+        run(a)
+    };
+
+    // Default (manual): reported, unresolved, nothing changed.
+    let cfg = vault_config(&dbs, dir.path(), "", &rule(""));
+    let before = go(&cfg, "fix", &[]);
+    eprintln!("--- manual (default):\n{}", before.stdout);
+    before.assert_code(1);
+    assert!(
+        before.stdout.contains("left unresolved"),
+        "{}",
+        before.stdout
+    );
+    let r = go(&cfg, "fix", &["--format", "json"]);
+    r.assert_code(1);
+    let t = &r.json()["tables"][0];
+    assert_eq!(t["unresolved"], json!(2), "{t}");
+    assert!(t["collisions"][0].get("resolved").is_none(), "{t}");
+
+    // An unknown value is a config error naming the table's rule.
+    let bad = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          unique_collisions: merge\n"),
+    );
+    let r = go(&bad, "fix", &[]);
+    r.assert_code(2).assert_one_line_error();
+    assert!(
+        r.stderr.contains("unique_collisions: merge"),
+        "{}",
+        r.stderr
+    );
+
+    // resolve: b's row is newer, so id 2 stays everywhere and id 1 is archived and removed.
+    let cfg = vault_config(
+        &dbs,
+        dir.path(),
+        "",
+        &rule("          unique_collisions: resolve\n"),
+    );
+    let after = go(&cfg, "fix", &["--format", "json"]);
+    after.assert_code(0);
+    let j = after.json();
+    assert_eq!(j["consistent"], json!(true), "{j}");
+    let t = &j["tables"][0];
+    assert_eq!(t["unresolved"], json!(0), "{t}");
+    let c = t["collisions"].as_array().unwrap_or_else(|| panic!("{t}"));
+    assert!(!c.is_empty(), "{t}");
+    for c in c {
+        assert_eq!(c["resolved"]["winner_key"], json!({"id": 2}), "{c}");
+        assert_eq!(c["resolved"]["loser_key"], json!({"id": 1}), "{c}");
+        assert_eq!(c["resolved"]["winner_region"], json!("b"), "{c}");
+    }
+    for i in 0..2 {
+        assert_eq!(
+            dbs.query_texts(i, "SELECT string_agg(id || ':' || body, ',') FROM docs")
+                .await,
+            vec![Some("2:from b".into())]
+        );
+    }
+    // The loser is archived in the same transaction as its delete, in region a.
+    assert_eq!(
+        dbs.query_texts(
+            0,
+            "SELECT conflict_type || ' ' || (local_row->>'id') || ' ' || (local_row->>'body') \
+             FROM replication_conflicts WHERE remote_row IS NULL"
+        )
+        .await,
+        vec![Some("delete 1 from a".into())]
+    );
+    // Rerun is clean: check agrees, fix has nothing to do.
+    go(&cfg, "check", &[]).assert_code(0);
+    go(&cfg, "fix", &[]).assert_code(0);
+
+    // The human output names the winner.
+    dbs.exec_all("DELETE FROM docs").await;
+    dbs.exec(
+        0,
+        "INSERT INTO docs VALUES (1, 7, '/x', 'from a', '2024-01-01')",
+    )
+    .await;
+    dbs.exec(
+        1,
+        "INSERT INTO docs VALUES (2, 7, '/x', 'from b', '2024-06-01')",
+    )
+    .await;
+    let h = go(&cfg, "fix", &[]);
+    eprintln!("--- unique_collisions: resolve:\n{}", h.stdout);
+    h.assert_code(0);
+    assert!(
+        h.stdout.contains("resolved by the table's rule"),
+        "{}",
+        h.stdout
+    );
+}
+
 /// With a config, `fix` refuses decisions that only the tie order made for a time-ordered
 /// rule (here: commit timestamps with track_commit_timestamp off) unless --allow-tiebreak;
 /// validate-config warns about it, about keyless tables and about unknown keys in a rule.
@@ -783,4 +912,88 @@ async fn trigger_rewriting_rows_stops_the_table_and_names_it() {
             vec![Some("0".into())]
         );
     }
+}
+
+/// In flight with a REAL delayed replica: pglogical applies region a's changes in region b
+/// 2 s late (`apply_delay`) while a writer keeps updating rows in a with
+/// `last_updated_at = now()` during the check. With `max_replication_lag_seconds: 5` the
+/// keys still on their way are reported in flight (not divergent, exit 0 for them); a
+/// stable difference written long ago in b only stays divergent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_with_a_really_delayed_pglogical_replica() {
+    use eden_test_util::pglogical::{DB, Pair};
+    let pair = Pair::start_clusters();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("postgresql-multi-region.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  replication_user: replication_user\n  max_replication_lag_seconds: 5\n  conflict_resolution: last_write_wins\n\
+             regions:\n  - name: us-east-1\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pa}, user: postgres }}\n\
+             \x20 - name: us-west-2\n    role: active\n    instance: {{ host: 127.0.0.1, port: {pb}, user: postgres }}\n\
+             replication:\n  provider: pglogical\n  node_groups:\n    - name: eden_vault_group\n      database: {DB}\n\
+             \x20     conflict_resolution_tables:\n        - table: vault_secrets\n          resolution: last_write_wins\n          tracking_column: last_updated_at\n",
+            pa = pair.a.cluster.port,
+            pb = pair.b.cluster.port
+        ),
+    )
+    .unwrap();
+    let eden = |args: &[&str]| {
+        let mut v = s(&["--config", cfg.to_str().unwrap()]);
+        v.extend(s(args));
+        v.extend(s(&["--db", DB]));
+        run(v)
+    };
+    eden(&["init"]).assert_code(0);
+    pair.replicate_with_b_delay(Some("2 seconds"));
+    // A stable difference: written in b under a replication origin of its own, so pglogical
+    // (forward_origins = '{}') never sends it to a; its row time and (after the sleep) its
+    // commit time are outside the window.
+    pair.b.sql(
+        "SELECT pg_replication_origin_create('eden_test_local'); \
+         SELECT pg_replication_origin_session_setup('eden_test_local'); \
+         UPDATE vault_secrets SET secret = 'stale', last_updated_at = '2025-01-01' WHERE id = 50",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let r = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                pair.a.sql(&format!(
+                    "UPDATE vault_secrets SET secret = 'w{i}', last_updated_at = now() WHERE id = {}",
+                    i % 10 + 1
+                ));
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let r = eden(&["check", "--table", "vault_secrets", "--format", "json"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    let j = r.json();
+    let t = &j["tables"][0];
+    let diffs = t["differences"].as_array().unwrap_or_else(|| panic!("{j}"));
+    let id = |d: &serde_json::Value| d["key"]["id"].as_i64().unwrap();
+    let stable = diffs
+        .iter()
+        .find(|d| id(d) == 50)
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_ne!(stable["in_flight"], json!(true), "{t}");
+    let flying: Vec<_> = diffs.iter().filter(|d| id(d) <= 10).collect();
+    assert!(
+        !flying.is_empty(),
+        "b's delay must leave some of a's writes unapplied: {t}"
+    );
+    for d in &flying {
+        assert_eq!(
+            d["in_flight"],
+            json!(true),
+            "a key still replicating is not divergent: {t}"
+        );
+    }
+    assert_eq!(t["in_flight_count"], json!(flying.len()), "{t}");
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
 }

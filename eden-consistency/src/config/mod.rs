@@ -84,6 +84,9 @@ pub struct TableRule {
     /// What to do with a row that exists in some regions only and no tombstone explains
     /// (`missing_rows:`; default `copy`).
     pub missing_rows: MissingRows,
+    /// What to do when the same logical row exists under two keys (`unique_collisions:`;
+    /// default `manual`).
+    pub unique_collisions: UniqueCollisions,
     /// Keys of the entry that the tool does not know (likely typos), for `validate-config`.
     pub unknown_keys: Vec<String>,
 }
@@ -101,6 +104,19 @@ pub enum MissingRows {
     Delete,
     /// Change nothing; record the key for a human.
     Manual,
+}
+
+/// `unique_collisions:` of a table rule: a row that cannot be copied to a region because
+/// another row there (another key) holds the same values of a unique constraint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UniqueCollisions {
+    /// Report the collision and leave both rows (the default): a human decides.
+    #[default]
+    Manual,
+    /// The two rows are two versions of one logical row: the table's rule picks the
+    /// winner, the losing row is archived and removed everywhere, the winner copied where
+    /// it is missing.
+    Resolve,
 }
 
 impl MissingRows {
@@ -321,6 +337,7 @@ impl Config {
                 tombstone: None,
                 redact_columns: Vec::new(),
                 missing_rows: MissingRows::default(),
+                unique_collisions: UniqueCollisions::default(),
                 unknown_keys: Vec::new(),
             })
     }
@@ -486,6 +503,7 @@ mod raw {
         name: Option<String>,
         tombstone: Option<RawTombstone>,
         missing_rows: Option<String>,
+        unique_collisions: Option<String>,
         #[serde(flatten)]
         unknown: BTreeMap<String, serde_yaml_ng::Value>,
     }
@@ -871,6 +889,15 @@ mod raw {
                 ));
             }
         };
+        let unique_collisions = match t.unique_collisions.as_deref().map(str::trim) {
+            None | Some("manual") => UniqueCollisions::Manual,
+            Some("resolve") => UniqueCollisions::Resolve,
+            Some(other) => {
+                return Err(format!(
+                    "{at}: unique_collisions: {other} is not understood; use resolve or manual"
+                ));
+            }
+        };
         Ok(TableRule {
             table,
             resolution,
@@ -879,6 +906,7 @@ mod raw {
             tombstone,
             redact_columns,
             missing_rows,
+            unique_collisions,
             unknown_keys: t.unknown.into_keys().collect(),
         })
     }

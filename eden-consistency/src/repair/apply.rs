@@ -43,7 +43,9 @@
 //! * **Unique collisions.** An insert that writes nothing because another row (another key)
 //!   holds the same values of a unique constraint is reported under the table's
 //!   `collisions` (region, constraint, columns, both keys), counted unresolved (exit 1),
-//!   never retried as "changed since read".
+//!   never retried as "changed since read". A table whose rule says
+//!   `unique_collisions: resolve` has them resolved by its rule after applying (see
+//!   `repair::collision`): the losing row archived and deleted, the winner inserted.
 //! * **Rows rewritten on write.** Inserts and updates compare each row as stored with the
 //!   row written, on the written columns; when a trigger (or a rule) changed it, the batch
 //!   is rolled back (nothing written, nothing archived), the table is not written again in
@@ -381,7 +383,8 @@ pub async fn run_fix(
     if run.dry_run {
         return Ok(FixReport::from_plan(&plan));
     }
-    let report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    let mut report = apply_plan(checker.regions(), &plan, &run.apply).await?;
+    crate::repair::collision::resolve_collisions(checker, &plan, &mut report, run).await?;
     for t in &report.tables {
         tracing::info!(
             table = %t.table,

@@ -153,6 +153,7 @@ const RULE_KEYS: &[&str] = &[
     "name",
     "tombstone",
     "missing_rows",
+    "unique_collisions",
     "redact_columns",
 ];
 

@@ -119,6 +119,7 @@ pub fn add_rule(
         tombstone: None,
         redact_columns: Vec::new(),
         missing_rows: Default::default(),
+        unique_collisions: Default::default(),
         unknown_keys: Vec::new(),
     });
 }
