@@ -423,7 +423,7 @@ fn status_reports_roles_links_and_unreachable_regions() {
 /// until it holds the run lock.
 fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
     a.cli(&["set", "slow:1", "x"]);
-    let child = eden()
+    let mut child = eden()
         .args([
             "fix",
             "--db",
@@ -453,6 +453,8 @@ fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the first fix never took the lock");
 }
 
