@@ -421,7 +421,12 @@ fn status_reports_roles_links_and_unreachable_regions() {
 
 /// Starts `fix` on a cache with a difference whose re-reads take a few seconds, and waits
 /// until it holds the run lock.
-fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
+fn slow_fix(
+    a: &TestRedis,
+    b: &TestRedis,
+    ttl_ms: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
     a.cli(&["set", "slow:1", "x"]);
     let mut child = eden()
         .args([
@@ -437,10 +442,7 @@ fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
             "--round-pause",
             "1500ms",
             "--archive",
-            std::env::temp_dir()
-                .join(format!("eden-lock-test-{}.jsonl", a.port))
-                .to_str()
-                .unwrap(),
+            dir.join("first.jsonl").to_str().unwrap(),
         ])
         .env("EDEN_RECONCILE_REDIS_LOCK_TTL_MS", ttl_ms)
         .stdout(std::process::Stdio::null())
@@ -461,7 +463,9 @@ fn slow_fix(a: &TestRedis, b: &TestRedis, ttl_ms: &str) -> std::process::Child {
 #[test]
 fn fix_holds_a_renewed_lock_key_a_second_fix_is_refused_or_waits() {
     let (a, b) = (TestRedis::start(), TestRedis::start());
-    let mut first = slow_fix(&a, &b, "1000");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("second.jsonl");
+    let mut first = slow_fix(&a, &b, "1000", dir.path());
     let pid = first.id();
     // Longer than the 1 s expiry: the holder renews it.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -490,7 +494,15 @@ fn fix_holds_a_renewed_lock_key_a_second_fix_is_refused_or_waits() {
     // --wait-lock waits for the holder to finish, then runs.
     let t = std::time::Instant::now();
     let out = run(args(
-        &["fix", "--db", "eden_cache", "--wait-lock", "30s"],
+        &[
+            "fix",
+            "--db",
+            "eden_cache",
+            "--wait-lock",
+            "30s",
+            "--archive",
+            archive.to_str().unwrap(),
+        ],
         &r,
     ));
     out.assert_code(0);
@@ -506,7 +518,9 @@ fn fix_holds_a_renewed_lock_key_a_second_fix_is_refused_or_waits() {
 #[test]
 fn a_killed_fix_lock_key_expires() {
     let (a, b) = (TestRedis::start(), TestRedis::start());
-    let mut first = slow_fix(&a, &b, "1000");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("second.jsonl");
+    let mut first = slow_fix(&a, &b, "1000", dir.path());
     let r = regions(&a, &b);
     let out = run(args(
         &["fix", "--db", "eden_cache", "--wait-lock", "500ms"],
@@ -523,7 +537,16 @@ fn a_killed_fix_lock_key_expires() {
     let out = run(args(&["fix", "--db", "eden_cache"], &r));
     out.assert_code(2);
     std::thread::sleep(std::time::Duration::from_millis(1300));
-    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    let out = run(args(
+        &[
+            "fix",
+            "--db",
+            "eden_cache",
+            "--archive",
+            archive.to_str().unwrap(),
+        ],
+        &r,
+    ));
     out.assert_code(0);
     assert_eq!(a.cli(&["exists", "slow:1"]).trim(), "0");
 }
