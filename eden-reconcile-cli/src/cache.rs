@@ -280,13 +280,33 @@ pub async fn run(cli: Cli, target: RedisTarget, m: &mut RunMetrics) -> Result<Ou
         Command::Fix(args) => {
             let check = check_options(&target.config, &args.cache.check)?;
             let checker = connect(&target, &args.cache.check).await?;
+            let lock = if args.dry_run {
+                None
+            } else {
+                let wait = match &cli.global.wait_lock {
+                    Some(text) => Some(
+                        eden_consistency::lock::parse_duration(text)
+                            .map_err(|m| anyhow::anyhow!("--wait-lock: {m}"))?,
+                    ),
+                    None => None,
+                };
+                let first = checker
+                    .regions
+                    .first()
+                    .ok_or_else(|| anyhow::anyhow!("no region to hold the run lock in"))?;
+                Some(eden_consistency::redis::lock::acquire(first, &target.db, "fix", wait).await?)
+            };
             let opts = CacheFixOptions {
                 check,
                 dry_run: args.dry_run,
                 from: args.cache.from.clone(),
                 archive: args.cache.archive.clone(),
             };
-            let report = checker.fix(&opts).await?;
+            let report = checker.fix(&opts).await;
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            let report = report?;
             m.set_consistent(report.consistent);
             for t in &report.tables {
                 let mut by_action = std::collections::BTreeMap::<&str, u64>::new();
@@ -314,16 +334,34 @@ pub async fn run(cli: Cli, target: RedisTarget, m: &mut RunMetrics) -> Result<Ou
                 Outcome::Differences
             })
         }
+        Command::Status(_) => {
+            let opts = RedisConnectOptions {
+                timeout: std::time::Duration::from_secs(5),
+                response_timeout: std::time::Duration::from_secs(30),
+            };
+            let report =
+                eden_consistency::redis::status::status(&target.config, &target.db, &opts).await?;
+            m.record_status(&report);
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+                Format::Human => crate::print::status::human(&report, &mut out)?,
+            }
+            Ok(if report.healthy {
+                Outcome::Clean
+            } else {
+                Outcome::Differences
+            })
+        }
         other => {
             let name = match other {
                 Command::Conflicts(_) => "conflicts",
                 Command::Init(_) => "init",
                 Command::Undo(_) => "undo",
-                Command::Status(_) => "status",
                 _ => "validate-config",
             };
             bail!(
-                "{name} works on PostgreSQL databases; {} is a Redis cache (use check or fix)",
+                "{name} works on PostgreSQL databases; {} is a Redis cache (use check, fix or status)",
                 target.db
             )
         }

@@ -307,3 +307,246 @@ fn tls_regions_through_rustls() {
         out.stderr
     );
 }
+
+#[test]
+fn status_reports_roles_links_and_unreachable_regions() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    a.cli(&["set", "k1", "v"]);
+    a.cli(&["set", "k2", "v"]);
+    let metrics = tempfile::tempdir().unwrap();
+    let prom = metrics.path().join("eden.prom");
+    // A healthy pair: exit 0, the contract's shape with the Redis facts of their own.
+    let out = run(args(
+        &[
+            "status",
+            "--db",
+            "eden_cache",
+            "--format",
+            "json",
+            "--metrics-file",
+            prom.to_str().unwrap(),
+        ],
+        &regions(&a, &b)[..4],
+    ));
+    out.assert_code(0);
+    let j = out.json();
+    assert_eq!(j["database"], "eden_cache");
+    assert_eq!(j["kind"], "redis");
+    assert_eq!(j["healthy"], true);
+    let r = j["regions"].as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["region"], "us-east-1");
+    assert_eq!(r[0]["reachable"], true);
+    assert!(r[0]["server_version"].as_str().unwrap().contains('.'));
+    assert_eq!(r[0]["problems"], serde_json::json!([]));
+    assert_eq!(r[0]["redis"]["role"], "master");
+    assert_eq!(r[0]["redis"]["keys"], 2);
+    assert_eq!(r[1]["redis"]["keys"], 0);
+    assert!(r[0]["redis"]["used_memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(r[0]["redis"]["links"][0]["connected_slaves"], 0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains(r#"eden_reconcile_region_up{database="eden_cache",region="us-east-1"} 1"#),
+        "{text}"
+    );
+
+    // One region unreachable, one a replica whose master is gone: exit 1, both named,
+    // the others still reported.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    b.cli(&["replicaof", "127.0.0.1", &dead.to_string()]);
+    let mut r = regions(&a, &b)[..4].to_vec();
+    r.extend([
+        "--region".into(),
+        format!("eu-west-1=redis://127.0.0.1:{dead}"),
+    ]);
+    let out = run(args(
+        &[
+            "status",
+            "--db",
+            "eden_cache",
+            "--format",
+            "json",
+            "--metrics-file",
+            prom.to_str().unwrap(),
+        ],
+        &r,
+    ));
+    out.assert_code(1);
+    let j = out.json();
+    assert_eq!(j["healthy"], false);
+    let regs = j["regions"].as_array().unwrap();
+    assert_eq!(regs[0]["problems"], serde_json::json!([]));
+    assert_eq!(regs[1]["redis"]["role"], "slave");
+    let link = &regs[1]["redis"]["links"][0];
+    assert_eq!(link["master_link_status"], "down");
+    assert_eq!(link["master"], format!("127.0.0.1:{dead}"));
+    let p = regs[1]["problems"][0].as_str().unwrap();
+    assert!(
+        p.contains("us-west-2") && p.contains("link to its master"),
+        "{p}"
+    );
+    assert_eq!(regs[2]["reachable"], false);
+    assert!(
+        regs[2]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("eu-west-1")
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains(r#"eden_reconcile_region_up{database="eden_cache",region="eu-west-1"} 0"#),
+        "{text}"
+    );
+
+    // The human table: one aligned line per region, then the problems.
+    let out = run(args(&["status", "--db", "eden_cache"], &r));
+    out.assert_code(1);
+    println!("{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("eden_cache (redis): 2 problem(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("replica of 127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("problems:"), "{}", out.stdout);
+    assert!(!out.stderr.contains("redis://"), "{}", out.stderr);
+}
+
+/// Starts `fix` on a cache with a difference whose re-reads take a few seconds, and waits
+/// until it holds the run lock.
+fn slow_fix(
+    a: &TestRedis,
+    b: &TestRedis,
+    ttl_ms: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
+    a.cli(&["set", "slow:1", "x"]);
+    let mut child = eden()
+        .args([
+            "fix",
+            "--db",
+            "eden_cache",
+            "--region",
+            &format!("us-east-1={}", a.url()),
+            "--region",
+            &format!("us-west-2={}", b.url()),
+            "--rounds",
+            "3",
+            "--round-pause",
+            "1500ms",
+            "--archive",
+            dir.join("first.jsonl").to_str().unwrap(),
+        ])
+        .env("EDEN_RECONCILE_REDIS_LOCK_TTL_MS", ttl_ms)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if a.cli(&["exists", "eden-reconcile:lock:eden_cache"]).trim() == "1" {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the first fix never took the lock");
+}
+
+#[test]
+fn fix_holds_a_renewed_lock_key_a_second_fix_is_refused_or_waits() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("second.jsonl");
+    let mut first = slow_fix(&a, &b, "1000", dir.path());
+    let pid = first.id();
+    // Longer than the 1 s expiry: the holder renews it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = regions(&a, &b);
+    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    out.assert_code(2);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("locked by"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("pid={pid}")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("host=") && out.stderr.contains("started="),
+        "{}",
+        out.stderr
+    );
+    // The lock key is never compared: check sees only the real keys.
+    let out = run(args(
+        &["check", "--db", "eden_cache", "--format", "json"],
+        &r,
+    ));
+    assert_eq!(
+        out.json()["key_counts"],
+        serde_json::json!({"us-east-1": 1, "us-west-2": 0})
+    );
+    // --dry-run takes no lock.
+    run(args(&["fix", "--db", "eden_cache", "--dry-run"], &r)).assert_code(1);
+    // --wait-lock waits for the holder to finish, then runs.
+    let t = std::time::Instant::now();
+    let out = run(args(
+        &[
+            "fix",
+            "--db",
+            "eden_cache",
+            "--wait-lock",
+            "30s",
+            "--archive",
+            archive.to_str().unwrap(),
+        ],
+        &r,
+    ));
+    out.assert_code(0);
+    assert!(t.elapsed() > std::time::Duration::from_millis(500));
+    assert!(first.wait().unwrap().success());
+    // Released at the end.
+    assert_eq!(
+        a.cli(&["exists", "eden-reconcile:lock:eden_cache"]).trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_killed_fix_lock_key_expires() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("second.jsonl");
+    let mut first = slow_fix(&a, &b, "1000", dir.path());
+    let r = regions(&a, &b);
+    let out = run(args(
+        &["fix", "--db", "eden_cache", "--wait-lock", "500ms"],
+        &r,
+    ));
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("still held after waiting"),
+        "{}",
+        out.stderr
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let out = run(args(&["fix", "--db", "eden_cache"], &r));
+    out.assert_code(2);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let out = run(args(
+        &[
+            "fix",
+            "--db",
+            "eden_cache",
+            "--archive",
+            archive.to_str().unwrap(),
+        ],
+        &r,
+    ));
+    out.assert_code(0);
+    assert_eq!(a.cli(&["exists", "slow:1"]).trim(), "0");
+}

@@ -565,7 +565,9 @@ async fn scan_node(
     use futures_util::StreamExt;
     const IN_FLIGHT: usize = 3;
     let mut pending = futures_util::stream::FuturesOrdered::new();
-    let mut take = |found: Vec<(Vec<u8>, Option<Rec>)>, out: &mut RegionKeys| {
+    let mut take = |mut found: Vec<(Vec<u8>, Option<Rec>)>, out: &mut RegionKeys| {
+        // The run lock is no cache content: never compared, repaired nor archived.
+        found.retain(|(k, _)| !k.starts_with(super::lock::LOCK_PREFIX));
         let n = found.iter().filter(|(_, r)| r.is_some()).count() as u64;
         scanned += n;
         let total = seen.fetch_add(n, Ordering::Relaxed) + n;

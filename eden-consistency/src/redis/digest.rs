@@ -286,6 +286,7 @@ pub async fn scan_step(
                 }
             }
         }
+        out.retain(|(k, _)| !k.starts_with(super::lock::LOCK_PREFIX));
         Ok((next, out))
     } else {
         let mut cmd = redis::cmd("SCAN");
@@ -296,6 +297,9 @@ pub async fn scan_step(
         cmd.arg("COUNT").arg(count);
         let (next, keys): (u64, Vec<Vec<u8>>) = cmd.query_async(conn).await?;
         for key in keys {
+            if key.starts_with(super::lock::LOCK_PREFIX) {
+                continue;
+            }
             if let Some(rec) = client_digest(conn, &key, ctx).await? {
                 out.push((key, rec));
             }

@@ -28,6 +28,8 @@ pub mod config;
 pub mod connect;
 pub mod digest;
 pub mod fix;
+pub mod lock;
+pub mod status;
 
 pub use check::{CacheCheckOptions, CacheChecker, CacheDifference, CacheReport};
 pub use config::{Endpoint, RedisConfig, is_redis_config, is_redis_url};

@@ -20,23 +20,41 @@ pub fn human(report: &StatusReport, out: &mut dyn Write) -> io::Result<()> {
             format!("{problems} problem(s)")
         }
     )?;
-    let rows: Vec<Vec<String>> = report.regions.iter().map(human_row).collect();
-    write_aligned(
-        out,
-        "",
-        &[
-            "region",
-            "reachable",
-            "version",
-            "commit_ts",
-            "provider",
-            "subscriptions",
-            "slots (active/all, WAL kept)",
-            "lag",
-            "conflicts 24h/unresolved",
-        ],
-        &rows,
-    )?;
+    if report.kind == "redis" {
+        let rows: Vec<Vec<String>> = report.regions.iter().map(redis_row).collect();
+        write_aligned(
+            out,
+            "",
+            &[
+                "region",
+                "reachable",
+                "version",
+                "role",
+                "keys",
+                "memory",
+                "links",
+            ],
+            &rows,
+        )?;
+    } else {
+        let rows: Vec<Vec<String>> = report.regions.iter().map(human_row).collect();
+        write_aligned(
+            out,
+            "",
+            &[
+                "region",
+                "reachable",
+                "version",
+                "commit_ts",
+                "provider",
+                "subscriptions",
+                "slots (active/all, WAL kept)",
+                "lag",
+                "conflicts 24h/unresolved",
+            ],
+            &rows,
+        )?;
+    }
     if problems > 0 {
         writeln!(out)?;
         writeln!(out, "problems:")?;
@@ -120,5 +138,61 @@ fn human_row(r: &RegionStatus) -> Vec<String> {
             );
         }
     }
+    row
+}
+
+/// One Redis region: role, keys, memory, and each server's replication links.
+fn redis_row(r: &RegionStatus) -> Vec<String> {
+    let dash = || "-".to_string();
+    let mut row = vec![
+        r.region.clone(),
+        if r.reachable { "yes" } else { "NO" }.to_string(),
+        r.server_version.clone().unwrap_or_else(dash),
+    ];
+    let Some(redis) = r.details.get("redis") else {
+        row.extend([dash(), dash(), dash(), dash()]);
+        return row;
+    };
+    row.push(match redis["role"].as_str() {
+        Some("slave") => "replica".to_string(),
+        Some(r) => r.to_string(),
+        None => dash(),
+    });
+    row.push(
+        redis["keys"]
+            .as_u64()
+            .map(|k| k.to_string())
+            .unwrap_or_else(dash),
+    );
+    row.push(
+        redis["used_memory_bytes"]
+            .as_i64()
+            .map(human_bytes)
+            .unwrap_or_else(dash),
+    );
+    let links: Vec<String> = redis["links"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|l| match l["role"].as_str() {
+            Some("slave") => format!(
+                "replica of {} {}{}",
+                l["master"].as_str().unwrap_or("?"),
+                l["master_link_status"].as_str().unwrap_or("?"),
+                l["master_last_io_seconds_ago"]
+                    .as_i64()
+                    .filter(|s| *s >= 0)
+                    .map(|s| format!(" ({s}s ago)"))
+                    .unwrap_or_default()
+            ),
+            _ => format!("{} replica(s)", l["connected_slaves"].as_u64().unwrap_or(0)),
+        })
+        .collect();
+    row.push(if links.is_empty() {
+        dash()
+    } else {
+        links.join(", ")
+    });
     row
 }
