@@ -522,7 +522,7 @@ async fn in_flight_age_is_measured_at_the_snapshot() {
     let dbs = TestDbs::new_named("safety_in_flight_snapshot", &["a", "b"]).await;
     dbs.exec_all(
         "CREATE TABLE a_big(id int primary key, v text);
-         INSERT INTO a_big SELECT g, md5(g::text) FROM generate_series(1, 200000) g; ANALYZE a_big;
+         INSERT INTO a_big SELECT g, md5(g::text) FROM generate_series(1, 700000) g; ANALYZE a_big;
          CREATE TABLE z_hot(id int primary key, v text, updated_at timestamptz);
          INSERT INTO z_hot VALUES (1, 'old', '2024-01-01');",
     )
@@ -545,6 +545,8 @@ async fn in_flight_age_is_measured_at_the_snapshot() {
         "eden_vault",
         "--mode",
         "stream",
+        "--jobs",
+        "1",
         "--format",
         "json",
     ]);
