@@ -74,7 +74,12 @@ E=(redis-cli -c -p "${EAST[0]}"); W=(redis-cli -p "$WEST")
 "${W[@]}" DEL tenant:12 >/dev/null
 "${W[@]}" SET tenant:12 'legacy-json' >/dev/null           # type
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Bold only on a terminal (and not with NO_COLOR): piped output stays plain text.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n$ %s\n' "$*"; }
+fi
 run() { step "eden-reconcile $*"; "$BIN" --config "$CONFIG" "$@" || echo "(exit code $?)"; }
 ARCHIVE_DIR=$(mktemp -d)
 run check --db eden_cache

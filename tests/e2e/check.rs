@@ -39,6 +39,7 @@ async fn check_json_shape_and_exit_codes() {
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     let j = r.json();
     assert_eq!(j["database"], json!(dbs.name(0)));
+    assert_eq!(j["kind"], json!("postgresql"));
     assert_eq!(j["consistent"], json!(false));
     let t = &j["tables"][0];
     assert_eq!(t["table"], json!("public.vault_secrets"));

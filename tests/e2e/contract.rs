@@ -1006,6 +1006,7 @@ async fn contract_fix_shape_dry_run_nothing_lost() {
     code(&r, 1);
     let j = r.json();
     assert!(j["run_id"].is_string(), "{j}");
+    assert_eq!(j["kind"], "postgresql", "{j}");
     assert_eq!(j["dry_run"], true);
     assert_eq!(j["consistent"], false, "dry run with differences: {j}");
     let t = table(&j, "public.vault_secrets");

@@ -373,6 +373,7 @@ impl Checker {
         }
         let report = CheckReport {
             database: self.database.clone(),
+            kind: "postgresql",
             databases: RegionMap(
                 self.regions
                     .iter()

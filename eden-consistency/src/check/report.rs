@@ -138,6 +138,8 @@ pub struct CheckReport {
     /// The database checked: `--db`, else what the regions connected to (its name when all
     /// connected to the same one, else `region=database` for each region).
     pub database: String,
+    /// Always `postgresql` (a Redis cache's report says `redis`).
+    pub kind: &'static str,
     /// The database each region connected to.
     pub databases: RegionMap<String>,
     /// Regions, in tie-break order.

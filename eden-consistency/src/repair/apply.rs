@@ -191,6 +191,8 @@ pub struct TableReport {
 /// The result of `fix` (see `docs/reports.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct FixReport {
+    /// Always `postgresql` (a Redis cache's fix report says `redis`).
+    pub kind: &'static str,
     /// The run's id (in every record it wrote).
     pub run_id: String,
     /// True for `--dry-run` (and `--sql-out`: nothing was applied).
@@ -453,6 +455,7 @@ fn build_report(
         });
     }
     FixReport {
+        kind: "postgresql",
         run_id: plan.run_id.clone(),
         dry_run,
         consistent,
