@@ -659,30 +659,33 @@ impl TestCluster {
     }
 }
 
-/// Stops and deletes clusters left behind by test processes that died without dropping
-/// them (killed, aborted): their `owner.pid` names a process that no longer exists.
-fn reap_orphans() {
+/// The folders `<tmp>/<prefix>*` whose `owner.pid` names a test process that no longer
+/// exists (killed, aborted): what a dead run left behind, for the harnesses to stop and delete.
+pub(crate) fn orphaned_dirs(prefix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
+        return Vec::new();
     };
-    for e in entries.flatten() {
-        let path = e.path();
-        let is_ours = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("eden-cluster-"));
-        if !is_ours {
-            continue;
-        }
-        let Ok(owner) = std::fs::read_to_string(path.join("owner.pid")) else {
-            continue;
-        };
-        let Ok(pid) = owner.trim().parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .filter(|path| {
+            std::fs::read_to_string(path.join("owner.pid"))
+                .ok()
+                .and_then(|owner| owner.trim().parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
+}
+
+/// Stops and deletes clusters left behind by test processes that died without dropping
+/// them.
+fn reap_orphans() {
+    for path in orphaned_dirs("eden-cluster-") {
         let data = path.join("data");
         if data.join("postmaster.pid").exists() {
             let mut stop = pg_command("pg_ctl");

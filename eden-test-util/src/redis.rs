@@ -3,7 +3,6 @@
 //! temporary folder. Dropping one stops it; servers left behind by a crashed test run
 //! (their owner process is gone) are stopped and removed by the next start.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,27 +45,7 @@ fn free_port_pair() -> u16 {
 
 /// Stops servers whose test process died and removes their folders.
 fn reap_orphans() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let ours = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("eden-redis-"));
-        if !ours {
-            continue;
-        }
-        let Ok(owner) = std::fs::read_to_string(path.join("owner.pid")) else {
-            continue;
-        };
-        let Ok(owner) = owner.trim().parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{owner}")).exists() {
-            continue;
-        }
+    for path in crate::orphaned_dirs("eden-redis-") {
         if let Ok(pid) = std::fs::read_to_string(path.join("redis.pid")) {
             let pid = pid.trim();
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
