@@ -230,9 +230,11 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
                 }
             }
             _ => {
-                let sums = all_ok(join_all(self.sources.iter_mut().map(|s| async move {
-                    s.chunk_summaries(plan).await
-                })))
+                let sums = all_ok(join_all(
+                    self.sources
+                        .iter_mut()
+                        .map(|s| async move { s.chunk_summaries(plan).await }),
+                ))
                 .await?;
                 self.row_counts = counts(&sums);
                 // The leaves crossed the network already: compare them in a line.
@@ -562,7 +564,11 @@ mod tests {
                 .collect())
         }
 
-        async fn chunk_rows(&mut self, plan: &MemPlan, chunks: &[usize]) -> Result<Vec<(u32, u128)>> {
+        async fn chunk_rows(
+            &mut self,
+            plan: &MemPlan,
+            chunks: &[usize],
+        ) -> Result<Vec<(u32, u128)>> {
             Ok(chunks
                 .iter()
                 .flat_map(|&c| {
@@ -606,7 +612,7 @@ mod tests {
             let missing: Vec<usize> = (0..v.len()).filter(|&i| v[i].is_none()).collect();
             let present: Vec<u64> = v.iter().flatten().map(|x| **x).collect();
             (!missing.is_empty() || present.iter().any(|x| *x != present[0]))
-                .then(|| (*key, missing))
+                .then_some((*key, missing))
         }
         fn needs_recheck(&self, d: &Self::Diff) -> bool {
             d.0 % 2 == 0
@@ -720,7 +726,8 @@ mod tests {
         let regions = vec![base, other];
         let (flat, flat_bytes) = run(&regions, 4, None, None, 1000);
         let (tree, tree_bytes) = run(&regions, 4, Some(16), None, 1000);
-        let keys = |o: &Outcome<(u32, Vec<usize>)>| o.listed.iter().map(|d| d.0).collect::<Vec<_>>();
+        let keys =
+            |o: &Outcome<(u32, Vec<usize>)>| o.listed.iter().map(|d| d.0).collect::<Vec<_>>();
         assert_eq!(keys(&flat), vec![5, 77_777]);
         assert_eq!(keys(&tree), keys(&flat));
         assert!(tree_bytes * 20 < flat_bytes, "{tree_bytes} vs {flat_bytes}");

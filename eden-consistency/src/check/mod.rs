@@ -1,14 +1,21 @@
 //! `check`: exact comparison of every covered table across regions (see `docs/commands.md` and `docs/reports.md`).
 //!
-//! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
-//! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
-//! Otherwise each region is read inside one REPEATABLE READ READ ONLY transaction (all
-//! tables of a run share one snapshot per region, exported with `pg_export_snapshot()` and
-//! imported by every worker session), chunk digests are compared as Merkle trees
-//! ([`crate::source::merkle`]), the `(key, digest)` rows of the differing chunks give the exact
-//! differing keys, and only those rows are fetched from every region to name
-//! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
-//! obtained, pushdown and stream).
+//! Per table, two parts:
+//! * the **schema phase** (here): the table's definition is read in every region
+//!   ([`crate::pg::schema`]); a difference in columns, types or key gives `schema_mismatch`,
+//!   no usable key `skipped`. Each region is then read inside one REPEATABLE READ READ ONLY
+//!   transaction (all tables of a run share one snapshot per region, exported with
+//!   `pg_export_snapshot()` and imported by every worker session);
+//! * the **comparison** ([`engine`]), the same for every source: a PostgreSQL table in each
+//!   region ([`crate::source`]'s `PgSource`, pushdown or stream) here, a Redis keyspace for
+//!   [`crate::redis::CacheChecker`]. Chunk summaries are compared, the `(key, digest)` rows
+//!   of the differing chunks (in batches bounded by rows) give the exact differing keys, and
+//!   only those rows are fetched from every region and compared as values
+//!   (`PgClassifier`) to name `changed_columns` and `missing_in`.
+//!
+//! Differences beyond `max_differences` are counted, not kept, unless the caller needs them
+//! all ([`Checker::run_detailed`], what `fix` plans from); `record` writes them batch by
+//! batch. Memory is therefore bounded by a batch, not by the number of differences.
 //!
 //! **In flight** (see `docs/commands.md`): with a lag window > 0, a difference whose newest version is
 //! younger than the window (by `pg_xact_commit_timestamp(xmin)` when
@@ -45,6 +52,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
+use self::engine::{Classifier, Engine, EngineOptions};
 use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
@@ -58,7 +66,6 @@ use crate::row::digest::encode_value;
 use crate::row::value::{self, Value, oid};
 use crate::source::keyed::PlanHint;
 use crate::source::{FetchedRow, Mode, PgKey, PgSource, TableSpec};
-use self::engine::{Classifier, Engine, EngineOptions};
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -116,7 +123,6 @@ impl Default for CheckOptions {
         }
     }
 }
-
 
 /// One differing key with everything `fix` needs.
 #[derive(Debug, Clone)]
@@ -581,6 +587,7 @@ impl Checker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn check_inner(
         &self,
         conns: &[Client],
@@ -933,7 +940,6 @@ impl Checker {
         .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
     }
 
-
     /// Sessions for `--record` (one per region, outside the check's read-only snapshot),
     /// with the conflicts table created where missing.
     async fn recorder(&self) -> Result<Vec<Client>> {
@@ -1030,7 +1036,6 @@ fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
     }
     a.len().cmp(&b.len())
 }
-
 
 /// The key as in the report (`{"id": 42}`).
 fn key_map(spec: &TableSpec, f: &Found) -> serde_json::Map<String, serde_json::Value> {

@@ -148,8 +148,7 @@ impl<'a> RedisSource<'a> {
         let name = |e: &Entry| &arena[e.off as usize..(e.off + e.len) as usize];
         rk.entries
             .sort_unstable_by(|a, b| a.h.cmp(&b.h).then_with(|| name(a).cmp(name(b))));
-        rk.entries
-            .dedup_by(|a, b| a.h == b.h && name(a) == name(b));
+        rk.entries.dedup_by(|a, b| a.h == b.h && name(a) == name(b));
         rk.arena = arena;
         self.scan_ms = start.elapsed().as_millis() as u64;
         self.stats.rows_read = rk.entries.len() as u64;

@@ -65,10 +65,7 @@ pub(crate) struct ProgressHandle {
 impl ProgressHandle {
     /// `n` more rows read.
     pub(crate) fn add(&self, n: u64) {
-        let total = self
-            .done
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
-            + n;
+        let total = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         if let Some(p) = &self.sink {
             p.update(&self.label, total);
         }

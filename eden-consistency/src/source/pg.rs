@@ -993,7 +993,10 @@ impl KeyedSource for PgSource<'_> {
         cuts.sort_unstable();
         cuts.dedup();
         let coarse = Chunking {
-            bounds_text: cuts.iter().map(|&i| chunking.bounds_text[i].clone()).collect(),
+            bounds_text: cuts
+                .iter()
+                .map(|&i| chunking.bounds_text[i].clone())
+                .collect(),
             bounds: cuts.iter().map(|&i| chunking.bounds[i].clone()).collect(),
         };
         let chunks_before = self.stats.chunks;
