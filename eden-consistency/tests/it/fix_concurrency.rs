@@ -256,7 +256,41 @@ async fn fix_killed_at_random_moments_converges() {
             .spawn()
             .unwrap();
         let started = Instant::now();
-        tokio::time::sleep(delay).await;
+        if it % 2 == 1 {
+            // Every other iteration waits until the child is writing (its first archived
+            // row is visible), so that kills mid-apply happen however long the child's
+            // start and check take on a loaded machine.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let mut n = 0i64;
+                for i in 0..2 {
+                    let exists = dbs
+                        .query_texts(
+                            i,
+                            "SELECT (to_regclass('replication_conflicts') IS NOT NULL)::text",
+                        )
+                        .await[0]
+                        .as_deref()
+                        == Some("true");
+                    if exists {
+                        n += dbs
+                            .query_texts(i, "SELECT count(*)::text FROM replication_conflicts")
+                            .await[0]
+                            .as_deref()
+                            .unwrap_or("0")
+                            .parse::<i64>()
+                            .unwrap_or(0);
+                    }
+                }
+                if n > archived_before || child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(delay / 3).await;
+        } else {
+            tokio::time::sleep(delay).await;
+        }
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         eprintln!(
