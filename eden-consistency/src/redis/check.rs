@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use super::connect::CacheRegion;
 use super::digest::{self, DigestCtx, Rec};
+use crate::check::report::RegionMap;
 use crate::error::{Error, Result};
-use crate::report::RegionMap;
 
 /// How to check a cache.
 #[derive(Debug, Clone)]
@@ -461,7 +461,10 @@ impl CacheChecker {
             difference_count,
             in_flight_count,
             differences,
-            run_id: opts.run_id.clone().unwrap_or_else(crate::plan::new_run_id),
+            run_id: opts
+                .run_id
+                .clone()
+                .unwrap_or_else(crate::repair::plan::new_run_id),
             rounds: rounds_done,
             buckets,
             stats,
