@@ -485,9 +485,6 @@ pub(crate) fn conflicts_table(schema: &str) -> String {
     )
 }
 
-const RC_COLUMNS: &str = "table_name, key, conflict_type, local_region, remote_region, local_row, remote_row, \
-                          resolution, winner_region, decided_by, resolved_at, run_id, action";
-
 /// The statement for one batch of one kind on one table. `p(n)` renders parameter `n`
 /// (`$n` for the library, an inlined literal for `--sql-out`). Parameters: 1 the items
 /// (JSON array text), 2 the table's `schema.name`, 3 the region, 4 the run id. The result
@@ -516,9 +513,10 @@ pub(crate) fn batch_sql(
             "CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, ({alias}.j->>'n')::jsonb) AS n"
         )
     };
+    let rc_columns = crate::store::conflicts::archive_columns();
     let archive = |src: &str, resolved: bool| {
         format!(
-            "a AS (INSERT INTO {rc} ({RC_COLUMNS}) \
+            "a AS (INSERT INTO {rc} ({rc_columns}) \
              SELECT {ptable}, {src}.j->'k', {src}.j->>'ct', {pregion}, {src}.j->>'rr', ({src}.j->>'o')::jsonb, \
              {src}.after, {src}.j->>'res', {src}.j->>'wr', {src}.j->>'by', {ts}, {prun}, {src}.j->>'act' FROM {src} RETURNING 1)",
             ptable = p(P_TABLE),
