@@ -42,55 +42,66 @@ pub use check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
 pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
-pub use config::{Config, Global, NodeGroup, RegionConfig, TableRule};
+pub use config::{
+    Config, Global, MissingRows, NodeGroup, RegionConfig, TableRule, UniqueCollisions, connect_all,
+    connect_region,
+};
 pub use error::{Error, QueryFailure, Result};
-pub use pg::connect::{ConnectOptions, Region, connect_all, connect_region};
+pub use pg::connect::{ConnectOptions, Region, describe_databases};
+/// Connection parameters with libpq's habits (what [`RegionConfig::conn`] holds).
+pub use pg::conninfo;
+pub use pg::conninfo::{ConnParams, SslMode};
+pub use pg::ident::TableName;
+pub use pg::schema::{Column, KeySource, TableSchema};
+pub use repair::apply::{
+    ActionReport, ActionStatus, ApplyOptions, FixReport, FixRun, apply_plan, apply_plan_on,
+    run_fix, write_sql_scripts,
+};
+pub use repair::plan::{
+    FixOptions, FixPlan, KeyMap, TableDifferences, new_run_id, plan_fix, plan_fix_checked,
+};
+pub use repair::undo::{
+    UndoOptions, UndoReport, UndoStatus, resolve_run_id, undo_run, undo_run_on,
+};
+/// `validate-config`: a config checked against the live schema of every region.
+pub use repair::validate;
+pub use resolve::{
+    Action, CustomResolver, Decision, Registry, Resolution, Resolver, Row, Tombstone, Version,
+    Winner, datetime_to_micros, micros_to_datetime,
+};
+pub use row::value::Value;
+pub use source::Mode;
 
 // Redis caches: the same check and fix over a cache's keyspace.
 pub mod redis;
 
 // Operations: replication status, the run lock, Prometheus metrics.
-#[doc(hidden)]
 pub mod lock;
-#[doc(hidden)]
 pub mod metrics;
-#[doc(hidden)]
 pub mod status;
 // Masking secret columns (`redact_columns`) in outputs.
 pub mod redact;
-pub use pg::ident::TableName;
-pub use repair::apply::{ApplyOptions, FixReport, FixRun, apply_plan, run_fix};
-pub use repair::plan::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix, plan_fix_checked};
-pub use repair::undo::{UndoOptions, UndoReport, undo_run};
-pub use resolve::{
-    Action, CustomResolver, Decision, Registry, Resolution, Resolver, Row, Tombstone, Version,
-    Winner,
-};
-pub use row::value::Value;
-pub use source::Mode;
 
-// The modules' paths for the binary, the tests and the benches: not part of the curated
-// interface above, and may change.
-#[doc(hidden)]
-pub use check::report;
-#[doc(hidden)]
-pub use pg::{connect, conninfo, ident, schema};
-#[doc(hidden)]
-pub use repair::{apply, plan, undo, validate};
-#[doc(hidden)]
-pub use resolve::{
-    Expression, check_expression_order, datetime_to_micros, micros_to_datetime, synthetic_samples,
-    validate_against_columns, validate_rule_syntax,
-};
-#[doc(hidden)]
-pub use source::{filter, merkle};
-#[doc(hidden)]
-pub use store::{closing, conflicts, import};
+/// The `replication_conflicts` table (see `docs/replication_conflicts.md`): the records
+/// check and fix write, listing them, closing them by hand, and importing the conflicts the
+/// replication engine resolved itself.
+pub mod conflicts {
+    pub use crate::store::closing::{HandResolution, ResolvedKey, close_resolved, resolve_by_hand};
+    pub use crate::store::conflicts::*;
+    pub use crate::store::import::{ImportOptions, RegionImport, SourceOutcome, import_region};
+}
 
 /// Internals that this repository's own tests, benches and binary reach into: not part of
 /// the documented interface, and may change at any time.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::pg::{copy, decode, expr, types};
+    pub use crate::pg::{copy, decode, expr, ident, schema, types};
+    pub use crate::repair::plan;
+    pub use crate::resolve::{
+        Expression, check_expression_order, synthetic_samples, validate_against_columns,
+        validate_rule_syntax,
+    };
     pub use crate::row::{decimal, digest, json, value};
+    pub use crate::source::{filter, merkle};
+    pub use crate::store::import;
 }

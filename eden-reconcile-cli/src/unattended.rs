@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use eden_consistency::connect::Region;
+use eden_consistency::Region;
 use eden_consistency::lock::{self, DbLock};
 use eden_consistency::metrics::{self, Previous, PushUrl, RunMetrics};
 

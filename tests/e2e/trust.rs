@@ -67,7 +67,7 @@ async fn sql_out_scripts_never_run_a_shell_command_from_a_table_name() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pwned");
     let name = format!("t\n\\! touch {}\n", marker.display());
-    let q = eden_consistency::ident::quote_ident(&name);
+    let q = eden_consistency::__private::ident::quote_ident(&name);
     let dbs = pair(
         "trust_sql_out_name",
         &format!("CREATE TABLE {q} (id int PRIMARY KEY, v text);"),

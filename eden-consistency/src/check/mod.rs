@@ -44,7 +44,7 @@
 
 pub(crate) mod engine;
 pub(crate) mod progress;
-pub mod report;
+pub(crate) mod report;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,9 +57,10 @@ use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
+use crate::config::connect_all;
 use crate::config::{Config, Resolution, TableRule};
 use crate::error::{Error, Result};
-use crate::pg::connect::{ConnectOptions, Region, connect_all};
+use crate::pg::connect::{ConnectOptions, Region};
 use crate::pg::ident::TableName;
 use crate::pg::schema::{self, TableSchema};
 use crate::pg::types::{self, oid};

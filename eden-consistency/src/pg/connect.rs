@@ -1,8 +1,9 @@
 //! Connecting to every region concurrently, with fixed session settings and TLS.
 //!
 //! Every session is opened with its settings fixed in the startup packet (no extra round
-//! trip): `TimeZone=UTC`, `DateStyle=ISO`, `IntervalStyle=postgres`,
-//! `extra_float_digits=3`, `bytea_output=hex`, `standard_conforming_strings=on`, `statement_timeout`, `lock_timeout` and
+//! trip): the one list of settings of [`crate::pg::session`] (`TimeZone=UTC`,
+//! `DateStyle=ISO`, `IntervalStyle=postgres`, `extra_float_digits=3`, `bytea_output=hex`,
+//! `standard_conforming_strings=on`), `statement_timeout`, `lock_timeout` and
 //! `application_name=eden-reconcile` (unless `application_name` / `PGAPPNAME` says
 //! otherwise), so that values read in different regions compare as values.
 //!
@@ -15,7 +16,7 @@
 //! ```no_run
 //! # async fn f() -> eden_consistency::Result<()> {
 //! use eden_consistency::Config;
-//! use eden_consistency::connect::{connect_all, ConnectOptions};
+//! use eden_consistency::{connect_all, ConnectOptions};
 //!
 //! let mut cfg = Config::default();
 //! cfg.apply_region_flag("us-east-1=postgres://postgres@127.0.0.1:5432/eden_vault")?;
@@ -36,9 +37,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::Client;
 
-use crate::config::{Config, RegionConfig};
 use crate::error::{Error, Result, pg_message};
-use crate::pg::conninfo::{ResolvedParams, SslMode};
+use crate::pg::conninfo::{ConnParams, ResolvedParams, SslMode};
 
 /// How sessions are opened.
 #[derive(Debug, Clone)]
@@ -106,27 +106,28 @@ impl Region {
     }
 }
 
-/// Connects to one region: its connection parameters completed from the environment
-/// (see [`crate::pg::conninfo`]), its database the conninfo's `dbname`, else `db` (when not
-/// empty), else `PGDATABASE`, else the user name.
-pub async fn connect_region(
-    cfg: &RegionConfig,
+/// Connects to one region (`name`, at position `index` in tie-break order): its connection
+/// parameters `conn` completed from the environment (see [`crate::pg::conninfo`]), its
+/// database the conninfo's `dbname`, else `db` (when not empty), else `PGDATABASE`, else the
+/// user name.
+pub(crate) async fn connect_one(
+    name: &str,
+    conn: &ConnParams,
     index: usize,
     db: &str,
     opts: &ConnectOptions,
 ) -> Result<Region> {
-    let params = cfg
-        .conn
+    let params = conn
         .resolve(Some(db).filter(|d| !d.is_empty()))
         .map_err(|message| Error::Connection {
-            region: cfg.name.clone(),
-            addr: cfg.conn.addr(),
+            region: name.to_string(),
+            addr: conn.addr(),
             message,
         })?;
-    let client = open(&cfg.name, &params, opts).await?;
-    tracing::debug!(region = %cfg.name, addr = %params.addr(), db = %params.dbname, "connected");
+    let client = open(name, &params, opts).await?;
+    tracing::debug!(region = %name, addr = %params.addr(), db = %params.dbname, "connected");
     Ok(Region {
-        name: cfg.name.clone(),
+        name: name.to_string(),
         index,
         addr: params.addr(),
         dbname: params.dbname.clone(),
@@ -151,20 +152,19 @@ pub fn describe_databases(regions: &[Region]) -> String {
     }
 }
 
-/// Connects to every region of `cfg` concurrently, each within its timeout. On failure the
-/// error is that of the first failing region in config order (whatever failed first in
-/// time), and the other sessions are closed.
-pub async fn connect_all(
-    cfg: &Config,
+/// Connects to every region, `(name, conn)` in tie-break order, concurrently, each within
+/// its timeout. On failure the error is that of the first failing region in that order
+/// (whatever failed first in time), and the other sessions are closed.
+pub(crate) async fn connect_many<'a>(
+    regions: impl IntoIterator<Item = (&'a str, &'a ConnParams)>,
     db: Option<&str>,
     opts: &ConnectOptions,
 ) -> Result<Vec<Region>> {
-    cfg.validate()?;
     let results = futures_util::future::join_all(
-        cfg.regions
-            .iter()
+        regions
+            .into_iter()
             .enumerate()
-            .map(|(i, r)| connect_region(r, i, db.unwrap_or(""), opts)),
+            .map(|(i, (name, conn))| connect_one(name, conn, i, db.unwrap_or(""), opts)),
     )
     .await;
     results.into_iter().collect()
@@ -187,25 +187,6 @@ fn fmt_duration(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-/// The startup `options` fixing the session's settings.
-fn startup_options(opts: &ConnectOptions) -> String {
-    let ms = |d: Duration| d.as_millis().min(i32::MAX as u128);
-    [
-        "-c TimeZone=UTC".to_string(),
-        "-c DateStyle=ISO".to_string(),
-        "-c IntervalStyle=postgres".to_string(),
-        "-c extra_float_digits=3".to_string(),
-        "-c bytea_output=hex".to_string(),
-        "-c standard_conforming_strings=on".to_string(),
-        format!(
-            "-c statement_timeout={}",
-            opts.statement_timeout.map(ms).unwrap_or(0)
-        ),
-        format!("-c lock_timeout={}", ms(opts.lock_timeout)),
-    ]
-    .join(" ")
 }
 
 /// Opens one session.
@@ -237,7 +218,10 @@ async fn open(region: &str, params: &ResolvedParams, opts: &ConnectOptions) -> R
             .as_deref()
             .unwrap_or(&opts.application_name),
     );
-    pg.options(startup_options(opts));
+    pg.options(crate::pg::session::startup_options(
+        opts.statement_timeout,
+        opts.lock_timeout,
+    ));
     let (mode, tls) = tls_connector(params).map_err(&fail)?;
     pg.ssl_mode(mode);
 
@@ -529,7 +513,7 @@ impl ServerCertVerifier for LibpqVerifier {
 /// True when the session has a transaction block open. Asked without provoking an error or
 /// a warning on the server: outside a block every statement is a transaction of its own, so
 /// its start is the statement's start.
-pub async fn in_transaction(
+pub(crate) async fn in_transaction(
     client: &tokio_postgres::Client,
 ) -> std::result::Result<bool, tokio_postgres::Error> {
     let probe = client
@@ -546,7 +530,7 @@ pub async fn in_transaction(
 /// Ends the session's transaction block with `statement` (`COMMIT` or `ROLLBACK`) when one
 /// is open; nothing otherwise (a `COMMIT` with no transaction logs a WARNING on the server).
 /// Errors are ignored: this is cleanup.
-pub async fn end_transaction(client: &tokio_postgres::Client, statement: &str) {
+pub(crate) async fn end_transaction(client: &tokio_postgres::Client, statement: &str) {
     if in_transaction(client).await.unwrap_or(true) {
         let _ = client.batch_execute(statement).await;
     }
@@ -555,18 +539,6 @@ pub async fn end_transaction(client: &tokio_postgres::Client, statement: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_string() {
-        let o = ConnectOptions {
-            statement_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
-        assert_eq!(
-            startup_options(&o),
-            "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c standard_conforming_strings=on -c statement_timeout=30000 -c lock_timeout=10000"
-        );
-    }
 
     fn params(extra: &str) -> ResolvedParams {
         crate::pg::conninfo::ConnParams::parse(&format!("host=h user=u dbname=d {extra}"))

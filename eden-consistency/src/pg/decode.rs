@@ -52,7 +52,7 @@ pub fn decode_row<C: ColumnType>(
 }
 
 /// Decodes one value as it arrives for a column of (effective) type `type_oid` selected
-/// with [`select_expr`]: binary formats, the `numeric` cast of money, or text. Also serves
+/// with [`select_expr`](crate::pg::expr::select_expr): binary formats, the `numeric` cast of money, or text. Also serves
 /// binary `COPY` output of the same select list.
 pub fn decode_wire(raw: Option<&[u8]>, type_oid: u32) -> Result<Value, String> {
     let Some(raw) = raw else {

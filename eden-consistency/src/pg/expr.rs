@@ -51,7 +51,7 @@ pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -
 /// `hashfloat8` returns 0 for `0.0`, which is also what a NULL field contributes, so a float
 /// column that is 0 in one region and NULL in another would look equal.
 ///
-/// Requires the session settings of [`crate::pg::connect`] (`IntervalStyle=postgres`,
+/// Requires the session settings of `pg::session` (`IntervalStyle=postgres`,
 /// `TimeZone=UTC`, `DateStyle=ISO`, `extra_float_digits=3`, `bytea_output=hex`), like the
 /// text fallback of [`select_expr`].
 ///

@@ -12,7 +12,7 @@ use std::fmt;
 /// psql cannot have a name start a line of its own, e.g. `\! cmd`).
 ///
 /// ```
-/// use eden_consistency::ident::quote_ident;
+/// use eden_consistency::__private::ident::quote_ident;
 /// assert_eq!(quote_ident("Weird \"name\""), "\"Weird \"\"name\"\"\"");
 /// assert_eq!(quote_ident("a\n\\b"), r#"U&"a\000a\\b""#);
 /// ```
@@ -41,7 +41,7 @@ pub fn quote_ident(name: &str) -> String {
 /// (names, ids, JSON payloads) goes through this one function.
 ///
 /// ```
-/// use eden_consistency::ident::quote_literal;
+/// use eden_consistency::__private::ident::quote_literal;
 /// assert_eq!(quote_literal("it's"), "'it''s'");
 /// assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
 /// ```
@@ -76,7 +76,7 @@ fn is_c0(c: char) -> bool {
 /// `\x1b`, `\u{85}`), for one-line places: `--` comments of a SQL script, terminal output.
 ///
 /// ```
-/// use eden_consistency::ident::escape_control;
+/// use eden_consistency::__private::ident::escape_control;
 /// assert_eq!(escape_control("a\n\\! rm"), "a\\n\\! rm");
 /// ```
 pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {

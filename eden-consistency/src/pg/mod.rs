@@ -2,11 +2,12 @@
 //! session settings), identifier quoting, the catalog reader, column types and the SQL that
 //! reads them, binary decoding and binary `COPY`.
 
-pub mod connect;
+pub(crate) mod connect;
 pub mod conninfo;
 pub mod copy;
 pub mod decode;
 pub mod expr;
 pub mod ident;
 pub mod schema;
+pub(crate) mod session;
 pub mod types;

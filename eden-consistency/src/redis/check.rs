@@ -19,8 +19,8 @@ use super::connect::CacheRegion;
 use super::digest::{self, DigestCtx, Rec};
 use super::source::{RedisKey, RedisSource, read_region};
 use crate::check::engine::{Classifier, Engine, EngineOptions};
+use crate::check::report::RegionMap;
 use crate::error::{Error, Result};
-use crate::report::RegionMap;
 use crate::source::keyed::PlanHint;
 
 /// How to check a cache.
@@ -323,7 +323,10 @@ impl CacheChecker {
             difference_count,
             in_flight_count,
             differences,
-            run_id: opts.run_id.clone().unwrap_or_else(crate::plan::new_run_id),
+            run_id: opts
+                .run_id
+                .clone()
+                .unwrap_or_else(crate::repair::plan::new_run_id),
             rounds: out.rounds,
             buckets: BucketStats {
                 total: out.chunks,

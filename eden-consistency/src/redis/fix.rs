@@ -196,7 +196,7 @@ impl CacheChecker {
             .check
             .run_id
             .clone()
-            .unwrap_or_else(crate::plan::new_run_id);
+            .unwrap_or_else(crate::repair::plan::new_run_id);
         let check_opts = CacheCheckOptions {
             run_id: Some(run_id.clone()),
             max_differences: None,

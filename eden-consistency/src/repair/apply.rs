@@ -89,7 +89,7 @@ use crate::pg::ident::{escape_control, quote_ident};
 use crate::repair::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows, sql_literal};
 
 /// The replication origin used by `--no-replicate`.
-pub const ORIGIN_NAME: &str = "eden_reconcile";
+pub(crate) const ORIGIN_NAME: &str = "eden_reconcile";
 
 /// How to apply a plan.
 #[derive(Debug, Clone)]
@@ -98,7 +98,8 @@ pub struct ApplyOptions {
     pub batch_size: usize,
     /// Pace writes to at most this many rows per second per region.
     pub max_rows_per_second: Option<f64>,
-    /// Write under the replication origin [`ORIGIN_NAME`] (see the module docs).
+    /// Write under a replication origin of the run and region (named `eden_reconcile:RUN:REGION`;
+    /// see `docs/commands.md`).
     pub no_replicate: bool,
     /// Schema of `replication_conflicts` (default `public`).
     pub conflicts_schema: String,
@@ -203,7 +204,7 @@ pub struct FixReport {
     pub tables: Vec<TableReport>,
     /// Tables not planned (skipped, schema mismatch, errors) with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub not_planned: Vec<crate::plan::NotPlanned>,
+    pub not_planned: Vec<crate::repair::plan::NotPlanned>,
     /// Foreign-key cycles met.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fk_cycles: Vec<crate::repair::plan::FkCycle>,
@@ -237,7 +238,7 @@ impl FixReport {
     }
 
     /// The first table that could not be handled (its check or planning failed), if any.
-    pub fn first_unhandled(&self) -> Option<&crate::plan::NotPlanned> {
+    pub fn first_unhandled(&self) -> Option<&crate::repair::plan::NotPlanned> {
         self.not_planned.iter().find(|n| n.error)
     }
 
@@ -284,7 +285,7 @@ fn time_ordered(rule: &crate::config::Resolution) -> bool {
 /// Turns every decision that only the tie order made under a rule ordered by commit
 /// timestamps (e.g. with `track_commit_timestamp` off) into a key for a human: nothing is
 /// written for it, it is recorded unresolved, and `fix` exits 1.
-pub fn refuse_tiebreaks(plan: &mut FixPlan, config: &crate::config::Config, db: &str) {
+pub(crate) fn refuse_tiebreaks(plan: &mut FixPlan, config: &crate::config::Config, db: &str) {
     use crate::repair::plan::PlannedAction;
     for t in &mut plan.tables {
         let rule = config.rule_or_default(db, &t.table).resolution;
@@ -348,7 +349,7 @@ pub struct FixRun {
 ///
 /// ```no_run
 /// # async fn f() -> eden_consistency::Result<()> {
-/// use eden_consistency::apply::{run_fix, FixRun};
+/// use eden_consistency::{run_fix, FixRun};
 /// use eden_consistency::{CheckOptions, Checker};
 /// use eden_consistency::Config;
 ///
@@ -476,16 +477,13 @@ const P_REGION: usize = 3;
 const P_RUN: usize = 4;
 
 /// The quoted `schema.replication_conflicts`.
-pub fn conflicts_table(schema: &str) -> String {
+pub(crate) fn conflicts_table(schema: &str) -> String {
     format!(
         "{}.{}",
         quote_ident(schema),
         quote_ident("replication_conflicts")
     )
 }
-
-const RC_COLUMNS: &str = "table_name, key, conflict_type, local_region, remote_region, local_row, remote_row, \
-                          resolution, winner_region, decided_by, resolved_at, run_id, action";
 
 /// The statement for one batch of one kind on one table. `p(n)` renders parameter `n`
 /// (`$n` for the library, an inlined literal for `--sql-out`). Parameters: 1 the items
@@ -496,7 +494,7 @@ const RC_COLUMNS: &str = "table_name, key, conflict_type, local_region, remote_r
 /// Each item is `{"i": index, "k": key map, "o": image read or null, "n": image to write or
 /// null, "ct": conflict_type, "res": resolution, "wr": winner_region, "rr": remote_region,
 /// "by": decided_by}`; images are `to_jsonb` text.
-pub fn batch_sql(
+pub(crate) fn batch_sql(
     shape: &TableShape,
     kind: ActionKind,
     rc: &str,
@@ -515,9 +513,10 @@ pub fn batch_sql(
             "CROSS JOIN LATERAL jsonb_populate_record(NULL::{tbl}, ({alias}.j->>'n')::jsonb) AS n"
         )
     };
+    let rc_columns = crate::store::conflicts::archive_columns();
     let archive = |src: &str, resolved: bool| {
         format!(
-            "a AS (INSERT INTO {rc} ({RC_COLUMNS}) \
+            "a AS (INSERT INTO {rc} ({rc_columns}) \
              SELECT {ptable}, {src}.j->'k', {src}.j->>'ct', {pregion}, {src}.j->>'rr', ({src}.j->>'o')::jsonb, \
              {src}.after, {src}.j->>'res', {src}.j->>'wr', {src}.j->>'by', {ts}, {prun}, {src}.j->>'act' FROM {src} RETURNING 1)",
             ptable = p(P_TABLE),
@@ -646,7 +645,7 @@ pub fn batch_sql(
 
 /// One row to write in one region (used for fixes and for undo).
 #[derive(Debug, Clone)]
-pub struct WriteItem {
+pub(crate) struct WriteItem {
     /// The row's key.
     pub key: KeyMap,
     /// What to do.
@@ -689,7 +688,7 @@ impl WriteItem {
 
 /// A step: one table, one kind of write, some items.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     /// Index of the table (in the caller's list of shapes).
     pub table: usize,
     /// The kind of write.
@@ -700,7 +699,7 @@ pub struct Step {
 
 /// A unit: the steps of one transaction.
 #[derive(Debug, Clone, Default)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// Steps, in order.
     pub steps: Vec<Step>,
     /// Run `SET CONSTRAINTS ALL DEFERRED` first (a deferrable foreign-key cycle).
@@ -709,7 +708,7 @@ pub struct Unit {
 
 /// All the writes of one region, cut into transactions in foreign-key order.
 #[derive(Debug, Clone)]
-pub struct RegionWork {
+pub(crate) struct RegionWork {
     /// The region.
     pub region: String,
     /// Every item; `Unit` steps index into it.
@@ -723,7 +722,7 @@ pub struct RegionWork {
 /// Groups of tables for ordering: `(first table index, table indexes)`, in apply order.
 /// A group of several tables (or one self-referencing table) is a foreign-key cycle.
 #[derive(Debug, Clone)]
-pub struct TableGroup {
+pub(crate) struct TableGroup {
     /// Indexes of the tables of the group.
     pub tables: Vec<usize>,
     /// A cycle whose constraints are all deferrable.
@@ -735,7 +734,7 @@ pub struct TableGroup {
 /// Cuts one region's items into transactions: inserts then updates (then manual records)
 /// parents first, deletes children first; batches of `batch_size`. `groups` are in apply
 /// order (parents first). Items must carry their table index in `item_table`.
-pub fn schedule(
+pub(crate) fn schedule(
     items: &[WriteItem],
     item_table: &[usize],
     groups: &[TableGroup],
@@ -829,7 +828,7 @@ fn push_batches(
 
 /// What happened to one region's work.
 #[derive(Debug, Clone, Default)]
-pub struct RegionOutcome {
+pub(crate) struct RegionOutcome {
     /// Per item: applied (true) / guard failed (false) / failed (`None` + error in
     /// `errors`), by item index.
     pub status: Vec<Option<bool>>,
@@ -849,7 +848,7 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 /// The replication origin of `--no-replicate` for one run in one region. Origins are
 /// cluster-wide and one session at a time may use one, so each run and region has its own
 /// (two regions, or two runs, sharing a cluster never collide); it is dropped at the end.
-pub fn origin_name(run_id: &str, region: &str) -> String {
+pub(crate) fn origin_name(run_id: &str, region: &str) -> String {
     let mut name = format!("{ORIGIN_NAME}:{run_id}:{region}");
     // PostgreSQL limits origin names to 512 bytes.
     while name.len() > 500 {
@@ -860,14 +859,12 @@ pub fn origin_name(run_id: &str, region: &str) -> String {
 
 /// Sets the session up for writing: fixed settings (so images compare exactly with the
 /// ones read) and, with an `origin` (see [`origin_name`]), the replication origin.
-pub async fn prepare_session(client: &Client, region: &str, origin: Option<&str>) -> Result<()> {
-    client
-        .batch_execute(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-             SET extra_float_digits = 3; SET bytea_output = 'hex'; SET standard_conforming_strings = on",
-        )
-        .await
-        .map_err(|e| Error::query(region, "setting up the write session", e))?;
+pub(crate) async fn prepare_session(
+    client: &Client,
+    region: &str,
+    origin: Option<&str>,
+) -> Result<()> {
+    crate::pg::session::apply(client, region).await?;
     if let Some(origin) = origin {
         let r = client.batch_execute(&origin_setup_sql(origin)).await;
         if let Err(e) = r {
@@ -911,7 +908,7 @@ fn origin_cleanup_sql(origin: &str) -> String {
 }
 
 /// Ends the replication-origin session set up by [`prepare_session`] and drops the origin.
-pub async fn finish_session(client: &Client, origin: Option<&str>) {
+pub(crate) async fn finish_session(client: &Client, origin: Option<&str>) {
     if let Some(origin) = origin {
         if let Err(e) = client.batch_execute(&origin_cleanup_sql(origin)).await {
             tracing::warn!(
@@ -924,7 +921,7 @@ pub async fn finish_session(client: &Client, origin: Option<&str>) {
 
 /// Runs one region's units on `client` (a session prepared with [`prepare_session`]).
 #[allow(clippy::too_many_arguments)]
-pub async fn run_region(
+pub(crate) async fn run_region(
     client: &Client,
     work: &RegionWork,
     shapes: &[&TableShape],
@@ -1226,11 +1223,9 @@ async fn run_unit_swap(
 // From a plan
 
 /// Everything `apply` needs from a plan: per region its work, and the table groups.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Per region (plan order), its work.
     pub work: Vec<RegionWork>,
-    /// Table groups in apply order.
-    pub groups: Vec<TableGroup>,
     /// Tables in hard (non-deferrable) cycles.
     pub hard_cycle_tables: Vec<usize>,
 }
@@ -1283,7 +1278,7 @@ pub(crate) fn group_tables(
 }
 
 /// Turns a plan into per-region work.
-pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
+pub(crate) fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
     let names: Vec<crate::pg::ident::TableName> =
         plan.tables.iter().map(|t| t.table.clone()).collect();
     let groups = group_tables(&names, &names, &plan.fk_cycles);
@@ -1348,14 +1343,17 @@ pub fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
     }
     Prepared {
         work,
-        groups,
         hard_cycle_tables: hard,
     }
 }
 
 /// Ensures `replication_conflicts` exists in a region (creates or upgrades it with
 /// [`crate::store::conflicts::init`]).
-pub async fn ensure_conflicts_table(client: &Client, region: &str, schema: &str) -> Result<()> {
+pub(crate) async fn ensure_conflicts_table(
+    client: &Client,
+    region: &str,
+    schema: &str,
+) -> Result<()> {
     crate::store::conflicts::init(
         client,
         region,
@@ -1593,7 +1591,7 @@ pub async fn apply_plan(
 
 /// Reads `keys` in every region and returns those on which regions still differ (excluded
 /// and generated columns aside).
-pub async fn recheck_table(
+pub(crate) async fn recheck_table(
     clients: &[&Client],
     regions: &[String],
     shape: &TableShape,
@@ -1625,7 +1623,7 @@ pub async fn recheck_table(
 
 /// The path of region `region`'s script for `--sql-out FILE`: the region's name is put
 /// before the extension (`fix.sql` → `fix.us-east-1.sql`); a directory gets `<region>.sql`.
-pub fn script_path(file: &Path, region: &str) -> PathBuf {
+pub(crate) fn script_path(file: &Path, region: &str) -> PathBuf {
     let safe: String = region
         .chars()
         .map(|c| {
@@ -1652,7 +1650,7 @@ pub fn script_path(file: &Path, region: &str) -> PathBuf {
 
 /// Renders one region's work as a psql script: the same guarded, archiving statements as
 /// [`apply_plan_on`], with the data inlined, one transaction per batch.
-pub fn region_script(
+pub(crate) fn region_script(
     work: &RegionWork,
     shapes: &[&TableShape],
     table_names: &[String],
@@ -1678,10 +1676,8 @@ pub fn region_script(
         run_id = run_id_c
     ));
     s.push_str("\\set ON_ERROR_STOP on\n");
-    s.push_str(
-        "SET TimeZone = 'UTC';\nSET DateStyle = 'ISO, YMD';\nSET IntervalStyle = 'postgres';\n\
-         SET extra_float_digits = 3;\nSET bytea_output = 'hex';\nSET standard_conforming_strings = on;\n\n",
-    );
+    s.push_str(&crate::pg::session::set_script());
+    s.push('\n');
     let origin = origin_name(run_id, &work.region);
     if opts.no_replicate {
         s.push_str("-- --no-replicate: write under a replication origin of this run and region\n");
@@ -1734,8 +1730,8 @@ pub fn region_script(
     s
 }
 
-/// `--sql-out FILE`: writes one psql script per region that has writes (see
-/// [`script_path`]) and returns the report of the (unapplied) plan with the files listed.
+/// `--sql-out FILE`: writes one psql script per region that has writes (`FILE` with the
+/// region's name inserted before the extension) and returns the report of the (unapplied) plan with the files listed.
 pub fn write_sql_scripts(plan: &FixPlan, file: &Path, opts: &ApplyOptions) -> Result<FixReport> {
     let prepared = prepare(plan, opts.batch_size);
     let shapes: Vec<&TableShape> = plan.tables.iter().map(|t| &t.shape).collect();

@@ -2,8 +2,8 @@
 //! every overwritten row archived, undoing a run, and validating a config's rules against the
 //! live schema.
 
-pub mod apply;
+pub(crate) mod apply;
 pub(crate) mod collision;
 pub mod plan;
-pub mod undo;
+pub(crate) mod undo;
 pub mod validate;

@@ -1325,7 +1325,7 @@ pub struct FixOptions {
 /// global default), each key's versions read in every region and resolved, tables ordered
 /// by foreign keys. Reads only; changes nothing anywhere.
 ///
-/// `regions` in tie-break order (as [`crate::pg::connect::connect_all`] returns them).
+/// `regions` in tie-break order (as [`crate::config::connect_all`] returns them).
 pub async fn plan_fix(
     regions: &[crate::pg::connect::Region],
     config: &crate::config::Config,

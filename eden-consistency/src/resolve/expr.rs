@@ -124,7 +124,8 @@ enum Kind {
 /// beats the other by it.
 ///
 /// ```
-/// use eden_consistency::{Expression, Row, Version};
+/// use eden_consistency::__private::Expression;
+/// use eden_consistency::{Row, Version};
 /// use eden_consistency::Value;
 /// let e = Expression::parse("a.version > b.version OR (a.version = b.version AND region(a) = 'us-east-1')")?;
 /// let v = |region: &str, n: i64| Version::present(region, 0, Row::from_pairs([("version", Value::Int(n))]));

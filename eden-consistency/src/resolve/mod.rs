@@ -580,7 +580,7 @@ impl Decision {
 ///
 /// ```
 /// use eden_consistency::Resolution;
-/// use eden_consistency::validate_rule_syntax;
+/// use eden_consistency::__private::validate_rule_syntax;
 /// let ok = Resolution::Custom { expression: "a.version > b.version".into() };
 /// assert!(validate_rule_syntax(&ok).is_ok());
 /// let bad = Resolution::Custom { expression: "a.version > pg_sleep(1)".into() };

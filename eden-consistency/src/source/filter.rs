@@ -13,7 +13,7 @@
 //! SQL, so its meaning never depends on precedence rules.
 //!
 //! ```
-//! use eden_consistency::filter::validate_where;
+//! use eden_consistency::__private::filter::validate_where;
 //! let cols = vec!["id".to_string(), "last_updated_at".to_string()];
 //! assert_eq!(validate_where("id > 10 and last_updated_at < now() - interval '1 day'", &cols).unwrap(),
 //!            "(\"id\" > 10) AND (\"last_updated_at\" < (now() - INTERVAL '1 day'))");

@@ -21,8 +21,9 @@ use super::{
     human_bytes,
 };
 use crate::config::Config;
+use crate::config::connect_region;
 use crate::error::{Result, pg_message};
-use crate::pg::connect::{ConnectOptions, Region, connect_region};
+use crate::pg::connect::{ConnectOptions, Region};
 use crate::pg::ident::TableName;
 
 /// How to build a [`StatusReport`].

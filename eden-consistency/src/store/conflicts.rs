@@ -494,6 +494,65 @@ pub struct ConflictRecord {
     pub details: Option<Json>,
 }
 
+/// The columns a record fills, each with the expression reading it from the record's JSON
+/// (`e`: a serialised [`ConflictRecord`], which an imported record extends with `at`,
+/// `source` and `source_position`): the one list of what a record writes. `created_at` and
+/// `resolved_at` are the engine's time (`at`) for imported records, else the transaction's
+/// `now()`.
+const RECORD_FIELDS: &[(&str, &str)] = &[
+    ("created_at", "coalesce((e->>'at')::timestamptz, now())"),
+    ("table_name", "e->>'table_name'"),
+    ("key", "e->'key'"),
+    ("conflict_type", "e->>'conflict_type'"),
+    ("local_region", "e->>'local_region'"),
+    ("remote_region", "e->>'remote_region'"),
+    ("local_row", "NULLIF(e->'local_row', 'null'::jsonb)"),
+    ("remote_row", "NULLIF(e->'remote_row', 'null'::jsonb)"),
+    ("resolution", "e->>'resolution'"),
+    ("winner_region", "e->>'winner_region'"),
+    ("decided_by", "e->>'decided_by'"),
+    (
+        "resolved_at",
+        "CASE WHEN (e->>'resolved')::boolean THEN coalesce((e->>'at')::timestamptz, now()) END",
+    ),
+    ("run_id", "e->>'run_id'"),
+    ("action", "e->>'action'"),
+    (
+        "changed_columns",
+        "CASE WHEN jsonb_typeof(e->'changed_columns') = 'array' \
+         THEN ARRAY(SELECT jsonb_array_elements_text(e->'changed_columns')) END",
+    ),
+    ("details", "NULLIF(e->'details', 'null'::jsonb)"),
+    ("source", "e->>'source'"),
+    ("source_position", "e->>'source_position'"),
+];
+
+/// The columns of the archive rows fix writes (their values come from fix's own write
+/// statement): the record's columns from `table_name` to `action` of [`RECORD_FIELDS`].
+pub(crate) fn archive_columns() -> String {
+    let names: Vec<&str> = RECORD_FIELDS.iter().map(|(c, _)| *c).collect();
+    let from = names.iter().position(|c| *c == "table_name").unwrap_or(0);
+    let to = names
+        .iter()
+        .position(|c| *c == "action")
+        .map_or(names.len(), |i| i + 1);
+    names[from..to].join(", ")
+}
+
+/// `INSERT INTO table (...) SELECT ...` of the records in bind parameter `$1` (a JSON array
+/// of records, written in array order), filling [`RECORD_FIELDS`].
+pub(crate) fn insert_sql(table: &TableName) -> String {
+    let columns: Vec<&str> = RECORD_FIELDS.iter().map(|(c, _)| *c).collect();
+    let values: Vec<&str> = RECORD_FIELDS.iter().map(|(_, v)| *v).collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} \
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord) ORDER BY x.ord",
+        table.quoted(),
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
 /// Writes `recs` into `table` with one multi-row INSERT (per 5000 records), through any
 /// client or transaction, so the records commit with the caller's changes.
 pub async fn insert_records(
@@ -505,20 +564,7 @@ pub async fn insert_records(
         return Ok(());
     }
     let region = recs[0].local_region.as_str();
-    let sql = format!(
-        "INSERT INTO {} (table_name, key, conflict_type, local_region, remote_region, local_row, remote_row, \
-                         resolution, winner_region, decided_by, resolved_at, run_id, action, changed_columns, details) \
-         SELECT e->>'table_name', e->'key', e->>'conflict_type', e->>'local_region', e->>'remote_region', \
-                NULLIF(e->'local_row', 'null'::jsonb), NULLIF(e->'remote_row', 'null'::jsonb), \
-                e->>'resolution', e->>'winner_region', e->>'decided_by', \
-                CASE WHEN (e->>'resolved')::boolean THEN now() END, e->>'run_id', e->>'action', \
-                CASE WHEN jsonb_typeof(e->'changed_columns') = 'array' \
-                     THEN ARRAY(SELECT jsonb_array_elements_text(e->'changed_columns')) END, \
-                NULLIF(e->'details', 'null'::jsonb) \
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord) \
-         ORDER BY x.ord",
-        table.quoted()
-    );
+    let sql = insert_sql(table);
     for chunk in recs.chunks(INSERT_CHUNK) {
         let payload = serde_json::to_value(chunk)
             .map_err(|e| Error::Internal(format!("cannot encode conflict records: {e}")))?;
@@ -816,6 +862,24 @@ pub fn to_json(rows: &[ListedConflict]) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_column_list() {
+        assert_eq!(
+            archive_columns(),
+            "table_name, key, conflict_type, local_region, remote_region, local_row, remote_row, \
+             resolution, winner_region, decided_by, resolved_at, run_id, action"
+        );
+        // Every column a record fills exists in the table's definition.
+        for (c, _) in RECORD_FIELDS {
+            assert!(COLUMNS.iter().any(|(n, _, _)| n == c), "{c}");
+        }
+        let sql = insert_sql(&table_name(None));
+        assert!(sql.starts_with(
+            "INSERT INTO \"public\".\"replication_conflicts\" (created_at, table_name,"
+        ));
+        assert!(sql.ends_with("ORDER BY x.ord"));
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()

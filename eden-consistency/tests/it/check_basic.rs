@@ -1,6 +1,6 @@
 //! check: basic divergence detection on two and three regions, both modes.
 use crate::check_common::*;
-use eden_consistency::report::TableStatus;
+use eden_consistency::TableStatus;
 use eden_test_util::TestDbs;
 use serde_json::json;
 

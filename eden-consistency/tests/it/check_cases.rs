@@ -1,7 +1,7 @@
 //! check: type families, identifiers, keys, schema mismatch, options; both modes agree.
 use crate::check_common::*;
 use eden_consistency::Error;
-use eden_consistency::report::TableStatus;
+use eden_consistency::TableStatus;
 use eden_consistency::{CheckOptions, Checker};
 use eden_test_util::TestDbs;
 use serde_json::json;

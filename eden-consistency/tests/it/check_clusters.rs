@@ -3,7 +3,7 @@
 use crate::check_common::*;
 use eden_consistency::Checker;
 use eden_consistency::Config;
-use eden_consistency::report::TableStatus;
+use eden_consistency::TableStatus;
 use eden_test_util::{ClusterOptions, TestCluster};
 use serde_json::json;
 

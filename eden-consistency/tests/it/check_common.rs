@@ -3,8 +3,8 @@
 
 use eden_consistency::Config;
 use eden_consistency::Mode;
-use eden_consistency::report::{CheckReport, TableReport};
 use eden_consistency::{CheckOptions, Checker};
+use eden_consistency::{CheckReport, TableReport};
 use eden_test_util::TestDbs;
 
 /// A config with one `--region` per test database.

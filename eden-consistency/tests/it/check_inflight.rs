@@ -1,7 +1,7 @@
 //! check: the in-flight rule (see `docs/commands.md`).
 use crate::check_common::*;
 use eden_consistency::Resolution;
-use eden_consistency::report::TableStatus;
+use eden_consistency::TableStatus;
 use eden_consistency::{CheckOptions, Checker};
 use eden_test_util::TestDbs;
 use serde_json::json;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use eden_consistency::conninfo::SslMode;
+use eden_consistency::SslMode;
 use eden_consistency::{Config, Resolution, Tombstone};
 use eden_consistency::{Error, TableName};
 

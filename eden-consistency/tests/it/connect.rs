@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use eden_consistency::Config;
 use eden_consistency::Error;
-use eden_consistency::connect::{ConnectOptions, connect_all};
+use eden_consistency::{ConnectOptions, connect_all};
 use eden_test_util::{ClusterOptions, TestCluster, TestDbs};
 
 fn config(flags: &[String]) -> Config {

@@ -1,6 +1,6 @@
 //! The `--where` filter: what it accepts, what it refuses, and that the SQL it emits runs.
 
-use eden_consistency::filter::validate_where;
+use eden_consistency::__private::filter::validate_where;
 use eden_test_util::TestDbs;
 
 fn cols() -> Vec<String> {

@@ -2,8 +2,11 @@
 
 use eden_consistency::Resolution;
 use eden_consistency::TableName;
-use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan_on};
-use eden_consistency::plan::{Decide, FixPlan, FixTarget, KeyMap, plan_targets, resolver_decider};
+use eden_consistency::{
+    __private::plan::Decide, __private::plan::FixTarget, __private::plan::plan_targets,
+    __private::plan::resolver_decider, FixPlan, KeyMap,
+};
+use eden_consistency::{ApplyOptions, FixReport, apply_plan_on};
 use eden_consistency::{Registry, Resolver};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
@@ -323,7 +326,10 @@ async fn fix_apply_no_replicate_uses_origin_and_refuses_plain_roles() {
 
 #[tokio::test]
 async fn fix_apply_holds_back_cascading_deletes() {
-    use eden_consistency::plan::{Resolved, TableShape, VersionView, Winner};
+    use eden_consistency::{
+        __private::plan::Resolved, __private::plan::TableShape, __private::plan::VersionView,
+        __private::plan::Winner,
+    };
     let dbs = TestDbs::new("fix_apply_holds_back_cascading_deletes", 2).await;
     dbs.exec_all(
         "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p int REFERENCES p(id) ON DELETE CASCADE);

@@ -3,9 +3,9 @@
 
 use eden_consistency::Config;
 use eden_consistency::TableName;
-use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan};
-use eden_consistency::connect::{ConnectOptions, Region, connect_all};
-use eden_consistency::plan::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix};
+use eden_consistency::{ApplyOptions, FixReport, apply_plan};
+use eden_consistency::{ConnectOptions, Region, connect_all};
+use eden_consistency::{FixOptions, FixPlan, KeyMap, TableDifferences, plan_fix};
 use eden_test_util::TestDbs;
 
 fn config(dbs: &TestDbs, tables: &str) -> Config {
@@ -92,7 +92,7 @@ fn action<'a>(
     table: &str,
     id: i64,
     region: &str,
-) -> Option<&'a eden_consistency::apply::ActionReport> {
+) -> Option<&'a eden_consistency::ActionReport> {
     r.tables
         .iter()
         .find(|t| t.table == format!("public.{table}"))?
@@ -369,8 +369,8 @@ async fn fix_rules_three_regions() {
 
 #[tokio::test]
 async fn fix_rules_through_the_checker() {
-    use eden_consistency::apply::{FixRun, run_fix};
     use eden_consistency::{CheckOptions, Checker};
+    use eden_consistency::{FixRun, run_fix};
     let dbs = TestDbs::new("fix_rules_through_the_checker", 2).await;
     dbs.exec_all(
         "CREATE TABLE parent (id int PRIMARY KEY, v text, updated_at timestamptz);
@@ -436,8 +436,8 @@ async fn fix_rules_through_the_checker() {
 /// `schema.table` string to split again), and the table's rule is found by that name.
 #[tokio::test]
 async fn fix_schema_name_with_a_dot() {
-    use eden_consistency::apply::{FixRun, run_fix};
     use eden_consistency::{CheckOptions, Checker};
+    use eden_consistency::{FixRun, run_fix};
     let dbs = TestDbs::new("fix_schema_name_with_a_dot", 2).await;
     dbs.exec_all(
         r#"CREATE SCHEMA "a.b";

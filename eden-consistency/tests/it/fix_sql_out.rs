@@ -5,9 +5,9 @@ use std::process::Command;
 
 use eden_consistency::Config;
 use eden_consistency::TableName;
-use eden_consistency::apply::{ApplyOptions, FixReport, apply_plan, write_sql_scripts};
-use eden_consistency::connect::{ConnectOptions, Region, connect_all};
-use eden_consistency::plan::{FixOptions, KeyMap, TableDifferences, plan_fix};
+use eden_consistency::{ApplyOptions, FixReport, apply_plan, write_sql_scripts};
+use eden_consistency::{ConnectOptions, Region, connect_all};
+use eden_consistency::{FixOptions, KeyMap, TableDifferences, plan_fix};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 

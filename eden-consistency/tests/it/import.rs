@@ -10,8 +10,10 @@
 //!   in a test database and fills it the way Spock's apply worker does.
 
 use eden_consistency::conflicts;
-use eden_consistency::import::{ImportOptions, RegionImport, import_region};
-use eden_consistency::undo::{UndoOptions, undo_run_on};
+use eden_consistency::{UndoOptions, undo_run_on};
+use eden_consistency::{
+    conflicts::ImportOptions, conflicts::RegionImport, conflicts::import_region,
+};
 use eden_test_util::TestDbs;
 use eden_test_util::pglogical::{DB, Pair};
 use serde_json::{Value, json};

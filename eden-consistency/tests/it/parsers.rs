@@ -10,8 +10,8 @@ use eden_consistency::__private::copy::CopyBinaryParser;
 use eden_consistency::__private::decode::decode_binary;
 use eden_consistency::__private::json::canonical_json;
 use eden_consistency::__private::types::oid;
-use eden_consistency::conninfo::ConnParams;
-use eden_consistency::plan::{merge_images, split_json_object};
+use eden_consistency::ConnParams;
+use eden_consistency::{__private::plan::merge_images, __private::plan::split_json_object};
 use proptest::prelude::*;
 
 type Tuple = Vec<Option<Vec<u8>>>;

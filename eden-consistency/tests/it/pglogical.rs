@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use eden_consistency::Config;
 use eden_consistency::TableName;
-use eden_consistency::apply::{ApplyOptions, apply_plan};
 use eden_consistency::conflicts;
-use eden_consistency::plan::{FixOptions, plan_fix_checked};
-use eden_consistency::report::{CheckReport, TableStatus};
+use eden_consistency::{ApplyOptions, apply_plan};
 use eden_consistency::{CheckOptions, Checker};
+use eden_consistency::{CheckReport, TableStatus};
+use eden_consistency::{FixOptions, plan_fix_checked};
 use eden_test_util::pglogical::{DB, Node, Pair};
 use serde_json::json;
 
@@ -335,7 +335,7 @@ fn archive(n: &Node, run_id: &str) -> Vec<String> {
     v
 }
 
-async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::apply::FixReport {
+async fn fix(p: &Pair, no_replicate: bool) -> eden_consistency::FixReport {
     let checker = connect(p).await;
     let (report, plan) =
         plan_fix_checked(&checker, &CheckOptions::default(), &FixOptions::default())

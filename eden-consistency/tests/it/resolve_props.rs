@@ -532,7 +532,7 @@ proptest! {
 
     #[test]
     fn expressions_never_panic(text in sqlish(), v in versions(true)) {
-        if let Ok(e) = eden_consistency::Expression::parse(&text) {
+        if let Ok(e) = eden_consistency::__private::Expression::parse(&text) {
             for a in &v {
                 for b in &v {
                     let _ = e.eval(a, b);
@@ -544,6 +544,6 @@ proptest! {
                 winner_is_an_input(&d, &v)?;
             }
         }
-        let _ = eden_consistency::check_expression_order(&text, &v);
+        let _ = eden_consistency::__private::check_expression_order(&text, &v);
     }
 }

@@ -3,11 +3,11 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use eden_consistency::Value;
-use eden_consistency::{
-    Action, CustomResolver, Registry, Resolver, Row, Version, Winner, check_expression_order,
-    synthetic_samples, validate_against_columns, validate_rule_syntax,
+use eden_consistency::__private::{
+    check_expression_order, synthetic_samples, validate_against_columns, validate_rule_syntax,
 };
+use eden_consistency::Value;
+use eden_consistency::{Action, CustomResolver, Registry, Resolver, Row, Version, Winner};
 use eden_consistency::{Resolution, Tombstone};
 
 const DAY: i64 = 86_400_000_000;

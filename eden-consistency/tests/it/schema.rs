@@ -1,7 +1,7 @@
 //! Schema introspection against a real PostgreSQL.
 
 use eden_consistency::TableName;
-use eden_consistency::schema::{self, KeySource, TableSchema};
+use eden_consistency::{__private::schema, KeySource, TableSchema};
 use eden_test_util::{ClusterOptions, TestCluster, TestDbs};
 
 fn t(s: &str, n: &str) -> TableName {

@@ -1,11 +1,13 @@
 //! `undo`: restores the pre-fix state exactly, with guards, and records what it did.
 
 use eden_consistency::TableName;
-use eden_consistency::apply::{ApplyOptions, apply_plan_on};
-use eden_consistency::plan::{
-    Decide, FixPlan, FixTarget, KeyMap, Resolved, TableShape, VersionView, Winner, plan_targets,
+use eden_consistency::{
+    __private::plan::Decide, __private::plan::FixTarget, __private::plan::Resolved,
+    __private::plan::TableShape, __private::plan::VersionView, __private::plan::Winner,
+    __private::plan::plan_targets, FixPlan, KeyMap,
 };
-use eden_consistency::undo::{UndoOptions, UndoStatus, undo_run_on};
+use eden_consistency::{ApplyOptions, apply_plan_on};
+use eden_consistency::{UndoOptions, UndoStatus, undo_run_on};
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 

@@ -51,11 +51,11 @@ async fn texts(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
         .map(|c| {
             format!(
                 "{}::text",
-                eden_consistency::ident::quote_ident(c.column_name())
+                eden_consistency::__private::ident::quote_ident(c.column_name())
             )
         })
         .collect();
-    let first = eden_consistency::ident::quote_ident(cols[0].column_name());
+    let first = eden_consistency::__private::ident::quote_ident(cols[0].column_name());
     let sql = format!(
         "SELECT {} FROM {table} AS src ORDER BY src.{first}",
         list.join(", ")

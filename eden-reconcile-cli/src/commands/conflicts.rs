@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use eden_consistency::Config;
 use eden_consistency::conflicts;
-use eden_consistency::connect::{ConnectOptions, Region};
 use eden_consistency::redact::{self, Redactor};
+use eden_consistency::{ConnectOptions, Region};
 
 use super::{Outcome, conflicts_table, connect};
 use crate::cli::{ConflictsArgs, DbArg, Format, ResolveArgs};
@@ -74,7 +74,7 @@ pub(super) async fn regions_for(
             }
             let db = db.db.as_deref().unwrap_or("");
             vec![
-                eden_consistency::connect::connect_region(
+                eden_consistency::connect_region(
                     &config.regions[index],
                     index,
                     db,
@@ -95,9 +95,13 @@ pub async fn resolve(config: Config, args: &ResolveArgs, format: Format) -> Resu
         .iter()
         .map(|r| (r.name.as_str(), &r.client))
         .collect();
-    let done =
-        eden_consistency::closing::resolve_by_hand(&pairs, &table, &args.ids, args.note.as_deref())
-            .await?;
+    let done = eden_consistency::conflicts::resolve_by_hand(
+        &pairs,
+        &table,
+        &args.ids,
+        args.note.as_deref(),
+    )
+    .await?;
     let mut out = crate::output::stdout();
     match format {
         Format::Json => writeln!(

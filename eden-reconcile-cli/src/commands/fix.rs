@@ -5,9 +5,9 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use eden_consistency::CheckOptions;
 use eden_consistency::Config;
-use eden_consistency::apply::{FixRun, run_fix};
 use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::{self, Redactor};
+use eden_consistency::{FixRun, run_fix};
 
 use super::{Outcome, apply_options, checker};
 use crate::cli::{FixArgs, Format, GlobalOpts};

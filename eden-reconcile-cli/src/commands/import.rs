@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use eden_consistency::Config;
 use eden_consistency::conflicts;
-use eden_consistency::import::{ImportOptions, import_region};
+use eden_consistency::{conflicts::ImportOptions, conflicts::import_region};
 
 use super::conflicts::regions_for;
 use super::{Outcome, conflicts_table};
@@ -23,7 +23,7 @@ pub async fn run(config: Config, args: &ImportArgs, format: Format) -> Result<Ou
     };
     let regions = regions_for(&config, &args.db, args.in_region.as_deref()).await?;
     let table = conflicts_table(&config, &args.db);
-    let run_id = eden_consistency::plan::new_run_id();
+    let run_id = eden_consistency::new_run_id();
     let mut results = Vec::new();
     for r in &regions {
         let opts = ImportOptions {

@@ -12,14 +12,14 @@ mod undo;
 mod validate_config;
 
 use anyhow::{Result, bail};
+use eden_consistency::ApplyOptions;
 use eden_consistency::Checker;
 use eden_consistency::Config;
-use eden_consistency::apply::ApplyOptions;
-use eden_consistency::connect::{self, ConnectOptions, Region};
-use eden_consistency::ident::TableName;
+use eden_consistency::TableName;
 use eden_consistency::lock::DbLock;
 use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::Redactor;
+use eden_consistency::{ConnectOptions, Region};
 
 use crate::cli::{Cli, Command, ConflictsAction, DbArg, GlobalOpts, ModeArg};
 use crate::summary::Summary;
@@ -104,7 +104,7 @@ async fn connect(config: &Config, db: &DbArg) -> Result<Vec<Region>> {
         config.require_node_group(db.db.as_deref())?;
     }
     let regions =
-        connect::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
+        eden_consistency::connect_all(config, db.db.as_deref(), &ConnectOptions::default()).await?;
     if db.db.is_none() && !db.no_rules {
         let first = regions.first().map(|r| r.dbname.as_str());
         let common = first.filter(|f| regions.iter().all(|r| r.dbname == *f));
@@ -134,7 +134,7 @@ async fn checker(
     let database = db
         .db
         .clone()
-        .unwrap_or_else(|| connect::describe_databases(&regions));
+        .unwrap_or_else(|| eden_consistency::describe_databases(&regions));
     Ok((Checker::new(config, database, regions), lock))
 }
 

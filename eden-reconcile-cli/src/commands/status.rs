@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use eden_consistency::Config;
-use eden_consistency::connect::ConnectOptions;
+use eden_consistency::ConnectOptions;
 use eden_consistency::metrics::RunMetrics;
 use eden_consistency::status::StatusOptions;
 

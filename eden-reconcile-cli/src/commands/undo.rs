@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use eden_consistency::Config;
 use eden_consistency::redact::{self, Redactor};
-use eden_consistency::undo::{UndoOptions, undo_run};
+use eden_consistency::{UndoOptions, undo_run};
 
 use super::{Outcome, apply_options, connect};
 use crate::cli::{Format, GlobalOpts, UndoArgs};
@@ -29,8 +29,7 @@ pub async fn run(
         Some(crate::unattended::take_lock(g, &regions, "undo").await?)
     };
     let run_id =
-        eden_consistency::undo::resolve_run_id(&regions, &apply.conflicts_schema, &args.run)
-            .await?;
+        eden_consistency::resolve_run_id(&regions, &apply.conflicts_schema, &args.run).await?;
     let opts = UndoOptions {
         run_id: run_id.clone(),
         dry_run: args.dry_run,

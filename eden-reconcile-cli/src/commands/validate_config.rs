@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use eden_consistency::Config;
-use eden_consistency::connect::{self, ConnectOptions};
+use eden_consistency::ConnectOptions;
 
 use super::Outcome;
 use crate::cli::{Format, ValidateArgs};
@@ -36,7 +36,8 @@ pub async fn run(config: Config, args: &ValidateArgs, format: Format) -> Result<
         results.clear();
         for db in databases {
             let regions =
-                connect::connect_all(&config, Some(&db), &ConnectOptions::default()).await?;
+                eden_consistency::connect_all(&config, Some(&db), &ConnectOptions::default())
+                    .await?;
             results.push((
                 Some(db.clone()),
                 validate::validate_against(&config, &db, &regions, &registry).await?,

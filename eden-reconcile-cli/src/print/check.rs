@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use eden_consistency::report::{CheckReport, TableStatus};
+use eden_consistency::{CheckReport, TableStatus};
 
 /// Writes the short summary of a check: one aligned line per table (status, rows per region,
 /// differences, time), then the first few differing keys with what differs. ANSI colour

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use eden_consistency::apply::FixReport;
+use eden_consistency::FixReport;
 
 use super::{fix_table, key_map_text};
 
@@ -128,7 +128,7 @@ fn entry_text(entry: &serde_json::Value, what: &str, why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eden_consistency::plan::KeyMap;
+    use eden_consistency::KeyMap;
 
     /// A deferred key reads as text in human output, never raw JSON.
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use eden_consistency::undo::UndoReport;
+use eden_consistency::UndoReport;
 
 use super::{key_map_text, write_aligned};
 

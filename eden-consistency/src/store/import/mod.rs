@@ -32,6 +32,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::pg::ident::TableName;
+use crate::store::conflicts::ConflictRecord;
 
 pub use logfile::{LogFormat, LogMessage};
 pub use parse::{NativeConflict, PglogicalConflict, parse_native, parse_pglogical, parse_tuple};
@@ -124,23 +125,15 @@ async fn pglogical_level_warning(client: &Client, region: &str) -> Option<String
     })
 }
 
-/// One conflict ready to be written.
+/// One conflict ready to be written: the one record shape ([`ConflictRecord`]), plus when the
+/// engine resolved it and where it came from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 struct Imported {
+    /// When the engine resolved it (RFC 3339), if known: the record's `created_at` and
+    /// `resolved_at`.
     at: Option<String>,
-    table_name: String,
-    key: Json,
-    conflict_type: String,
-    local_region: String,
-    remote_region: Option<String>,
-    local_row: Option<Json>,
-    remote_row: Option<Json>,
-    resolution: Option<String>,
-    winner_region: Option<String>,
-    decided_by: Option<String>,
-    resolved: bool,
-    run_id: String,
-    details: Json,
+    #[serde(flatten)]
+    record: ConflictRecord,
     source: String,
     source_position: String,
 }
@@ -246,20 +239,8 @@ async fn write(
         read_from,
     };
     let sql = format!(
-        "INSERT INTO {} (created_at, table_name, key, conflict_type, local_region, remote_region, \
-                         local_row, remote_row, resolution, winner_region, decided_by, resolved_at, \
-                         run_id, details, source, source_position) \
-         SELECT coalesce((e->>'at')::timestamptz, now()), e->>'table_name', e->'key', e->>'conflict_type', \
-                e->>'local_region', e->>'remote_region', NULLIF(e->'local_row', 'null'::jsonb), \
-                NULLIF(e->'remote_row', 'null'::jsonb), e->>'resolution', e->>'winner_region', \
-                e->>'decided_by', \
-                CASE WHEN (e->>'resolved')::boolean THEN coalesce((e->>'at')::timestamptz, now()) END, \
-                e->>'run_id', NULLIF(e->'details', 'null'::jsonb), e->>'source', e->>'source_position' \
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, ord) \
-         ORDER BY x.ord \
-         ON CONFLICT (source, source_position) DO NOTHING \
-         RETURNING id",
-        opts.table.quoted()
+        "{} ON CONFLICT (source, source_position) DO NOTHING RETURNING id",
+        crate::store::conflicts::insert_sql(&opts.table)
     );
     for chunk in recs.chunks(2_000) {
         let payload = serde_json::to_value(chunk)
@@ -454,6 +435,7 @@ async fn read_spock(cx: &mut Ctx<'_>) -> Result<Vec<Imported>> {
         let res = resolution.clone().unwrap_or_default();
         out.push(Imported {
             at: Some(at.to_rfc3339()),
+            record: ConflictRecord {
             table_name,
             key,
             conflict_type: ctype.unwrap_or_else(|| "unknown".into()),
@@ -466,7 +448,7 @@ async fn read_spock(cx: &mut Ctx<'_>) -> Result<Vec<Imported>> {
             decided_by: Some(format!("spock:{res}")),
             resolved: true,
             run_id: opts.run_id.clone(),
-            details: json!({
+            details: Some(json!({
                 "engine": "spock",
                 "partial": false,
                 "node_name": node,
@@ -478,7 +460,10 @@ async fn read_spock(cx: &mut Ctx<'_>) -> Result<Vec<Imported>> {
                 "remote_xid": r.get::<_, Option<String>>(13),
                 "remote_commit_ts": r.get::<_, Option<DateTime<Utc>>>(14).map(|t| t.to_rfc3339()),
                 "remote_lsn": r.get::<_, Option<String>>(15),
-            }),
+            })),
+            action: None,
+            changed_columns: None,
+            },
             source: SOURCE_SPOCK.into(),
             source_position: format!("{node}:{id}"),
         });
@@ -642,39 +627,43 @@ async fn pglogical_record(
         .unwrap_or_default();
     Ok(Some(Imported {
         at: m.time.map(|t| t.to_rfc3339()),
-        table_name: table.to_string(),
-        key,
-        conflict_type: c.conflict_type.clone(),
-        local_region: region.to_string(),
-        remote_region: remote.clone(),
-        local_row: local.map(|t| Json::Object(t.values)),
-        remote_row: remote_t.map(|t| Json::Object(t.values)),
-        resolution: Some(c.resolution.clone()),
-        winner_region: winner(&c.resolution, region, remote.as_ref()),
-        decided_by: Some(format!("pglogical:{}", c.resolution)),
-        resolved: true,
-        run_id: opts.run_id.clone(),
-        details: json!({
-            "engine": "pglogical",
-            "partial": true,
-            "truncated": truncated,
-            "key_truncated": key_partial,
-            "unchanged_toast": unchanged,
-            "index": c.index,
-            "local_xid": c.local_xid,
-            "local_origin": c.local_origin,
-            "local_commit_ts": c.local_commit_ts,
-            "remote_origin": c.remote_origin,
-            "remote_commit_ts": c.remote_commit_ts,
-            "commit_lsn": c.commit_lsn,
-            "commit_lsn_note": "pglogical prints only the low 32 bits of the commit LSN",
-            "before_triggers": c.before_triggers,
-            "log_file": m.file,
-            "log_line": m.line,
-            "log_time": m.time_text,
-            "pid": m.pid,
-            "message": m.message,
-        }),
+        record: ConflictRecord {
+            table_name: table.to_string(),
+            key,
+            conflict_type: c.conflict_type.clone(),
+            local_region: region.to_string(),
+            remote_region: remote.clone(),
+            local_row: local.map(|t| Json::Object(t.values)),
+            remote_row: remote_t.map(|t| Json::Object(t.values)),
+            resolution: Some(c.resolution.clone()),
+            winner_region: winner(&c.resolution, region, remote.as_ref()),
+            decided_by: Some(format!("pglogical:{}", c.resolution)),
+            resolved: true,
+            run_id: opts.run_id.clone(),
+            details: Some(json!({
+                "engine": "pglogical",
+                "partial": true,
+                "truncated": truncated,
+                "key_truncated": key_partial,
+                "unchanged_toast": unchanged,
+                "index": c.index,
+                "local_xid": c.local_xid,
+                "local_origin": c.local_origin,
+                "local_commit_ts": c.local_commit_ts,
+                "remote_origin": c.remote_origin,
+                "remote_commit_ts": c.remote_commit_ts,
+                "commit_lsn": c.commit_lsn,
+                "commit_lsn_note": "pglogical prints only the low 32 bits of the commit LSN",
+                "before_triggers": c.before_triggers,
+                "log_file": m.file,
+                "log_line": m.line,
+                "log_time": m.time_text,
+                "pid": m.pid,
+                "message": m.message,
+            })),
+            action: None,
+            changed_columns: None,
+        },
         source: SOURCE_PGLOGICAL.into(),
         source_position: m.position(),
     }))
@@ -702,35 +691,39 @@ async fn native_record(
     let resolved = resolved && resolution != "error";
     Ok(Some(Imported {
         at: m.time.map(|t| t.to_rfc3339()),
-        table_name: table.to_string(),
-        key: c.key.clone().unwrap_or_else(|| Json::Object(Map::new())),
-        conflict_type: c.conflict_type.clone(),
-        local_region: region.to_string(),
-        remote_region: remote.clone(),
-        local_row: None,
-        remote_row: None,
-        resolution: resolved.then(|| resolution.to_string()),
-        winner_region: if resolved {
-            winner(resolution, region, remote.as_ref())
-        } else {
-            None
+        record: ConflictRecord {
+            table_name: table.to_string(),
+            key: c.key.clone().unwrap_or_else(|| Json::Object(Map::new())),
+            conflict_type: c.conflict_type.clone(),
+            local_region: region.to_string(),
+            remote_region: remote.clone(),
+            local_row: None,
+            remote_row: None,
+            resolution: resolved.then(|| resolution.to_string()),
+            winner_region: if resolved {
+                winner(resolution, region, remote.as_ref())
+            } else {
+                None
+            },
+            decided_by: resolved.then(|| format!("postgresql:{resolution}")),
+            resolved,
+            run_id: opts.run_id.clone(),
+            details: Some(json!({
+                "engine": "postgresql",
+                "partial": true,
+                "severity": severity,
+                "origin": c.origin,
+                "finished_at_lsn": c.lsn,
+                "log_file": m.file,
+                "log_line": m.line,
+                "log_time": m.time_text,
+                "pid": m.pid,
+                "message": m.message,
+                "detail": m.detail,
+            })),
+            action: None,
+            changed_columns: None,
         },
-        decided_by: resolved.then(|| format!("postgresql:{resolution}")),
-        resolved,
-        run_id: opts.run_id.clone(),
-        details: json!({
-            "engine": "postgresql",
-            "partial": true,
-            "severity": severity,
-            "origin": c.origin,
-            "finished_at_lsn": c.lsn,
-            "log_file": m.file,
-            "log_line": m.line,
-            "log_time": m.time_text,
-            "pid": m.pid,
-            "message": m.message,
-            "detail": m.detail,
-        }),
         source: SOURCE_PG_LOG.into(),
         source_position: m.position(),
     }))

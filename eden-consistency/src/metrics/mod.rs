@@ -4,7 +4,7 @@
 //! through the generic setters for other kinds of store), then renders it in the Prometheus
 //! text exposition format ([`RunMetrics::render`]) for node_exporter's textfile collector
 //! ([`write_file`]: a temporary file in the same folder, then a rename, so the collector
-//! never reads half a file) or for a Pushgateway ([`push`]).
+//! never reads half a file) or for a Pushgateway ([`push()`]).
 //!
 //! Every metric the tool can emit is listed in [`METRICS`], with its help text and labels;
 //! the dashboards and alert rules shipped in `deploy/` use only those names.
@@ -15,15 +15,22 @@
 //! ([`fetch`]), so that "has not succeeded for 26 hours" stays true across failures.
 //! `eden_reconcile_inconsistent_runs` counts the runs in a row of the same command that
 //! found the database inconsistent, carried forward the same way.
+//!
+//! Inside, one module reads and writes the textfile collector's file, another talks to a
+//! Pushgateway.
+
+mod push;
+mod textfile;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use textfile::parse_line;
 
-use crate::error::{Error, Result};
+pub use push::{PushUrl, fetch, push};
+pub use textfile::{
+    Previous, group_samples, previous_from_file, previous_value, update_file, write_file,
+};
 
 /// One metric: name, help, labels.
 #[derive(Debug, Clone, Copy)]
@@ -413,40 +420,13 @@ impl RunMetrics {
     }
 }
 
-/// Values a run carries forward from the previous run of the same command.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Previous {
-    /// The previous `eden_reconcile_last_success_timestamp_seconds`.
-    pub last_success: Option<f64>,
-    /// The previous `eden_reconcile_inconsistent_runs`.
-    pub inconsistent_runs: Option<f64>,
-}
-
-impl Previous {
-    /// Reads both from exposition text (a previous file, or a Pushgateway's `/metrics`).
-    pub fn from_text(text: &str, command: &str, database: &str) -> Previous {
-        Previous {
-            last_success: previous_value(text, LAST_SUCCESS, command, database),
-            inconsistent_runs: previous_value(text, INCONSISTENT_RUNS, command, database),
-        }
-    }
-
-    /// Fills what `self` lacks from `other`.
-    pub fn or(self, other: Previous) -> Previous {
-        Previous {
-            last_success: self.last_success.or(other.last_success),
-            inconsistent_runs: self.inconsistent_runs.or(other.inconsistent_runs),
-        }
-    }
-}
-
-fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -462,411 +442,10 @@ fn format_value(v: f64) -> String {
     }
 }
 
-/// The labels of one exposition line `name{a="b",...} value`, and its value.
-fn parse_line(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-    let name = &line[..name_end];
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(r) = rest.strip_prefix('{') {
-        let mut chars = r.char_indices().peekable();
-        let mut key = String::new();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '}' => {
-                    end = Some(i + 1);
-                    break;
-                }
-                ',' | ' ' => {}
-                '=' => {
-                    // A quoted value with escapes.
-                    if chars.next().map(|(_, c)| c) != Some('"') {
-                        return None;
-                    }
-                    let mut val = String::new();
-                    loop {
-                        match chars.next()? {
-                            (_, '\\') => match chars.next()?.1 {
-                                'n' => val.push('\n'),
-                                other => val.push(other),
-                            },
-                            (_, '"') => break,
-                            (_, c) => val.push(c),
-                        }
-                    }
-                    labels.insert(std::mem::take(&mut key), val);
-                }
-                c => key.push(c),
-            }
-        }
-        rest = &r[end?..];
-    }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some((name, labels, value))
-}
-
-/// The value of `name{command=..., database=...}` in exposition `text`, if present.
-pub fn previous_value(text: &str, name: &str, command: &str, database: &str) -> Option<f64> {
-    text.lines()
-        .filter_map(parse_line)
-        .find_map(|(n, labels, v)| {
-            (n == name
-                && labels.get("command").map(String::as_str) == Some(command)
-                && labels.get("database").map(String::as_str) == Some(database))
-            .then_some(v)
-        })
-}
-
-/// The lines of a Pushgateway's exposition that belong to the group of `command` on
-/// `database` (job `eden_reconcile`), to be carried into that group's next push.
-pub fn group_samples(text: &str, command: &str, database: &str) -> String {
-    text.lines()
-        .filter(|l| {
-            parse_line(l).is_some_and(|(_, labels, _)| {
-                labels.get("job").map(String::as_str) == Some("eden_reconcile")
-                    && labels.get("command").map(String::as_str) == Some(command)
-                    && labels.get("database").map(String::as_str) == Some(database)
-            })
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// The previous file's values, if the file exists and can be read.
-pub fn previous_from_file(path: &Path, command: &str, database: &str) -> Previous {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Previous::from_text(&text, command, database),
-        Err(_) => Previous::default(),
-    }
-}
-
-/// Replaces the metrics file at `path` with what `render` makes of its current content
-/// (`None` when there is none), atomically ([`write_file`]) and under a lock file
-/// (`.<name>.lock` in the same folder, which the textfile collector ignores) so that two
-/// runs finishing at once do not drop each other's series. A lock file left by a crashed
-/// run is taken over after 30 seconds.
-pub fn update_file(path: &Path, render: impl FnOnce(Option<&str>) -> String) -> Result<()> {
-    let _lock = FileLock::take(path)?;
-    let old = std::fs::read_to_string(path).ok();
-    let text = render(old.as_deref());
-    write_file(path, &text)
-}
-
-/// A lock file next to the metrics file, removed when dropped.
-struct FileLock(std::path::PathBuf);
-
-impl FileLock {
-    fn take(path: &Path) -> Result<FileLock> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let lock = path.with_file_name(format!(".{name}.lock"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(_) => return Ok(FileLock(lock)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(&lock)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > Duration::from_secs(30));
-                    if stale || std::time::Instant::now() > deadline {
-                        let _ = std::fs::remove_file(&lock);
-                    } else {
-                        std::thread::sleep(Duration::from_millis(25));
-                    }
-                }
-                Err(e) => {
-                    return Err(Error::Io {
-                        path: path.display().to_string(),
-                        message: format!("cannot write the metrics file: {e}"),
-                    });
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same folder, flushed to
-/// disk, then renamed over `path`.
-pub fn write_file(path: &Path, text: &str) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        message: format!("cannot write the metrics file: {e}"),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Io {
-            path: path.display().to_string(),
-            message: "the metrics file needs a file name".into(),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
-}
-
-/// A Pushgateway address: `http://[user:password@]host[:port][/prefix]`.
-#[derive(Clone)]
-pub struct PushUrl {
-    host: String,
-    port: u16,
-    prefix: String,
-    auth: Option<String>,
-}
-
-impl std::fmt::Debug for PushUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")
-    }
-}
-
-impl std::fmt::Display for PushUrl {
-    /// The address without credentials.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.prefix)
-    }
-}
-
-impl PushUrl {
-    /// Parses a Pushgateway URL (plain `http://`; put a TLS-terminating proxy or sidecar in
-    /// front for anything else).
-    pub fn parse(url: &str) -> std::result::Result<PushUrl, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            if url.starts_with("https://") {
-                "--metrics-push: https is not supported; push to the Pushgateway over http (inside the cluster) or through a TLS proxy".to_string()
-            } else {
-                "--metrics-push: the Pushgateway URL must start with http://, e.g. http://pushgateway:9091".to_string()
-            }
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (auth, hostport) = match authority.rfind('@') {
-            Some(i) => (
-                Some(base64(&authority.as_bytes()[..i])),
-                &authority[i + 1..],
-            ),
-            None => (None, authority),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>().map_err(|_| {
-                    format!("--metrics-push: invalid port \"{p}\" in the Pushgateway URL")
-                })?,
-            ),
-            _ => (hostport, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err("--metrics-push: the Pushgateway URL has no host".into());
-        }
-        Ok(PushUrl {
-            host: host.to_string(),
-            port,
-            prefix: path.to_string(),
-            auth,
-        })
-    }
-
-    /// The group path of a run: `/metrics/job/eden_reconcile/database/NAME/command/CMD`
-    /// (values that are not plain words are sent base64-encoded, as the Pushgateway asks).
-    pub fn group_path(&self, database: &str, command: &str) -> String {
-        format!(
-            "{}/metrics/job/eden_reconcile/{}/{}",
-            self.prefix,
-            path_label("database", database),
-            path_label("command", command)
-        )
-    }
-
-    /// Sends one HTTP/1.1 request and returns the status code and body.
-    async fn request(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-        let fail = |m: String| Error::Io {
-            path: self.to_string(),
-            message: m,
-        };
-        let addr = format!("{}:{}", self.host, self.port);
-        let mut stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(&addr))
-            .await
-            .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
-            .map_err(|e| fail(format!("cannot connect to the Pushgateway: {e}")))?;
-        let host_header = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: eden-reconcile\r\nConnection: close\r\nAccept-Encoding: identity\r\n"
-        );
-        if let Some(a) = &self.auth {
-            req.push_str(&format!("Authorization: Basic {a}\r\n"));
-        }
-        if method != "GET" {
-            req.push_str(&format!(
-                "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        let exchange = async {
-            stream.write_all(req.as_bytes()).await?;
-            let mut buf = Vec::new();
-            stream.read_to_end(&mut buf).await?;
-            Ok::<_, std::io::Error>(buf)
-        };
-        let raw = tokio::time::timeout(TIMEOUT, exchange)
-            .await
-            .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
-            .map_err(|e| fail(format!("the Pushgateway connection failed: {e}")))?;
-        parse_response(&raw).ok_or_else(|| fail("the Pushgateway's answer is not HTTP".into()))
-    }
-}
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn path_label(name: &str, value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if plain {
-        format!("{name}/{value}")
-    } else {
-        let b = base64(value.as_bytes()).replace('+', "-").replace('/', "_");
-        format!(
-            "{name}@base64/{}",
-            if b.is_empty() { "=".into() } else { b }
-        )
-    }
-}
-
-/// Status code and body (chunked transfer decoded) of a raw HTTP/1.1 response.
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..head_end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let mut body = &raw[head_end + 4..];
-    let bytes = if chunked {
-        let mut out = Vec::new();
-        loop {
-            let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            body = &body[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(body.get(..size)?);
-            body = body.get(size + 2..).unwrap_or(&[]);
-        }
-        out
-    } else {
-        body.to_vec()
-    };
-    Some((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// Replaces the run's group in the Pushgateway (`PUT`) with `text`.
-pub async fn push(url: &PushUrl, database: &str, command: &str, text: &str) -> Result<()> {
-    let path = url.group_path(database, command);
-    let (status, body) = url.request("PUT", &path, text).await?;
-    if !(200..300).contains(&status) {
-        return Err(Error::Io {
-            path: url.to_string(),
-            message: format!(
-                "the Pushgateway refused the metrics (HTTP {status}): {}",
-                body.lines().next().unwrap_or("").trim()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The Pushgateway's whole exposition (`GET /metrics`), e.g. to read back the previous
-/// run's values.
-pub async fn fetch(url: &PushUrl) -> Result<String> {
-    let (status, body) = url
-        .request("GET", &format!("{}/metrics", url.prefix), "")
-        .await?;
-    if status != 200 {
-        return Err(Error::Io {
-            path: url.to_string(),
-            message: format!("reading the Pushgateway's metrics gave HTTP {status}"),
-        });
-    }
-    Ok(body)
-}
-
-/// Standard base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::push::*;
+    use super::textfile::*;
     use super::*;
 
     #[test]
