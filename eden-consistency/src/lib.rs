@@ -42,6 +42,8 @@ pub use check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
 pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
+pub use check::incremental::{IncrementalOptions, IncrementalReport};
+pub use check::shard::{Shard, ShardOptions, merge_reports};
 pub use config::{Config, Global, NodeGroup, RegionConfig, TableRule};
 pub use error::{Error, QueryFailure, Result};
 pub use pg::connect::{ConnectOptions, Region, connect_all, connect_region};
@@ -72,7 +74,7 @@ pub use source::Mode;
 // The modules' paths for the binary, the tests and the benches: not part of the curated
 // interface above, and may change.
 #[doc(hidden)]
-pub use check::report;
+pub use check::{incremental, report, shard, state};
 #[doc(hidden)]
 pub use pg::{connect, conninfo, ident, schema};
 #[doc(hidden)]

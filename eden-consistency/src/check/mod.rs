@@ -35,8 +35,11 @@
 //! # }
 //! ```
 
+pub mod incremental;
 pub(crate) mod progress;
 pub mod report;
+pub mod shard;
+pub mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +92,11 @@ pub struct CheckOptions {
     /// Forces the number of chunks per table (default: adaptive, near the square root of
     /// rows² / 1000, so that digests and differing chunks' rows cost about the same).
     pub chunks: Option<usize>,
+    /// `--incremental`: re-hash only what may have changed since the last pass
+    /// (`docs/incremental.md`).
+    pub incremental: Option<incremental::IncrementalOptions>,
+    /// `--shard I/N`: check this shard's part of the work only (`docs/sharding.md`).
+    pub shard: Option<shard::ShardOptions>,
 }
 
 impl Default for CheckOptions {
@@ -106,6 +114,8 @@ impl Default for CheckOptions {
             recheck_pause: None,
             lag_window: None,
             chunks: None,
+            incremental: None,
+            shard: None,
         }
     }
 }
@@ -157,6 +167,10 @@ pub struct Checker {
     /// since 2000-01-01), `i64::MAX` until a run sets it: the in-flight rule measures a
     /// version's age at the moment the data was read, not when the scan ended.
     snapshot_at: std::sync::atomic::AtomicI64,
+    /// The run's incremental state (`--incremental`).
+    inc_run: std::sync::Mutex<Option<Arc<incremental::RunState>>>,
+    /// The run's shard plan (`--shard`).
+    shard_plan: std::sync::Mutex<Option<Arc<Vec<shard::TablePlan>>>>,
 }
 
 impl Checker {
@@ -167,6 +181,8 @@ impl Checker {
             database: database.into(),
             regions,
             snapshot_at: std::sync::atomic::AtomicI64::new(i64::MAX),
+            inc_run: std::sync::Mutex::new(None),
+            shard_plan: std::sync::Mutex::new(None),
         }
     }
 
@@ -319,6 +335,8 @@ impl Checker {
                 }
             }
         }
+        let tables = self.shard_tables(tables, opts).await?;
+        self.begin_incremental(opts);
         // One snapshot per region, exported from the main session and held open.
         self.snapshot_at
             .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
@@ -356,7 +374,7 @@ impl Checker {
         for r in &self.regions {
             crate::pg::connect::end_transaction(&r.client, "COMMIT").await;
         }
-        let checks = result?;
+        let checks = self.finish_run(result?, opts)?;
         let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
         let mut stats: RegionMap<RegionStats> = RegionMap(
             self.region_names()
@@ -388,6 +406,7 @@ impl Checker {
             run_id,
             stats,
             elapsed_ms: t0.elapsed().as_millis() as u64,
+            shard: self.shard_report(opts),
         };
         Ok((report, checks))
     }
@@ -678,6 +697,21 @@ impl Checker {
             .cloned()
             .collect();
         columns.sort_by(|a, b| a.name.cmp(&b.name));
+        // --shard: this shard's key range joins the filter.
+        let filter = match self.shard_range(table, opts) {
+            Some((_, col)) if col.as_deref().is_some_and(|c| c != key_columns[0].name) => {
+                return Err(Error::Table {
+                    table: table.to_string(),
+                    message: format!(
+                        "the shard plan splits it on {} but its first key column is {}",
+                        col.unwrap_or_default(),
+                        key_columns[0].name
+                    ),
+                });
+            }
+            Some((range, _)) => shard::with_range(filter, &range, &key_columns[0]),
+            None => filter,
+        };
 
         // Snapshots.
         for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
@@ -752,16 +786,50 @@ impl Checker {
         if let Some(p) = &opts.progress {
             p.start(&label, est.max(0) as u64 * names.len() as u64);
         }
-        let chunking = sources[0]
-            .sample_bounds_with(est.max(0) as u64, opts.chunks)
-            .await?;
-        let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
-            let ch = &chunking;
-            async move { s.chunk_summaries(ch).await }
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+        // --incremental: stored digests reused where nothing can have changed.
+        let inc_run = opts.incremental.as_ref().and(self.incremental_run());
+        let (inc_pass, reused) = match &inc_run {
+            Some(run) => {
+                let snap = self
+                    .snapshot_at
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .min(read_at)
+                    .saturating_add(crate::row::value::PG_EPOCH_UNIX_MICROS);
+                let (p, r) = incremental::begin(
+                    run,
+                    &mut sources,
+                    &spec,
+                    &first,
+                    &rule.resolution,
+                    mode,
+                    &names,
+                    snap,
+                )
+                .await?;
+                (Some(p), r)
+            }
+            None => (None, None),
+        };
+        let (chunking, summaries) = match reused {
+            Some(r) => r,
+            None => {
+                let chunking = sources[0]
+                    .sample_bounds_with(est.max(0) as u64, opts.chunks)
+                    .await?;
+                let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
+                    let ch = &chunking;
+                    async move { s.chunk_summaries(ch).await }
+                }))
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?;
+                (chunking, summaries)
+            }
+        };
+        let incremental_report = match (inc_pass, &inc_run) {
+            (Some(p), Some(run)) => Some(p.finish(run, &chunking, &summaries)),
+            _ => None,
+        };
         let row_counts = RegionMap(
             names
                 .iter()
@@ -928,6 +996,8 @@ impl Checker {
             mode: mode.as_str().to_string(),
             stats,
             elapsed_ms: 0,
+            incremental: incremental_report,
+            shard_range: None,
         };
         if opts.record && !differences.is_empty() {
             self.record(conns, &spec, &differences, &found, run_id)
