@@ -177,9 +177,9 @@ pub(crate) async fn plan_table(
         ""
     };
     let sql = format!(
-        "SELECT x::text FROM (SELECT unnest(h::text::{ty}[]) AS x FROM \
+        "SELECT u.x::text AS bound FROM (SELECT unnest(h::text::{ty}[]) AS x FROM \
            (SELECT histogram_bounds AS h FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3 \
-            ORDER BY inherited DESC LIMIT 1) s) u WHERE x IS NOT NULL ORDER BY x{coll}",
+            ORDER BY inherited DESC LIMIT 1) s) u WHERE u.x IS NOT NULL ORDER BY u.x{coll}",
         ty = k.type_name
     );
     let bounds: Vec<String> = match client
