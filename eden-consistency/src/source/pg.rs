@@ -30,7 +30,7 @@
 //! Both modes then fetch the differing keys' rows and compare them column by column as
 //! values ([`crate::row::digest::encode_value`] bytes), which names `changed_columns` and drops
 //! any row whose hash differed while its values are equal, so both modes report the same
-//! differences. Columns are hashed through [`value::pushdown_exprs`], which casts the types
+//! differences. Columns are hashed through [`expr::pushdown_exprs`], which casts the types
 //! whose server hash is looser than [`Value`] equality (intervals, arrays' bounds, money,
 //! types without a hash) so that the two equalities agree.
 //!
@@ -58,10 +58,13 @@ use tokio_postgres::types::ToSql;
 
 use super::RegionStats;
 use crate::error::{Error, Result};
+use crate::pg::copy::{self, CopyBinaryParser};
 use crate::pg::ident::{TableName, quote_ident};
 use crate::pg::schema::Column;
-use crate::row::digest::{self, ChunkDigest, CopyBinaryParser};
-use crate::row::value::{self, Value, oid};
+use crate::pg::types::{self, oid};
+use crate::pg::{decode, expr};
+use crate::row::digest::{self, ChunkDigest};
+use crate::row::value::Value;
 use crate::source::merkle::ChunkSummary;
 
 /// Rows hashed per parallel batch in stream mode.
@@ -154,14 +157,14 @@ impl TableSpec {
     }
 
     /// `ROW(...)` of the compared columns, as hashed in the server: each column through
-    /// [`value::pushdown_exprs`], so the server's hash equality is the client's value
+    /// [`expr::pushdown_exprs`], so the server's hash equality is the client's value
     /// equality (text as bytes, intervals as stored, arrays with their dimensions, json by
     /// value, types without a hash through their canonical text).
     fn row_expr(&self) -> String {
         let parts: Vec<String> = self
             .columns
             .iter()
-            .flat_map(|c| value::pushdown_exprs(c, Some("t")))
+            .flat_map(|c| expr::pushdown_exprs(c, Some("t")))
             .collect();
         format!("ROW({})", parts.join(", "))
     }
@@ -179,7 +182,7 @@ impl TableSpec {
     /// True when the first key column is an integer (bounds sent as `int8[]`).
     fn int_key(&self) -> bool {
         matches!(
-            value::ColumnType::effective_oid(&self.key[0]),
+            types::ColumnType::effective_oid(&self.key[0]),
             oid::INT2 | oid::INT4 | oid::INT8
         )
     }
@@ -192,7 +195,7 @@ impl TableSpec {
         if self.int_key() {
             "$1::int8[]".into()
         } else if matches!(
-            value::ColumnType::effective_oid(k),
+            types::ColumnType::effective_oid(k),
             oid::TEXT | oid::VARCHAR
         ) {
             "$1::text[]".into()
@@ -204,7 +207,7 @@ impl TableSpec {
     fn key_select(&self) -> String {
         self.key
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -315,7 +318,7 @@ pub(crate) struct PgSource<'a> {
 fn row_bytes(row: &tokio_postgres::Row) -> u64 {
     let mut n = 7u64;
     for i in 0..row.len() {
-        n += 4 + value::raw_column(row, i)
+        n += 4 + decode::raw_column(row, i)
             .ok()
             .flatten()
             .map_or(0, |b| b.len() as u64);
@@ -401,7 +404,7 @@ impl<'a> PgSource<'a> {
             return Ok(Chunking::default());
         }
         let is_int = matches!(
-            value::ColumnType::effective_oid(k0),
+            types::ColumnType::effective_oid(k0),
             oid::INT2 | oid::INT4 | oid::INT8
         );
         // Integer keys: a small sample, interpolated; other keys: one sampled key per chunk.
@@ -414,7 +417,7 @@ impl<'a> PgSource<'a> {
         };
         let sql = format!(
             "SELECT {sel}, s.k::text AS kt FROM (SELECT DISTINCT {k0raw} AS k FROM {tbl} t{sample}{w}) s ORDER BY s.k{coll}",
-            sel = value::select_expr(
+            sel = expr::select_expr(
                 &Column {
                     name: "k".into(),
                     ..k0.clone()
@@ -433,7 +436,7 @@ impl<'a> PgSource<'a> {
         let rows = self.query("sampling the keys of", &sql, &[]).await?;
         let mut keys: Vec<(Value, String)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let v = value::decode(r, 0, k0).map_err(|m| Error::Table {
+            let v = decode::decode(r, 0, k0).map_err(|m| Error::Table {
                 table: spec.table.to_string(),
                 message: m,
             })?;
@@ -589,12 +592,12 @@ impl<'a> PgSource<'a> {
         let cols: Vec<String> = spec
             .columns
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect();
         let oids: Vec<u32> = spec
             .columns
             .iter()
-            .map(value::ColumnType::effective_oid)
+            .map(types::ColumnType::effective_oid)
             .collect();
         let k0_idx = spec
             .columns
@@ -628,9 +631,9 @@ impl<'a> PgSource<'a> {
                 while let Some(batch) = parser.next_batch(STREAM_BATCH_ROWS)? {
                     let hashed = batch.par_map(|t| -> Result<(usize, digest::RowDigest), String> {
                         let mut buf = Vec::with_capacity(256);
-                        let d = digest::digest_copy_tuple(&t, &oids, &mut buf)?;
+                        let d = copy::digest_copy_tuple(&t, &oids, &mut buf)?;
                         let k0 = t.fields().nth(k0_idx).flatten();
-                        let v = value::decode_wire(k0, oids[k0_idx])?;
+                        let v = decode::decode_wire(k0, oids[k0_idx])?;
                         Ok((chunking2.chunk_of(&v), d))
                     });
                     for h in hashed {
@@ -701,7 +704,7 @@ impl<'a> PgSource<'a> {
             Mode::Stream => spec
                 .columns
                 .iter()
-                .map(|c| value::select_expr(c, Some("t")))
+                .map(|c| expr::select_expr(c, Some("t")))
                 .collect::<Vec<_>>()
                 .join(", "),
             _ => format!(
@@ -822,11 +825,11 @@ impl<'a> PgSource<'a> {
             table: spec.table.to_string(),
             message: format!("region {}: {m}", self.region),
         };
-        let key = value::decode_row(r, start, &spec.key).map_err(bad)?;
+        let key = decode::decode_row(r, start, &spec.key).map_err(bad)?;
         let at = start + nk;
         let digest = match self.mode {
             Mode::Stream => {
-                let vals = value::decode_row(r, at, &spec.columns).map_err(bad)?;
+                let vals = decode::decode_row(r, at, &spec.columns).map_err(bad)?;
                 u128::from_le_bytes(digest::row_digest(&vals))
             }
             _ => {
@@ -846,7 +849,7 @@ impl<'a> PgSource<'a> {
         let cols: Vec<String> = spec
             .columns
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect();
         let vt = spec
             .version_time
@@ -865,7 +868,7 @@ impl<'a> PgSource<'a> {
             keys = spec
                 .key
                 .iter()
-                .map(|c| value::select_expr(c, Some("t")))
+                .map(|c| expr::select_expr(c, Some("t")))
                 .collect::<Vec<_>>()
                 .join(", "),
             cols = cols.join(", "),
@@ -895,8 +898,8 @@ impl<'a> PgSource<'a> {
                     table: spec.table.to_string(),
                     message: format!("region {}: {m}", self.region),
                 };
-                let key = value::decode_row(r, 0, &spec.key).map_err(bad)?;
-                let values = value::decode_row(r, nk, &spec.columns).map_err(bad)?;
+                let key = decode::decode_row(r, 0, &spec.key).map_err(bad)?;
+                let values = decode::decode_row(r, nk, &spec.columns).map_err(bad)?;
                 let t: Option<chrono::DateTime<chrono::Utc>> = r.get(nk + spec.columns.len());
                 let version_time =
                     t.map(|t| t.timestamp_micros() - crate::row::value::PG_EPOCH_UNIX_MICROS);
