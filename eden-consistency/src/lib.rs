@@ -37,13 +37,13 @@ mod row;
 mod source;
 mod store;
 
+pub use check::incremental::{IncrementalOptions, IncrementalReport};
 pub use check::progress::{Progress, ProgressSink};
 pub use check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
-pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
-pub use check::incremental::{IncrementalOptions, IncrementalReport};
 pub use check::shard::{Shard, ShardOptions, merge_reports};
+pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
 pub use config::{Config, Global, NodeGroup, RegionConfig, TableRule};
 pub use error::{Error, QueryFailure, Result};
 pub use pg::connect::{ConnectOptions, Region, connect_all, connect_region};

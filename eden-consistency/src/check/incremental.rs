@@ -37,7 +37,8 @@ use super::state::{self, RegionState, StateFile, TableState};
 use crate::config::Resolution;
 use crate::error::Result;
 use crate::pg::schema::{Column, TableSchema};
-use crate::row::value::{self, Value, oid};
+use crate::pg::types::{self, oid};
+use crate::row::value::Value;
 use crate::source::merkle::{self, ChunkSummary};
 use crate::source::{Chunking, Mode, PgSource, RegionMarks, TableSpec};
 
@@ -243,7 +244,7 @@ pub(crate) async fn begin(
             }
             Some(c)
                 if !matches!(
-                    value::ColumnType::effective_oid(c),
+                    types::ColumnType::effective_oid(c),
                     oid::TIMESTAMP | oid::TIMESTAMPTZ
                 ) =>
             {
@@ -339,7 +340,7 @@ pub(crate) async fn begin(
 
     // Stored bounds and summaries.
     let int_key = matches!(
-        value::ColumnType::effective_oid(&spec.key[0]),
+        types::ColumnType::effective_oid(&spec.key[0]),
         oid::INT2 | oid::INT4 | oid::INT8
     );
     let mut chunking = Chunking::default();
@@ -374,8 +375,8 @@ pub(crate) async fn begin(
         .iter()
         .map(|r| r.changes_since_us.saturating_sub(margin))
         .collect();
-    let found: Vec<(Vec<usize>, Vec<u64>)> = join_all(sources.iter_mut().zip(&thresholds).map(
-        |(s, &since)| {
+    let found: Vec<(Vec<usize>, Vec<u64>)> =
+        join_all(sources.iter_mut().zip(&thresholds).map(|(s, &since)| {
             let ch = &chunking;
             let tr = &tracking;
             async move {
@@ -383,11 +384,10 @@ pub(crate) async fn begin(
                 let counts = s.chunk_counts(ch).await?;
                 Ok::<_, crate::error::Error>((changed, counts))
             }
-        },
-    ))
-    .await
-    .into_iter()
-    .collect::<Result<_>>()?;
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
     let mut changed: BTreeSet<usize> = BTreeSet::new();
     let mut recounted: BTreeSet<usize> = BTreeSet::new();
     for (ri, (ch, counts)) in found.iter().enumerate() {
@@ -502,10 +502,11 @@ impl TablePass {
                 runs_since_full: runs,
                 checked_at: now,
             };
-            run.staged
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((self.table.clone(), self.key.clone(), entry));
+            run.staged.lock().unwrap_or_else(|e| e.into_inner()).push((
+                self.table.clone(),
+                self.key.clone(),
+                entry,
+            ));
         }
         let total = chunking.len() as u64;
         IncrementalReport {
@@ -539,7 +540,10 @@ impl super::Checker {
 
     /// The run's incremental state, if any.
     pub(super) fn incremental_run(&self) -> Option<std::sync::Arc<RunState>> {
-        self.inc_run.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inc_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// After a successful run: the shard ranges into the reports, the state file written.
@@ -551,7 +555,12 @@ impl super::Checker {
         for c in &mut checks {
             c.report.shard_range = self.shard_range(&c.table, opts).map(|(r, _)| r);
         }
-        if let Some(run) = self.inc_run.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(run) = self
+            .inc_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             run.save(&checks)?;
         }
         Ok(checks)

@@ -254,10 +254,18 @@ pub(crate) fn with_range(filter: Option<String>, range: &ShardRange, k: &Column)
     };
     let mut parts = Vec::new();
     if let Some(f) = &range.from {
-        parts.push(format!("{col}{coll} >= {}::{}", quote_literal(f), k.type_name));
+        parts.push(format!(
+            "{col}{coll} >= {}::{}",
+            quote_literal(f),
+            k.type_name
+        ));
     }
     if let Some(t) = &range.to {
-        parts.push(format!("{col}{coll} < {}::{}", quote_literal(t), k.type_name));
+        parts.push(format!(
+            "{col}{coll} < {}::{}",
+            quote_literal(t),
+            k.type_name
+        ));
     }
     let mut cond = parts.join(" AND ");
     if range.to.is_none() && !cond.is_empty() {
@@ -278,7 +286,9 @@ fn usage(m: String) -> Error {
 /// shape of an unsharded `check`, after checking that they tile the work exactly.
 pub fn merge_reports(inputs: &[(String, Json)]) -> Result<Json> {
     if inputs.is_empty() {
-        return Err(usage("merge-reports needs the shard reports to combine".into()));
+        return Err(usage(
+            "merge-reports needs the shard reports to combine".into(),
+        ));
     }
     struct In<'a> {
         file: &'a str,
@@ -327,7 +337,10 @@ pub fn merge_reports(inputs: &[(String, Json)]) -> Result<Json> {
     let mut by_index: BTreeMap<u32, &In<'_>> = BTreeMap::new();
     for i in &ins {
         if i.index >= n {
-            return Err(usage(format!("{}: shard index {} is not below {n}", i.file, i.index)));
+            return Err(usage(format!(
+                "{}: shard index {} is not below {n}",
+                i.file, i.index
+            )));
         }
         if let Some(o) = by_index.insert(i.index, i) {
             return Err(usage(format!(
@@ -467,10 +480,18 @@ pub fn merge_reports(inputs: &[(String, Json)]) -> Result<Json> {
     }
     out.insert("run_id".into(), run_id);
     let docs: Vec<&Map<String, Json>> = by_index.values().map(|i| i.doc).collect();
-    out.insert("stats".into(), sum_region_maps(docs.iter().map(|d| d.get("stats"))));
+    out.insert(
+        "stats".into(),
+        sum_region_maps(docs.iter().map(|d| d.get("stats"))),
+    );
     out.insert(
         "elapsed_ms".into(),
-        json!(docs.iter().filter_map(|d| d.get("elapsed_ms").and_then(Json::as_u64)).max().unwrap_or(0)),
+        json!(
+            docs.iter()
+                .filter_map(|d| d.get("elapsed_ms").and_then(Json::as_u64))
+                .max()
+                .unwrap_or(0)
+        ),
     );
     out.insert(
         "merged_from".into(),
@@ -546,7 +567,12 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
         .copied()
         .unwrap_or(first);
     let status = worst["status"].as_str().unwrap_or("consistent").to_string();
-    let sum = |k: &str| -> u64 { parts.iter().map(|p| p.get(k).and_then(Json::as_u64).unwrap_or(0)).sum() };
+    let sum = |k: &str| -> u64 {
+        parts
+            .iter()
+            .map(|p| p.get(k).and_then(Json::as_u64).unwrap_or(0))
+            .sum()
+    };
     let difference_count = sum("difference_count");
     let mut out = Map::new();
     out.insert("table".into(), first["table"].clone());
@@ -580,7 +606,12 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
         Json::Array(
             parts
                 .iter()
-                .flat_map(|p| p.get("differences").and_then(Json::as_array).cloned().unwrap_or_default())
+                .flat_map(|p| {
+                    p.get("differences")
+                        .and_then(Json::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
                 .collect(),
         ),
     );
@@ -594,10 +625,19 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
         .find(|m| !m.is_empty())
         .unwrap_or("");
     out.insert("mode".into(), json!(mode));
-    out.insert("stats".into(), sum_region_maps(parts.iter().map(|p| p.get("stats"))));
+    out.insert(
+        "stats".into(),
+        sum_region_maps(parts.iter().map(|p| p.get("stats"))),
+    );
     out.insert(
         "elapsed_ms".into(),
-        json!(parts.iter().filter_map(|p| p.get("elapsed_ms").and_then(Json::as_u64)).max().unwrap_or(0)),
+        json!(
+            parts
+                .iter()
+                .filter_map(|p| p.get("elapsed_ms").and_then(Json::as_u64))
+                .max()
+                .unwrap_or(0)
+        ),
     );
     let incs: Vec<&Map<String, Json>> = parts
         .iter()
@@ -607,9 +647,15 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
         let mut inc = Map::new();
         inc.insert(
             "full_pass".into(),
-            json!(incs.iter().all(|i| i.get("full_pass") == Some(&json!(true)))),
+            json!(
+                incs.iter()
+                    .all(|i| i.get("full_pass") == Some(&json!(true)))
+            ),
         );
-        let mut reasons: Vec<&str> = incs.iter().filter_map(|i| i.get("reason").and_then(Json::as_str)).collect();
+        let mut reasons: Vec<&str> = incs
+            .iter()
+            .filter_map(|i| i.get("reason").and_then(Json::as_str))
+            .collect();
         reasons.dedup();
         inc.insert("reason".into(), json!(reasons.join("; ")));
         for k in [
@@ -619,16 +665,32 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
             "chunks_count_changed",
             "chunks_differing_before",
         ] {
-            inc.insert(k.into(), json!(incs.iter().filter_map(|i| i.get(k).and_then(Json::as_u64)).sum::<u64>()));
+            inc.insert(
+                k.into(),
+                json!(
+                    incs.iter()
+                        .filter_map(|i| i.get(k).and_then(Json::as_u64))
+                        .sum::<u64>()
+                ),
+            );
         }
         for k in ["tracking_column", "changes_since", "last_full_pass_at"] {
-            if let Some(v) = incs.iter().filter_map(|i| i.get(k).and_then(Json::as_str)).min() {
+            if let Some(v) = incs
+                .iter()
+                .filter_map(|i| i.get(k).and_then(Json::as_str))
+                .min()
+            {
                 inc.insert(k.into(), json!(v));
             }
         }
         inc.insert(
             "runs_since_full_pass".into(),
-            json!(incs.iter().filter_map(|i| i.get("runs_since_full_pass").and_then(Json::as_u64)).max().unwrap_or(0)),
+            json!(
+                incs.iter()
+                    .filter_map(|i| i.get("runs_since_full_pass").and_then(Json::as_u64))
+                    .max()
+                    .unwrap_or(0)
+            ),
         );
         out.insert("incremental".into(), Json::Object(inc));
     }
@@ -647,6 +709,76 @@ pub fn report_exit_code(report: &Json) -> i32 {
         0
     } else {
         1
+    }
+}
+
+impl super::Checker {
+    /// With `--shard`: the plan of every table (from the first region) and the tables
+    /// this shard checks; without: the tables unchanged.
+    pub(super) async fn shard_tables(
+        &self,
+        tables: Vec<TableName>,
+        opts: &super::CheckOptions,
+    ) -> Result<Vec<TableName>> {
+        let Some(so) = &opts.shard else {
+            *self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            return Ok(tables);
+        };
+        let first = self.regions.first().ok_or_else(|| {
+            Error::Usage("no region to check: give --region NAME=CONNINFO".into())
+        })?;
+        let mut plan = Vec::new();
+        let mut mine = Vec::new();
+        for t in tables {
+            let schema = self.first_schema(&t).await?;
+            let key0 = schema.as_ref().and_then(|s| {
+                s.key
+                    .as_ref()
+                    .and_then(|k| k.first())
+                    .and_then(|k| s.column(k))
+                    .cloned()
+            });
+            let p = plan_table(&first.client, &t, key0.as_ref(), so).await;
+            if p.in_shard(so.shard.index) {
+                mine.push(t);
+            }
+            plan.push(p);
+        }
+        *self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::sync::Arc::new(plan));
+        Ok(mine)
+    }
+
+    /// This shard's range of `table` (`None` without `--shard`).
+    pub(super) fn shard_range(
+        &self,
+        table: &TableName,
+        opts: &super::CheckOptions,
+    ) -> Option<(ShardRange, Option<String>)> {
+        let so = opts.shard.as_ref()?;
+        let plan = self
+            .shard_plan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let name = table.to_string();
+        let p = plan.iter().find(|p| p.table == name)?;
+        Some((p.range(so.shard.index), p.split_on.clone()))
+    }
+
+    /// The report's `shard` object.
+    pub(super) fn shard_report(&self, opts: &super::CheckOptions) -> Option<ShardReport> {
+        let so = opts.shard.as_ref()?;
+        let plan = self
+            .shard_plan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(ShardReport {
+            index: so.shard.index,
+            count: so.shard.count,
+            plan: plan.as_ref().clone(),
+        })
     }
 }
 
@@ -677,58 +809,5 @@ mod tests {
         assert_eq!(p.range(1).from.as_deref(), Some("10"));
         assert_eq!(p.range(2).to, None);
         assert!(p.in_shard(2));
-    }
-}
-
-impl super::Checker {
-    /// With `--shard`: the plan of every table (from the first region) and the tables
-    /// this shard checks; without: the tables unchanged.
-    pub(super) async fn shard_tables(
-        &self,
-        tables: Vec<TableName>,
-        opts: &super::CheckOptions,
-    ) -> Result<Vec<TableName>> {
-        let Some(so) = &opts.shard else {
-            *self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            return Ok(tables);
-        };
-        let first = self.regions.first().ok_or_else(|| {
-            Error::Usage("no region to check: give --region NAME=CONNINFO".into())
-        })?;
-        let mut plan = Vec::new();
-        let mut mine = Vec::new();
-        for t in tables {
-            let schema = self.first_schema(&t).await?;
-            let key0 = schema
-                .as_ref()
-                .and_then(|s| s.key.as_ref().and_then(|k| k.first()).and_then(|k| s.column(k)).cloned());
-            let p = plan_table(&first.client, &t, key0.as_ref(), so).await;
-            if p.in_shard(so.shard.index) {
-                mine.push(t);
-            }
-            plan.push(p);
-        }
-        *self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(plan));
-        Ok(mine)
-    }
-
-    /// This shard's range of `table` (`None` without `--shard`).
-    pub(super) fn shard_range(&self, table: &TableName, opts: &super::CheckOptions) -> Option<(ShardRange, Option<String>)> {
-        let so = opts.shard.as_ref()?;
-        let plan = self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
-        let name = table.to_string();
-        let p = plan.iter().find(|p| p.table == name)?;
-        Some((p.range(so.shard.index), p.split_on.clone()))
-    }
-
-    /// The report's `shard` object.
-    pub(super) fn shard_report(&self, opts: &super::CheckOptions) -> Option<ShardReport> {
-        let so = opts.shard.as_ref()?;
-        let plan = self.shard_plan.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
-        Some(ShardReport {
-            index: so.shard.index,
-            count: so.shard.count,
-            plan: plan.as_ref().clone(),
-        })
     }
 }

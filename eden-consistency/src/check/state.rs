@@ -131,7 +131,12 @@ impl StateFile {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("the state file {} could not be read ({e})", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "the state file {} could not be read ({e})",
+                    path.display()
+                ));
+            }
         };
         let f: StateFile = serde_json::from_slice(&text).map_err(|e| {
             format!(

@@ -51,7 +51,8 @@ fn essence(r: &CheckReport) -> serde_json::Value {
     })
 }
 
-const SETUP: &str = "CREATE TABLE t(id bigint PRIMARY KEY, v int, ts timestamptz NOT NULL DEFAULT now());
+const SETUP: &str =
+    "CREATE TABLE t(id bigint PRIMARY KEY, v int, ts timestamptz NOT NULL DEFAULT now());
                      CREATE INDEX ON t(ts);";
 
 #[derive(Debug, Clone)]
@@ -71,7 +72,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn sql(op: &Op) -> String {
     match op {
-        Op::Insert(k, v) => format!("INSERT INTO t(id, v) VALUES ({k}, {v}) ON CONFLICT (id) DO UPDATE SET v = {v}, ts = now()"),
+        Op::Insert(k, v) => format!(
+            "INSERT INTO t(id, v) VALUES ({k}, {v}) ON CONFLICT (id) DO UPDATE SET v = {v}, ts = now()"
+        ),
         Op::Update(k, v) => format!("UPDATE t SET v = {v}, ts = now() WHERE id = {k}"),
         Op::Delete(k) => format!("DELETE FROM t WHERE id = {k}"),
     }
@@ -132,7 +135,8 @@ async fn rehashes_only_what_changed_and_falls_back_when_it_must() {
     assert!(r.consistent);
 
     // One tracked update and one delete in different places.
-    dbs.exec(1, "UPDATE t SET v = -1, ts = now() WHERE id = 10").await;
+    dbs.exec(1, "UPDATE t SET v = -1, ts = now() WHERE id = 10")
+        .await;
     dbs.exec(0, "DELETE FROM t WHERE id = 4000").await;
     let r = c.run(&opts).await.unwrap();
     let t = table(&r, "public.t");

@@ -106,7 +106,8 @@ async fn merge_refuses_what_does_not_tile() {
         "CREATE TABLE a(id bigint PRIMARY KEY, v int); INSERT INTO a SELECT g, g FROM generate_series(1, 3000) g; ANALYZE a;",
     )
     .await;
-    dbs.exec(1, "UPDATE a SET v = 0 WHERE id IN (5, 2500)").await;
+    dbs.exec(1, "UPDATE a SET v = 0 WHERE id IN (5, 2500)")
+        .await;
     let c = checker(&dbs).await;
     let base = CheckOptions::default();
     let three = shard_reports(&c, 3, &base).await;
@@ -120,7 +121,8 @@ async fn merge_refuses_what_does_not_tile() {
     assert_eq!(rows.iter().sum::<u64>(), 3000);
     assert!(rows.iter().all(|&n| n < 3000), "{rows:?}");
 
-    let err = |inputs: &[(String, serde_json::Value)]| merge_reports(inputs).unwrap_err().to_string();
+    let err =
+        |inputs: &[(String, serde_json::Value)]| merge_reports(inputs).unwrap_err().to_string();
     assert!(err(&three[..2]).contains("shard 2/3 is missing"));
     let dup = vec![three[0].clone(), three[1].clone(), three[1].clone()];
     assert!(err(&dup).contains("given twice"));
@@ -133,6 +135,9 @@ async fn merge_refuses_what_does_not_tile() {
     let mut replanned = three.clone();
     replanned[2].1["shard"]["plan"][0]["bounds"][0] = serde_json::json!("8");
     assert!(err(&replanned).contains("split the tables differently"));
-    let unsharded = vec![("plain.json".to_string(), c.run(&base).await.unwrap().to_json())];
+    let unsharded = vec![(
+        "plain.json".to_string(),
+        c.run(&base).await.unwrap().to_json(),
+    )];
     assert!(err(&unsharded).contains("not the report of a sharded check"));
 }

@@ -357,7 +357,11 @@ fn sharded_check_is_an_indexed_job_with_a_merger() {
             .map(str::to_string)
     };
     let shards: u64 = env("SHARDS").unwrap().parse().unwrap();
-    assert_eq!(spec["completions"].as_u64(), Some(shards + 1), "shards + the merger");
+    assert_eq!(
+        spec["completions"].as_u64(),
+        Some(shards + 1),
+        "shards + the merger"
+    );
     assert_eq!(spec["parallelism"].as_u64(), Some(shards + 1));
     let script = c["args"][0].as_str().unwrap();
     for needle in [
@@ -367,7 +371,10 @@ fn sharded_check_is_an_indexed_job_with_a_merger() {
         "--incremental",
         "mv \"$run/.shard-$i.json.tmp\"",
     ] {
-        assert!(script.contains(needle), "the script lacks {needle}:\n{script}");
+        assert!(
+            script.contains(needle),
+            "the script lacks {needle}:\n{script}"
+        );
     }
     let claim = &spec["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"];
     assert_eq!(claim, &pvc["metadata"]["name"]);

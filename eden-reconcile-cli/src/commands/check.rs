@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::{CheckOptions, IncrementalOptions, Shard, ShardOptions};
 use eden_consistency::Config;
 use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::{self, Redactor};
+use eden_consistency::{CheckOptions, IncrementalOptions, Shard, ShardOptions};
 
 use super::{Outcome, checker};
 use crate::cli::{CheckArgs, Format, GlobalOpts};

@@ -10,7 +10,12 @@ pub fn human(report: &Value, out: &mut dyn Write) -> io::Result<()> {
     const SHOWN: usize = 5;
     let names = |v: &Value| -> String {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     writeln!(
@@ -44,7 +49,10 @@ pub fn human(report: &Value, out: &mut dyn Write) -> io::Result<()> {
         );
         let n = t["difference_count"].as_u64().unwrap_or(0);
         if n > 0 {
-            line.push_str(&format!("  {n} difference{}", if n == 1 { "" } else { "s" }));
+            line.push_str(&format!(
+                "  {n} difference{}",
+                if n == 1 { "" } else { "s" }
+            ));
         }
         writeln!(out, "{line}")?;
         if let (Some(m), false) = (t["message"].as_str(), t["status"] == "divergent") {
@@ -68,7 +76,11 @@ pub fn human(report: &Value, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "    {key}: {}", what.join("; "))?;
         }
         if n as usize > diffs.len().min(SHOWN) {
-            writeln!(out, "    ... and {} more", n as usize - diffs.len().min(SHOWN))?;
+            writeln!(
+                out,
+                "    ... and {} more",
+                n as usize - diffs.len().min(SHOWN)
+            )?;
         }
     }
     writeln!(

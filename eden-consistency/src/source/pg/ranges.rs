@@ -214,10 +214,8 @@ impl PgSource<'_> {
                 let sql = format!(
                     "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, i) \
                      CROSS JOIN LATERAL (SELECT {hash} AS h FROM {tbl} t{w}) x GROUP BY r.i",
-                    w = spec.where_sql(&[
-                        format!("{k0} >= r.lo::{ty}"),
-                        format!("{k0} < r.hi::{ty}")
-                    ]),
+                    w = spec
+                        .where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
                 );
                 let rows = self
                     .query(
