@@ -37,10 +37,12 @@ mod row;
 mod source;
 mod store;
 
+pub use check::incremental::{IncrementalOptions, IncrementalReport};
 pub use check::progress::{Progress, ProgressSink};
 pub use check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
+pub use check::shard::{Shard, ShardOptions, merge_reports, report_exit_code};
 pub use check::{CheckOptions, Checker, DiffKey, TableCheck};
 pub use config::{
     Config, Global, MissingRows, NodeGroup, RegionConfig, TableRule, UniqueCollisions, connect_all,

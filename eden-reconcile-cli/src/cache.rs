@@ -96,7 +96,7 @@ fn db_of(cmd: &Command) -> Option<&str> {
         Command::Undo(a) => a.db.db.as_deref(),
         Command::ValidateConfig(a) => a.db.db.as_deref(),
         Command::Status(a) => a.db.as_deref(),
-        Command::Completions(_) | Command::Man(_) => None,
+        Command::Completions(_) | Command::Man(_) | Command::MergeReports(_) => None,
     }
 }
 

@@ -22,6 +22,7 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::ValidateConfig(_) => "validate-config",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",
+        Command::MergeReports(_) => "merge-reports",
     }
 }
 
@@ -35,7 +36,7 @@ pub fn database(cmd: &Command) -> Option<&str> {
         Command::Status(a) => a.db.as_deref(),
         Command::Undo(a) => a.db.db.as_deref(),
         Command::ValidateConfig(a) => a.db.db.as_deref(),
-        Command::Completions(_) | Command::Man(_) => None,
+        Command::Completions(_) | Command::Man(_) | Command::MergeReports(_) => None,
     }
 }
 

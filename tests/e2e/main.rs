@@ -12,6 +12,7 @@ mod import;
 mod init;
 mod lock;
 mod metrics;
+mod nightly;
 mod pglogical;
 mod safety;
 mod shell;

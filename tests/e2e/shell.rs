@@ -18,6 +18,7 @@ const COMMANDS: &[&[&str]] = &[
     &["validate-config"],
     &["completions"],
     &["man"],
+    &["merge-reports"],
 ];
 
 /// Runs `program args` with `input` on stdin; (exit code, stdout, stderr).

@@ -73,6 +73,9 @@ pub(crate) struct EngineOptions {
     pub label: String,
     /// Expected rows over all regions (0: unknown).
     pub total: u64,
+    /// Keep every region's leaf summaries (`check --incremental` stores them); leaf mode
+    /// only.
+    pub keep_leaves: bool,
 }
 
 impl Default for EngineOptions {
@@ -87,6 +90,7 @@ impl Default for EngineOptions {
             progress: None,
             label: String::new(),
             total: 0,
+            keep_leaves: false,
         }
     }
 }
@@ -131,6 +135,8 @@ pub(crate) struct Engine<'a, S: KeyedSource, C: Classifier<S>> {
     in_flight: u64,
     rounds: u32,
     progress: ProgressHandle,
+    /// Every region's leaf summaries, with `keep_leaves` or [`Engine::use_summaries`].
+    leaves: Vec<Vec<ChunkSummary>>,
 }
 
 impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
@@ -155,6 +161,7 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
             in_flight: 0,
             rounds: 0,
             progress,
+            leaves: Vec::new(),
         }
     }
 
@@ -185,6 +192,30 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
         }
         self.plan = Some(S::plan(self.sources, hint).await?);
         Ok(())
+    }
+
+    /// Phases 1 to 3 from a plan and leaf summaries obtained elsewhere (`check
+    /// --incremental`: stored digests plus the re-hashed chunks).
+    pub(crate) fn use_summaries(&mut self, plan: S::Plan, sums: Vec<Vec<ChunkSummary>>) {
+        if let Some(p) = &self.opts.progress {
+            p.start(&self.opts.label, self.opts.total);
+        }
+        for s in self.sources.iter_mut() {
+            s.watch(self.progress.clone());
+        }
+        self.plan = Some(plan);
+        self.row_counts = counts(&sums);
+        let len = sums.iter().map(Vec::len).max().unwrap_or(0);
+        self.differing = (0..len)
+            .filter(|&i| differs(&sums, i))
+            .map(|i| (i, max_count(&sums, i)))
+            .collect();
+        self.leaves = sums;
+    }
+
+    /// The plan and the leaf summaries kept (see [`EngineOptions::keep_leaves`]).
+    pub(crate) fn leaves(&self) -> Option<(&S::Plan, &[Vec<ChunkSummary>])> {
+        Some((self.plan.as_ref()?, &self.leaves))
     }
 
     /// Phase 2 and 3: summaries (leaves, or level by level) and the differing chunks.
@@ -243,6 +274,9 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
                     .filter(|&i| differs(&sums, i))
                     .map(|i| (i, max_count(&sums, i)))
                     .collect();
+                if self.opts.keep_leaves {
+                    self.leaves = sums;
+                }
             }
         }
         for s in self.sources.iter() {

@@ -43,8 +43,11 @@
 //! ```
 
 pub(crate) mod engine;
+pub(crate) mod incremental;
 pub(crate) mod progress;
 pub(crate) mod report;
+pub(crate) mod shard;
+pub(crate) mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +102,11 @@ pub struct CheckOptions {
     /// Forces the number of chunks per table (default: adaptive, near the square root of
     /// rows² / 1000, so that digests and differing chunks' rows cost about the same).
     pub chunks: Option<usize>,
+    /// `--incremental`: re-hash only what may have changed since the last pass
+    /// (`docs/incremental.md`).
+    pub incremental: Option<incremental::IncrementalOptions>,
+    /// `--shard I/N`: check this shard's part of the work only (`docs/sharding.md`).
+    pub shard: Option<shard::ShardOptions>,
     /// Compares the chunk summaries level by level with this fan-out, asking each region
     /// only for the nodes under differing ones (one query per level), instead of every
     /// chunk's summary at once (the default). Fewer bytes at low drift, more scans; see
@@ -121,6 +129,8 @@ impl Default for CheckOptions {
             recheck_pause: None,
             lag_window: None,
             chunks: None,
+            incremental: None,
+            shard: None,
             descent: None,
         }
     }
@@ -170,6 +180,10 @@ pub struct Checker {
     /// since 2000-01-01), `i64::MAX` until a run sets it: the in-flight rule measures a
     /// version's age at the moment the data was read, not when the scan ended.
     snapshot_at: std::sync::atomic::AtomicI64,
+    /// The run's incremental state (`--incremental`).
+    inc_run: std::sync::Mutex<Option<Arc<incremental::RunState>>>,
+    /// The run's shard plan (`--shard`).
+    shard_plan: std::sync::Mutex<Option<Arc<Vec<shard::TablePlan>>>>,
 }
 
 impl Checker {
@@ -180,6 +194,8 @@ impl Checker {
             database: database.into(),
             regions,
             snapshot_at: std::sync::atomic::AtomicI64::new(i64::MAX),
+            inc_run: std::sync::Mutex::new(None),
+            shard_plan: std::sync::Mutex::new(None),
         }
     }
 
@@ -332,6 +348,8 @@ impl Checker {
                 }
             }
         }
+        let tables = self.shard_tables(tables, opts).await?;
+        self.begin_incremental(opts);
         // One snapshot per region, exported from the main session and held open.
         self.snapshot_at
             .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
@@ -369,7 +387,7 @@ impl Checker {
         for r in &self.regions {
             crate::pg::connect::end_transaction(&r.client, "COMMIT").await;
         }
-        let checks = result?;
+        let checks = self.finish_run(result?, opts)?;
         let reports: Vec<TableReport> = checks.iter().map(|c| c.report.clone()).collect();
         let mut stats: RegionMap<RegionStats> = RegionMap(
             self.region_names()
@@ -401,6 +419,7 @@ impl Checker {
             run_id,
             stats,
             elapsed_ms: t0.elapsed().as_millis() as u64,
+            shard: self.shard_report(opts),
         };
         Ok((report, checks))
     }
@@ -697,6 +716,21 @@ impl Checker {
             .cloned()
             .collect();
         columns.sort_by(|a, b| a.name.cmp(&b.name));
+        // --shard: this shard's key range joins the filter.
+        let filter = match self.shard_range(table, opts) {
+            Some((_, col)) if col.as_deref().is_some_and(|c| c != key_columns[0].name) => {
+                return Err(Error::Table {
+                    table: table.to_string(),
+                    message: format!(
+                        "the shard plan splits it on {} but its first key column is {}",
+                        col.unwrap_or_default(),
+                        key_columns[0].name
+                    ),
+                });
+            }
+            Some((range, _)) => shard::with_range(filter, &range, &key_columns[0]),
+            None => filter,
+        };
 
         // Snapshots.
         for ((r, c), snap) in self.regions.iter().zip(conns).zip(snapshots) {
@@ -775,8 +809,34 @@ impl Checker {
             read_at,
             keep_rows: opts.record,
         };
+        // --incremental: stored digests reused where nothing can have changed.
+        let inc_run = opts.incremental.as_ref().and(self.incremental_run());
+        let (inc_pass, reused) = match &inc_run {
+            Some(run) => {
+                let snap = self
+                    .snapshot_at
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .min(read_at)
+                    .saturating_add(crate::row::value::PG_EPOCH_UNIX_MICROS);
+                let (p, r) = incremental::begin(
+                    run,
+                    &mut sources,
+                    &spec,
+                    &first,
+                    &rule.resolution,
+                    mode,
+                    &names,
+                    snap,
+                )
+                .await?;
+                (Some(p), r)
+            }
+            None => (None, None),
+        };
         let engine_opts = EngineOptions {
-            descent: opts.descent,
+            // Incremental passes keep every leaf digest, so they compare leaves.
+            descent: opts.descent.filter(|_| inc_run.is_none()),
+            keep_leaves: inc_run.is_some(),
             max_listed: opts.max_differences,
             keep_all: details,
             // In flight: one re-read after a pause, outside the snapshot.
@@ -794,13 +854,22 @@ impl Checker {
             false => None,
         };
         let mut engine = Engine::new(&mut sources, &cls, engine_opts);
-        engine
-            .plan(PlanHint {
-                estimated_rows: est,
-                chunks: opts.chunks,
-            })
-            .await?;
-        engine.summaries().await?;
+        match reused {
+            Some((chunking, sums)) => engine.use_summaries(chunking, sums),
+            None => {
+                engine
+                    .plan(PlanHint {
+                        estimated_rows: est,
+                        chunks: opts.chunks,
+                    })
+                    .await?;
+                engine.summaries().await?;
+            }
+        }
+        let incremental_report = match (inc_pass, &inc_run, engine.leaves()) {
+            (Some(p), Some(run), Some((chunking, sums))) => Some(p.finish(run, chunking, sums)),
+            _ => None,
+        };
         // Exact keys from the differing chunks, then only those rows fetched everywhere and
         // compared column by column; in batches bounded by rows, so that memory stays
         // bounded whatever the drift. `--record` writes each batch as it comes.
@@ -889,6 +958,8 @@ impl Checker {
             mode: mode.as_str().to_string(),
             stats,
             elapsed_ms: 0,
+            incremental: incremental_report,
+            shard_range: None,
         };
         Ok(TableCheck {
             table: table.clone(),

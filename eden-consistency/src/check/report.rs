@@ -105,6 +105,12 @@ pub struct TableReport {
     pub stats: RegionMap<RegionStats>,
     /// Wall time, milliseconds.
     pub elapsed_ms: u64,
+    /// `check --incremental`: what was re-hashed and why (see `docs/incremental.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<crate::check::incremental::IncrementalReport>,
+    /// `check --shard`: the key range this shard covered (see `docs/sharding.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_range: Option<crate::check::shard::ShardRange>,
 }
 
 impl TableReport {
@@ -128,6 +134,8 @@ impl TableReport {
             mode: String::new(),
             stats: RegionMap::default(),
             elapsed_ms: 0,
+            incremental: None,
+            shard_range: None,
         }
     }
 }
@@ -158,6 +166,10 @@ pub struct CheckReport {
     pub stats: RegionMap<RegionStats>,
     /// Wall time, milliseconds.
     pub elapsed_ms: u64,
+    /// `check --shard I/N`: this shard and the plan every shard follows (see
+    /// `docs/sharding.md`); `merge-reports` combines the shards' reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::check::shard::ShardReport>,
 }
 
 impl CheckReport {

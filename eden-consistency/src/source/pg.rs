@@ -46,6 +46,9 @@
 //! chunk digests and the rows of differing chunks together stay well under 1 % of the
 //! table's bytes at 0.1 % drift (see [`target_chunks`]).
 
+mod ranges;
+pub(crate) use ranges::RegionMarks;
+
 use std::sync::Arc;
 use std::time::Instant;
 

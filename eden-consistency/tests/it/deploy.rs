@@ -334,3 +334,48 @@ fn cronjob_runs_the_nightly_job_from_the_configmap_and_secret() {
         assert!(script.contains(step), "{step} missing from the nightly job");
     }
 }
+
+#[test]
+fn sharded_check_is_an_indexed_job_with_a_merger() {
+    let docs = yaml_docs(&deploy().join("kubernetes").join("sharded-check.yaml"));
+    let pvc = docs
+        .iter()
+        .find(|d| d["kind"] == "PersistentVolumeClaim")
+        .expect("a volume for the reports");
+    assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteMany");
+    let job = docs.iter().find(|d| d["kind"] == "Job").expect("the Job");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    let c = &spec["template"]["spec"]["containers"][0];
+    let env = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_string)
+    };
+    let shards: u64 = env("SHARDS").unwrap().parse().unwrap();
+    assert_eq!(
+        spec["completions"].as_u64(),
+        Some(shards + 1),
+        "shards + the merger"
+    );
+    assert_eq!(spec["parallelism"].as_u64(), Some(shards + 1));
+    let script = c["args"][0].as_str().unwrap();
+    for needle in [
+        "--shard \"$i/$SHARDS\"",
+        "JOB_COMPLETION_INDEX",
+        "merge-reports --format json",
+        "--incremental",
+        "mv \"$run/.shard-$i.json.tmp\"",
+    ] {
+        assert!(
+            script.contains(needle),
+            "the script lacks {needle}:\n{script}"
+        );
+    }
+    let claim = &spec["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"];
+    assert_eq!(claim, &pvc["metadata"]["name"]);
+}

@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use eden_consistency::CheckOptions;
 use eden_consistency::Config;
 use eden_consistency::metrics::RunMetrics;
 use eden_consistency::redact::{self, Redactor};
+use eden_consistency::{CheckOptions, IncrementalOptions, Shard, ShardOptions};
 
 use super::{Outcome, checker};
 use crate::cli::{CheckArgs, Format, GlobalOpts};
@@ -35,6 +35,18 @@ pub async fn run(
         mode: args.select.mode.into(),
         record: args.record,
         progress: Bars::for_stderr(),
+        incremental: incremental_options(args)?,
+        shard: match &args.shard {
+            None => None,
+            Some(text) => {
+                let shard: Shard = text.parse().map_err(anyhow::Error::msg)?;
+                let mut o = ShardOptions::new(shard);
+                if let Some(n) = args.shard_split_rows {
+                    o.split_min_rows = n;
+                }
+                Some(o)
+            }
+        },
         ..CheckOptions::default()
     };
     let mut report = checker.run(&opts).await?;
@@ -68,4 +80,26 @@ pub async fn run(
     } else {
         Outcome::Differences
     })
+}
+
+/// `--incremental` and its settings.
+fn incremental_options(args: &CheckArgs) -> Result<Option<IncrementalOptions>> {
+    if !args.incremental {
+        return Ok(None);
+    }
+    let mut o = IncrementalOptions::default();
+    if let Some(p) = &args.state {
+        o.state_path = p.clone();
+    }
+    if let Some(n) = args.full_every {
+        if n == 0 {
+            bail!("--full-every must be at least 1");
+        }
+        o.full_every = n;
+    }
+    if let Some(m) = &args.change_margin {
+        o.margin = eden_consistency::lock::parse_duration(m)
+            .map_err(|e| anyhow::anyhow!("--change-margin: {e}"))?;
+    }
+    Ok(Some(o))
 }

@@ -6,6 +6,7 @@ mod conflicts;
 mod fix;
 mod import;
 mod init;
+mod merge_reports;
 mod shell;
 mod status;
 mod undo;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics, summary: &mut Summary) -> R
     match &cli.command {
         Command::Completions(args) => return shell::completions(args),
         Command::Man(args) => return shell::man(args),
+        Command::MergeReports(args) => return merge_reports::run(args, cli.global.format),
         _ => {}
     }
     if let Some(target) = crate::cache::redis_target(&cli)? {
@@ -80,7 +82,7 @@ pub async fn run(cli: Cli, metrics: &mut RunMetrics, summary: &mut Summary) -> R
             undo::run(config, &args, format, g, &r, summary).await
         }
         Command::Status(args) => status::run(&config, &args, format, metrics).await,
-        Command::Completions(_) | Command::Man(_) => Ok(Outcome::Clean),
+        Command::Completions(_) | Command::Man(_) | Command::MergeReports(_) => Ok(Outcome::Clean),
     }
 }
 

@@ -38,6 +38,16 @@ pub fn human(report: &CheckReport, out: &mut dyn Write, color: bool) -> io::Resu
         report.database,
         report.regions.join(", ")
     )?;
+    if let Some(sh) = &report.shard {
+        writeln!(
+            out,
+            "shard {}/{} ({} of {} tables; combine the shards' JSON reports with merge-reports)",
+            sh.index,
+            sh.count,
+            report.tables.len(),
+            sh.plan.len()
+        )?;
+    }
     let width = report
         .tables
         .iter()
@@ -74,6 +84,26 @@ pub fn human(report: &CheckReport, out: &mut dyn Write, color: bool) -> io::Resu
         }
         line.push_str(&format!("  {:.2}s", t.elapsed_ms as f64 / 1000.0));
         writeln!(out, "{line}")?;
+        if let Some(inc) = &t.incremental {
+            if inc.full_pass {
+                writeln!(out, "    full pass: {}", inc.reason)?;
+            } else {
+                writeln!(
+                    out,
+                    "    incremental: re-hashed {} of {} chunks (last full pass {})",
+                    inc.chunks_rehashed, inc.chunks_total, inc.last_full_pass_at
+                )?;
+            }
+        }
+        if let Some(r) = t.shard_range.as_ref().filter(|r| !r.whole) {
+            writeln!(
+                out,
+                "    shard range: {} from {} to {}",
+                r.column.as_deref().unwrap_or(""),
+                r.from.as_deref().unwrap_or("the smallest key"),
+                r.to.as_deref().unwrap_or("the largest key")
+            )?;
+        }
         if let Some(m) = &t.message {
             if t.status != TableStatus::Divergent {
                 writeln!(out, "    {m}")?;

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod check;
 pub mod conflicts;
 pub mod fix;
+pub mod merge;
 pub mod progress;
 pub mod status;
 pub mod undo;

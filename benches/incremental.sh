@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Full check vs incremental re-check after 0.1 % of the rows changed (docs/incremental.md).
+#
+#   benches/incremental.sh [ROWS]     (default 10000000)
+#
+# Uses two databases on the local server (127.0.0.1:5432, user postgres):
+# eden_bench_inc_east and eden_bench_inc_west (SEED=1 (re)creates them with ROWS rows of the
+# bench table of /work/shared/bench/seed.sh plus an index on last_updated_at; about 2.7 GB
+# each at 10M rows; DROP=1 drops them at the end). Needs target/release/eden-reconcile.
+set -euo pipefail
+N=${1:-10000000}
+BIN=${BIN:-target/release/eden-reconcile}
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
+E=eden_bench_inc_east W=eden_bench_inc_west
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if [ "${SEED:-0}" = 1 ]; then
+  for db in $E $W; do
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+    "${PSQL[@]}" -d $db <<SQL &
+CREATE TABLE vault_secrets(id bigint, tenant_id uuid, path text, secret bytea, version int,
+  metadata jsonb, last_updated_at timestamptz NOT NULL);
+INSERT INTO vault_secrets
+SELECT 2*g, md5('tenant-' || (g % 500))::uuid,
+       'kv/tenant-' || (g % 500) || '/app-' || (g % 37) || '/' || substr(md5('p' || g), 1, 16),
+       decode(md5('s1-' || g) || md5('s2-' || g), 'hex'), 1 + (g % 7),
+       jsonb_build_object('owner', 'svc-' || (g % 97), 'rotation_days', 30 + (g % 60),
+                          'tags', jsonb_build_array('env-' || (g % 3), 'tier-' || (g % 5))),
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+FROM generate_series(1, $N) AS g;
+ALTER TABLE vault_secrets ADD PRIMARY KEY (id);
+CREATE INDEX ON vault_secrets(last_updated_at);
+VACUUM ANALYZE vault_secrets;
+SQL
+  done
+  wait
+fi
+
+cat >"$work/config.yaml" <<YAML
+global:
+  conflict_resolution: last_write_wins
+regions:
+  - name: east
+    instance: { host: 127.0.0.1, port: 5432 }
+  - name: west
+    instance: { host: 127.0.0.1, port: 5432 }
+replication:
+  node_groups:
+    - name: bench
+      database: bench
+      conflict_resolution_tables:
+        - { table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated_at }
+YAML
+run() {  # run LABEL ARGS...: prints wall seconds and the table's incremental figures
+  local label=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$BIN" --config "$work/config.yaml" check --db bench \
+    --region east=postgres://postgres@127.0.0.1:5432/$E --region west=postgres://postgres@127.0.0.1:5432/$W \
+    --format json "$@" >"$work/out.json" 2>"$work/err.log" || [ $? -eq 1 ]
+  t1=$(date +%s.%N)
+  printf '%-34s %7.2f s  %s\n' "$label" "$(echo "$t1 - $t0" | bc)" \
+    "$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tables"][0]; i=t.get("incremental") or {}; print("differences", t["difference_count"], "rehashed", i.get("chunks_rehashed"), "of", i.get("chunks_total"), "full" if i.get("full_pass") else "")' "$work/out.json")"
+}
+state="$work/state.json"
+run "full check"
+run "incremental, first (full) pass" --incremental --state "$state"
+# 0.1 % of the rows change in both regions alike (replicated writes): one in every 1000.
+for db in $E $W; do
+  "${PSQL[@]}" -d $db -c "UPDATE vault_secrets SET version = version + 1, last_updated_at = timestamptz '2026-06-01 00:00:00+00' + id * interval '1 microsecond' WHERE id % 2000 = 0" &
+done
+wait
+run "incremental after 0.1 % changed" --incremental --state "$state"
+for db in $E $W; do "${PSQL[@]}" -d $db -c "VACUUM vault_secrets" & done; wait
+run "incremental again, after VACUUM" --incremental --state "$state"
+run "full check" 
+if [ "${DROP:-0}" = 1 ]; then
+  for db in $E $W; do "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done
+fi
