@@ -9,8 +9,9 @@
 //! # PostgreSQL, two modes
 //!
 //! * **pushdown**: the server does the hashing; one scan per region and table:
-//!   `SELECT width_bucket(k, $bounds), count(*), bit_xor(hash_record_extended(ROW(cols), 1))
-//!   FROM t GROUP BY 1`, so only a few bytes per chunk cross the network. Rows of differing
+//!   `SELECT chunk(k), count(*), bit_xor(hash_record_extended(ROW(cols), 1))
+//!   FROM t GROUP BY 1` (`chunk(k)` is `width_bucket(k, $bounds)` or, for evenly spread
+//!   integer keys, arithmetic; see "Speed of the chunk query"), so only a few bytes per chunk cross the network. Rows of differing
 //!   chunks are then read through the key's index (a `LATERAL` join over `unnest($lo, $hi)`
 //!   ranges, never LIMIT/OFFSET) as `(key, hash_record_extended(.., 1), hash_record_extended(.., 2))`:
 //!   128 bits per row. Seeds are never 0: with seed 0 a float `0.0` hashes like a NULL field. Columns are hashed in a canonical order (sorted by name, excluded
@@ -23,7 +24,7 @@
 //!   false "equal" chunk needs a 2^-64 collision.
 //! * **stream**: `COPY (SELECT cols FROM t) TO STDOUT (FORMAT binary)`; every row is
 //!   hashed client-side with blake3 ([`crate::row::digest`]) on a thread per region, while the
-//!   bytes keep arriving; each row is put in its chunk by comparing its first key column
+//!   bytes keep arriving; each row is put in its chunk by comparing its key
 //!   with the bounds as values ([`Value::compare`], text in byte order, the same as
 //!   `COLLATE "C"`).
 //!
@@ -36,15 +37,40 @@
 //!
 //! # Chunks
 //!
-//! Chunks are ranges of the **first key column**, identical in every region: the bounds
-//! are taken from the first region (all keys of a small table, else a `TABLESAMPLE SYSTEM`
-//! sample, plus linear interpolation between sampled quantiles for integer keys, which
-//! keeps the sample small), sorted by value (`COLLATE "C"` for text), and sent to every
-//! region. Chunk `i` holds `bounds[i-1] <= k < bounds[i]` (`width_bucket` semantics);
-//! chunk `bounds.len() + 1` holds NULL keys (possible only with configured
-//! `key_columns`). The chunk size is adaptive: about `sqrt(N)`-proportional so that the
-//! chunk digests and the rows of differing chunks together stay well under 1 % of the
-//! table's bytes at 0.1 % drift (see [`target_chunks`]).
+//! Chunks are ranges of the **key**, identical in every region: of its only column, or of
+//! the whole composite key compared column by column (`ROW(k1, k2) >= ROW($1, $2)`), so a
+//! composite key whose first column has few values still gets small, even chunks. The
+//! bounds are taken from the first region (all keys of a small table, else a
+//! `TABLESAMPLE SYSTEM` sample; for integer keys a small sample plus the true min/max,
+//! split by interpolation between sampled quantiles), sorted by value (`COLLATE "C"` for
+//! text), and sent to every region. Chunk `i` holds `bounds[i-1] <= k < bounds[i]`
+//! (`width_bucket` semantics); chunk `bounds.len() + 1` holds keys with a NULL column
+//! (possible only with configured `key_columns`). The chunk size is adaptive: about
+//! `sqrt(N)`-proportional so that the chunk digests and the rows of differing chunks
+//! together stay near 1 % of the table's bytes at 0.1 % drift (see [`target_chunks`]).
+//!
+//! # Speed of the chunk query
+//!
+//! The floor is the server reading and hashing every row once
+//! (`SELECT sum(hash_record_extended(t, 0)) FROM t`); the chunk query adds only the chunk
+//! number and a hash aggregate with one group per chunk:
+//!
+//! * **Integer keys spread evenly** (the sample's distribution is within 0.2 of uniform,
+//!   Kolmogorov-Smirnov) get evenly spaced bounds `lo + i·width`, and the chunk number is
+//!   int8 arithmetic, equal to `width_bucket` over those bounds ([`even_chunking`]).
+//!   `width_bucket` over ~40k bounds is a binary search of fmgr comparisons per row and
+//!   cost as much CPU as hashing the row itself; other keys still use it.
+//! * The planner guesses one group per key, so it would sort whole rows (spilling hundreds
+//!   of MB) or size hash tables for millions of groups; the query runs with
+//!   `enable_sort = off`, `work_mem` sized for the chunk count and `jit = off` (JIT
+//!   compilation cost ~90 ms per process at 1M rows and gained nothing), all `SET LOCAL` in
+//!   the read-only snapshot transaction. Parallel workers stay on: each runs a partial
+//!   aggregate over its share of the pages.
+//! * Rows of differing chunks are read through the key's index, one range scan per chunk
+//!   (`LATERAL` over `unnest` of the bounds), when the key is in byte order (not
+//!   collatable, or collated `C`/`POSIX`); a key in another collation (the database's
+//!   default included) cannot use its index for byte-order ranges, and those rows are
+//!   picked by one more scan of the table instead.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -154,10 +180,41 @@ impl TableSpec {
         Self::key_part(&self.key[0])
     }
 
-    /// True when chunks are ranges of the whole (composite) key rather than of its only
-    /// column.
+    /// True when chunks are ranges of the whole (composite) key rather than of its first
+    /// column: a key of several columns, all in byte order (not collatable, or collated
+    /// `C`/`POSIX`), so that its ranges can use the key's index.
     fn composite(&self) -> bool {
-        self.key.len() > 1
+        self.key.len() > 1 && self.key.iter().all(Self::byte_order)
+    }
+
+    fn byte_order(k: &Column) -> bool {
+        k.is_array
+            || k.collation
+                .as_deref()
+                .is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
+    }
+
+    /// True when the chunk ranges can be read through the key's index, one index range scan
+    /// per chunk, instead of a `width_bucket` over the bounds per row (whose binary search
+    /// walks variable-length bounds element by element: ~1 ms per row over 38k text
+    /// bounds): a composite key, or one variable-length column, in byte order.
+    fn ranges_by_index(&self) -> bool {
+        self.composite()
+            || (self.key_in_byte_order()
+                && !matches!(
+                    value::ColumnType::effective_oid(&self.key[0]),
+                    oid::INT2
+                        | oid::INT4
+                        | oid::INT8
+                        | oid::FLOAT4
+                        | oid::FLOAT8
+                        | oid::UUID
+                        | oid::DATE
+                        | oid::TIME
+                        | oid::TIMESTAMP
+                        | oid::TIMESTAMPTZ
+                        | oid::BOOL
+                ))
     }
 
     /// The key as compared for chunking: the first column, or `ROW(k1, k2, ...)` of a
@@ -177,10 +234,10 @@ impl TableSpec {
         }
     }
 
-    /// SQL that is true when some key column is NULL (the last chunk).
+    /// SQL that is true when some key column (of those chunked) is NULL (the last chunk).
     fn key_null_sql(&self) -> String {
-        let parts: Vec<String> = self
-            .key
+        let n = if self.composite() { self.key.len() } else { 1 };
+        let parts: Vec<String> = self.key[..n]
             .iter()
             .map(|c| format!("{} IS NULL", Self::col_ref(c)))
             .collect();
@@ -221,16 +278,10 @@ impl TableSpec {
     /// True when ranges of the first key column in byte order can use its index: not
     /// collatable, or collated `C` / `POSIX`.
     fn key_in_byte_order(&self) -> bool {
-        let n = if self.composite() { self.key.len() } else { 1 };
-        self.key[..n].iter().all(|k| {
-            k.is_array
-                || k.collation
-                    .as_deref()
-                    .is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
-        })
+        Self::byte_order(&self.key[0])
     }
 
-    /// True when the key is one integer column (bounds sent as `int8[]`).
+    /// True when chunks are ranges of one integer column (bounds sent as `int8[]`).
     fn int_key(&self) -> bool {
         !self.composite()
             && matches!(
@@ -323,6 +374,92 @@ impl TableSpec {
             )
         };
         (sql, params)
+    }
+
+    /// The texts of bound `i`, one per chunked key column.
+    fn bound_texts(&self, ch: &Chunking, i: usize) -> Vec<String> {
+        if self.composite() {
+            ch.tuple_text.iter().map(|col| col[i].clone()).collect()
+        } else {
+            vec![ch.bounds_text[i].clone()]
+        }
+    }
+
+    /// The chunk query through the key's index ([`TableSpec::ranges_by_index`]): one
+    /// aggregate per chunk over an index range scan (`LATERAL` over `unnest` of the
+    /// bounds), the chunks below the first and from the last bound, and the NULL-key chunk
+    /// when a key column may be NULL. Rows come out in key order; no hash table, no
+    /// comparison against the bounds per row.
+    fn range_summaries_sql(&self, ch: &Chunking) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+        let spec = self;
+        let n = ch.bounds.len();
+        let nk = if spec.composite() { spec.key.len() } else { 1 };
+        let kx = spec.key_expr();
+        let ty = &spec.key[0].type_name;
+        let h = format!("hash_record_extended({}, {CHUNK_SEED})", spec.row_expr());
+        let tbl = spec.table.quoted();
+        let tuple = |texts: Vec<String>| -> String {
+            if spec.composite() {
+                spec.key_tuple(&texts)
+            } else {
+                format!("{}::{ty}", texts[0])
+            }
+        };
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
+        let mut hi: Vec<Vec<String>> = vec![Vec::new(); nk];
+        for c in 1..n {
+            for (i, t) in spec.bound_texts(ch, c - 1).into_iter().enumerate() {
+                lo[i].push(t);
+            }
+            for (i, t) in spec.bound_texts(ch, c).into_iter().enumerate() {
+                hi[i].push(t);
+            }
+        }
+        let arrays: Vec<String> = (0..2 * nk).map(|i| format!("${}::text[]", i + 1)).collect();
+        let lo_cols: Vec<String> = (0..nk).map(|i| format!("r.lo{i}")).collect();
+        let hi_cols: Vec<String> = (0..nk).map(|i| format!("r.hi{i}")).collect();
+        let names: Vec<String> = (0..nk)
+            .map(|i| format!("lo{i}"))
+            .chain((0..nk).map(|i| format!("hi{i}")))
+            .collect();
+        for a in lo.into_iter().chain(hi) {
+            params.push(Box::new(a));
+        }
+        let scalar = |params: &mut Vec<Box<dyn ToSql + Sync + Send>>, i: usize| -> Vec<String> {
+            let mut refs = Vec::new();
+            for t in spec.bound_texts(ch, i) {
+                params.push(Box::new(t));
+                refs.push(format!("${}::text", params.len()));
+            }
+            refs
+        };
+        let first = scalar(&mut params, 0);
+        let last = scalar(&mut params, n - 1);
+        let edge = |b: usize, cond: String| -> String {
+            format!(
+                "SELECT ({b}::int8 << 32) | count(*), bit_xor({h}) FROM {tbl} t{w} HAVING count(*) > 0",
+                w = spec.where_sql(&[cond])
+            )
+        };
+        let mut parts = vec![
+            edge(0, format!("{kx} < {}", tuple(first))),
+            format!(
+                "SELECT (r.o << 32) | x.c, x.h FROM unnest({arrays}) WITH ORDINALITY AS r({names}, o) \
+                 CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor({h}) AS h FROM {tbl} t{w}) x WHERE x.c > 0",
+                arrays = arrays.join(", "),
+                names = names.join(", "),
+                w = spec.where_sql(&[
+                    format!("{kx} >= {}", tuple(lo_cols)),
+                    format!("{kx} < {}", tuple(hi_cols)),
+                ]),
+            ),
+            edge(n, format!("{kx} >= {}", tuple(last))),
+        ];
+        if spec.key[..nk].iter().any(|c| !c.not_null) {
+            parts.push(edge(n + 1, spec.key_null_sql()));
+        }
+        (parts.join(" UNION ALL "), params)
     }
 
     fn key_select(&self) -> String {
@@ -820,13 +957,19 @@ impl<'a> PgSource<'a> {
     async fn pushdown_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
         let spec = self.spec.clone();
         let (bucket, params) = spec.bucket_sql(chunking);
-        let sql = format!(
+        let mut sql = format!(
             "SELECT (b::int8 << 32) | count(*), bit_xor(h) FROM \
              (SELECT {bucket} AS b, hash_record_extended({row}, {CHUNK_SEED}) AS h FROM {tbl} t{w}) s GROUP BY b",
             row = spec.row_expr(),
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
         );
+        let mut by_range = Vec::new();
+        if !chunking.bounds.is_empty() && chunking.arith.is_none() && spec.ranges_by_index() {
+            let (q, p) = spec.range_summaries_sql(chunking);
+            sql = q;
+            by_range = p;
+        }
         // The planner cannot know how few chunks there are (it guesses one group per key)
         // so, left alone, it sorts the whole rows (spilling hundreds of MB) or sizes hash
         // tables for millions of groups, and it compiles the expressions with JIT (~90 ms per
@@ -839,7 +982,14 @@ impl<'a> PgSource<'a> {
                 "SET LOCAL jit = off; SET LOCAL enable_sort = off; SET LOCAL work_mem = '{kb}kB'"
             ))
             .await;
-        let params = params.refs();
+        let params: Vec<&(dyn ToSql + Sync)> = if by_range.is_empty() {
+            params.refs()
+        } else {
+            by_range
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        };
         // Streamed: one small summary kept per chunk, never the result rows.
         let t0 = Instant::now();
         tracing::debug!(region = %self.region, sql, "query");
@@ -1039,17 +1189,7 @@ impl<'a> PgSource<'a> {
             }
         };
         // The texts of bound `i`, one per key column.
-        let bound_texts = |i: usize| -> Vec<String> {
-            if spec.composite() {
-                chunking
-                    .tuple_text
-                    .iter()
-                    .map(|col| col[i].clone())
-                    .collect()
-            } else {
-                vec![chunking.bounds_text[i].clone()]
-            }
-        };
+        let bound_texts = |i: usize| spec.bound_texts(chunking, i);
         let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
         let mut hi: Vec<Vec<String>> = vec![Vec::new(); nk];
         let mut out = Vec::new();
