@@ -17,11 +17,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use eden_consistency::digest::{
-    CopyBinaryParser, decode_copy_tuple, digest_copy_tuple, digest_rows_parallel, encode_row,
-    hash128, row_digest,
-};
-use eden_consistency::value::{Value, oid};
+use eden_consistency::__private::copy::{CopyBinaryParser, decode_copy_tuple, digest_copy_tuple};
+use eden_consistency::__private::digest::{digest_rows_parallel, encode_row, hash128, row_digest};
+use eden_consistency::__private::types::oid;
+use eden_consistency::Value;
 
 const ROWS: usize = 10_000;
 

@@ -83,8 +83,14 @@ pub use resolve::{
     validate_against_columns, validate_rule_syntax,
 };
 #[doc(hidden)]
-pub use row::{digest, value};
-#[doc(hidden)]
 pub use source::{filter, merkle};
 #[doc(hidden)]
 pub use store::{closing, conflicts, import};
+
+/// Internals that this repository's own tests, benches and binary reach into: not part of
+/// the documented interface, and may change at any time.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::pg::{copy, decode, expr, types};
+    pub use crate::row::{decimal, digest, json, value};
+}

@@ -54,8 +54,9 @@ use crate::error::{Error, Result};
 use crate::pg::connect::{ConnectOptions, Region, connect_all};
 use crate::pg::ident::TableName;
 use crate::pg::schema::{self, TableSchema};
+use crate::pg::types::{self, oid};
 use crate::row::digest::encode_value;
-use crate::row::value::{self, Value, oid};
+use crate::row::value::{self, Value};
 use crate::source::merkle::{self, ChunkSummary};
 use crate::source::{FetchedRow, KeyedRow, KeyedSource, Mode, PgSource, TableSpec};
 
@@ -979,7 +980,7 @@ impl Checker {
         }?;
         let c = first.column(&col)?;
         matches!(
-            value::ColumnType::effective_oid(c),
+            types::ColumnType::effective_oid(c),
             oid::TIMESTAMP | oid::TIMESTAMPTZ
         )
         .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))

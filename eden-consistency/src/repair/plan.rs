@@ -309,7 +309,7 @@ pub fn fetch_sql(shape: &TableShape, commit_ts: bool) -> String {
     );
     for c in shape.compared_columns() {
         sql.push_str(", ");
-        sql.push_str(&crate::row::value::select_expr(c, Some("t")));
+        sql.push_str(&crate::pg::expr::select_expr(c, Some("t")));
     }
     let _ = write!(
         sql,
@@ -366,7 +366,7 @@ pub async fn fetch_rows(
         let image: String = r.get(1);
         let ts: Option<i64> = r.get(2);
         let json_nulls: Vec<String> = r.get(3);
-        let values = crate::row::value::decode_row(&r, 4, &cols).map_err(|m| Error::Table {
+        let values = crate::pg::decode::decode_row(&r, 4, &cols).map_err(|m| Error::Table {
             table: shape.table.to_string(),
             message: format!("in region {region}: {m}"),
         })?;
@@ -839,7 +839,7 @@ async fn fetch_tombstones(
             ),
         });
     };
-    let spec = crate::row::value::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
+    let spec = crate::pg::types::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
     let join = shape
         .key_columns
         .iter()
@@ -852,7 +852,7 @@ async fn fetch_tombstones(
     let sql = format!(
         "SELECT (e.ord - 1)::int4, {} FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(j, ord) \
          CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, e.j) AS k JOIN {} AS g ON {join} ORDER BY 2",
-        crate::row::value::select_expr(&spec, Some("g")),
+        crate::pg::expr::select_expr(&spec, Some("g")),
         shape.table.quoted(),
         tt.quoted()
     );
@@ -863,7 +863,7 @@ async fn fetch_tombstones(
     let mut out = vec![None; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
-        let v = crate::row::value::decode(&r, 1, &spec).map_err(|m| Error::Table {
+        let v = crate::pg::decode::decode(&r, 1, &spec).map_err(|m| Error::Table {
             table: tt.to_string(),
             message: m,
         })?;

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::pg::connect::Region;
 use crate::pg::ident::quote_ident;
 use crate::pg::schema::{self, TableSchema};
+use crate::pg::{decode, expr};
 use crate::resolve::{self, Registry, Resolver, Row, Version};
-use crate::row::value;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -396,7 +396,7 @@ async fn sample_versions(
     }
     let select: Vec<String> = cols
         .iter()
-        .map(|c| value::select_expr(*c, Some("t")))
+        .map(|c| expr::select_expr(*c, Some("t")))
         .collect();
     let sql = format!(
         "SELECT {} FROM {} AS {} LIMIT {SAMPLE_ROWS}",
@@ -412,7 +412,7 @@ async fn sample_versions(
     let owned: Vec<schema::Column> = cols.iter().map(|c| (*c).clone()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let values = value::decode_row(row, 0, &owned).map_err(|m| Error::Table {
+        let values = decode::decode_row(row, 0, &owned).map_err(|m| Error::Table {
             table: table.name.to_string(),
             message: format!("region {}: {m}", region.name),
         })?;

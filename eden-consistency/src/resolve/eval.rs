@@ -7,7 +7,8 @@ use chrono::{DateTime, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 
 use super::Version;
 use super::expr::{ArithOp, CmpOp, Ev, Func, Node, Side, is_decimal, number, show_value};
-use crate::row::value::{Value, normalize_decimal};
+use crate::row::decimal::normalize_decimal;
+use crate::row::value::Value;
 
 fn epoch() -> NaiveDateTime {
     crate::row::value::pg_epoch()
@@ -138,7 +139,7 @@ pub(crate) fn coerce(s: &str, like: &Value) -> Option<Value> {
             Value::Time((t - NaiveTime::MIN).num_microseconds()?)
         }
         Value::Interval { .. } => parse_interval(s)?,
-        Value::Json(_) => Value::Json(crate::row::value::canonical_json(s).ok()?),
+        Value::Json(_) => Value::Json(crate::row::json::canonical_json(s).ok()?),
         Value::Bytes(_) => {
             let hex = s.trim().strip_prefix("\\x")?;
             if hex.len() % 2 != 0 || !hex.is_ascii() {

@@ -26,7 +26,8 @@ use sqlparser::tokenizer::Token;
 
 use super::Version;
 use super::eval::{coerce, date_of, eval, parse_bool, parse_interval, ts_of};
-use crate::row::value::{Value, normalize_decimal};
+use crate::row::decimal::normalize_decimal;
+use crate::row::value::Value;
 
 /// The allowed constructs, as quoted in every refusal.
 const ALLOWED: &str = "only a.col/b.col, literals, comparisons, AND/OR/NOT, arithmetic, IS [NOT] NULL, \
@@ -124,7 +125,7 @@ enum Kind {
 ///
 /// ```
 /// use eden_consistency::{Expression, Row, Version};
-/// use eden_consistency::value::Value;
+/// use eden_consistency::Value;
 /// let e = Expression::parse("a.version > b.version OR (a.version = b.version AND region(a) = 'us-east-1')")?;
 /// let v = |region: &str, n: i64| Version::present(region, 0, Row::from_pairs([("version", Value::Int(n))]));
 /// assert!(e.beats(&v("us-west-2", 3), &v("us-east-1", 2)));

@@ -278,7 +278,7 @@ impl Row {
     ///
     /// ```
     /// use eden_consistency::Row;
-    /// use eden_consistency::value::Value;
+    /// use eden_consistency::Value;
     /// let row = Row::from_pairs([("id", Value::Int(7)), ("name", Value::Text("x".into()))]);
     /// assert_eq!(row.get("id"), Some(&Value::Int(7)));
     /// assert_eq!(row.get("nope"), None);

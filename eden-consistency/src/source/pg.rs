@@ -31,7 +31,7 @@
 //! Both modes then fetch the differing keys' rows and compare them column by column as
 //! values ([`crate::row::digest::encode_value`] bytes), which names `changed_columns` and drops
 //! any row whose hash differed while its values are equal, so both modes report the same
-//! differences. Columns are hashed through [`value::pushdown_exprs`], which casts the types
+//! differences. Columns are hashed through [`expr::pushdown_exprs`], which casts the types
 //! whose server hash is looser than [`Value`] equality (intervals, arrays' bounds, money,
 //! types without a hash) so that the two equalities agree.
 //!
@@ -81,10 +81,13 @@ use tokio_postgres::types::ToSql;
 
 use super::RegionStats;
 use crate::error::{Error, Result};
+use crate::pg::copy::{self, CopyBinaryParser};
 use crate::pg::ident::{TableName, quote_ident};
 use crate::pg::schema::Column;
-use crate::row::digest::{self, ChunkDigest, CopyBinaryParser};
-use crate::row::value::{self, Value, oid};
+use crate::pg::types::{self, oid};
+use crate::pg::{decode, expr};
+use crate::row::digest::{self, ChunkDigest};
+use crate::row::value::Value;
 use crate::source::merkle::ChunkSummary;
 
 /// Rows hashed per parallel batch in stream mode.
@@ -202,7 +205,7 @@ impl TableSpec {
         self.composite()
             || (self.key_in_byte_order()
                 && !matches!(
-                    value::ColumnType::effective_oid(&self.key[0]),
+                    types::ColumnType::effective_oid(&self.key[0]),
                     oid::INT2
                         | oid::INT4
                         | oid::INT8
@@ -263,14 +266,14 @@ impl TableSpec {
     }
 
     /// `ROW(...)` of the compared columns, as hashed in the server: each column through
-    /// [`value::pushdown_exprs`], so the server's hash equality is the client's value
+    /// [`expr::pushdown_exprs`], so the server's hash equality is the client's value
     /// equality (text as bytes, intervals as stored, arrays with their dimensions, json by
     /// value, types without a hash through their canonical text).
     fn row_expr(&self) -> String {
         let parts: Vec<String> = self
             .columns
             .iter()
-            .flat_map(|c| value::pushdown_exprs(c, Some("t")))
+            .flat_map(|c| expr::pushdown_exprs(c, Some("t")))
             .collect();
         format!("ROW({})", parts.join(", "))
     }
@@ -285,7 +288,7 @@ impl TableSpec {
     fn int_key(&self) -> bool {
         !self.composite()
             && matches!(
-                value::ColumnType::effective_oid(&self.key[0]),
+                types::ColumnType::effective_oid(&self.key[0]),
                 oid::INT2 | oid::INT4 | oid::INT8
             )
     }
@@ -310,7 +313,7 @@ impl TableSpec {
         } else if self.int_key() {
             "$1::int8[]".into()
         } else if matches!(
-            value::ColumnType::effective_oid(k),
+            types::ColumnType::effective_oid(k),
             oid::TEXT | oid::VARCHAR
         ) {
             "$1::text[]".into()
@@ -465,7 +468,7 @@ impl TableSpec {
     fn key_select(&self) -> String {
         self.key
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -667,7 +670,7 @@ pub(crate) struct PgSource<'a> {
 fn row_bytes(row: &tokio_postgres::Row) -> u64 {
     let mut n = 7u64;
     for i in 0..row.len() {
-        n += 4 + value::raw_column(row, i)
+        n += 4 + decode::raw_column(row, i)
             .ok()
             .flatten()
             .map_or(0, |b| b.len() as u64);
@@ -753,7 +756,7 @@ impl<'a> PgSource<'a> {
             return Ok(Chunking::default());
         }
         let is_int = matches!(
-            value::ColumnType::effective_oid(k0),
+            types::ColumnType::effective_oid(k0),
             oid::INT2 | oid::INT4 | oid::INT8
         );
         if spec.composite() {
@@ -769,7 +772,7 @@ impl<'a> PgSource<'a> {
         };
         let sql = format!(
             "SELECT {sel}, s.k::text AS kt FROM (SELECT DISTINCT {k0raw} AS k FROM {tbl} t{sample}{w}) s ORDER BY s.k{coll}",
-            sel = value::select_expr(
+            sel = expr::select_expr(
                 &Column {
                     name: "k".into(),
                     ..k0.clone()
@@ -788,7 +791,7 @@ impl<'a> PgSource<'a> {
         let rows = self.query("sampling the keys of", &sql, &[]).await?;
         let mut keys: Vec<(Value, String)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let v = value::decode(r, 0, k0).map_err(|m| Error::Table {
+            let v = decode::decode(r, 0, k0).map_err(|m| Error::Table {
                 table: spec.table.to_string(),
                 message: m,
             })?;
@@ -899,7 +902,7 @@ impl<'a> PgSource<'a> {
             "SELECT {sel}, {texts} FROM (SELECT DISTINCT {raw} FROM {tbl} t{sample}{w}) s ORDER BY {order}",
             sel = renamed
                 .iter()
-                .map(|c| value::select_expr(c, Some("s")))
+                .map(|c| expr::select_expr(c, Some("s")))
                 .collect::<Vec<_>>()
                 .join(", "),
             texts = (0..nk)
@@ -939,7 +942,7 @@ impl<'a> PgSource<'a> {
         let mut i = step;
         while (i as usize) < rows.len() {
             let r = &rows[i as usize];
-            let key = value::decode_row(r, 0, &spec.key).map_err(|m| Error::Table {
+            let key = decode::decode_row(r, 0, &spec.key).map_err(|m| Error::Table {
                 table: spec.table.to_string(),
                 message: m,
             })?;
@@ -1024,12 +1027,12 @@ impl<'a> PgSource<'a> {
         let cols: Vec<String> = spec
             .columns
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect();
         let oids: Vec<u32> = spec
             .columns
             .iter()
-            .map(value::ColumnType::effective_oid)
+            .map(types::ColumnType::effective_oid)
             .collect();
         let key_idx: Vec<usize> = spec
             .key
@@ -1068,15 +1071,15 @@ impl<'a> PgSource<'a> {
                 while let Some(batch) = parser.next_batch(STREAM_BATCH_ROWS)? {
                     let hashed = batch.par_map(|t| -> Result<(usize, digest::RowDigest), String> {
                         let mut buf = Vec::with_capacity(256);
-                        let d = digest::digest_copy_tuple(&t, &oids, &mut buf)?;
+                        let d = copy::digest_copy_tuple(&t, &oids, &mut buf)?;
                         if let [i] = key_idx[..] {
-                            let v = value::decode_wire(t.fields().nth(i).flatten(), oids[i])?;
+                            let v = decode::decode_wire(t.fields().nth(i).flatten(), oids[i])?;
                             return Ok((chunking2.chunk_of(&v), d));
                         }
                         let fields: Vec<Option<&[u8]>> = t.fields().collect();
                         let key = key_idx
                             .iter()
-                            .map(|&i| value::decode_wire(fields.get(i).copied().flatten(), oids[i]))
+                            .map(|&i| decode::decode_wire(fields.get(i).copied().flatten(), oids[i]))
                             .collect::<Result<Vec<Value>, String>>()?;
                         Ok((chunking2.chunk_of_key(&key), d))
                     });
@@ -1147,7 +1150,7 @@ impl<'a> PgSource<'a> {
             Mode::Stream => spec
                 .columns
                 .iter()
-                .map(|c| value::select_expr(c, Some("t")))
+                .map(|c| expr::select_expr(c, Some("t")))
                 .collect::<Vec<_>>()
                 .join(", "),
             _ => format!(
@@ -1308,11 +1311,11 @@ impl<'a> PgSource<'a> {
             table: spec.table.to_string(),
             message: format!("region {}: {m}", self.region),
         };
-        let key = value::decode_row(r, start, &spec.key).map_err(bad)?;
+        let key = decode::decode_row(r, start, &spec.key).map_err(bad)?;
         let at = start + nk;
         let digest = match self.mode {
             Mode::Stream => {
-                let vals = value::decode_row(r, at, &spec.columns).map_err(bad)?;
+                let vals = decode::decode_row(r, at, &spec.columns).map_err(bad)?;
                 u128::from_le_bytes(digest::row_digest(&vals))
             }
             _ => {
@@ -1332,7 +1335,7 @@ impl<'a> PgSource<'a> {
         let cols: Vec<String> = spec
             .columns
             .iter()
-            .map(|c| value::select_expr(c, Some("t")))
+            .map(|c| expr::select_expr(c, Some("t")))
             .collect();
         let vt = spec
             .version_time
@@ -1351,7 +1354,7 @@ impl<'a> PgSource<'a> {
             keys = spec
                 .key
                 .iter()
-                .map(|c| value::select_expr(c, Some("t")))
+                .map(|c| expr::select_expr(c, Some("t")))
                 .collect::<Vec<_>>()
                 .join(", "),
             cols = cols.join(", "),
@@ -1381,8 +1384,8 @@ impl<'a> PgSource<'a> {
                     table: spec.table.to_string(),
                     message: format!("region {}: {m}", self.region),
                 };
-                let key = value::decode_row(r, 0, &spec.key).map_err(bad)?;
-                let values = value::decode_row(r, nk, &spec.columns).map_err(bad)?;
+                let key = decode::decode_row(r, 0, &spec.key).map_err(bad)?;
+                let values = decode::decode_row(r, nk, &spec.columns).map_err(bad)?;
                 let t: Option<chrono::DateTime<chrono::Utc>> = r.get(nk + spec.columns.len());
                 let version_time =
                     t.map(|t| t.timestamp_micros() - crate::row::value::PG_EPOCH_UNIX_MICROS);

@@ -6,10 +6,12 @@
 //! conninfo parsing of truncated connection strings, and binary value decoding of truncated
 //! encodings. (Unit properties beside the code cover more of value decoding and conninfo.)
 
+use eden_consistency::__private::copy::CopyBinaryParser;
+use eden_consistency::__private::decode::decode_binary;
+use eden_consistency::__private::json::canonical_json;
+use eden_consistency::__private::types::oid;
 use eden_consistency::conninfo::ConnParams;
-use eden_consistency::digest::CopyBinaryParser;
 use eden_consistency::plan::{merge_images, split_json_object};
-use eden_consistency::value::{canonical_json, decode_binary, oid};
 use proptest::prelude::*;
 
 type Tuple = Vec<Option<Vec<u8>>>;

@@ -6,7 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) with read-only `SELECT`s: no database or
 //! object is created.
 
-use eden_consistency::value::Value;
+use eden_consistency::Value;
 use eden_consistency::{Expression, Row, Version};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use eden_consistency::value::Value;
+use eden_consistency::Value;
 use eden_consistency::{
     Action, CustomResolver, Decision, Registry, Resolver, Row, Version, Winner,
 };

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use eden_consistency::value::Value;
+use eden_consistency::Value;
 use eden_consistency::{
     Action, CustomResolver, Registry, Resolver, Row, Version, Winner, check_expression_order,
     synthetic_samples, validate_against_columns, validate_rule_syntax,

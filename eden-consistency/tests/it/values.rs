@@ -1,7 +1,9 @@
 //! Decoding rows into values and digesting them, against a real PostgreSQL.
 
-use eden_consistency::digest::{ChunkDigest, row_digest};
-use eden_consistency::value::{self, ColumnSpec, ColumnType, Value};
+use eden_consistency::__private::digest::{ChunkDigest, row_digest};
+use eden_consistency::__private::types::{ColumnSpec, ColumnType, oid};
+use eden_consistency::__private::{decimal, decode, expr, json};
+use eden_consistency::Value;
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 
@@ -32,12 +34,12 @@ async fn read(client: &Client, table: &str) -> Vec<Vec<Value>> {
     let cols = columns(client, table).await;
     let list: Vec<String> = cols
         .iter()
-        .map(|c| value::select_expr(c, Some("t")))
+        .map(|c| expr::select_expr(c, Some("t")))
         .collect();
     let sql = format!("SELECT {} FROM {table} t ORDER BY 1", list.join(", "));
     let rows = client.query(&sql, &[]).await.unwrap();
     rows.iter()
-        .map(|r| value::decode_row(r, 0, &cols).unwrap())
+        .map(|r| decode::decode_row(r, 0, &cols).unwrap())
         .collect()
 }
 
@@ -356,7 +358,7 @@ async fn values_random_agree_with_server_text() {
     let txt = texts(&client, "t").await;
     assert_eq!(rows.len(), 3003);
     for (r, t) in rows.iter().zip(&txt) {
-        let server_n = value::normalize_decimal(t[1].as_deref().unwrap());
+        let server_n = decimal::normalize_decimal(t[1].as_deref().unwrap());
         assert_eq!(r[1], Value::Numeric(server_n), "numeric {:?}", t[1]);
         let server_f: f64 = t[2].as_deref().unwrap().parse().unwrap();
         assert_eq!(r[2], Value::Float(server_f), "float {:?}", t[2]);
@@ -475,27 +477,29 @@ async fn values_arrays_domains_enums_and_text_fallback() {
 #[tokio::test]
 async fn values_decoding_errors_are_messages() {
     // Wrong-size binary input gives an error naming the problem, never a panic.
-    assert!(value::decode_binary(value::oid::INT4, &[1, 2]).is_err());
-    assert!(value::decode_binary(value::oid::NUMERIC, &[0, 1]).is_err());
+    assert!(decode::decode_binary(oid::INT4, &[1, 2]).is_err());
+    assert!(decode::decode_binary(oid::NUMERIC, &[0, 1]).is_err());
     assert!(
-        value::decode_binary(
-            value::oid::INT4_ARRAY,
+        decode::decode_binary(
+            oid::INT4_ARRAY,
             &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23, 0x7f, 0, 0, 0]
         )
         .is_err()
     );
-    assert!(value::decode_binary(value::oid::JSONB, &[2, b'1']).is_err());
-    assert!(value::decode_binary(value::oid::TEXT, &[0xff]).is_err());
-    assert!(value::canonical_json("{\"a\":}").is_err());
-    let col = ColumnSpec::new("x", value::oid::INT8);
-    assert_eq!(value::select_expr(&col, None), "\"x\"");
+    assert!(decode::decode_binary(oid::JSONB, &[2, b'1']).is_err());
+    assert!(decode::decode_binary(oid::TEXT, &[0xff]).is_err());
+    assert!(json::canonical_json("{\"a\":}").is_err());
+    let col = ColumnSpec::new("x", oid::INT8);
+    assert_eq!(expr::select_expr(&col, None), "\"x\"");
 }
 
 /// Binary `COPY` output gives the same values and digests as the row protocol, whatever the
 /// chunking.
 #[tokio::test]
 async fn values_copy_binary_matches_rows() {
-    use eden_consistency::digest::{CopyBinaryParser, decode_copy_tuple, digest_copy_tuple};
+    use eden_consistency::__private::copy::{
+        CopyBinaryParser, decode_copy_tuple, digest_copy_tuple,
+    };
     use futures_util::StreamExt;
 
     let dbs = TestDbs::new("values_copy_binary_matches_rows", 1).await;
@@ -522,12 +526,12 @@ async fn values_copy_binary_matches_rows() {
     let client = dbs.client(0).await;
     fixed_session(&client).await;
     let cols = columns(&client, "t").await;
-    let list: Vec<String> = cols.iter().map(|c| value::select_expr(c, None)).collect();
+    let list: Vec<String> = cols.iter().map(|c| expr::select_expr(c, None)).collect();
     let select = format!("SELECT {} FROM t ORDER BY id", list.join(", "));
     let rows = client.query(&select, &[]).await.unwrap();
     let by_rows: Vec<Vec<Value>> = rows
         .iter()
-        .map(|r| value::decode_row(r, 0, &cols).unwrap())
+        .map(|r| decode::decode_row(r, 0, &cols).unwrap())
         .collect();
     let oids: Vec<u32> = cols.iter().map(|c| c.effective_oid()).collect();
 
@@ -747,10 +751,10 @@ async fn values_pushdown_hash_agrees_with_digests() {
     fixed_session(&client).await;
     let cols = columns(&client, "t").await;
     for col in &cols[1..] {
-        let exprs = value::pushdown_exprs(col, Some("t"));
+        let exprs = expr::pushdown_exprs(col, Some("t"));
         let sql = format!(
             "SELECT {}, hash_record_extended(ROW({}), 42) FROM t ORDER BY id",
-            value::select_expr(col, Some("t")),
+            expr::select_expr(col, Some("t")),
             exprs.join(", ")
         );
         let rows = client
@@ -759,7 +763,7 @@ async fn values_pushdown_hash_agrees_with_digests() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let vals: Vec<(Value, i64)> = rows
             .iter()
-            .map(|r| (value::decode(r, 0, col).unwrap(), r.get::<_, i64>(1)))
+            .map(|r| (decode::decode(r, 0, col).unwrap(), r.get::<_, i64>(1)))
             .collect();
         for i in 0..vals.len() {
             for k in 0..i {
