@@ -1,14 +1,21 @@
 //! `check`: exact comparison of every covered table across regions (see `docs/commands.md` and `docs/reports.md`).
 //!
-//! Per table: the table's definition is read in every region ([`crate::pg::schema`]); a
-//! difference in columns, types or key gives `schema_mismatch`, no usable key `skipped`.
-//! Otherwise each region is read inside one REPEATABLE READ READ ONLY transaction (all
-//! tables of a run share one snapshot per region, exported with `pg_export_snapshot()` and
-//! imported by every worker session), chunk digests are compared as Merkle trees
-//! ([`crate::source::merkle`]), the `(key, digest)` rows of the differing chunks give the exact
-//! differing keys, and only those rows are fetched from every region to name
-//! `changed_columns` and `missing_in` ([`crate::source`] describes the two ways digests are
-//! obtained, pushdown and stream).
+//! Per table, two parts:
+//! * the **schema phase** (here): the table's definition is read in every region
+//!   ([`crate::pg::schema`]); a difference in columns, types or key gives `schema_mismatch`,
+//!   no usable key `skipped`. Each region is then read inside one REPEATABLE READ READ ONLY
+//!   transaction (all tables of a run share one snapshot per region, exported with
+//!   `pg_export_snapshot()` and imported by every worker session);
+//! * the **comparison** ([`engine`]), the same for every source: a PostgreSQL table in each
+//!   region ([`crate::source`]'s `PgSource`, pushdown or stream) here, a Redis keyspace for
+//!   [`crate::redis::CacheChecker`]. Chunk summaries are compared, the `(key, digest)` rows
+//!   of the differing chunks (in batches bounded by rows) give the exact differing keys, and
+//!   only those rows are fetched from every region and compared as values
+//!   (`PgClassifier`) to name `changed_columns` and `missing_in`.
+//!
+//! Differences beyond `max_differences` are counted, not kept, unless the caller needs them
+//! all ([`Checker::run_detailed`], what `fix` plans from); `record` writes them batch by
+//! batch. Memory is therefore bounded by a batch, not by the number of differences.
 //!
 //! **In flight** (see `docs/commands.md`): with a lag window > 0, a difference whose newest version is
 //! younger than the window (by `pg_xact_commit_timestamp(xmin)` when
@@ -35,16 +42,17 @@
 //! # }
 //! ```
 
+pub(crate) mod engine;
 pub(crate) mod progress;
 pub mod report;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
+use self::engine::{Classifier, Engine, EngineOptions};
 use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
@@ -57,8 +65,8 @@ use crate::pg::schema::{self, TableSchema};
 use crate::pg::types::{self, oid};
 use crate::row::digest::encode_value;
 use crate::row::value::{self, Value};
-use crate::source::merkle::{self, ChunkSummary};
-use crate::source::{FetchedRow, KeyedRow, KeyedSource, Mode, PgSource, TableSpec};
+use crate::source::keyed::PlanHint;
+use crate::source::{FetchedRow, Mode, PgKey, PgSource, TableSpec};
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -90,6 +98,11 @@ pub struct CheckOptions {
     /// Forces the number of chunks per table (default: adaptive, near the square root of
     /// rows² / 1000, so that digests and differing chunks' rows cost about the same).
     pub chunks: Option<usize>,
+    /// Compares the chunk summaries level by level with this fan-out, asking each region
+    /// only for the nodes under differing ones (one query per level), instead of every
+    /// chunk's summary at once (the default). Fewer bytes at low drift, more scans; see
+    /// `docs/commands.md`.
+    pub descent: Option<usize>,
 }
 
 impl Default for CheckOptions {
@@ -107,12 +120,10 @@ impl Default for CheckOptions {
             recheck_pause: None,
             lag_window: None,
             chunks: None,
+            descent: None,
         }
     }
 }
-
-/// Differing chunks whose rows are read and compared at a time.
-const LEAF_BATCH_CHUNKS: usize = 4096;
 
 /// One differing key with everything `fix` needs.
 #[derive(Debug, Clone)]
@@ -416,7 +427,9 @@ impl Checker {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 };
-                let r = self.check_on(&conns, t, opts, run_id, snapshots).await;
+                let r = self
+                    .check_on(&conns, t, opts, run_id, snapshots, details)
+                    .await;
                 pool.lock().await.push(conns);
                 r
             }
@@ -469,7 +482,8 @@ impl Checker {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let none = vec![None; self.regions.len()];
-        self.check_on(&conns, table, opts, &run_id, &none).await
+        self.check_on(&conns, table, opts, &run_id, &none, true)
+            .await
     }
 
     /// Checks `table` on `conns` (one session per region); table-level failures become an
@@ -481,11 +495,12 @@ impl Checker {
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
+        details: bool,
     ) -> Result<TableCheck> {
         let t0 = Instant::now();
         let rule = self.config.rule_or_default(&self.database, table);
         let res = self
-            .check_inner(conns, table, &rule, opts, run_id, snapshots)
+            .check_inner(conns, table, &rule, opts, run_id, snapshots, details)
             .await;
         // Leave no transaction open on the sessions.
         for c in conns {
@@ -573,6 +588,7 @@ impl Checker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn check_inner(
         &self,
         conns: &[Client],
@@ -581,6 +597,7 @@ impl Checker {
         opts: &CheckOptions,
         run_id: &str,
         snapshots: &[Option<String>],
+        details: bool,
     ) -> Result<TableCheck> {
         let names = self.region_names();
         // The in-flight clock: the run's snapshot time, or (without an exported snapshot,
@@ -748,160 +765,102 @@ impl Checker {
                 }
             })
             .max()
-            .unwrap_or(0);
-        let label = table.to_string();
-        if let Some(p) = &opts.progress {
-            p.start(&label, est.max(0) as u64 * names.len() as u64);
-        }
-        let chunking = sources[0]
-            .sample_bounds_with(est.max(0) as u64, opts.chunks)
+            .unwrap_or(0)
+            .max(0) as u64;
+        let cls = PgClassifier {
+            spec: spec.clone(),
+            names: names.clone(),
+            window_us: window.as_micros() as i64,
+            read_at,
+            keep_rows: opts.record,
+        };
+        let engine_opts = EngineOptions {
+            descent: opts.descent,
+            max_listed: opts.max_differences,
+            keep_all: details,
+            // In flight: one re-read after a pause, outside the snapshot.
+            rounds: u32::from(window > Duration::ZERO && spec.version_time.is_some()),
+            pause: opts.recheck_pause.unwrap_or_else(|| {
+                (window / 10).clamp(Duration::from_millis(200), Duration::from_secs(5))
+            }),
+            progress: opts.progress.clone(),
+            label: table.to_string(),
+            total: est * names.len() as u64,
+            ..EngineOptions::default()
+        };
+        let recorder = match opts.record {
+            true => Some(self.recorder().await?),
+            false => None,
+        };
+        let mut engine = Engine::new(&mut sources, &cls, engine_opts);
+        engine
+            .plan(PlanHint {
+                estimated_rows: est,
+                chunks: opts.chunks,
+            })
             .await?;
-        let summaries: Vec<Vec<ChunkSummary>> = join_all(sources.iter_mut().map(|s| {
-            let ch = &chunking;
-            async move { s.chunk_summaries(ch).await }
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
-        let row_counts = RegionMap(
-            names
-                .iter()
-                .cloned()
-                .zip(
-                    summaries
-                        .iter()
-                        .map(|s| s.iter().map(|c| c.count).sum::<u64>()),
-                )
-                .collect(),
-        );
-        let differing = merkle::differing_chunks(&summaries);
-        if let Some(p) = &opts.progress {
-            p.update(&label, sources.iter().map(|s| s.stats.rows_read).sum());
-        }
-
+        engine.summaries().await?;
         // Exact keys from the differing chunks, then only those rows fetched everywhere and
-        // compared column by column; in batches of chunks so that memory stays bounded
-        // whatever the drift.
-        let mut found: Vec<Found> = Vec::new();
-        for batch in differing.chunks(LEAF_BATCH_CHUNKS) {
-            let rows: Vec<Vec<KeyedRow>> = join_all(sources.iter_mut().map(|s| {
-                let ch = &chunking;
-                async move { s.chunk_rows(ch, batch).await }
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
-            let candidates = differing_keys(rows);
-            let key_texts: Vec<Vec<Option<String>>> =
-                candidates.iter().map(|(_, t)| t.clone()).collect();
-            let fetched = fetch_all(&mut sources, &key_texts).await?;
-            found.extend(compare_fetched(
-                &spec,
-                &names,
-                &candidates,
-                &fetched,
-                opts.record,
-            ));
+        // compared column by column; in batches bounded by rows, so that memory stays
+        // bounded whatever the drift. `--record` writes each batch as it comes.
+        while let Some(mut batch) = engine.next_batch().await? {
+            if let Some(conns) = &recorder {
+                let recheck = |f: &Found| engine_rounds(&cls) && cls.needs_recheck(f);
+                let settled: Vec<&Found> = batch.iter().filter(|f| !recheck(f)).collect();
+                self.record(conns, &spec, &settled, run_id).await?;
+                for f in batch.iter_mut().filter(|f| !recheck(f)) {
+                    f.rows = Vec::new();
+                }
+            }
+            engine.absorb(batch);
         }
-        if let Some(p) = &opts.progress {
-            p.finish(&label);
+        // The snapshot ends here; in-flight re-reads see the regions as they are now.
+        engine.release().await;
+        engine.recheck().await?;
+        if let Some(conns) = &recorder {
+            let still: Vec<&Found> = engine.pending().iter().collect();
+            self.record(conns, &spec, &still, run_id).await?;
         }
         let stats = RegionMap(
             names
                 .iter()
                 .cloned()
-                .zip(sources.iter().map(|s| s.stats.clone()))
+                .zip(engine.sources().iter().map(|s| s.stats.clone()))
                 .collect(),
         );
+        let out = engine.finish();
         drop(sources);
-        for c in conns {
-            crate::pg::connect::end_transaction(c, "COMMIT").await;
-        }
+        let row_counts = RegionMap(names.iter().cloned().zip(out.row_counts).collect());
 
-        // In flight: recheck after a pause, outside the snapshot.
-        if window > Duration::ZERO && spec.version_time.is_some() {
-            // Age at the moment the data was read (the snapshot), not at the end of the scan:
-            // a change still replicating when the snapshot was taken is rechecked however long
-            // the scan took.
-            let young: Vec<usize> = found
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    f.newest
-                        .is_some_and(|t| read_at - t < window.as_micros() as i64)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if !young.is_empty() {
-                let pause = opts.recheck_pause.unwrap_or_else(|| {
-                    (window / 10).clamp(Duration::from_millis(200), Duration::from_secs(5))
-                });
-                tokio::time::sleep(pause).await;
-                let sub: Vec<(Vec<Value>, Vec<Option<String>>)> = young
-                    .iter()
-                    .map(|&i| (found[i].key.clone(), found[i].key_text.clone()))
-                    .collect();
-                let texts: Vec<Vec<Option<String>>> = sub.iter().map(|(_, t)| t.clone()).collect();
-                let mut fresh: Vec<PgSource<'_>> = names
-                    .iter()
-                    .zip(conns)
-                    .map(|(n, c)| PgSource::new(n, c, spec.clone(), mode))
-                    .collect();
-                let again = fetch_all(&mut fresh, &texts).await?;
-                let still = compare_fetched(&spec, &names, &sub, &again, opts.record);
-                let still_keys: HashMap<Vec<u8>, Found> = still
-                    .into_iter()
-                    .map(|f| (crate::row::digest::key_bytes(&f.key), f))
-                    .collect();
-                let young_set: std::collections::HashSet<usize> = young.into_iter().collect();
-                let mut kept = Vec::new();
-                for (i, f) in found.into_iter().enumerate() {
-                    if young_set.contains(&i) {
-                        if let Some(mut g) = still_keys
-                            .get(&crate::row::digest::key_bytes(&f.key))
-                            .cloned()
-                        {
-                            g.in_flight = true;
-                            kept.push(g);
-                        }
-                    } else {
-                        kept.push(f);
-                    }
-                }
-                found = kept;
-            }
-        }
-
-        found.sort_by(|a, b| cmp_keys(&a.key, &b.key));
-        let differences: Vec<DiffKey> = found
+        let cap = opts.max_differences.unwrap_or(usize::MAX);
+        let listed: Vec<Difference> = out
+            .listed
             .iter()
-            .map(|f| DiffKey {
-                key: spec
-                    .key
-                    .iter()
-                    .zip(f.key.iter().zip(&f.key_text))
-                    .map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref())))
-                    .collect(),
-                key_values: f.key.clone(),
-                key_text: f.key_text.clone(),
+            .take(cap)
+            .map(|f| Difference {
+                key: key_map(&spec, f),
                 missing_in: f.missing_in.clone(),
                 changed_columns: f.changed_columns.clone(),
                 in_flight: f.in_flight,
             })
             .collect();
-        let in_flight_count = differences.iter().filter(|d| d.in_flight).count() as u64;
-        let real = differences.len() as u64 - in_flight_count;
-        let cap = opts.max_differences.unwrap_or(usize::MAX);
-        let listed: Vec<Difference> = differences
-            .iter()
-            .take(cap)
-            .map(|d| Difference {
-                key: d.key.clone(),
-                missing_in: d.missing_in.clone(),
-                changed_columns: d.changed_columns.clone(),
-                in_flight: d.in_flight,
-            })
-            .collect();
+        let differences: Vec<DiffKey> = if details {
+            out.listed
+                .into_iter()
+                .map(|f| DiffKey {
+                    key: key_map(&spec, &f),
+                    key_text: f.key_text,
+                    key_values: f.key.values,
+                    missing_in: f.missing_in,
+                    changed_columns: f.changed_columns,
+                    in_flight: f.in_flight,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let total = out.difference_count;
+        let real = total - out.in_flight_count;
         let status = if real > 0 {
             TableStatus::Divergent
         } else {
@@ -910,9 +869,9 @@ impl Checker {
         let message = match status {
             TableStatus::Divergent => Some(format!(
                 "{} row{} differ{} between regions",
-                differences.len(),
-                if differences.len() == 1 { "" } else { "s" },
-                if differences.len() == 1 { "s" } else { "" }
+                total,
+                if total == 1 { "" } else { "s" },
+                if total == 1 { "s" } else { "" }
             )),
             _ => None,
         };
@@ -922,18 +881,14 @@ impl Checker {
             status,
             message,
             row_counts,
-            difference_count: differences.len() as u64,
+            difference_count: total,
             differences: listed,
-            in_flight_count,
+            in_flight_count: out.in_flight_count,
             schema_differences: Vec::new(),
             mode: mode.as_str().to_string(),
             stats,
             elapsed_ms: 0,
         };
-        if opts.record && !differences.is_empty() {
-            self.record(conns, &spec, &differences, &found, run_id)
-                .await?;
-        }
         Ok(TableCheck {
             table: table.clone(),
             rule: rule.clone(),
@@ -986,26 +941,34 @@ impl Checker {
         .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
     }
 
+    /// Sessions for `--record` (one per region, outside the check's read-only snapshot),
+    /// with the conflicts table created where missing.
+    async fn recorder(&self) -> Result<Vec<Client>> {
+        let conns = self.open_set().await?;
+        let table = self.conflicts_table();
+        for (r, c) in self.regions.iter().zip(&conns) {
+            crate::store::conflicts::init(c, &r.name, &table).await?;
+        }
+        Ok(conns)
+    }
+
+    /// Writes differences as unresolved `replication_conflicts` rows in every region.
     async fn record(
         &self,
         conns: &[Client],
         spec: &TableSpec,
-        diffs: &[DiffKey],
-        found: &[Found],
+        found: &[&Found],
         run_id: &str,
     ) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
         let table = self.conflicts_table();
-        let by_key: HashMap<Vec<u8>, &Found> = found
-            .iter()
-            .map(|f| (crate::row::digest::key_bytes(&f.key), f))
-            .collect();
         for (ri, (r, c)) in self.regions.iter().zip(conns).enumerate() {
-            crate::store::conflicts::init(c, &r.name, &table).await?;
-            let recs: Vec<crate::store::conflicts::ConflictRecord> = diffs
+            let recs: Vec<crate::store::conflicts::ConflictRecord> = found
                 .iter()
-                .map(|d| {
-                    let f = by_key.get(&crate::row::digest::key_bytes(&d.key_values));
-                    let row_in = |i: usize| f.and_then(|f| f.rows.get(i).and_then(|r| r.as_ref())).map(|vals| row_json(spec, vals));
+                .map(|f| {
+                    let row_in = |i: usize| f.rows.get(i).and_then(|r| r.as_ref()).map(|vals| row_json(spec, vals));
                     let local_row = row_in(ri);
                     // "The other side": the other region, or (three or more) the other regions
                     // as a comma-separated list; its row when there is exactly one.
@@ -1017,8 +980,8 @@ impl Checker {
                     };
                     crate::store::conflicts::ConflictRecord {
                         table_name: spec.table.to_string(),
-                        key: serde_json::Value::Object(d.key.clone()),
-                        conflict_type: if d.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
+                        key: serde_json::Value::Object(key_map(spec, f)),
+                        conflict_type: if f.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
                         local_region: r.name.clone(),
                         remote_region: Some(others.join(",")),
                         local_row,
@@ -1029,8 +992,8 @@ impl Checker {
                         resolved: false,
                         run_id: run_id.to_string(),
                         action: None,
-                        changed_columns: Some(d.changed_columns.clone()),
-                        details: Some(serde_json::json!({"missing_in": d.missing_in, "in_flight": d.in_flight, "source": "check"})),
+                        changed_columns: Some(f.changed_columns.clone()),
+                        details: Some(serde_json::json!({"missing_in": f.missing_in, "in_flight": f.in_flight, "source": "check"})),
                     }
                 })
                 .collect();
@@ -1075,130 +1038,60 @@ fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// A key in the row lists: compared by its canonical bytes only; remembers where its
-/// values are.
-#[derive(Debug, Clone)]
-struct KeyRef {
-    bytes: Vec<u8>,
-    region: usize,
-    idx: usize,
-}
-
-impl PartialEq for KeyRef {
-    fn eq(&self, o: &Self) -> bool {
-        self.bytes == o.bytes
-    }
-}
-impl Eq for KeyRef {}
-impl PartialOrd for KeyRef {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for KeyRef {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.bytes.cmp(&o.bytes)
-    }
-}
-
-/// The keys whose rows differ, from every region's rows of the differing chunks (a key
-/// falls in the same chunk everywhere, so the lists are merged as a whole), with the key
-/// text used to fetch them (value-exact, see [`Value::pg_text`]).
-fn differing_keys(rows: Vec<Vec<KeyedRow>>) -> Vec<(Vec<Value>, Vec<Option<String>>)> {
-    let lists: Vec<Vec<(KeyRef, u128)>> = rows
+/// The key as in the report (`{"id": 42}`).
+fn key_map(spec: &TableSpec, f: &Found) -> serde_json::Map<String, serde_json::Value> {
+    spec.key
         .iter()
-        .enumerate()
-        .map(|(region, region_rows)| {
-            let mut l: Vec<(KeyRef, u128)> = region_rows
-                .iter()
-                .enumerate()
-                .map(|(idx, r)| {
-                    (
-                        KeyRef {
-                            bytes: crate::row::digest::key_bytes(&r.key),
-                            region,
-                            idx,
-                        },
-                        r.digest,
-                    )
-                })
-                .collect();
-            l.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            l.dedup_by(|a, b| a.0 == b.0);
-            l
-        })
-        .collect();
-    merkle::diff_rows(&lists)
-        .into_iter()
-        .map(|d| {
-            let k = rows[d.key.region][d.key.idx].key.clone();
-            let text = k.iter().map(|v| v.pg_text()).collect();
-            (k, text)
-        })
+        .zip(f.key.values.iter().zip(&f.key_text))
+        .map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref())))
         .collect()
 }
 
-async fn fetch_all(
-    sources: &mut [PgSource<'_>],
-    keys: &[Vec<Option<String>>],
-) -> Result<Vec<Vec<FetchedRow>>> {
-    if keys.is_empty() {
-        return Ok(vec![Vec::new(); sources.len()]);
-    }
-    join_all(
-        sources
-            .iter_mut()
-            .map(|s| async move { s.fetch_rows(keys).await }),
-    )
-    .await
-    .into_iter()
-    .collect()
+fn engine_rounds(cls: &PgClassifier) -> bool {
+    cls.window_us > 0 && cls.spec.version_time.is_some()
 }
 
 /// A confirmed difference.
 #[derive(Debug, Clone)]
-struct Found {
-    key: Vec<Value>,
+pub(crate) struct Found {
+    key: PgKey,
     key_text: Vec<Option<String>>,
     missing_in: Vec<String>,
     changed_columns: Vec<String>,
     newest: Option<i64>,
     in_flight: bool,
+    /// Each region's compared columns (kept only for `--record`).
     rows: Vec<Option<Vec<Value>>>,
 }
 
-/// Compares the fetched versions of each candidate key as values; keeps those that differ.
-fn compare_fetched(
-    spec: &TableSpec,
-    names: &[String],
-    candidates: &[(Vec<Value>, Vec<Option<String>>)],
-    fetched: &[Vec<FetchedRow>],
+/// How PostgreSQL rows differ: compared column by column as values, which names
+/// `changed_columns` and drops any row whose hash differed while its values are equal; a
+/// difference whose newest version is younger than the lag window is re-read once.
+pub(crate) struct PgClassifier {
+    spec: Arc<TableSpec>,
+    names: Vec<String>,
+    window_us: i64,
+    /// When the data was read (microseconds since 2000-01-01).
+    read_at: i64,
     keep_rows: bool,
-) -> Vec<Found> {
-    let maps: Vec<HashMap<Vec<u8>, &FetchedRow>> = fetched
-        .iter()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| (crate::row::digest::key_bytes(&r.key), r))
-                .collect()
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (key, text) in candidates {
-        let kb = crate::row::digest::key_bytes(key);
-        let versions: Vec<Option<&FetchedRow>> = maps.iter().map(|m| m.get(&kb).copied()).collect();
+}
+
+impl Classifier<PgSource<'_>> for PgClassifier {
+    type Diff = Found;
+
+    fn classify(&self, key: &PgKey, versions: &[Option<&FetchedRow>]) -> Option<Found> {
         let missing_in: Vec<String> = versions
             .iter()
-            .zip(names)
+            .zip(&self.names)
             .filter(|(v, _)| v.is_none())
             .map(|(_, n)| n.clone())
             .collect();
-        if missing_in.len() == names.len() {
-            continue;
-        }
         let present: Vec<&FetchedRow> = versions.iter().flatten().copied().collect();
+        if present.is_empty() {
+            return None;
+        }
         let mut changed = Vec::new();
-        for (ci, c) in spec.columns.iter().enumerate() {
+        for (ci, c) in self.spec.columns.iter().enumerate() {
             let enc = |r: &FetchedRow| {
                 let mut b = Vec::new();
                 encode_value(&mut b, &r.values[ci]);
@@ -1210,17 +1103,16 @@ fn compare_fetched(
             }
         }
         if missing_in.is_empty() && changed.is_empty() {
-            continue;
+            return None;
         }
-        let _ = text;
-        out.push(Found {
+        Some(Found {
             key: key.clone(),
             key_text: present[0].key_text.clone(),
             missing_in,
             changed_columns: changed,
             newest: present.iter().filter_map(|r| r.version_time).max(),
             in_flight: false,
-            rows: if keep_rows {
+            rows: if self.keep_rows {
                 versions
                     .iter()
                     .map(|v| v.map(|r| r.values.clone()))
@@ -1228,7 +1120,31 @@ fn compare_fetched(
             } else {
                 Vec::new()
             },
-        });
+        })
     }
-    out
+
+    /// Age at the moment the data was read (the snapshot), not at the end of the scan: a
+    /// change still replicating when the snapshot was taken is rechecked however long the
+    /// scan took.
+    fn needs_recheck(&self, f: &Found) -> bool {
+        f.newest.is_some_and(|t| self.read_at - t < self.window_us)
+    }
+
+    fn reclassify(&self, old: Found, versions: &[Option<&FetchedRow>]) -> Option<Found> {
+        let mut f = self.classify(&old.key, versions)?;
+        f.in_flight = true;
+        Some(f)
+    }
+
+    fn key<'d>(&self, f: &'d Found) -> &'d PgKey {
+        &f.key
+    }
+
+    fn in_flight(&self, f: &Found) -> bool {
+        f.in_flight
+    }
+
+    fn order(&self, a: &Found, b: &Found) -> std::cmp::Ordering {
+        cmp_keys(&a.key.values, &b.key.values)
+    }
 }

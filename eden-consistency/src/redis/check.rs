@@ -1,24 +1,27 @@
-//! Comparing a cache's keyspace across regions, in both directions.
+//! Comparing a cache's keyspace across regions, in both directions, through the same engine
+//! as a PostgreSQL table's check (`crate::check::engine`), with the keyspace as the source
+//! (`super::source`).
 //!
 //! Every region is scanned (every master of a cluster, in parallel); each key arrives with
-//! its type, content digest and absolute expiry. Keys are then grouped into buckets by a
-//! hash of the key: a bucket whose digest (over its keys and records) is equal in every
-//! region is skipped, and only the keys of differing buckets are compared one by one.
-//! Differing keys are re-read `rounds` times a pause apart: a difference that vanishes is
-//! dropped, one whose records moved between reads is in flight.
+//! its type, content digest and absolute expiry. Keys are grouped into buckets by a hash of
+//! the key: a bucket whose digest (over its keys and records) is equal in every region is
+//! skipped, and only the keys of differing buckets are compared one by one (presence, type,
+//! value, expiry within the tolerance). Differing keys are re-read `rounds` times a pause
+//! apart: a difference that vanishes is dropped, one whose records moved between reads is
+//! in flight. `max_differences` caps the listed differences, never the counts.
 
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use base64::Engine as _;
 use serde::Serialize;
 
 use super::connect::CacheRegion;
 use super::digest::{self, DigestCtx, Rec};
+use super::source::{RedisKey, RedisSource, read_region};
+use crate::check::engine::{Classifier, Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::report::RegionMap;
+use crate::source::keyed::PlanHint;
 
 /// How to check a cache.
 #[derive(Debug, Clone)]
@@ -152,69 +155,6 @@ impl CacheReport {
     }
 }
 
-/// The keys of one region, compactly: names in one arena, sorted by key hash.
-#[derive(Default)]
-struct RegionKeys {
-    arena: Vec<u8>,
-    entries: Vec<Entry>,
-}
-
-#[derive(Clone, Copy)]
-struct Entry {
-    h: u64,
-    off: u32,
-    len: u32,
-    rec: Rec,
-}
-
-impl RegionKeys {
-    fn push(&mut self, key: &[u8], rec: Rec) {
-        let off = self.arena.len() as u32;
-        self.arena.extend_from_slice(key);
-        self.entries.push(Entry {
-            h: key_hash(key),
-            off,
-            len: key.len() as u32,
-            rec,
-        });
-    }
-
-    /// Adds another master's keys (a cluster region is read master by master).
-    fn append(&mut self, other: RegionKeys) {
-        if self.entries.is_empty() {
-            *self = other;
-            return;
-        }
-        let base = self.arena.len() as u32;
-        self.arena.extend_from_slice(&other.arena);
-        self.entries
-            .extend(other.entries.into_iter().map(|e| Entry {
-                off: e.off + base,
-                ..e
-            }));
-    }
-
-    fn key(&self, e: &Entry) -> &[u8] {
-        &self.arena[e.off as usize..e.off as usize + e.len as usize]
-    }
-}
-
-fn key_hash(key: &[u8]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
-}
-
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-    x ^ (x >> 31)
-}
-
-fn entry_mix(e: &Entry) -> u64 {
-    mix(e.h ^ mix(e.rec.digest ^ mix(e.rec.expire_ms as u64 ^ ((e.rec.kind as u64) << 56))))
-}
-
 /// A cache checker over connected regions: `check` compares them, `fix` repairs them.
 ///
 /// ```no_run
@@ -298,142 +238,64 @@ impl CacheChecker {
         Prepared { ctx, scripts }
     }
 
-    /// Compares every key (or those matching `opts.matches`) in every region.
+    /// Compares every key (or those matching `opts.matches`) in every region, through the
+    /// same engine as a PostgreSQL table ([`crate::Checker`]): the keyspace is the source,
+    /// a bucket of key hashes is a chunk.
     pub async fn check(&self, opts: &CacheCheckOptions) -> Result<CacheReport> {
         let start = Instant::now();
         if self.regions.is_empty() {
             return Err(Error::Usage("no Redis regions to compare".into()));
         }
         let prep = self.prepare(opts).await;
-        let total_est = self.estimate_keys().await;
-        let progress = opts.progress.clone();
-        if let Some(p) = &progress {
-            p.start(&self.database, total_est);
+        let mut sizes = Vec::new();
+        for r in &self.regions {
+            sizes.push(RedisSource::dbsize(r).await);
         }
-        let seen = Arc::new(AtomicU64::new(0));
-        // Scan every region (every master) at once.
-        let mut tasks = Vec::new();
-        for (ri, r) in self.regions.iter().enumerate() {
-            for (ni, n) in r.nodes.iter().enumerate() {
-                let conn = n.conn.clone();
-                let ctx = prep.ctx[ri][ni].clone();
-                let script = prep.scripts[ri].clone();
-                let opts = opts.clone();
-                let seen = seen.clone();
-                let progress = progress.clone();
-                let rate = opts
-                    .max_keys_per_second
-                    .map(|k| (k as f64 / r.nodes.len() as f64).max(1.0));
-                let region = r.clone();
-                let label = self.database.clone();
-                tasks.push((
-                    ri,
-                    tokio::spawn(async move {
-                        scan_node(conn, ctx, script, opts, rate, seen, progress, label)
-                            .await
-                            .map_err(|e| region.query_err("scanning the keyspace", &e))
-                    }),
-                ));
-            }
-        }
-        let mut keys: Vec<RegionKeys> = (0..self.regions.len())
-            .map(|_| RegionKeys::default())
+        let mut sources: Vec<RedisSource<'_>> = self
+            .regions
+            .iter()
+            .zip(prep.ctx.iter().cloned().zip(prep.scripts.iter().cloned()))
+            .map(|(r, (ctx, script))| RedisSource::new(r, ctx, script, opts))
             .collect();
-        let mut scan_ms = vec![0u64; self.regions.len()];
-        let mut first_err = None;
-        for (ri, t) in tasks {
-            match t.await {
-                Ok(Ok(found)) => {
-                    keys[ri].append(found);
-                    scan_ms[ri] = start.elapsed().as_millis() as u64;
-                }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(Error::Usage(format!("scan task failed: {e}")));
-                }
-            }
-        }
-        if let Some(p) = &progress {
-            p.finish(&self.database);
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        // A key is listed once per region even if SCAN returned it twice.
-        for rk in &mut keys {
-            let arena = std::mem::take(&mut rk.arena);
-            rk.entries.sort_unstable_by(|a, b| {
-                a.h.cmp(&b.h).then_with(|| {
-                    arena[a.off as usize..(a.off + a.len) as usize]
-                        .cmp(&arena[b.off as usize..(b.off + b.len) as usize])
-                })
-            });
-            rk.entries.dedup_by(|a, b| {
-                a.h == b.h
-                    && arena[a.off as usize..(a.off + a.len) as usize]
-                        == arena[b.off as usize..(b.off + b.len) as usize]
-            });
-            rk.arena = arena;
-        }
         let tol = opts.ttl_tolerance.as_millis() as i64;
-        let (mut candidates, buckets) = compare(&keys, tol);
-        let key_counts = RegionMap(
-            self.regions
-                .iter()
-                .zip(&keys)
-                .map(|(r, k)| (r.name.clone(), k.entries.len() as u64))
-                .collect(),
-        );
-        drop(keys);
-        // Re-read the differing keys, a pause apart.
-        let mut in_flight = vec![false; candidates.len()];
-        let mut rounds_done = 0;
-        for _ in 0..opts.rounds {
-            if candidates.is_empty() {
-                break;
-            }
-            tokio::time::sleep(opts.round_pause).await;
-            rounds_done += 1;
-            let key_refs: Vec<&[u8]> = candidates.iter().map(|(k, _)| k.as_slice()).collect();
-            let fresh = self.read_records(&prep, &key_refs).await?;
-            let mut next = Vec::new();
-            let mut next_flight = Vec::new();
-            for (((k, old), new), flight) in candidates.into_iter().zip(fresh).zip(in_flight) {
-                if classify(&new, tol).is_none() {
-                    continue;
-                }
-                let moved = old.iter().zip(&new).any(|(a, b)| !same_record(a, b, tol));
-                next.push((k, new));
-                next_flight.push(flight || moved);
-            }
-            candidates = next;
-            in_flight = next_flight;
-        }
+        let cls = RedisClassifier { tol };
+        let engine_opts = EngineOptions {
+            max_listed: opts.max_differences,
+            rounds: opts.rounds,
+            pause: opts.round_pause,
+            progress: opts.progress.clone(),
+            label: self.database.clone(),
+            total: sizes.iter().sum(),
+            ..EngineOptions::default()
+        };
+        let out = Engine::new(&mut sources, &cls, engine_opts)
+            .run(PlanHint {
+                estimated_rows: sizes.iter().copied().max().unwrap_or(0),
+                chunks: None,
+            })
+            .await?;
+        let scan_ms: Vec<u64> = sources.iter().map(|s| s.scan_ms).collect();
+        drop(sources);
         let names: Vec<String> = self.regions.iter().map(|r| r.name.clone()).collect();
+        let key_counts = RegionMap(names.iter().cloned().zip(out.row_counts).collect());
         let mut differences = Vec::new();
-        for ((k, recs), flight) in candidates.into_iter().zip(in_flight) {
-            let Some((missing, changed)) = classify(&recs, tol) else {
+        for d in out.listed {
+            let Some((missing, changed)) = classify(&d.recs, tol) else {
                 continue;
             };
-            let (key, key_base64) = display_key(&k);
+            let (key, key_base64) = display_key(&d.key.bytes);
             differences.push(CacheDifference {
                 key,
                 key_base64,
                 missing_in: missing.iter().map(|&i| names[i].clone()).collect(),
                 changed: changed.iter().map(|s| s.to_string()).collect(),
-                in_flight: flight,
-                raw_key: k,
-                records: recs,
+                in_flight: d.in_flight,
+                raw_key: d.key.bytes,
+                records: d.recs,
             });
         }
-        differences.sort_by(|a, b| a.raw_key.cmp(&b.raw_key));
-        let in_flight_count = differences.iter().filter(|d| d.in_flight).count() as u64;
-        let difference_count = differences.len() as u64 - in_flight_count;
-        if let Some(max) = opts.max_differences {
-            differences.truncate(max);
-        }
+        let in_flight_count = out.in_flight_count;
+        let difference_count = out.difference_count - in_flight_count;
         let stats = RegionMap(
             self.regions
                 .iter()
@@ -462,24 +324,14 @@ impl CacheChecker {
             in_flight_count,
             differences,
             run_id: opts.run_id.clone().unwrap_or_else(crate::plan::new_run_id),
-            rounds: rounds_done,
-            buckets,
+            rounds: out.rounds,
+            buckets: BucketStats {
+                total: out.chunks,
+                differing: out.chunks_differing,
+            },
             stats,
             elapsed_ms: start.elapsed().as_millis() as u64,
         })
-    }
-
-    async fn estimate_keys(&self) -> u64 {
-        let mut n = 0;
-        for r in &self.regions {
-            for node in &r.nodes {
-                let c: redis::RedisResult<u64> = redis::cmd("DBSIZE")
-                    .query_async(&mut node.conn.clone())
-                    .await;
-                n += c.unwrap_or(0);
-            }
-        }
-        n
     }
 
     /// Every region's record of each key (region order, then key order).
@@ -512,190 +364,64 @@ impl CacheChecker {
     }
 }
 
-/// Records of `keys` in one region, routed to the master holding each key.
-pub(crate) async fn read_region(
-    r: &CacheRegion,
-    ctx: &[DigestCtx],
-    script: &redis::Script,
-    keys: &[&[u8]],
-) -> Result<Vec<Option<Rec>>> {
-    let mut out = vec![None; keys.len()];
-    let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); r.nodes.len()];
-    for (i, k) in keys.iter().enumerate() {
-        by_node[r.node_index(k)].push(i);
-    }
-    for (ni, idx) in by_node.iter().enumerate() {
-        if idx.is_empty() {
-            continue;
-        }
-        let ks: Vec<&[u8]> = idx.iter().map(|&i| keys[i]).collect();
-        let mut conn = r.nodes[ni].conn.clone();
-        let recs = digest::read_keys(&mut conn, &ctx[ni], script, &ks)
-            .await
-            .map_err(|e| r.query_err("re-reading differing keys", &e))?;
-        for (&i, rec) in idx.iter().zip(recs) {
-            out[i] = rec;
-        }
-    }
-    Ok(out)
+/// How two regions' records of a key differ: presence, type, content digest, and expiry
+/// beyond the tolerance. Every difference is re-read in rounds (when `rounds > 0`); one that
+/// vanishes is dropped, one whose records moved between reads is in flight.
+pub(crate) struct RedisClassifier {
+    /// Expiry tolerance, milliseconds.
+    pub tol: i64,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn scan_node(
-    mut conn: redis::aio::MultiplexedConnection,
-    ctx: DigestCtx,
-    script: redis::Script,
-    opts: CacheCheckOptions,
-    rate: Option<f64>,
-    seen: Arc<AtomicU64>,
-    progress: crate::check::progress::ProgressSink,
-    label: String,
-) -> redis::RedisResult<RegionKeys> {
-    let mut out = RegionKeys::default();
-    let patterns: Vec<Option<&str>> = if opts.matches.is_empty() {
-        vec![None]
-    } else {
-        opts.matches.iter().map(|m| Some(m.as_str())).collect()
-    };
-    let start = Instant::now();
-    let mut scanned = 0u64;
-    // SCAN and the digests of the keys it returned are pipelined on the connection: up to
-    // three batches are being digested while the next SCAN step runs, so the server never
-    // waits for this client between batches.
-    use futures_util::StreamExt;
-    const IN_FLIGHT: usize = 3;
-    let mut pending = futures_util::stream::FuturesOrdered::new();
-    let mut take = |mut found: Vec<(Vec<u8>, Option<Rec>)>, out: &mut RegionKeys| {
-        // The run lock is no cache content: never compared, repaired nor archived.
-        found.retain(|(k, _)| !k.starts_with(super::lock::LOCK_PREFIX));
-        let n = found.iter().filter(|(_, r)| r.is_some()).count() as u64;
-        scanned += n;
-        let total = seen.fetch_add(n, Ordering::Relaxed) + n;
-        for (k, rec) in found {
-            if let Some(rec) = rec {
-                out.push(&k, rec);
-            }
-        }
-        if let Some(p) = &progress {
-            p.update(&label, total);
-        }
-        scanned
-    };
-    for pattern in patterns {
-        let mut cursor = 0u64;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor);
-            if let Some(p) = pattern {
-                cmd.arg("MATCH").arg(p);
-            }
-            cmd.arg("COUNT").arg(opts.scan_count);
-            let (next, keys): (u64, Vec<Vec<u8>>) = cmd.query_async(&mut conn).await?;
-            if !keys.is_empty() {
-                let mut c = conn.clone();
-                let (ctx, script) = (ctx.clone(), script.clone());
-                pending.push_back(async move {
-                    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-                    let recs = digest::read_keys(&mut c, &ctx, &script, &refs).await?;
-                    Ok::<_, redis::RedisError>(keys.into_iter().zip(recs).collect::<Vec<_>>())
-                });
-            }
-            while pending.len() >= IN_FLIGHT {
-                if let Some(found) = pending.next().await {
-                    let done = take(found?, &mut out);
-                    if let Some(rate) = rate {
-                        let due = Duration::from_secs_f64(done as f64 / rate);
-                        let el = start.elapsed();
-                        if due > el {
-                            tokio::time::sleep(due - el).await;
-                        }
-                    }
-                }
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-    }
-    while let Some(found) = pending.next().await {
-        take(found?, &mut out);
-    }
-    Ok(out)
+/// A differing key with every region's last record.
+pub(crate) struct RedisDiff {
+    key: RedisKey,
+    recs: Vec<Option<Rec>>,
+    in_flight: bool,
 }
 
-/// Candidates: keys whose records differ somewhere, with every region's record.
-type Candidates = Vec<(Vec<u8>, Vec<Option<Rec>>)>;
+impl Classifier<RedisSource<'_>> for RedisClassifier {
+    type Diff = RedisDiff;
 
-fn compare(regions: &[RegionKeys], tol: i64) -> (Candidates, BucketStats) {
-    let max = regions.iter().map(|r| r.entries.len()).max().unwrap_or(0);
-    let mut bits = 4u32;
-    while bits < 24 && (1usize << bits) * 16 < max {
-        bits += 1;
+    fn classify(&self, key: &RedisKey, versions: &[Option<&Rec>]) -> Option<RedisDiff> {
+        let recs: Vec<Option<Rec>> = versions.iter().map(|r| r.copied()).collect();
+        classify(&recs, self.tol)?;
+        Some(RedisDiff {
+            key: key.clone(),
+            recs,
+            in_flight: false,
+        })
     }
-    let nb = 1usize << bits;
-    let bucket = |h: u64| (h >> (64 - bits)) as usize;
-    // Bucket digests and boundaries per region.
-    let mut sums: Vec<Vec<(u64, u32)>> = Vec::new();
-    let mut bounds: Vec<Vec<u32>> = Vec::new();
-    for r in regions {
-        let mut s = vec![(0u64, 0u32); nb];
-        let mut b = vec![0u32; nb + 1];
-        for e in &r.entries {
-            let i = bucket(e.h);
-            s[i].0 = s[i].0.wrapping_add(entry_mix(e));
-            s[i].1 += 1;
-            b[i + 1] += 1;
-        }
-        for i in 0..nb {
-            b[i + 1] += b[i];
-        }
-        sums.push(s);
-        bounds.push(b);
+
+    fn needs_recheck(&self, _: &RedisDiff) -> bool {
+        true
     }
-    let mut out = Vec::new();
-    let mut differing = 0u64;
-    for bi in 0..nb {
-        if sums.iter().all(|s| s[bi] == sums[0][bi]) {
-            continue;
-        }
-        differing += 1;
-        let slices: Vec<&[Entry]> = regions
+
+    fn reclassify(&self, old: RedisDiff, versions: &[Option<&Rec>]) -> Option<RedisDiff> {
+        let recs: Vec<Option<Rec>> = versions.iter().map(|r| r.copied()).collect();
+        classify(&recs, self.tol)?;
+        let moved = old
+            .recs
             .iter()
-            .zip(&bounds)
-            .map(|(r, b)| &r.entries[b[bi] as usize..b[bi + 1] as usize])
-            .collect();
-        let mut all: Vec<(u64, &[u8])> = Vec::new();
-        for (r, sl) in regions.iter().zip(&slices) {
-            for e in sl.iter() {
-                all.push((e.h, r.key(e)));
-            }
-        }
-        all.sort_unstable();
-        all.dedup();
-        for (h, key) in all {
-            let recs: Vec<Option<Rec>> = regions
-                .iter()
-                .zip(&slices)
-                .map(|(r, sl)| {
-                    let at = sl.partition_point(|e| (e.h, r.key(e)) < (h, key));
-                    sl.get(at)
-                        .filter(|e| e.h == h && r.key(e) == key)
-                        .map(|e| e.rec)
-                })
-                .collect();
-            if classify(&recs, tol).is_some() {
-                out.push((key.to_vec(), recs));
-            }
-        }
+            .zip(&recs)
+            .any(|(a, b)| !same_record(a, b, self.tol));
+        Some(RedisDiff {
+            key: old.key,
+            recs,
+            in_flight: old.in_flight || moved,
+        })
     }
-    (
-        out,
-        BucketStats {
-            total: nb as u64,
-            differing,
-        },
-    )
+
+    fn key<'d>(&self, d: &'d RedisDiff) -> &'d RedisKey {
+        &d.key
+    }
+
+    fn in_flight(&self, d: &RedisDiff) -> bool {
+        d.in_flight
+    }
+
+    fn order(&self, a: &RedisDiff, b: &RedisDiff) -> std::cmp::Ordering {
+        a.key.bytes.cmp(&b.key.bytes)
+    }
 }
 
 /// Whether two reads of one key in one region agree (presence, type, digest, expiry within

@@ -29,6 +29,7 @@ pub mod connect;
 pub mod digest;
 pub mod fix;
 pub mod lock;
+pub(crate) mod source;
 pub mod status;
 
 pub use check::{CacheCheckOptions, CacheChecker, CacheDifference, CacheReport};

@@ -1,7 +1,11 @@
-//! Sources of keyed rows and their comparison: the source trait, the PostgreSQL source
-//! (pushdown and stream modes), Merkle trees over chunk digests and the `--where` filter.
+//! Sources of keyed rows: the source trait ([`keyed`]: what the one comparison engine of
+//! [`crate::check`] asks of a PostgreSQL table, a Redis keyspace or a stored tree), the
+//! PostgreSQL source (pushdown and stream modes), the merge of sorted `(key, digest)` lists
+//! ([`merkle`]) and the `--where` filter. The Redis source lives with the rest of the Redis
+//! code (`crate::redis::source`).
 
 pub mod filter;
+pub(crate) mod keyed;
 pub mod merkle;
 mod pg;
 

@@ -80,6 +80,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::RegionStats;
+use super::keyed::{KeyedSource, PlanHint};
 use crate::error::{Error, Result};
 use crate::pg::copy::{self, CopyBinaryParser};
 use crate::pg::ident::{TableName, quote_ident};
@@ -644,24 +645,43 @@ pub(crate) struct FetchedRow {
     pub version_time: Option<i64>,
 }
 
-/// A source of keyed rows that the Merkle engine can compare.
-pub(crate) trait KeyedSource {
-    /// One summary per chunk of `chunking` (length `chunking.len()`).
-    fn chunk_summaries(
-        &mut self,
-        chunking: &Chunking,
-    ) -> impl std::future::Future<Output = Result<Vec<ChunkSummary>>> + Send;
-    /// The `(key, digest)` rows of the chunks `chunks` (any order).
-    fn chunk_rows(
-        &mut self,
-        chunking: &Chunking,
-        chunks: &[usize],
-    ) -> impl std::future::Future<Output = Result<Vec<KeyedRow>>> + Send;
-    /// The rows with the given keys (given as PostgreSQL text), those that exist.
-    fn fetch_rows(
-        &mut self,
-        keys: &[Vec<Option<String>>],
-    ) -> impl std::future::Future<Output = Result<Vec<FetchedRow>>> + Send;
+/// A key of a PostgreSQL table: its values, ordered and compared by their canonical bytes
+/// ([`digest::key_bytes`]). Their PostgreSQL text form, needed only as SQL parameters, is
+/// made inside this module when the key is fetched.
+#[derive(Debug, Clone)]
+pub(crate) struct PgKey {
+    /// Key values, in key order.
+    pub values: Vec<Value>,
+    bytes: Vec<u8>,
+}
+
+impl PgKey {
+    /// The key of `values`.
+    pub(crate) fn new(values: Vec<Value>) -> PgKey {
+        let bytes = digest::key_bytes(&values);
+        PgKey { values, bytes }
+    }
+
+    fn text(&self) -> Vec<Option<String>> {
+        self.values.iter().map(|v| v.pg_text()).collect()
+    }
+}
+
+impl PartialEq for PgKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.bytes == o.bytes
+    }
+}
+impl Eq for PgKey {}
+impl PartialOrd for PgKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for PgKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&o.bytes)
+    }
 }
 
 /// A PostgreSQL table in one region, read through one session (in whatever transaction
@@ -676,6 +696,8 @@ pub(crate) struct PgSource<'a> {
     pub stats: RegionStats,
     /// Rows hashed so far, for progress.
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The leaf summaries, kept when range summaries are combined from them (stream mode).
+    leaves: Option<Vec<ChunkSummary>>,
 }
 
 fn row_bytes(row: &tokio_postgres::Row) -> u64 {
@@ -704,6 +726,7 @@ impl<'a> PgSource<'a> {
             mode,
             stats: RegionStats::default(),
             progress: None,
+            leaves: None,
         }
     }
 
@@ -1419,6 +1442,26 @@ impl<'a> PgSource<'a> {
 }
 
 impl KeyedSource for PgSource<'_> {
+    type Key = PgKey;
+    type Record = FetchedRow;
+    type Plan = Chunking;
+
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Bounds sampled in the first region (see the module docs), sent to every region.
+    async fn plan(sources: &mut [Self], hint: PlanHint) -> Result<Chunking> {
+        match sources.first_mut() {
+            Some(s) => s.sample_bounds_with(hint.estimated_rows, hint.chunks).await,
+            None => Ok(Chunking::default()),
+        }
+    }
+
+    fn chunk_count(plan: &Chunking) -> usize {
+        plan.len()
+    }
+
     async fn chunk_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
         match self.mode {
             Mode::Stream => self.stream_summaries(chunking).await,
@@ -1426,12 +1469,97 @@ impl KeyedSource for PgSource<'_> {
         }
     }
 
-    async fn chunk_rows(&mut self, chunking: &Chunking, chunks: &[usize]) -> Result<Vec<KeyedRow>> {
-        self.rows_of_chunks(chunking, chunks).await
+    /// Pushdown: one query grouping the rows by the ranges' outer bounds (a scan of the
+    /// table per call). Stream: combined from the leaves, streamed once.
+    async fn range_summaries(
+        &mut self,
+        chunking: &Chunking,
+        ranges: &[(usize, usize)],
+    ) -> Result<Vec<ChunkSummary>> {
+        if self.mode == Mode::Stream {
+            if self.leaves.is_none() {
+                self.leaves = Some(self.stream_summaries(chunking).await?);
+            }
+            return Ok(super::keyed::combine_ranges(
+                self.leaves.as_deref().unwrap_or_default(),
+                ranges,
+            ));
+        }
+        let n = chunking.bounds.len();
+        let mut cuts: Vec<usize> = Vec::new();
+        for &(lo, hi) in ranges {
+            if lo > 0 && lo <= n {
+                cuts.push(lo - 1);
+            }
+            if hi >= 1 && hi <= n {
+                cuts.push(hi - 1);
+            }
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let coarse = Chunking {
+            bounds_text: cuts
+                .iter()
+                .map(|&i| chunking.bounds_text[i].clone())
+                .collect(),
+            bounds: cuts.iter().map(|&i| chunking.bounds[i].clone()).collect(),
+        };
+        let chunks_before = self.stats.chunks;
+        let sums = self.pushdown_summaries(&coarse).await?;
+        self.stats.chunks = chunks_before.max(chunking.len() as u64);
+        let null = sums.last().copied().unwrap_or_default();
+        Ok(ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                // Chunk `c <= n` lies in coarse chunk `#{cut < c}`; chunk `n + 1` holds NULL keys.
+                let mut s = if lo <= n {
+                    sums[cuts.partition_point(|&x| x < lo)]
+                } else {
+                    ChunkSummary::default()
+                };
+                if hi == n + 2 {
+                    s.count += null.count;
+                    s.hash ^= null.hash;
+                }
+                s
+            })
+            .collect())
     }
 
-    async fn fetch_rows(&mut self, keys: &[Vec<Option<String>>]) -> Result<Vec<FetchedRow>> {
-        self.fetch(keys).await
+    async fn chunk_rows(
+        &mut self,
+        chunking: &Chunking,
+        chunks: &[usize],
+    ) -> Result<Vec<(PgKey, u128)>> {
+        Ok(self
+            .rows_of_chunks(chunking, chunks)
+            .await?
+            .into_iter()
+            .map(|r| (PgKey::new(r.key), r.digest))
+            .collect())
+    }
+
+    async fn fetch(&mut self, keys: &[PgKey]) -> Result<Vec<(PgKey, FetchedRow)>> {
+        let texts: Vec<Vec<Option<String>>> = keys.iter().map(PgKey::text).collect();
+        Ok(PgSource::fetch(self, &texts)
+            .await?
+            .into_iter()
+            .map(|r| (PgKey::new(r.key.clone()), r))
+            .collect())
+    }
+
+    /// Ends the session's read-only transaction (the snapshot).
+    async fn release(&mut self) {
+        crate::pg::connect::end_transaction(self.client, "COMMIT").await;
+    }
+
+    /// [`KeyedSource::fetch`] outside the snapshot.
+    async fn refetch(&mut self, keys: &[PgKey]) -> Result<Vec<(PgKey, FetchedRow)>> {
+        KeyedSource::fetch(self, keys).await
+    }
+
+    fn stats(&self) -> RegionStats {
+        self.stats.clone()
     }
 }
 

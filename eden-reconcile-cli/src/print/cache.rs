@@ -103,47 +103,35 @@ pub fn fix_human(r: &CacheFixReport, out: &mut dyn Write) -> io::Result<()> {
     )?;
     for t in &r.tables {
         let changed = t.actions.iter().filter(|a| a.status == "changed").count();
-        writeln!(
-            out,
-            "{} ({}): {} action(s), {} applied, {} unresolved{}{}",
-            t.table,
-            t.resolution,
-            t.actions.len(),
-            t.applied,
-            t.unresolved,
-            if t.in_flight > 0 {
-                format!(", {} in flight (left for the next run)", t.in_flight)
-            } else {
-                String::new()
-            },
-            if changed > 0 {
-                format!(", {changed} changed since read (left alone)")
-            } else {
-                String::new()
-            }
-        )?;
-        if !t.actions.is_empty() {
-            let rows: Vec<[String; 6]> = t
-                .actions
-                .iter()
-                .map(|a| {
-                    [
-                        a.key.clone(),
-                        a.region.clone(),
-                        a.action.to_string(),
-                        a.winner_region.clone().unwrap_or_else(|| "-".into()),
-                        a.decided_by.clone(),
-                        a.status.to_string(),
-                    ]
-                })
-                .collect();
-            super::write_aligned(
-                out,
-                "  ",
-                &["key", "region", "action", "winner", "decided_by", "status"],
-                &rows,
-            )?;
+        let mut notes = Vec::new();
+        if t.in_flight > 0 {
+            notes.push(format!("{} in flight (left for the next run)", t.in_flight));
         }
+        if changed > 0 {
+            notes.push(format!("{changed} changed since read (left alone)"));
+        }
+        let rows: Vec<[String; 6]> = t
+            .actions
+            .iter()
+            .map(|a| {
+                [
+                    a.key.clone(),
+                    a.region.clone(),
+                    a.action.to_string(),
+                    a.winner_region.clone().unwrap_or_else(|| "-".into()),
+                    a.decided_by.clone(),
+                    a.status.to_string(),
+                ]
+            })
+            .collect();
+        super::fix_table(
+            out,
+            &t.table,
+            &t.resolution,
+            (t.applied, t.unresolved),
+            &notes,
+            &rows,
+        )?;
     }
     if let Some(a) = &r.archive {
         writeln!(out, "archive: {a}")?;

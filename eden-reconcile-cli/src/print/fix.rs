@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use eden_consistency::apply::FixReport;
 
-use super::{key_map_text, write_aligned};
+use super::{fix_table, key_map_text};
 
 /// Prints a fix report: one aligned table of actions per table.
 pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
@@ -16,46 +16,36 @@ pub fn human(report: &FixReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "{verb}: run {}", report.run_id)?;
     for t in &report.tables {
         writeln!(out)?;
-        writeln!(
+        let notes: Vec<String> = (t.changed > 0)
+            .then(|| format!("{} changed since read (left for the next run)", t.changed))
+            .into_iter()
+            .collect();
+        let rows: Vec<[String; 6]> = t
+            .actions
+            .iter()
+            .map(|a| {
+                [
+                    key_map_text(&a.key),
+                    a.region.clone(),
+                    a.action.as_str().to_string(),
+                    a.winner_region.clone().unwrap_or_else(|| "-".into()),
+                    a.decided_by.clone(),
+                    if a.possible_undelete {
+                        format!("{:?} (possible undelete)", a.status).to_lowercase()
+                    } else {
+                        format!("{:?}", a.status).to_lowercase()
+                    },
+                ]
+            })
+            .collect();
+        fix_table(
             out,
-            "{} ({}): {} action(s), {} applied, {} unresolved{}",
-            t.table,
-            t.resolution,
-            t.actions.len(),
-            t.applied,
-            t.unresolved,
-            if t.changed > 0 {
-                format!(", {} changed since read (left for the next run)", t.changed)
-            } else {
-                String::new()
-            }
+            &t.table,
+            &t.resolution,
+            (t.applied as u64, t.unresolved as u64),
+            &notes,
+            &rows,
         )?;
-        if !t.actions.is_empty() {
-            let rows: Vec<[String; 6]> = t
-                .actions
-                .iter()
-                .map(|a| {
-                    [
-                        key_map_text(&a.key),
-                        a.region.clone(),
-                        a.action.as_str().to_string(),
-                        a.winner_region.clone().unwrap_or_else(|| "-".into()),
-                        a.decided_by.clone(),
-                        if a.possible_undelete {
-                            format!("{:?} (possible undelete)", a.status).to_lowercase()
-                        } else {
-                            format!("{:?}", a.status).to_lowercase()
-                        },
-                    ]
-                })
-                .collect();
-            write_aligned(
-                out,
-                "  ",
-                &["key", "region", "action", "winner", "decided_by", "status"],
-                &rows,
-            )?;
-        }
         let undeletes = t.actions.iter().filter(|a| a.possible_undelete).count();
         if undeletes > 0 {
             writeln!(

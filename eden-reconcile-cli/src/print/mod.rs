@@ -74,9 +74,61 @@ pub fn write_aligned<R: AsRef<[String]>>(
     Ok(())
 }
 
+/// One table's part of a fix report (PostgreSQL or Redis): the heading
+/// `table (resolution): N action(s), A applied, U unresolved, notes...` and the actions as
+/// an aligned table of `[key, region, action, winner, decided_by, status]` rows.
+pub fn fix_table(
+    out: &mut dyn Write,
+    table: &str,
+    resolution: &str,
+    (applied, unresolved): (u64, u64),
+    notes: &[String],
+    actions: &[[String; 6]],
+) -> io::Result<()> {
+    let mut line = format!(
+        "{table} ({resolution}): {} action(s), {applied} applied, {unresolved} unresolved",
+        actions.len()
+    );
+    for n in notes {
+        line.push_str(", ");
+        line.push_str(n);
+    }
+    writeln!(out, "{line}")?;
+    if !actions.is_empty() {
+        write_aligned(
+            out,
+            "  ",
+            &["key", "region", "action", "winner", "decided_by", "status"],
+            actions,
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fix_table_heading_and_rows() {
+        let mut out = Vec::new();
+        let row = ["id=7", "us", "update", "eu", "last_write_wins", "applied"].map(String::from);
+        fix_table(
+            &mut out,
+            "public.t",
+            "last_write_wins",
+            (1, 0),
+            &["2 in flight".into()],
+            &[row],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "public.t (last_write_wins): 1 action(s), 1 applied, 0 unresolved, 2 in flight\n  \
+             key   region  action  winner  decided_by       status\n  \
+             id=7  us      update  eu      last_write_wins  applied\n"
+        );
+    }
 
     #[test]
     fn aligned() {
