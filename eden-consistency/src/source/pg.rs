@@ -1503,6 +1503,18 @@ impl KeyedSource for PgSource<'_> {
                 .map(|&i| chunking.bounds_text[i].clone())
                 .collect(),
             bounds: cuts.iter().map(|&i| chunking.bounds[i].clone()).collect(),
+            tuples: if chunking.tuples.is_empty() {
+                Vec::new()
+            } else {
+                cuts.iter().map(|&i| chunking.tuples[i].clone()).collect()
+            },
+            tuple_text: chunking
+                .tuple_text
+                .iter()
+                .map(|col| cuts.iter().map(|&i| col[i].clone()).collect())
+                .collect(),
+            // A subset of evenly spaced bounds is not evenly spaced.
+            arith: None,
         };
         let chunks_before = self.stats.chunks;
         let sums = self.pushdown_summaries(&coarse).await?;
