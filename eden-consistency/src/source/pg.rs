@@ -9,8 +9,9 @@
 //! # PostgreSQL, two modes
 //!
 //! * **pushdown**: the server does the hashing; one scan per region and table:
-//!   `SELECT width_bucket(k, $bounds), count(*), bit_xor(hash_record_extended(ROW(cols), 1))
-//!   FROM t GROUP BY 1`, so only a few bytes per chunk cross the network. Rows of differing
+//!   `SELECT chunk(k), count(*), bit_xor(hash_record_extended(ROW(cols), 1))
+//!   FROM t GROUP BY 1` (`chunk(k)` is `width_bucket(k, $bounds)` or, for evenly spread
+//!   integer keys, arithmetic; see "Speed of the chunk query"), so only a few bytes per chunk cross the network. Rows of differing
 //!   chunks are then read through the key's index (a `LATERAL` join over `unnest($lo, $hi)`
 //!   ranges, never LIMIT/OFFSET) as `(key, hash_record_extended(.., 1), hash_record_extended(.., 2))`:
 //!   128 bits per row. Seeds are never 0: with seed 0 a float `0.0` hashes like a NULL field. Columns are hashed in a canonical order (sorted by name, excluded
@@ -23,7 +24,7 @@
 //!   false "equal" chunk needs a 2^-64 collision.
 //! * **stream**: `COPY (SELECT cols FROM t) TO STDOUT (FORMAT binary)`; every row is
 //!   hashed client-side with blake3 ([`crate::row::digest`]) on a thread per region, while the
-//!   bytes keep arriving; each row is put in its chunk by comparing its first key column
+//!   bytes keep arriving; each row is put in its chunk by comparing its key
 //!   with the bounds as values ([`Value::compare`], text in byte order, the same as
 //!   `COLLATE "C"`).
 //!
@@ -36,15 +37,40 @@
 //!
 //! # Chunks
 //!
-//! Chunks are ranges of the **first key column**, identical in every region: the bounds
-//! are taken from the first region (all keys of a small table, else a `TABLESAMPLE SYSTEM`
-//! sample, plus linear interpolation between sampled quantiles for integer keys, which
-//! keeps the sample small), sorted by value (`COLLATE "C"` for text), and sent to every
-//! region. Chunk `i` holds `bounds[i-1] <= k < bounds[i]` (`width_bucket` semantics);
-//! chunk `bounds.len() + 1` holds NULL keys (possible only with configured
-//! `key_columns`). The chunk size is adaptive: about `sqrt(N)`-proportional so that the
-//! chunk digests and the rows of differing chunks together stay well under 1 % of the
-//! table's bytes at 0.1 % drift (see [`target_chunks`]).
+//! Chunks are ranges of the **key**, identical in every region: of its only column, or of
+//! the whole composite key compared column by column (`ROW(k1, k2) >= ROW($1, $2)`), so a
+//! composite key whose first column has few values still gets small, even chunks. The
+//! bounds are taken from the first region (all keys of a small table, else a
+//! `TABLESAMPLE SYSTEM` sample; for integer keys a small sample plus the true min/max,
+//! split by interpolation between sampled quantiles), sorted by value (`COLLATE "C"` for
+//! text), and sent to every region. Chunk `i` holds `bounds[i-1] <= k < bounds[i]`
+//! (`width_bucket` semantics); chunk `bounds.len() + 1` holds keys with a NULL column
+//! (possible only with configured `key_columns`). The chunk size is adaptive: about
+//! `sqrt(N)`-proportional so that the chunk digests and the rows of differing chunks
+//! together stay near 1 % of the table's bytes at 0.1 % drift (see [`target_chunks`]).
+//!
+//! # Speed of the chunk query
+//!
+//! The floor is the server reading and hashing every row once
+//! (`SELECT sum(hash_record_extended(t, 0)) FROM t`); the chunk query adds only the chunk
+//! number and a hash aggregate with one group per chunk:
+//!
+//! * **Integer keys spread evenly** (the sample's distribution is within 0.2 of uniform,
+//!   Kolmogorov-Smirnov) get evenly spaced bounds `lo + i·width`, and the chunk number is
+//!   int8 arithmetic, equal to `width_bucket` over those bounds ([`even_chunking`]).
+//!   `width_bucket` over ~40k bounds is a binary search of fmgr comparisons per row and
+//!   cost as much CPU as hashing the row itself; other keys still use it.
+//! * The planner guesses one group per key, so it would sort whole rows (spilling hundreds
+//!   of MB) or size hash tables for millions of groups; the query runs with
+//!   `enable_sort = off`, `work_mem` sized for the chunk count and `jit = off` (JIT
+//!   compilation cost ~90 ms per process at 1M rows and gained nothing), all `SET LOCAL` in
+//!   the read-only snapshot transaction. Parallel workers stay on: each runs a partial
+//!   aggregate over its share of the pages.
+//! * Rows of differing chunks are read through the key's index, one range scan per chunk
+//!   (`LATERAL` over `unnest` of the bounds), when the key is in byte order (not
+//!   collatable, or collated `C`/`POSIX`); a key in another collation (the database's
+//!   default included) cannot use its index for byte-order ranges, and those rows are
+//!   picked by one more scan of the table instead.
 
 mod ranges;
 pub(crate) use ranges::RegionMarks;
@@ -67,6 +93,10 @@ use crate::pg::{decode, expr};
 use crate::row::digest::{self, ChunkDigest};
 use crate::row::value::Value;
 use crate::source::merkle::ChunkSummary;
+
+/// Chunk composite keys by the whole key (see [`TableSpec::composite`]); off until the
+/// ranges are expanded into conditions a B-tree scan stops at.
+const WHOLE_KEY_CHUNKS: bool = false;
 
 /// Rows hashed per parallel batch in stream mode.
 const STREAM_BATCH_ROWS: usize = 8192;
@@ -147,14 +177,107 @@ impl TableSpec {
         format!("t.{}", quote_ident(&c.name))
     }
 
-    /// The first key column as compared for chunking (text in byte order).
-    fn k0_expr(&self) -> String {
-        let k = &self.key[0];
-        let mut s = Self::col_ref(k);
-        if k.collation.is_some() && !k.is_array {
+    /// A key column as compared for chunking (text in byte order).
+    fn key_part(c: &Column) -> String {
+        let mut s = Self::col_ref(c);
+        if c.collation.is_some() && !c.is_array {
             s.push_str(" COLLATE \"C\"");
         }
         s
+    }
+
+    /// The first key column as compared for chunking (text in byte order).
+    fn k0_expr(&self) -> String {
+        Self::key_part(&self.key[0])
+    }
+
+    /// True when chunks are ranges of the whole (composite) key rather than of its first
+    /// column: a key of several columns, all in byte order (not collatable, or collated
+    /// `C`/`POSIX`), so that its ranges can use the key's index.
+    ///
+    /// **Off for now** ([`WHOLE_KEY_CHUNKS`]): on PostgreSQL 15 a B-tree scan bounded by
+    /// `ROW(k1, k2) < ROW($3, $4)` does not stop at the upper bound inside the same first
+    /// column value, so each chunk's index range scan read on to the end of that value
+    /// (26 ms per chunk for a 4-value first column at 1M rows: minutes per table). Ranges
+    /// must first be expanded into plain per-column conditions (`k1 = $1 AND k2 >= $2 AND
+    /// k2 < $4` when both bounds share the first value).
+    fn composite(&self) -> bool {
+        WHOLE_KEY_CHUNKS && self.key.len() > 1 && self.key.iter().all(Self::byte_order)
+    }
+
+    fn byte_order(k: &Column) -> bool {
+        k.is_array
+            || k.collation
+                .as_deref()
+                .is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
+    }
+
+    /// True when the chunk ranges can be read through the key's index, one index range scan
+    /// per chunk, instead of a `width_bucket` over the bounds per row (whose binary search
+    /// walks variable-length bounds element by element: ~1 ms per row over 38k text
+    /// bounds): a composite key, or one variable-length column, in byte order.
+    fn ranges_by_index(&self) -> bool {
+        self.composite()
+            || (self.key_in_byte_order()
+                && !matches!(
+                    types::ColumnType::effective_oid(&self.key[0]),
+                    oid::INT2
+                        | oid::INT4
+                        | oid::INT8
+                        | oid::FLOAT4
+                        | oid::FLOAT8
+                        | oid::UUID
+                        | oid::DATE
+                        | oid::TIME
+                        | oid::TIMESTAMP
+                        | oid::TIMESTAMPTZ
+                        | oid::BOOL
+                ))
+    }
+
+    /// The key as compared for chunking: the first column, or `ROW(k1, k2, ...)` of a
+    /// composite key (compared field by field, text in byte order).
+    fn key_expr(&self) -> String {
+        if self.composite() {
+            format!(
+                "ROW({})",
+                self.key
+                    .iter()
+                    .map(Self::key_part)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            self.k0_expr()
+        }
+    }
+
+    /// SQL that is true when some key column (of those chunked) is NULL (the last chunk).
+    fn key_null_sql(&self) -> String {
+        let n = if self.composite() { self.key.len() } else { 1 };
+        let parts: Vec<String> = self.key[..n]
+            .iter()
+            .map(|c| format!("{} IS NULL", Self::col_ref(c)))
+            .collect();
+        format!("({})", parts.join(" OR "))
+    }
+
+    /// A composite key literal `ROW($a::T1, $b::T2, ...)` from text expressions (one per
+    /// key column), collated like [`TableSpec::key_expr`].
+    fn key_tuple(&self, texts: &[String]) -> String {
+        let parts: Vec<String> = self
+            .key
+            .iter()
+            .zip(texts)
+            .map(|(c, t)| {
+                let mut s = format!("{t}::{}", c.type_name);
+                if c.collation.is_some() && !c.is_array {
+                    s.push_str(" COLLATE \"C\"");
+                }
+                s
+            })
+            .collect();
+        format!("ROW({})", parts.join(", "))
     }
 
     /// `ROW(...)` of the compared columns, as hashed in the server: each column through
@@ -173,19 +296,16 @@ impl TableSpec {
     /// True when ranges of the first key column in byte order can use its index: not
     /// collatable, or collated `C` / `POSIX`.
     fn key_in_byte_order(&self) -> bool {
-        let k = &self.key[0];
-        k.is_array
-            || k.collation
-                .as_deref()
-                .is_none_or(|c| matches!(c, "C" | "POSIX" | "ucs_basic"))
+        Self::byte_order(&self.key[0])
     }
 
-    /// True when the first key column is an integer (bounds sent as `int8[]`).
+    /// True when chunks are ranges of one integer column (bounds sent as `int8[]`).
     fn int_key(&self) -> bool {
-        matches!(
-            types::ColumnType::effective_oid(&self.key[0]),
-            oid::INT2 | oid::INT4 | oid::INT8
-        )
+        !self.composite()
+            && matches!(
+                types::ColumnType::effective_oid(&self.key[0]),
+                oid::INT2 | oid::INT4 | oid::INT8
+            )
     }
 
     /// The bounds parameter `$1` as an array of the key's type. A per-row cast of a
@@ -193,7 +313,19 @@ impl TableSpec {
     /// as `text[]`, and other types are cast once in an init-plan.
     fn bounds_param(&self) -> String {
         let k = &self.key[0];
-        if self.int_key() {
+        if self.composite() {
+            // One `text[]` per key column ($1, $2, ...), zipped into an array of rows once.
+            let n = self.key.len();
+            let cols: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            let arrays: Vec<String> = (0..n).map(|i| format!("${}::text[]", i + 1)).collect();
+            let texts: Vec<String> = cols.iter().map(|c| format!("u.{c}")).collect();
+            format!(
+                "(SELECT array_agg({row} ORDER BY u.o) FROM unnest({arrays}) WITH ORDINALITY AS u({cols}, o))",
+                row = self.key_tuple(&texts),
+                arrays = arrays.join(", "),
+                cols = cols.join(", "),
+            )
+        } else if self.int_key() {
             "$1::int8[]".into()
         } else if matches!(
             types::ColumnType::effective_oid(k),
@@ -205,6 +337,149 @@ impl TableSpec {
         }
     }
 
+    /// The chunk number of a row (`width_bucket` semantics, the NULL-key chunk last) as
+    /// SQL, with the parameters it needs (`$1`, ...).
+    fn bucket_sql(&self, ch: &Chunking) -> (String, BucketParams) {
+        let n = ch.bounds.len();
+        if n == 0 {
+            return (
+                format!("CASE WHEN {} THEN 1 ELSE 0 END", self.key_null_sql()),
+                BucketParams::None,
+            );
+        }
+        if let (Some((lo, w)), true) = (ch.arith, self.int_key()) {
+            // Evenly spread integer keys: the bounds are `lo + i·w`, so the chunk is plain
+            // arithmetic (no binary search over the bounds, which costs more than hashing the
+            // row). Same numbers as `width_bucket` over those bounds; the subtraction runs
+            // only inside the bounds, so it never overflows.
+            let last = lo + (n as i64 - 1) * w;
+            let k = format!("{}::int8", TableSpec::col_ref(&self.key[0]));
+            return (
+                format!(
+                    "COALESCE(CASE WHEN {k} < {lo}::int8 THEN 0::int8 WHEN {k} >= {last}::int8 THEN {n}::int8 \
+                     ELSE ({k} - {lo}::int8) / {w}::int8 + 1 END, {})",
+                    n + 1
+                ),
+                BucketParams::None,
+            );
+        }
+        let params = if self.composite() {
+            BucketParams::Texts(ch.tuple_text.clone())
+        } else if self.int_key() {
+            BucketParams::Ints(
+                ch.bounds
+                    .iter()
+                    .map(|b| if let Value::Int(x) = b { *x } else { 0 })
+                    .collect(),
+            )
+        } else {
+            BucketParams::Texts(vec![ch.bounds_text.clone()])
+        };
+        let sql = if self.composite() {
+            format!(
+                "CASE WHEN {} THEN {} ELSE width_bucket({}, {}) END",
+                self.key_null_sql(),
+                n + 1,
+                self.key_expr(),
+                self.bounds_param()
+            )
+        } else {
+            format!(
+                "COALESCE(width_bucket({}, {}), {})",
+                self.k0_expr(),
+                self.bounds_param(),
+                n + 1
+            )
+        };
+        (sql, params)
+    }
+
+    /// The texts of bound `i`, one per chunked key column.
+    fn bound_texts(&self, ch: &Chunking, i: usize) -> Vec<String> {
+        if self.composite() {
+            ch.tuple_text.iter().map(|col| col[i].clone()).collect()
+        } else {
+            vec![ch.bounds_text[i].clone()]
+        }
+    }
+
+    /// The chunk query through the key's index ([`TableSpec::ranges_by_index`]): one
+    /// aggregate per chunk over an index range scan (`LATERAL` over `unnest` of the
+    /// bounds), the chunks below the first and from the last bound, and the NULL-key chunk
+    /// when a key column may be NULL. Rows come out in key order; no hash table, no
+    /// comparison against the bounds per row.
+    fn range_summaries_sql(&self, ch: &Chunking) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+        let spec = self;
+        let n = ch.bounds.len();
+        let nk = if spec.composite() { spec.key.len() } else { 1 };
+        let kx = spec.key_expr();
+        let ty = &spec.key[0].type_name;
+        let h = format!("hash_record_extended({}, {CHUNK_SEED})", spec.row_expr());
+        let tbl = spec.table.quoted();
+        let tuple = |texts: Vec<String>| -> String {
+            if spec.composite() {
+                spec.key_tuple(&texts)
+            } else {
+                format!("{}::{ty}", texts[0])
+            }
+        };
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
+        let mut hi: Vec<Vec<String>> = vec![Vec::new(); nk];
+        for c in 1..n {
+            for (i, t) in spec.bound_texts(ch, c - 1).into_iter().enumerate() {
+                lo[i].push(t);
+            }
+            for (i, t) in spec.bound_texts(ch, c).into_iter().enumerate() {
+                hi[i].push(t);
+            }
+        }
+        let arrays: Vec<String> = (0..2 * nk).map(|i| format!("${}::text[]", i + 1)).collect();
+        let lo_cols: Vec<String> = (0..nk).map(|i| format!("r.lo{i}")).collect();
+        let hi_cols: Vec<String> = (0..nk).map(|i| format!("r.hi{i}")).collect();
+        let names: Vec<String> = (0..nk)
+            .map(|i| format!("lo{i}"))
+            .chain((0..nk).map(|i| format!("hi{i}")))
+            .collect();
+        for a in lo.into_iter().chain(hi) {
+            params.push(Box::new(a));
+        }
+        let scalar = |params: &mut Vec<Box<dyn ToSql + Sync + Send>>, i: usize| -> Vec<String> {
+            let mut refs = Vec::new();
+            for t in spec.bound_texts(ch, i) {
+                params.push(Box::new(t));
+                refs.push(format!("${}::text", params.len()));
+            }
+            refs
+        };
+        let first = scalar(&mut params, 0);
+        let last = scalar(&mut params, n - 1);
+        let edge = |b: usize, cond: String| -> String {
+            format!(
+                "SELECT ({b}::int8 << 32) | count(*), bit_xor({h}) FROM {tbl} t{w} HAVING count(*) > 0",
+                w = spec.where_sql(&[cond])
+            )
+        };
+        let mut parts = vec![
+            edge(0, format!("{kx} < {}", tuple(first))),
+            format!(
+                "SELECT (r.o << 32) | x.c, x.h FROM unnest({arrays}) WITH ORDINALITY AS r({names}, o) \
+                 CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor({h}) AS h FROM {tbl} t{w}) x WHERE x.c > 0",
+                arrays = arrays.join(", "),
+                names = names.join(", "),
+                w = spec.where_sql(&[
+                    format!("{kx} >= {}", tuple(lo_cols)),
+                    format!("{kx} < {}", tuple(hi_cols)),
+                ]),
+            ),
+            edge(n, format!("{kx} >= {}", tuple(last))),
+        ];
+        if spec.key[..nk].iter().any(|c| !c.not_null) {
+            parts.push(edge(n + 1, spec.key_null_sql()));
+        }
+        (parts.join(" UNION ALL "), params)
+    }
+
     fn key_select(&self) -> String {
         self.key
             .iter()
@@ -214,19 +489,66 @@ impl TableSpec {
     }
 }
 
+/// The parameters of [`TableSpec::bucket_sql`].
+enum BucketParams {
+    None,
+    Ints(Vec<i64>),
+    /// One `text[]` per key column.
+    Texts(Vec<Vec<String>>),
+}
+
+impl BucketParams {
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            BucketParams::None => Vec::new(),
+            BucketParams::Ints(v) => vec![v as &(dyn ToSql + Sync)],
+            BucketParams::Texts(v) => v.iter().map(|a| a as &(dyn ToSql + Sync)).collect(),
+        }
+    }
+}
+
 /// Aligned key ranges: `bounds.len() + 2` chunks (the last one for NULL keys).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Chunking {
-    /// Bounds as PostgreSQL prints them (UTC session), sent as `text[]` and cast.
+    /// Bounds (of the first key column) as PostgreSQL prints them (UTC session), sent as
+    /// `text[]` and cast.
     pub bounds_text: Vec<String>,
     /// The same bounds as values, for placing streamed rows.
     pub bounds: Vec<Value>,
+    /// Composite keys: every bound's whole key, as values (`tuples[i][col]`)...
+    pub tuples: Vec<Vec<Value>>,
+    /// ... and as text, one array per key column (`tuple_text[col][i]`).
+    pub tuple_text: Vec<Vec<String>>,
+    /// Integer keys whose bounds are evenly spaced, `bounds[i] = lo + i·width`:
+    /// `(lo, width)`.
+    pub arith: Option<(i64, i64)>,
 }
 
 impl Chunking {
     /// Number of chunks (including the NULL-key chunk).
     pub(crate) fn len(&self) -> usize {
         self.bounds.len() + 2
+    }
+
+    /// The chunk of a key (all its columns).
+    pub(crate) fn chunk_of_key(&self, key: &[Value]) -> usize {
+        if self.tuples.is_empty() || key.len() < 2 {
+            return self.chunk_of(&key[0]);
+        }
+        if key.iter().any(Value::is_null) {
+            return self.bounds.len() + 1;
+        }
+        // Number of bounds <= key, comparing column by column.
+        self.tuples.partition_point(|b| {
+            for (x, y) in b.iter().zip(key) {
+                match x.compare(y) {
+                    Some(std::cmp::Ordering::Equal) => continue,
+                    Some(std::cmp::Ordering::Less) => return true,
+                    _ => return false,
+                }
+            }
+            true
+        })
     }
 
     /// The chunk of a first-key value.
@@ -254,6 +576,50 @@ pub(crate) fn target_chunks(rows: u64) -> usize {
         return 1;
     }
     (((rows as f64) * (rows as f64) / 1000.0).sqrt() * 1.2).clamp(2.0, 4_000_000.0) as usize
+}
+
+/// Evenly spaced bounds `lo + i·width` for integer keys whose sample (sorted, distinct,
+/// with the true minimum and maximum at its ends) is spread evenly over its range: the
+/// largest gap between the sample's distribution and the uniform one (Kolmogorov-Smirnov)
+/// is under 0.2. The chunk is then plain arithmetic in the server instead of a binary
+/// search over the bounds. `None` for skewed keys, too small samples, or a range too wide
+/// for 64-bit arithmetic.
+pub(crate) fn even_chunking(ints: &[i64], target: usize) -> Option<Chunking> {
+    let m = ints.len();
+    if m < 16 || target < 2 {
+        return None;
+    }
+    let (lo, hi) = (ints[0] as i128, ints[m - 1] as i128);
+    let span = hi - lo;
+    if span <= 0 {
+        return None;
+    }
+    let ks = ints
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (i as f64 / (m - 1) as f64 - (x as i128 - lo) as f64 / span as f64).abs())
+        .fold(0.0f64, f64::max);
+    if ks >= 0.2 {
+        return None;
+    }
+    let width = ((span + 1) + target as i128 - 1) / target as i128;
+    let width = width.max(1);
+    // Bounds lo, lo + w, ..., up to the first one above the maximum.
+    let nb = span / width + 2;
+    let last = lo + (nb - 1) * width;
+    if last > i64::MAX as i128 || (nb - 1) * width > i64::MAX as i128 {
+        return None;
+    }
+    let mut ch = Chunking {
+        arith: Some((lo as i64, width as i64)),
+        ..Chunking::default()
+    };
+    for j in 0..nb {
+        let b = (lo + j * width) as i64;
+        ch.bounds.push(Value::Int(b));
+        ch.bounds_text.push(b.to_string());
+    }
+    Some(ch)
 }
 
 /// A row of a differing chunk: its key and 128-bit digest.
@@ -430,6 +796,9 @@ impl<'a> PgSource<'a> {
             types::ColumnType::effective_oid(k0),
             oid::INT2 | oid::INT4 | oid::INT8
         );
+        if spec.composite() {
+            return self.sample_composite(estimated_rows, target).await;
+        }
         // Integer keys: a small sample, interpolated; other keys: one sampled key per chunk.
         let want = if is_int { target.min(2048) } else { target };
         let sample = if estimated_rows <= 4 * want as u64 || estimated_rows < 20_000 {
@@ -499,6 +868,9 @@ impl<'a> PgSource<'a> {
             }
             ints.sort_unstable();
             ints.dedup();
+            if let Some(ch) = even_chunking(&ints, target) {
+                return Ok(ch);
+            }
             let q = (ints.len() / 40).clamp(1, want);
             let step = (ints.len() - 1) as f64 / q as f64;
             let quant: Vec<i64> = (0..=q)
@@ -543,47 +915,124 @@ impl<'a> PgSource<'a> {
         Ok(ch)
     }
 
+    /// Bounds of a composite key: a sample of whole keys, in the order of
+    /// [`TableSpec::key_expr`] (column by column, text in byte order), one per chunk.
+    async fn sample_composite(&mut self, estimated_rows: u64, target: usize) -> Result<Chunking> {
+        let spec = self.spec.clone();
+        let nk = spec.key.len();
+        let sample = if estimated_rows <= 4 * target as u64 || estimated_rows < 20_000 {
+            String::new()
+        } else {
+            let pct = (target as f64 * 150.0 / estimated_rows as f64).min(100.0);
+            format!(" TABLESAMPLE SYSTEM ({pct:.6})")
+        };
+        let renamed: Vec<Column> = spec
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Column {
+                name: format!("k{i}"),
+                ..k.clone()
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {sel}, {texts} FROM (SELECT DISTINCT {raw} FROM {tbl} t{sample}{w}) s ORDER BY {order}",
+            sel = renamed
+                .iter()
+                .map(|c| expr::select_expr(c, Some("s")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            texts = (0..nk)
+                .map(|i| format!("s.k{i}::text"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            raw = spec
+                .key
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{} AS k{i}", TableSpec::col_ref(k)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            tbl = spec.table.quoted(),
+            w = spec.where_sql(&[format!("NOT {}", spec.key_null_sql())]),
+            order = renamed
+                .iter()
+                .map(|c| {
+                    let mut s = format!("s.{}", quote_ident(&c.name));
+                    if c.collation.is_some() && !c.is_array {
+                        s.push_str(" COLLATE \"C\"");
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let rows = self.query("sampling the keys of", &sql, &[]).await?;
+        if rows.len() < 2 {
+            return Ok(Chunking::default());
+        }
+        let mut ch = Chunking {
+            tuple_text: vec![Vec::new(); nk],
+            ..Chunking::default()
+        };
+        let step = (rows.len() as f64 / target as f64).max(1.0);
+        let mut i = step;
+        while (i as usize) < rows.len() {
+            let r = &rows[i as usize];
+            let key = decode::decode_row(r, 0, &spec.key).map_err(|m| Error::Table {
+                table: spec.table.to_string(),
+                message: m,
+            })?;
+            for (c, col) in ch.tuple_text.iter_mut().enumerate() {
+                col.push(r.get::<_, String>(nk + c));
+            }
+            ch.bounds.push(key[0].clone());
+            ch.bounds_text.push(r.get::<_, String>(nk));
+            ch.tuples.push(key);
+            i += step;
+        }
+        Ok(ch)
+    }
+
     async fn pushdown_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len() as i32;
-        let bucket = if n == 0 {
-            format!(
-                "CASE WHEN {} IS NULL THEN 1 ELSE 0 END",
-                TableSpec::col_ref(&spec.key[0])
-            )
-        } else {
-            format!(
-                "COALESCE(width_bucket({}, {}), {})",
-                spec.k0_expr(),
-                spec.bounds_param(),
-                n + 1
-            )
-        };
-        let sql = format!(
+        let (bucket, params) = spec.bucket_sql(chunking);
+        let mut sql = format!(
             "SELECT (b::int8 << 32) | count(*), bit_xor(h) FROM \
              (SELECT {bucket} AS b, hash_record_extended({row}, {CHUNK_SEED}) AS h FROM {tbl} t{w}) s GROUP BY b",
             row = spec.row_expr(),
             tbl = spec.table.quoted(),
             w = spec.where_sql(&[]),
         );
-        let ints: Vec<i64> = if spec.int_key() {
-            chunking
-                .bounds
+        let mut by_range = Vec::new();
+        if !chunking.bounds.is_empty() && chunking.arith.is_none() && spec.ranges_by_index() {
+            let (q, p) = spec.range_summaries_sql(chunking);
+            sql = q;
+            by_range = p;
+        }
+        // The planner cannot know how few chunks there are (it guesses one group per key)
+        // so, left alone, it sorts the whole rows (spilling hundreds of MB) or sizes hash
+        // tables for millions of groups, and it compiles the expressions with JIT (~90 ms per
+        // process at 1M rows). A hash aggregate sized for the chunks, never a sort, no JIT;
+        // parallel workers stay on (one partial aggregate per worker).
+        let kb = (chunking.len() as u64 * 200 / 1024).clamp(4096, 1 << 20);
+        let _ = self
+            .client
+            .batch_execute(&format!(
+                "SET LOCAL jit = off; SET LOCAL enable_sort = off; SET LOCAL work_mem = '{kb}kB'"
+            ))
+            .await;
+        let params: Vec<&(dyn ToSql + Sync)> = if by_range.is_empty() {
+            params.refs()
+        } else {
+            by_range
                 .iter()
-                .map(|b| if let Value::Int(x) = b { *x } else { 0 })
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
                 .collect()
-        } else {
-            Vec::new()
-        };
-        let params: Vec<&(dyn ToSql + Sync)> = if n == 0 {
-            Vec::new()
-        } else if spec.int_key() {
-            vec![&ints]
-        } else {
-            vec![&chunking.bounds_text]
         };
         // Streamed: one small summary kept per chunk, never the result rows.
         let t0 = Instant::now();
+        tracing::debug!(region = %self.region, sql, "query");
         let stream = self
             .client
             .query_raw(sql.as_str(), params.iter().copied())
@@ -622,11 +1071,16 @@ impl<'a> PgSource<'a> {
             .iter()
             .map(types::ColumnType::effective_oid)
             .collect();
-        let k0_idx = spec
-            .columns
+        let key_idx: Vec<usize> = spec
+            .key
             .iter()
-            .position(|c| c.name == spec.key[0].name)
-            .unwrap_or(0);
+            .map(|k| {
+                spec.columns
+                    .iter()
+                    .position(|c| c.name == k.name)
+                    .unwrap_or(0)
+            })
+            .collect();
         let sql = format!(
             "COPY (SELECT {} FROM {} t{}) TO STDOUT (FORMAT binary)",
             cols.join(", "),
@@ -655,9 +1109,18 @@ impl<'a> PgSource<'a> {
                     let hashed = batch.par_map(|t| -> Result<(usize, digest::RowDigest), String> {
                         let mut buf = Vec::with_capacity(256);
                         let d = copy::digest_copy_tuple(&t, &oids, &mut buf)?;
-                        let k0 = t.fields().nth(k0_idx).flatten();
-                        let v = decode::decode_wire(k0, oids[k0_idx])?;
-                        Ok((chunking2.chunk_of(&v), d))
+                        if let [i] = key_idx[..] {
+                            let v = decode::decode_wire(t.fields().nth(i).flatten(), oids[i])?;
+                            return Ok((chunking2.chunk_of(&v), d));
+                        }
+                        let fields: Vec<Option<&[u8]>> = t.fields().collect();
+                        let key = key_idx
+                            .iter()
+                            .map(|&i| {
+                                decode::decode_wire(fields.get(i).copied().flatten(), oids[i])
+                            })
+                            .collect::<Result<Vec<Value>, String>>()?;
+                        Ok((chunking2.chunk_of_key(&key), d))
                     });
                     for h in hashed {
                         let (chunk, d) = h?;
@@ -721,7 +1184,6 @@ impl<'a> PgSource<'a> {
     ) -> Result<Vec<KeyedRow>> {
         let spec = self.spec.clone();
         let n = chunking.bounds.len();
-        let k0 = spec.k0_expr();
         let ty = &spec.key[0].type_name;
         let sel = match self.mode {
             Mode::Stream => spec
@@ -741,33 +1203,44 @@ impl<'a> PgSource<'a> {
         if n > 0 && !spec.key_in_byte_order() {
             // The key's index is in a collation other than byte order, so a byte-order range
             // cannot use it: one scan picks the rows of the differing chunks instead.
+            let (bucket, params) = spec.bucket_sql(chunking);
+            let np = params.refs().len();
             let sql = format!(
                 "SELECT {select} FROM {tbl} t{w}",
                 tbl = spec.table.quoted(),
-                w = spec.where_sql(&[format!(
-                    "COALESCE(width_bucket({k0}, {}), {}) = ANY($2::int4[])",
-                    spec.bounds_param(),
-                    n + 1
-                )]),
+                w = spec.where_sql(&[format!("{bucket} = ANY(${}::int4[])", np + 1)]),
             );
             let wanted: Vec<i32> = chunks.iter().map(|&c| c as i32).collect();
-            let rows = self
-                .query("reading rows of", &sql, &[&chunking.bounds_text, &wanted])
-                .await?;
+            let mut refs = params.refs();
+            refs.push(&wanted);
+            let rows = self.query("reading rows of", &sql, &refs).await?;
             let mut out = Vec::new();
             self.keyed_rows(&rows, 0, &mut out)?;
             self.stats.chunks_differing += chunks.len() as u64;
             return Ok(out);
         }
-        let mut lo = Vec::new();
-        let mut hi = Vec::new();
+        let nk = if spec.composite() { spec.key.len() } else { 1 };
+        // The key (as compared) and a bound given as text parameters `$first..`.
+        let kx = spec.key_expr();
+        let bound = |first: usize| -> String {
+            if spec.composite() {
+                let texts: Vec<String> = (0..nk).map(|i| format!("${}::text", first + i)).collect();
+                spec.key_tuple(&texts)
+            } else {
+                format!("${first}::text::{ty}")
+            }
+        };
+        // The texts of bound `i`, one per key column.
+        let bound_texts = |i: usize| spec.bound_texts(chunking, i);
+        let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
+        let mut hi: Vec<Vec<String>> = vec![Vec::new(); nk];
         let mut out = Vec::new();
         for &c in chunks {
             if n == 0 {
                 let cond = if c == 0 {
-                    format!("{} IS NOT NULL", TableSpec::col_ref(&spec.key[0]))
+                    format!("NOT {}", spec.key_null_sql())
                 } else {
-                    format!("{} IS NULL", TableSpec::col_ref(&spec.key[0]))
+                    spec.key_null_sql()
                 };
                 let sql = format!(
                     "SELECT {select} FROM {} t{}",
@@ -777,47 +1250,76 @@ impl<'a> PgSource<'a> {
                 let rows = self.query("reading rows of", &sql, &[]).await?;
                 self.keyed_rows(&rows, c, &mut out)?;
             } else if c == 0 || c == n || c == n + 1 {
-                let cond = if c == 0 {
-                    format!("{k0} < $1::text::{ty}")
+                let (cond, texts) = if c == 0 {
+                    (format!("{kx} < {}", bound(1)), bound_texts(0))
                 } else if c == n {
-                    format!("{k0} >= $1::text::{ty}")
+                    (format!("{kx} >= {}", bound(1)), bound_texts(n - 1))
                 } else {
-                    format!("{} IS NULL", TableSpec::col_ref(&spec.key[0]))
+                    (spec.key_null_sql(), Vec::new())
                 };
                 let sql = format!(
                     "SELECT {select} FROM {} t{}",
                     spec.table.quoted(),
                     spec.where_sql(&[cond])
                 );
-                let rows = if c == n + 1 {
-                    self.query("reading rows of", &sql, &[]).await?
-                } else {
-                    let b = if c == 0 {
-                        &chunking.bounds_text[0]
-                    } else {
-                        &chunking.bounds_text[n - 1]
-                    };
-                    self.query("reading rows of", &sql, &[b]).await?
-                };
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    texts.iter().map(|t| t as &(dyn ToSql + Sync)).collect();
+                let rows = self.query("reading rows of", &sql, &refs).await?;
                 self.keyed_rows(&rows, c, &mut out)?;
             } else {
-                lo.push(chunking.bounds_text[c - 1].clone());
-                hi.push(chunking.bounds_text[c].clone());
+                for (i, t) in bound_texts(c - 1).into_iter().enumerate() {
+                    lo[i].push(t);
+                }
+                for (i, t) in bound_texts(c).into_iter().enumerate() {
+                    hi[i].push(t);
+                }
             }
         }
-        for (lo, hi) in lo.chunks(5000).zip(hi.chunks(5000)) {
-            let sql = format!(
-                "SELECT x.* FROM unnest($1::text[], $2::text[]) AS r(lo, hi) \
-                 CROSS JOIN LATERAL (SELECT {select} FROM {tbl} t{w}) x",
-                tbl = spec.table.quoted(),
-                w = spec.where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
-            );
-            let rows = self
-                .query("reading rows of", &sql, &[&lo.to_vec(), &hi.to_vec()])
-                .await?;
+        // Ranges through the key's index: `unnest` of the low and high bounds (one array per
+        // key column each), one index range scan per chunk.
+        let lo_cols: Vec<String> = (0..nk).map(|i| format!("lo{i}")).collect();
+        let hi_cols: Vec<String> = (0..nk).map(|i| format!("hi{i}")).collect();
+        let arrays: Vec<String> = (0..2 * nk).map(|i| format!("${}::text[]", i + 1)).collect();
+        let tuple = |cols: &[String]| -> String {
+            let refs: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
+            if spec.composite() {
+                spec.key_tuple(&refs)
+            } else {
+                format!("{}::{ty}", refs[0])
+            }
+        };
+        let sql = format!(
+            "SELECT x.* FROM unnest({arrays}) AS r({cols}) \
+             CROSS JOIN LATERAL (SELECT {select} FROM {tbl} t{w}) x",
+            arrays = arrays.join(", "),
+            cols = lo_cols
+                .iter()
+                .chain(&hi_cols)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            tbl = spec.table.quoted(),
+            w = spec.where_sql(&[
+                format!("{kx} >= {}", tuple(&lo_cols)),
+                format!("{kx} < {}", tuple(&hi_cols))
+            ]),
+        );
+        let total = lo[0].len();
+        let mut start = 0;
+        while start < total {
+            let end = (start + 5000).min(total);
+            let slices: Vec<Vec<String>> = lo
+                .iter()
+                .chain(&hi)
+                .map(|a| a[start..end].to_vec())
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                slices.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let rows = self.query("reading rows of", &sql, &refs).await?;
             for r in &rows {
                 self.keyed_row(r, 0, 0, &mut out)?;
             }
+            start = end;
         }
         self.stats.chunks_differing += chunks.len() as u64;
         Ok(out)
@@ -1004,6 +1506,18 @@ impl KeyedSource for PgSource<'_> {
                 .map(|&i| chunking.bounds_text[i].clone())
                 .collect(),
             bounds: cuts.iter().map(|&i| chunking.bounds[i].clone()).collect(),
+            tuples: if chunking.tuples.is_empty() {
+                Vec::new()
+            } else {
+                cuts.iter().map(|&i| chunking.tuples[i].clone()).collect()
+            },
+            tuple_text: chunking
+                .tuple_text
+                .iter()
+                .map(|col| cuts.iter().map(|&i| col[i].clone()).collect())
+                .collect(),
+            // A subset of evenly spaced bounds is not evenly spaced.
+            arith: None,
         };
         let chunks_before = self.stats.chunks;
         let sums = self.pushdown_summaries(&coarse).await?;
@@ -1061,5 +1575,91 @@ impl KeyedSource for PgSource<'_> {
 
     fn stats(&self) -> RegionStats {
         self.stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The server's arithmetic chunk of [`TableSpec::bucket_sql`], in Rust.
+    fn arith_bucket(k: i64, ch: &Chunking) -> usize {
+        let (lo, w) = ch.arith.unwrap();
+        let n = ch.bounds.len() as i64;
+        let last = lo + (n - 1) * w;
+        if k < lo {
+            0
+        } else if k >= last {
+            n as usize
+        } else {
+            ((k - lo) / w + 1) as usize
+        }
+    }
+
+    #[test]
+    fn skewed_keys_are_not_even() {
+        let mut ints: Vec<i64> = (0..1000).collect();
+        ints.extend((0..1000).map(|i| 1_000_000_000 + i));
+        assert!(even_chunking(&ints, 100).is_none());
+        let even: Vec<i64> = (0..2000).map(|i| i * 7).collect();
+        let ch = even_chunking(&even, 100).unwrap();
+        assert!(ch.bounds.len() >= 100 && ch.bounds.len() <= 102);
+    }
+
+    proptest! {
+        #[test]
+        fn arithmetic_chunk_is_width_bucket(
+            lo in -1_000_000i64..1_000_000,
+            step in 1i64..1000,
+            m in 16usize..200,
+            target in 2usize..500,
+            probes in proptest::collection::vec(any::<i64>(), 0..50),
+            near in proptest::collection::vec(-2_000_000i64..2_000_000, 0..50),
+        ) {
+            let ints: Vec<i64> = (0..m as i64).map(|i| lo + i * step).collect();
+            let ch = even_chunking(&ints, target).unwrap();
+            prop_assert!(ch.bounds.windows(2).all(|w| w[0].compare(&w[1]) == Some(std::cmp::Ordering::Less)));
+            for k in probes.into_iter().chain(near).chain(ints.iter().copied()) {
+                prop_assert_eq!(arith_bucket(k, &ch), ch.chunk_of(&Value::Int(k)));
+            }
+        }
+
+        #[test]
+        fn extreme_ranges_do_not_overflow(a in any::<i64>(), b in any::<i64>(), target in 2usize..5000) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let mut ints: Vec<i64> = (0..32).map(|i| (lo as i128 + (hi as i128 - lo as i128) * i / 31) as i64).collect();
+            ints.dedup();
+            if let Some(ch) = even_chunking(&ints, target) {
+                for k in [i64::MIN, lo, hi, i64::MAX, 0] {
+                    prop_assert_eq!(arith_bucket(k, &ch), ch.chunk_of(&Value::Int(k)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn composite_chunk_of_key() {
+        let ch = Chunking {
+            bounds: vec![Value::Int(1), Value::Int(1), Value::Int(2)],
+            bounds_text: vec!["1".into(), "1".into(), "2".into()],
+            tuples: vec![
+                vec![Value::Int(1), Value::Int(10)],
+                vec![Value::Int(1), Value::Int(20)],
+                vec![Value::Int(2), Value::Int(5)],
+            ],
+            tuple_text: vec![],
+            arith: None,
+        };
+        let k = |a: i64, b: i64| ch.chunk_of_key(&[Value::Int(a), Value::Int(b)]);
+        assert_eq!(k(0, 99), 0);
+        assert_eq!(k(1, 9), 0);
+        assert_eq!(k(1, 10), 1);
+        assert_eq!(k(1, 19), 1);
+        assert_eq!(k(1, 20), 2);
+        assert_eq!(k(2, 4), 2);
+        assert_eq!(k(2, 5), 3);
+        assert_eq!(k(9, 0), 3);
+        assert_eq!(ch.chunk_of_key(&[Value::Int(1), Value::Null]), 4);
     }
 }

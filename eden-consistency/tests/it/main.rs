@@ -6,6 +6,7 @@
 mod check_basic;
 mod check_bench;
 mod check_cases;
+mod check_chunks;
 mod check_clusters;
 mod check_common;
 mod check_incremental;
