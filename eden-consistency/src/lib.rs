@@ -31,6 +31,7 @@ mod check;
 mod config;
 mod error;
 mod pg;
+mod progress;
 mod repair;
 mod resolve;
 mod row;
@@ -38,7 +39,6 @@ mod source;
 mod store;
 
 pub use check::incremental::{IncrementalOptions, IncrementalReport};
-pub use check::progress::{Progress, ProgressSink};
 pub use check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
@@ -55,6 +55,7 @@ pub use pg::conninfo;
 pub use pg::conninfo::{ConnParams, SslMode};
 pub use pg::ident::TableName;
 pub use pg::schema::{Column, KeySource, TableSchema};
+pub use progress::{Progress, ProgressSink};
 pub use repair::apply::{
     ActionReport, ActionStatus, ApplyOptions, FixReport, FixRun, apply_plan, apply_plan_on,
     run_fix, write_sql_scripts,

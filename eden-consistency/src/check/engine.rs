@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::check::progress::ProgressSink;
 use crate::error::Result;
+use crate::progress::ProgressSink;
 use crate::source::keyed::{ChunkSummary, KeyedSource, PlanHint, ProgressHandle};
 use crate::source::merkle;
 

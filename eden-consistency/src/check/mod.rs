@@ -44,7 +44,6 @@
 
 pub(crate) mod engine;
 pub(crate) mod incremental;
-pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod shard;
 pub(crate) mod state;
@@ -56,7 +55,6 @@ use futures_util::future::join_all;
 use tokio_postgres::Client;
 
 use self::engine::{Classifier, Engine, EngineOptions};
-use self::progress::ProgressSink;
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
 };
@@ -67,6 +65,7 @@ use crate::pg::connect::{ConnectOptions, Region};
 use crate::pg::ident::TableName;
 use crate::pg::schema::{self, TableSchema};
 use crate::pg::types::{self, oid};
+use crate::progress::ProgressSink;
 use crate::row::digest::encode_value;
 use crate::row::value::{self, Value};
 use crate::source::keyed::PlanHint;

@@ -48,7 +48,7 @@ pub struct CacheCheckOptions {
     /// List at most this many differences (counts stay exact).
     pub max_differences: Option<usize>,
     /// Where progress is reported (keys read so far), if anywhere.
-    pub progress: crate::check::progress::ProgressSink,
+    pub progress: crate::progress::ProgressSink,
     /// The run id (a new one when `None`).
     pub run_id: Option<String>,
 }

@@ -104,7 +104,7 @@ pub struct ApplyOptions {
     /// Schema of `replication_conflicts` (default `public`).
     pub conflicts_schema: String,
     /// Where progress goes (nowhere by default; the CLI draws bars on a terminal).
-    pub progress: crate::check::progress::ProgressSink,
+    pub progress: crate::progress::ProgressSink,
     /// Re-read the planned keys after applying and compare regions (default true).
     pub recheck: bool,
 }

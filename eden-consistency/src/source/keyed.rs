@@ -37,8 +37,8 @@ use std::future::Future;
 
 use super::RegionStats;
 pub(crate) use super::merkle::ChunkSummary;
-use crate::check::progress::ProgressSink;
 use crate::error::Result;
+use crate::progress::ProgressSink;
 
 /// What planning the partition may use: the caller's estimate of the rows per region and
 /// a forced number of chunks.
