@@ -42,8 +42,10 @@
 //! # }
 //! ```
 
+mod classify;
 pub(crate) mod engine;
 pub(crate) mod incremental;
+mod record;
 pub(crate) mod report;
 pub(crate) mod shard;
 pub(crate) mod state;
@@ -54,6 +56,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio_postgres::Client;
 
+pub(crate) use self::classify::*;
 use self::engine::{Classifier, Engine, EngineOptions};
 use crate::check::report::{
     CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
@@ -66,10 +69,9 @@ use crate::pg::ident::TableName;
 use crate::pg::schema::{self, TableSchema};
 use crate::pg::types::{self, oid};
 use crate::progress::ProgressSink;
-use crate::row::digest::encode_value;
-use crate::row::value::{self, Value};
+use crate::row::value::Value;
 use crate::source::keyed::PlanHint;
-use crate::source::{FetchedRow, Mode, PgKey, PgSource, TableSpec};
+use crate::source::{Mode, PgSource, TableSpec};
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -1010,212 +1012,5 @@ impl Checker {
             oid::TIMESTAMP | oid::TIMESTAMPTZ
         )
         .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
-    }
-
-    /// Sessions for `--record` (one per region, outside the check's read-only snapshot),
-    /// with the conflicts table created where missing.
-    async fn recorder(&self) -> Result<Vec<Client>> {
-        let conns = self.open_set().await?;
-        let table = self.conflicts_table();
-        for (r, c) in self.regions.iter().zip(&conns) {
-            crate::store::conflicts::init(c, &r.name, &table).await?;
-        }
-        Ok(conns)
-    }
-
-    /// Writes differences as unresolved `replication_conflicts` rows in every region.
-    async fn record(
-        &self,
-        conns: &[Client],
-        spec: &TableSpec,
-        found: &[&Found],
-        run_id: &str,
-    ) -> Result<()> {
-        if found.is_empty() {
-            return Ok(());
-        }
-        let table = self.conflicts_table();
-        for (ri, (r, c)) in self.regions.iter().zip(conns).enumerate() {
-            let recs: Vec<crate::store::conflicts::ConflictRecord> = found
-                .iter()
-                .map(|f| {
-                    let row_in = |i: usize| f.rows.get(i).and_then(|r| r.as_ref()).map(|vals| row_json(spec, vals));
-                    let local_row = row_in(ri);
-                    // "The other side": the other region, or (three or more) the other regions
-                    // as a comma-separated list; its row when there is exactly one.
-                    let other_idx: Vec<usize> = (0..self.regions.len()).filter(|&i| i != ri).collect();
-                    let others: Vec<&str> = other_idx.iter().map(|&i| self.regions[i].name.as_str()).collect();
-                    let remote_row = match other_idx.as_slice() {
-                        [only] => row_in(*only),
-                        _ => None,
-                    };
-                    crate::store::conflicts::ConflictRecord {
-                        table_name: spec.table.to_string(),
-                        key: serde_json::Value::Object(key_map(spec, f)),
-                        conflict_type: if f.missing_in.is_empty() { "update_differs".into() } else { "missing_row".into() },
-                        local_region: r.name.clone(),
-                        remote_region: Some(others.join(",")),
-                        local_row,
-                        remote_row,
-                        resolution: None,
-                        winner_region: None,
-                        decided_by: None,
-                        resolved: false,
-                        run_id: run_id.to_string(),
-                        action: None,
-                        changed_columns: Some(f.changed_columns.clone()),
-                        details: Some(serde_json::json!({"missing_in": f.missing_in, "in_flight": f.in_flight, "source": "check"})),
-                    }
-                })
-                .collect();
-            crate::store::conflicts::insert_records(c, &table, &recs).await?;
-        }
-        Ok(())
-    }
-}
-
-/// A row's compared columns as a JSON object (for `local_row` of recorded differences).
-fn row_json(spec: &TableSpec, vals: &[Value]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for (c, v) in spec.columns.iter().zip(vals) {
-        let j = match v {
-            Value::Null => serde_json::Value::Null,
-            Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Int(i) => serde_json::Value::from(*i),
-            Value::Json(j) => serde_json::from_str(j).unwrap_or(serde_json::Value::Null),
-            other => other
-                .pg_text()
-                .map(serde_json::Value::String)
-                .unwrap_or(serde_json::Value::Null),
-        };
-        m.insert(c.name.clone(), j);
-    }
-    serde_json::Value::Object(m)
-}
-
-/// Orders keys by value, column by column (incomparable values by their encoding).
-fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = x.compare(y).unwrap_or_else(|| {
-            let (mut ea, mut eb) = (Vec::new(), Vec::new());
-            encode_value(&mut ea, x);
-            encode_value(&mut eb, y);
-            ea.cmp(&eb)
-        });
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-/// The key as in the report (`{"id": 42}`).
-fn key_map(spec: &TableSpec, f: &Found) -> serde_json::Map<String, serde_json::Value> {
-    spec.key
-        .iter()
-        .zip(f.key.values.iter().zip(&f.key_text))
-        .map(|(c, (v, t))| (c.name.clone(), value::key_json(v, t.as_deref())))
-        .collect()
-}
-
-fn engine_rounds(cls: &PgClassifier) -> bool {
-    cls.window_us > 0 && cls.spec.version_time.is_some()
-}
-
-/// A confirmed difference.
-#[derive(Debug, Clone)]
-pub(crate) struct Found {
-    key: PgKey,
-    key_text: Vec<Option<String>>,
-    missing_in: Vec<String>,
-    changed_columns: Vec<String>,
-    newest: Option<i64>,
-    in_flight: bool,
-    /// Each region's compared columns (kept only for `--record`).
-    rows: Vec<Option<Vec<Value>>>,
-}
-
-/// How PostgreSQL rows differ: compared column by column as values, which names
-/// `changed_columns` and drops any row whose hash differed while its values are equal; a
-/// difference whose newest version is younger than the lag window is re-read once.
-pub(crate) struct PgClassifier {
-    spec: Arc<TableSpec>,
-    names: Vec<String>,
-    window_us: i64,
-    /// When the data was read (microseconds since 2000-01-01).
-    read_at: i64,
-    keep_rows: bool,
-}
-
-impl Classifier<PgSource<'_>> for PgClassifier {
-    type Diff = Found;
-
-    fn classify(&self, key: &PgKey, versions: &[Option<&FetchedRow>]) -> Option<Found> {
-        let missing_in: Vec<String> = versions
-            .iter()
-            .zip(&self.names)
-            .filter(|(v, _)| v.is_none())
-            .map(|(_, n)| n.clone())
-            .collect();
-        let present: Vec<&FetchedRow> = versions.iter().flatten().copied().collect();
-        if present.is_empty() {
-            return None;
-        }
-        let mut changed = Vec::new();
-        for (ci, c) in self.spec.columns.iter().enumerate() {
-            let enc = |r: &FetchedRow| {
-                let mut b = Vec::new();
-                encode_value(&mut b, &r.values[ci]);
-                b
-            };
-            let e0 = enc(present[0]);
-            if present[1..].iter().any(|r| enc(r) != e0) {
-                changed.push(c.name.clone());
-            }
-        }
-        if missing_in.is_empty() && changed.is_empty() {
-            return None;
-        }
-        Some(Found {
-            key: key.clone(),
-            key_text: present[0].key_text.clone(),
-            missing_in,
-            changed_columns: changed,
-            newest: present.iter().filter_map(|r| r.version_time).max(),
-            in_flight: false,
-            rows: if self.keep_rows {
-                versions
-                    .iter()
-                    .map(|v| v.map(|r| r.values.clone()))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-        })
-    }
-
-    /// Age at the moment the data was read (the snapshot), not at the end of the scan: a
-    /// change still replicating when the snapshot was taken is rechecked however long the
-    /// scan took.
-    fn needs_recheck(&self, f: &Found) -> bool {
-        f.newest.is_some_and(|t| self.read_at - t < self.window_us)
-    }
-
-    fn reclassify(&self, old: Found, versions: &[Option<&FetchedRow>]) -> Option<Found> {
-        let mut f = self.classify(&old.key, versions)?;
-        f.in_flight = true;
-        Some(f)
-    }
-
-    fn key<'d>(&self, f: &'d Found) -> &'d PgKey {
-        &f.key
-    }
-
-    fn in_flight(&self, f: &Found) -> bool {
-        f.in_flight
-    }
-
-    fn order(&self, a: &Found, b: &Found) -> std::cmp::Ordering {
-        cmp_keys(&a.key.values, &b.key.values)
     }
 }
