@@ -362,6 +362,11 @@ pub struct CheckArgs {
     /// Record each difference as an unresolved row of replication_conflicts in every region involved.
     #[arg(long)]
     pub record: bool,
+    /// Compare chunk summaries level by level, a tree of this fan-out (2 or more), asking
+    /// each region only for the nodes under differing ones: fewer bytes at low drift over a
+    /// slow link, one more query per level (default: all chunk summaries in one pass).
+    #[arg(long, value_name = "FANOUT", value_parser = clap::value_parser!(u16).range(2..=1024))]
+    pub descent: Option<u16>,
     /// Re-hash only the chunks that may have changed since the last pass (found through
     /// the table's tracking column and per-chunk row counts), reusing the digests kept in
     /// the state file; a full pass when there is no usable state, and every --full-every runs.

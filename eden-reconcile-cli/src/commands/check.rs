@@ -34,6 +34,7 @@ pub async fn run(
         jobs: args.jobs.unwrap_or(1).max(1),
         mode: args.select.mode.into(),
         record: args.record,
+        descent: args.descent.map(usize::from),
         progress: Bars::for_stderr(),
         incremental: incremental_options(args)?,
         shard: match &args.shard {
