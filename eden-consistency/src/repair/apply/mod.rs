@@ -415,31 +415,3 @@ pub async fn apply_plan(
     let refs: Vec<&Client> = sessions.iter().collect();
     apply_plan_on(&refs, plan, opts).await
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pg::ident::TableName;
-    use crate::repair::plan::FkCycle;
-
-    #[test]
-    fn cycles_form_one_group_in_the_given_order() {
-        let t = |n: &str| TableName::new("public", n);
-        let names = vec![t("c"), t("a"), t("b"), t("d")];
-        let order = vec![t("a"), t("b"), t("c"), t("d")];
-        let cycles = vec![FkCycle {
-            tables: vec![t("b"), t("d")],
-            deferrable: false,
-            constraints: Vec::new(),
-        }];
-        let groups = group_tables(&names, &order, &cycles);
-        let got: Vec<(Vec<usize>, bool)> = groups
-            .iter()
-            .map(|g| (g.tables.clone(), g.hard_cycle))
-            .collect();
-        assert_eq!(
-            got,
-            vec![(vec![1], false), (vec![2, 3], true), (vec![0], false)]
-        );
-    }
-}

@@ -1,16 +1,14 @@
 //! After the writes: unique collisions found, keys re-checked, open records closed.
 
+use std::collections::{BTreeMap, HashMap};
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::repair::plan::{ActionKind, FixPlan, KeyMap, TableShape, fetch_rows};
+
 use super::ApplyOptions;
 use super::report::ActionStatus;
-use crate::error::Result;
-use crate::repair::plan::ActionKind;
-use crate::repair::plan::FixPlan;
-use crate::repair::plan::KeyMap;
-use crate::repair::plan::TableShape;
-use crate::repair::plan::fetch_rows;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
-use tokio_postgres::Client;
 
 /// Inserts that were not written (`ON CONFLICT DO NOTHING` met a row) are checked for a
 /// collision on another unique constraint: `(table, key, action, collision)` indexes.

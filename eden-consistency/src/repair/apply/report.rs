@@ -1,12 +1,11 @@
 //! The report of a fix run (see `docs/reports.md`) and how it is built from a plan and the
 //! status of each action.
 
-use crate::repair::plan::ActionKind;
-use crate::repair::plan::FixPlan;
-use crate::repair::plan::KeyMap;
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+
+use crate::repair::plan::{ActionKind, FixPlan, KeyMap};
 
 /// What became of one planned action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,21 +1,16 @@
 //! Running one region's work: the write session (settings, replication origin), the
 //! transactions, retries and the unique-swap fallback.
 
-use super::ApplyOptions;
-use super::ORIGIN_NAME;
-use super::schedule::RegionWork;
-use super::schedule::Unit;
-use super::sql::batch_sql;
-use super::sql::conflicts_table;
-use crate::error::Error;
-use crate::error::Result;
-use crate::error::pg_message;
-use crate::repair::plan::ActionKind;
-use crate::repair::plan::TableShape;
-use crate::repair::plan::sql_literal;
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
 use tokio_postgres::Client;
+
+use crate::error::{Error, Result, pg_message};
+use crate::repair::plan::{ActionKind, TableShape, sql_literal};
+
+use super::schedule::{RegionWork, Unit};
+use super::sql::{batch_sql, conflicts_table};
+use super::{ApplyOptions, ORIGIN_NAME};
 
 /// What happened to one region's work.
 #[derive(Debug, Clone, Default)]

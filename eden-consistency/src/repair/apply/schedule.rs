@@ -1,9 +1,7 @@
 //! Scheduling the writes: a plan's actions turned into per-region items, cut into batches
 //! and transactions in foreign-key order.
 
-use crate::repair::plan::ActionKind;
-use crate::repair::plan::FixPlan;
-use crate::repair::plan::KeyMap;
+use crate::repair::plan::{ActionKind, FixPlan, KeyMap};
 
 /// One row to write in one region (used for fixes and for undo).
 #[derive(Debug, Clone)]
@@ -310,5 +308,33 @@ pub(crate) fn prepare(plan: &FixPlan, batch_size: usize) -> Prepared {
     Prepared {
         work,
         hard_cycle_tables: hard,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::ident::TableName;
+    use crate::repair::plan::FkCycle;
+
+    #[test]
+    fn cycles_form_one_group_in_the_given_order() {
+        let t = |n: &str| TableName::new("public", n);
+        let names = vec![t("c"), t("a"), t("b"), t("d")];
+        let order = vec![t("a"), t("b"), t("c"), t("d")];
+        let cycles = vec![FkCycle {
+            tables: vec![t("b"), t("d")],
+            deferrable: false,
+            constraints: Vec::new(),
+        }];
+        let groups = group_tables(&names, &order, &cycles);
+        let got: Vec<(Vec<usize>, bool)> = groups
+            .iter()
+            .map(|g| (g.tables.clone(), g.hard_cycle))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(vec![1], false), (vec![2, 3], true), (vec![0], false)]
+        );
     }
 }

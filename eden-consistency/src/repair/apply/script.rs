@@ -1,28 +1,17 @@
 //! `--sql-out`: the same statements rendered as one psql script per region.
 
-use super::ApplyOptions;
-use super::report::FixReport;
-use super::report::build_report;
-use super::run::origin_cleanup_sql;
-use super::run::origin_name;
-use super::run::origin_setup_sql;
-use super::schedule::RegionWork;
-use super::schedule::prepare;
-use super::sql::P_ITEMS;
-use super::sql::P_REGION;
-use super::sql::P_TABLE;
-use super::sql::batch_sql;
-use super::sql::conflicts_table;
-use crate::error::Error;
-use crate::error::Result;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
 use crate::pg::ident::escape_control;
-use crate::repair::plan::FixPlan;
-use crate::repair::plan::TableShape;
-use crate::repair::plan::sql_literal;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
-use std::path::Path;
-use std::path::PathBuf;
+use crate::repair::plan::{FixPlan, TableShape, sql_literal};
+
+use super::ApplyOptions;
+use super::report::{FixReport, build_report};
+use super::run::{origin_cleanup_sql, origin_name, origin_setup_sql};
+use super::schedule::{RegionWork, prepare};
+use super::sql::{P_ITEMS, P_REGION, P_TABLE, batch_sql, conflicts_table};
 
 /// The path of region `region`'s script for `--sql-out FILE`: the region's name is put
 /// before the extension (`fix.sql` → `fix.us-east-1.sql`); a directory gets `<region>.sql`.

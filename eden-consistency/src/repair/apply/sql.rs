@@ -1,9 +1,7 @@
 //! The write statements: one guarded, archiving statement per batch of one kind on one table.
 
 use crate::pg::ident::quote_ident;
-use crate::repair::plan::ActionKind;
-use crate::repair::plan::TableShape;
-use crate::repair::plan::sql_literal;
+use crate::repair::plan::{ActionKind, TableShape, sql_literal};
 
 /// Bind-parameter numbers of the write statements.
 pub(super) const P_ITEMS: usize = 1;

@@ -1,11 +1,9 @@
 //! Deciding a key: the versions shown to a decider, the deciders (the table's rule, the
 //! `missing_rows:` setting) and the JSON image merging they use.
 
-use super::ActionKind;
-use super::FetchedRow;
-use super::TableShape;
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+use super::{ActionKind, FetchedRow, TableShape};
 
 /// One region's version of a row, as shown to a decider.
 #[derive(Debug, Clone, Copy)]
@@ -275,4 +273,21 @@ pub fn merge_images(base: &str, sources: &[(&str, &str)]) -> std::result::Result
     }
     s.push('}');
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_exact_numbers() {
+        let base = r#"{"a": 1, "b": "x, \"y\"}", "c": 12345678901234567890.12345678901, "d": {"e": [1, 2]}}"#;
+        let other = r#"{"a": 2, "b": "z", "c": 0.1, "d": null}"#;
+        let m = merge_images(base, &[("c", other), ("d", other)]).unwrap();
+        assert_eq!(m, r#"{"a": 1, "b": "x, \"y\"}", "c": 0.1, "d": null}"#);
+        let back = merge_images(other, &[("c", base)]).unwrap();
+        assert!(back.contains("12345678901234567890.12345678901"));
+        assert!(split_json_object("[1]").is_err());
+        assert_eq!(split_json_object("{}").unwrap(), vec![]);
+    }
 }

@@ -1,14 +1,14 @@
 //! Reading rows: the generic fetch statement (one per batch of keys and region), its
 //! row images and compared values, and SQL literals.
 
-use super::FetchedRow;
-use super::KeyMap;
-use super::TableShape;
-use crate::error::Error;
-use crate::error::Result;
-use crate::pg::ident::quote_ident;
 use std::fmt::Write as _;
+
 use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::pg::ident::quote_ident;
+
+use super::{FetchedRow, KeyMap, TableShape};
 
 /// True when `track_commit_timestamp` is on in this session's server.
 pub async fn commit_ts_enabled(client: &Client, region: &str) -> Result<bool> {

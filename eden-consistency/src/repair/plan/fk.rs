@@ -1,14 +1,13 @@
 //! The foreign-key graph: foreign keys read from `pg_constraint`, tables ordered parents
 //! first, cycles found (Tarjan).
 
-use crate::error::Error;
-use crate::error::Result;
-use crate::pg::ident::TableName;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
-use std::collections::HashMap;
 use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::pg::ident::TableName;
 
 /// A set of tables whose foreign keys form a cycle (including a self-reference).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,4 +203,56 @@ fn tarjan(n: usize, adj: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
         }
     }
     s.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(n: &str) -> TableName {
+        TableName::new("public", n)
+    }
+
+    fn fk(child: &str, parent: &str, deferrable: bool) -> ForeignKey {
+        ForeignKey {
+            child: t(child),
+            parent: t(parent),
+            name: format!("{child}_{parent}_fk"),
+            deferrable,
+        }
+    }
+
+    #[test]
+    fn parents_first() {
+        let tables = vec![t("a_child"), t("m_parent"), t("z_grandparent"), t("lone")];
+        let fks = vec![
+            fk("a_child", "m_parent", false),
+            fk("m_parent", "z_grandparent", false),
+        ];
+        let (order, cycles) = order_tables(&tables, &fks);
+        assert!(cycles.is_empty());
+        let pos = |n: &str| order.iter().position(|x| x.name == n).unwrap();
+        assert!(pos("z_grandparent") < pos("m_parent"));
+        assert!(pos("m_parent") < pos("a_child"));
+        assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn cycles_found() {
+        let tables = vec![t("a"), t("b"), t("c"), t("emp")];
+        let fks = vec![
+            fk("a", "b", true),
+            fk("b", "a", true),
+            fk("c", "a", false),
+            fk("emp", "emp", false),
+        ];
+        let (order, cycles) = order_tables(&tables, &fks);
+        assert_eq!(cycles.len(), 2);
+        let ab = cycles.iter().find(|c| c.tables.len() == 2).unwrap();
+        assert!(ab.deferrable);
+        let emp = cycles.iter().find(|c| c.tables.len() == 1).unwrap();
+        assert!(!emp.deferrable);
+        let pos = |n: &str| order.iter().position(|x| x.name == n).unwrap();
+        assert!(pos("a") < pos("c") && pos("b") < pos("c"));
+    }
 }

@@ -1,31 +1,21 @@
 //! Planning one table: every key's versions read in every region and decided, keys
 //! held back when a delete could cascade.
 
-use super::ActionKind;
-use super::FETCH_BATCH;
-use super::FixPlan;
-use super::FixTarget;
-use super::KeyMap;
-use super::KeyPlan;
-use super::NotPlanned;
-use super::PlannedAction;
-use super::TablePlan;
-use super::TableShape;
-use super::decide::Decide;
-use super::decide::VersionView;
-use super::decide::Winner;
-use super::fetch::commit_ts_enabled;
-use super::fetch::fetch_rows;
-use super::fk::foreign_keys;
-use super::fk::order_tables;
-use super::new_run_id;
-use super::same_version;
-use super::tombstones::fetch_tombstones;
-use crate::error::Error;
-use crate::error::Result;
-use crate::pg::ident::TableName;
 use std::collections::HashMap;
+
 use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::pg::ident::TableName;
+
+use super::decide::{Decide, VersionView, Winner};
+use super::fetch::{commit_ts_enabled, fetch_rows};
+use super::fk::{foreign_keys, order_tables};
+use super::tombstones::fetch_tombstones;
+use super::{
+    ActionKind, FETCH_BATCH, FixPlan, FixTarget, KeyMap, KeyPlan, NotPlanned, PlannedAction,
+    TablePlan, TableShape, new_run_id, same_version,
+};
 
 /// Plans one table: reads every key's versions in every region and asks `decide`.
 ///

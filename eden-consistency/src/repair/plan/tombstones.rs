@@ -1,13 +1,12 @@
 //! Reading deletion times of absent rows from a table's tombstone table.
 
-use super::KeyMap;
-use super::TableShape;
-use super::fetch::keys_json;
-use crate::error::Error;
-use crate::error::Result;
-use crate::pg::ident::TableName;
-use crate::pg::ident::quote_ident;
 use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::pg::ident::{TableName, quote_ident};
+
+use super::fetch::keys_json;
+use super::{KeyMap, TableShape};
 
 /// Reads deletion times of `keys` from a tombstone table (key columns + `deleted_at`).
 pub(super) async fn fetch_tombstones(
