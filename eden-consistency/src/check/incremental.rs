@@ -45,7 +45,7 @@ use crate::source::{Chunking, Mode, PgSource, RegionMarks, TableSpec};
 /// `--incremental` settings.
 #[derive(Debug, Clone)]
 pub struct IncrementalOptions {
-    /// The state file (`--state`; default [`state::default_path`]).
+    /// The state file (`--state`; default: `$EDEN_RECONCILE_STATE`, else the XDG state directory; see `docs/incremental.md`).
     pub state_path: PathBuf,
     /// A full pass at least every this many runs of a table (`--full-every`, default 7; 1
     /// makes every run a full pass that refreshes the state).
