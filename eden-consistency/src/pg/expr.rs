@@ -13,9 +13,9 @@ use crate::pg::types::{ColumnType, Wire, binary_array_elem, is_binary_scalar, oi
 ///
 /// ```
 /// use eden_consistency::__private::expr::select_expr;
-/// use eden_consistency::__private::types::ColumnSpec;
-/// assert_eq!(select_expr(&ColumnSpec::new("id", 20), None), "\"id\"");
-/// assert_eq!(select_expr(&ColumnSpec::new("Mood", 99999), Some("t")), "\"t\".\"Mood\"::text");
+/// use eden_consistency::Column;
+/// assert_eq!(select_expr(&Column::new("id", 20), None), "\"id\"");
+/// assert_eq!(select_expr(&Column::new("Mood", 99999), Some("t")), "\"t\".\"Mood\"::text");
 /// ```
 pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -> String {
     let mut s = String::new();
@@ -57,11 +57,12 @@ pub fn select_expr<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -
 ///
 /// ```
 /// use eden_consistency::__private::expr::pushdown_exprs;
-/// use eden_consistency::__private::types::{ColumnSpec, oid};
-/// assert_eq!(pushdown_exprs(&ColumnSpec::new("n", oid::NUMERIC), Some("t")), vec!["\"t\".\"n\""]);
-/// assert_eq!(pushdown_exprs(&ColumnSpec::new("a", oid::INT4_ARRAY), None),
+/// use eden_consistency::Column;
+/// use eden_consistency::__private::types::oid;
+/// assert_eq!(pushdown_exprs(&Column::new("n", oid::NUMERIC), Some("t")), vec!["\"t\".\"n\""]);
+/// assert_eq!(pushdown_exprs(&Column::new("a", oid::INT4_ARRAY), None),
 ///            vec!["\"a\"", "array_dims(\"a\")"]);
-/// assert_eq!(pushdown_exprs(&ColumnSpec::new("i", oid::INTERVAL), None), vec!["\"i\"::text"]);
+/// assert_eq!(pushdown_exprs(&Column::new("i", oid::INTERVAL), None), vec!["\"i\"::text"]);
 /// ```
 pub fn pushdown_exprs<C: ColumnType + ?Sized>(col: &C, table_alias: Option<&str>) -> Vec<String> {
     use oid::*;

@@ -47,6 +47,25 @@ pub struct Column {
 }
 
 impl Column {
+    /// A column known only by its name and (non-domain) type oid, e.g. for building SQL
+    /// expressions or decoding a value outside a table read from the catalog; the other
+    /// facts take their plain defaults (nullable, hashable, not collatable, no array).
+    pub fn new(name: impl Into<String>, type_oid: u32) -> Column {
+        Column {
+            name: name.into(),
+            type_oid,
+            type_name: String::new(),
+            base_type_oid: type_oid,
+            not_null: false,
+            hashable: true,
+            collation: None,
+            is_array: false,
+            elem_type_oid: None,
+            generated: false,
+            identity_always: false,
+        }
+    }
+
     /// True for `json`, `jsonb` and domains over them.
     pub fn is_json(&self) -> bool {
         matches!(self.base_type_oid, 114 | 3802) || matches!(self.type_oid, 114 | 3802)

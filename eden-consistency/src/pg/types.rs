@@ -2,8 +2,8 @@
 //! of each type travels on the wire (its binary format, or a cast).
 
 /// What [`select_expr`](crate::pg::expr::select_expr) and [`decode`](crate::pg::decode::decode)
-/// need to know about a column. Implemented by [`crate::pg::schema::Column`] and by the small
-/// [`ColumnSpec`].
+/// need to know about a column. Implemented by [`crate::pg::schema::Column`] (the one column struct; `Column::new`
+/// makes one from a name and a type oid).
 pub trait ColumnType {
     /// The column's name, as in the catalog (unquoted).
     fn column_name(&self) -> &str;
@@ -19,40 +19,6 @@ pub trait ColumnType {
             0 => self.type_oid(),
             b => b,
         }
-    }
-}
-
-/// A minimal column description: name and type oid(s).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnSpec {
-    /// Column name (unquoted).
-    pub name: String,
-    /// Type oid.
-    pub type_oid: u32,
-    /// Base type oid for a domain, else 0.
-    pub base_type_oid: u32,
-}
-
-impl ColumnSpec {
-    /// A column of a non-domain type.
-    pub fn new(name: impl Into<String>, type_oid: u32) -> Self {
-        ColumnSpec {
-            name: name.into(),
-            type_oid,
-            base_type_oid: 0,
-        }
-    }
-}
-
-impl ColumnType for ColumnSpec {
-    fn column_name(&self) -> &str {
-        &self.name
-    }
-    fn type_oid(&self) -> u32 {
-        self.type_oid
-    }
-    fn base_type_oid(&self) -> u32 {
-        self.base_type_oid
     }
 }
 

@@ -1,14 +1,15 @@
 //! Decoding rows into values and digesting them, against a real PostgreSQL.
 
 use eden_consistency::__private::digest::{ChunkDigest, row_digest};
-use eden_consistency::__private::types::{ColumnSpec, ColumnType, oid};
+use eden_consistency::__private::types::{ColumnType, oid};
 use eden_consistency::__private::{decimal, decode, expr, json};
+use eden_consistency::Column;
 use eden_consistency::Value;
 use eden_test_util::TestDbs;
 use tokio_postgres::Client;
 
 /// The columns of `table` (in attnum order) with their type and domain base type.
-async fn columns(client: &Client, table: &str) -> Vec<ColumnSpec> {
+async fn columns(client: &Client, table: &str) -> Vec<Column> {
     let rows = client
         .query(
             "SELECT a.attname::text, a.atttypid::oid::int8,
@@ -21,10 +22,10 @@ async fn columns(client: &Client, table: &str) -> Vec<ColumnSpec> {
         .await
         .unwrap();
     rows.iter()
-        .map(|r| ColumnSpec {
-            name: r.get(0),
-            type_oid: r.get::<_, i64>(1) as u32,
-            base_type_oid: r.get::<_, i64>(2) as u32,
+        .map(|r| {
+            let mut c = Column::new(r.get::<_, String>(0), r.get::<_, i64>(1) as u32);
+            c.base_type_oid = r.get::<_, i64>(2) as u32;
+            c
         })
         .collect()
 }
@@ -489,7 +490,7 @@ async fn values_decoding_errors_are_messages() {
     assert!(decode::decode_binary(oid::JSONB, &[2, b'1']).is_err());
     assert!(decode::decode_binary(oid::TEXT, &[0xff]).is_err());
     assert!(json::canonical_json("{\"a\":}").is_err());
-    let col = ColumnSpec::new("x", oid::INT8);
+    let col = Column::new("x", oid::INT8);
     assert_eq!(expr::select_expr(&col, None), "\"x\"");
 }
 

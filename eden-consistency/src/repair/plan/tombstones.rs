@@ -34,7 +34,7 @@ pub(super) async fn fetch_tombstones(
             ),
         });
     };
-    let spec = crate::pg::types::ColumnSpec::new(col.clone(), oid_row.get::<_, u32>(0));
+    let spec = crate::pg::schema::Column::new(col.clone(), oid_row.get::<_, u32>(0));
     let join = shape
         .key_columns
         .iter()
