@@ -1,5 +1,6 @@
 //! Classifying a differing PostgreSQL key: which regions miss it, which columns
-//! changed, whether it is still in flight; and key order.
+//! changed, whether it is still in flight (and the clock that tells: a row version's time);
+//! and key order.
 
 use crate::row::digest::encode_value;
 use crate::row::value::{self, Value};
@@ -131,5 +132,49 @@ impl Classifier<PgSource<'_>> for PgClassifier {
 
     fn order(&self, a: &Found, b: &Found) -> std::cmp::Ordering {
         cmp_keys(&a.key.values, &b.key.values)
+    }
+}
+
+impl Checker {
+    /// The expression giving a row version's time: the commit timestamp when every region
+    /// tracks it, else the rule's tracking column when it is a timestamp.
+    pub(super) async fn version_time_expr(
+        &self,
+        conns: &[Client],
+        resolution: Option<&Resolution>,
+        first: &TableSchema,
+    ) -> Option<String> {
+        let mut all_on = true;
+        for c in conns {
+            let on = c
+                .query_one(
+                    "SELECT current_setting('track_commit_timestamp') = 'on'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false);
+            all_on &= on;
+        }
+        if all_on {
+            return Some("pg_xact_commit_timestamp(t.xmin)".into());
+        }
+        let res = resolution
+            .cloned()
+            .unwrap_or_else(|| self.config.default_resolution());
+        let col = match res {
+            Resolution::LastWriteWins { tracking_column }
+            | Resolution::FirstWriteWins { tracking_column } => tracking_column,
+            Resolution::ColumnMerge {
+                tracking_column, ..
+            } => tracking_column,
+            _ => None,
+        }?;
+        let c = first.column(&col)?;
+        matches!(
+            types::ColumnType::effective_oid(c),
+            oid::TIMESTAMP | oid::TIMESTAMPTZ
+        )
+        .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
     }
 }

@@ -971,46 +971,4 @@ impl Checker {
             differences,
         })
     }
-
-    /// The expression giving a row version's time: the commit timestamp when every region
-    /// tracks it, else the rule's tracking column when it is a timestamp.
-    async fn version_time_expr(
-        &self,
-        conns: &[Client],
-        resolution: Option<&Resolution>,
-        first: &TableSchema,
-    ) -> Option<String> {
-        let mut all_on = true;
-        for c in conns {
-            let on = c
-                .query_one(
-                    "SELECT current_setting('track_commit_timestamp') = 'on'",
-                    &[],
-                )
-                .await
-                .map(|r| r.get::<_, bool>(0))
-                .unwrap_or(false);
-            all_on &= on;
-        }
-        if all_on {
-            return Some("pg_xact_commit_timestamp(t.xmin)".into());
-        }
-        let res = resolution
-            .cloned()
-            .unwrap_or_else(|| self.config.default_resolution());
-        let col = match res {
-            Resolution::LastWriteWins { tracking_column }
-            | Resolution::FirstWriteWins { tracking_column } => tracking_column,
-            Resolution::ColumnMerge {
-                tracking_column, ..
-            } => tracking_column,
-            _ => None,
-        }?;
-        let c = first.column(&col)?;
-        matches!(
-            types::ColumnType::effective_oid(c),
-            oid::TIMESTAMP | oid::TIMESTAMPTZ
-        )
-        .then(|| format!("t.{}::timestamptz", crate::pg::ident::quote_ident(&col)))
-    }
 }
