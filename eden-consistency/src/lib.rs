@@ -40,7 +40,7 @@ mod store;
 
 pub use check::incremental::{IncrementalOptions, IncrementalReport};
 pub use check::report::{
-    CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
+    CheckReport, Difference, Differences, RegionMap, RegionStats, TableReport, TableStatus,
 };
 pub use check::shard::{Shard, ShardOptions, merge_reports, report_exit_code};
 pub use check::{CheckOptions, Checker, DiffKey, TableCheck};

@@ -192,9 +192,8 @@ pub fn check_report(r: &Redactor, report: &mut crate::check::report::CheckReport
     }
     for t in &mut report.tables {
         let table = t.table.clone();
-        for d in &mut t.differences {
-            r.mask_map(&table, &mut d.key);
-        }
+        let r = r.clone();
+        t.differences.mask(move |d| r.mask_map(&table, &mut d.key));
     }
 }
 

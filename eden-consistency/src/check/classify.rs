@@ -33,6 +33,16 @@ pub(super) fn key_map(spec: &TableSpec, f: &Found) -> serde_json::Map<String, se
         .collect()
 }
 
+/// The report's row for a difference.
+pub(super) fn report_row(spec: &TableSpec, f: &Found) -> super::report::Difference {
+    super::report::Difference {
+        key: key_map(spec, f),
+        missing_in: f.missing_in.clone(),
+        changed_columns: f.changed_columns.clone(),
+        in_flight: f.in_flight,
+    }
+}
+
 pub(super) fn engine_rounds(cls: &PgClassifier) -> bool {
     cls.window_us > 0 && cls.spec.version_time.is_some()
 }

@@ -375,6 +375,13 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
         }
     }
 
+    /// Takes the differences settled so far (unsorted), so that the caller can stream
+    /// them to the report instead of the engine keeping them (with no `max_listed` and no
+    /// `keep_all`: the count stays exact; [`Engine::finish`] returns the rest).
+    pub(crate) fn take_settled(&mut self) -> Vec<C::Diff> {
+        std::mem::take(&mut self.listed)
+    }
+
     fn trim(&mut self, max: usize) {
         let cls = self.cls;
         self.listed.sort_by(|a, b| cls.order(a, b));

@@ -45,6 +45,7 @@
 mod classify;
 pub(crate) mod engine;
 pub(crate) mod incremental;
+mod listing;
 mod record;
 pub(crate) mod report;
 pub(crate) mod shard;
@@ -58,9 +59,8 @@ use tokio_postgres::Client;
 
 pub(crate) use self::classify::*;
 use self::engine::{Classifier, Engine, EngineOptions};
-use crate::check::report::{
-    CheckReport, Difference, RegionMap, RegionStats, TableReport, TableStatus,
-};
+use self::listing::Listing;
+use crate::check::report::{CheckReport, RegionMap, RegionStats, TableReport, TableStatus};
 use crate::config::connect_all;
 use crate::config::{Config, Resolution, TableRule};
 use crate::error::{Error, Result};
@@ -854,6 +854,10 @@ impl Checker {
             true => Some(self.recorder().await?),
             false => None,
         };
+        // With no cap and no caller needing the keys, the listed differences stream to the
+        // report's listing (on disk beyond a run) as they are confirmed.
+        let stream = opts.max_differences.is_none() && !details;
+        let mut listing = Listing::default();
         let mut engine = Engine::new(&mut sources, &cls, engine_opts);
         match reused {
             Some((chunking, sums)) => engine.use_summaries(chunking, sums),
@@ -884,6 +888,13 @@ impl Checker {
                 }
             }
             engine.absorb(batch);
+            if stream {
+                for f in engine.take_settled() {
+                    listing
+                        .push(f.key.values.clone(), report_row(&spec, &f))
+                        .map_err(|e| spill_error(table, e))?;
+                }
+            }
         }
         // The snapshot ends here; in-flight re-reads see the regions as they are now.
         engine.release().await;
@@ -904,17 +915,12 @@ impl Checker {
         let row_counts = RegionMap(names.iter().cloned().zip(out.row_counts).collect());
 
         let cap = opts.max_differences.unwrap_or(usize::MAX);
-        let listed: Vec<Difference> = out
-            .listed
-            .iter()
-            .take(cap)
-            .map(|f| Difference {
-                key: key_map(&spec, f),
-                missing_in: f.missing_in.clone(),
-                changed_columns: f.changed_columns.clone(),
-                in_flight: f.in_flight,
-            })
-            .collect();
+        for f in out.listed.iter().take(cap) {
+            listing
+                .push(f.key.values.clone(), report_row(&spec, f))
+                .map_err(|e| spill_error(table, e))?;
+        }
+        let listed = listing.finish().map_err(|e| spill_error(table, e))?;
         let differences: Vec<DiffKey> = if details {
             out.listed
                 .into_iter()
@@ -970,5 +976,13 @@ impl Checker {
             compared_columns: spec.columns.iter().map(|c| c.name.clone()).collect(),
             differences,
         })
+    }
+}
+
+/// A failure of the temporary file that holds a table's many listed differences.
+fn spill_error(table: &TableName, e: std::io::Error) -> Error {
+    Error::Io {
+        path: format!("the temporary file listing the differences of {table}"),
+        message: e.to_string(),
     }
 }

@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+pub use super::listing::Differences;
+
 /// A map from region name to a value that keeps the regions' order (config order) when
 /// serialized as a JSON object.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -59,7 +61,7 @@ impl TableStatus {
 }
 
 /// One differing key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Difference {
     /// Key column → value (integers as numbers, everything else as PostgreSQL prints it with
     /// `TimeZone=UTC`).
@@ -92,8 +94,9 @@ pub struct TableReport {
     pub row_counts: RegionMap<u64>,
     /// Number of differing keys (never capped), in-flight ones included.
     pub difference_count: u64,
-    /// The differences, at most `--max-differences`, in key order.
-    pub differences: Vec<Difference>,
+    /// The differences, at most `--max-differences`, in key order (on disk when there are
+    /// many: see [`Differences`]).
+    pub differences: Differences,
     /// Differences flagged `in_flight`.
     pub in_flight_count: u64,
     /// For `schema_mismatch`: what differs.
@@ -128,7 +131,7 @@ impl TableReport {
             message: Some(message),
             row_counts: RegionMap::default(),
             difference_count: 0,
-            differences: Vec::new(),
+            differences: Differences::default(),
             in_flight_count: 0,
             schema_differences: Vec::new(),
             mode: String::new(),

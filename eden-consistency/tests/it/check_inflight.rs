@@ -33,7 +33,7 @@ async fn young_differences_are_in_flight() {
     assert_eq!(t.status, TableStatus::Consistent, "{:#}", r.to_json());
     assert_eq!(t.in_flight_count, 1);
     assert_eq!(r.in_flight_count, 1);
-    assert!(t.differences[0].in_flight);
+    assert!(t.differences.to_vec()[0].in_flight);
     assert_eq!(
         r.to_json()["tables"][0]["differences"][0]["in_flight"],
         json!(true)

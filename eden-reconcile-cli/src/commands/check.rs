@@ -59,7 +59,13 @@ pub async fn run(
     redact::check_report(redactor, &mut report);
     let mut out = crate::output::stdout();
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
+        Format::Json => {
+            // Streamed: a table's many differences are read back from disk as they print.
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut out);
+            serde_json::to_writer_pretty(&mut w, &report)?;
+            writeln!(w)?;
+            w.flush()?;
+        }
         Format::Human => {
             use std::io::IsTerminal;
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
