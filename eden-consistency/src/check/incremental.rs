@@ -198,12 +198,32 @@ fn fingerprint(spec: &TableSpec, mode: Mode, tracking: Option<&str>, names: &[St
         put(&c.type_name);
         put(c.collation.as_deref().unwrap_or(""));
     }
+    // Chunks of the whole composite key (bounds stored as arrays), not of its first column.
+    put(if spec.composite() {
+        "whole-key chunks"
+    } else {
+        ""
+    });
     put(spec.filter.as_deref().unwrap_or(""));
     put(tracking.unwrap_or(""));
     for n in names {
         put(n);
     }
     h.finalize().to_hex()[..32].to_string()
+}
+
+/// The bounds as stored: as PostgreSQL prints them, or for whole-key (composite) chunks a
+/// JSON array of the columns' texts per bound.
+fn stored_bounds(chunking: &Chunking) -> Vec<String> {
+    if chunking.tuple_text.is_empty() {
+        return chunking.bounds_text.clone();
+    }
+    (0..chunking.bounds_text.len())
+        .map(|i| {
+            let texts: Vec<&String> = chunking.tuple_text.iter().map(|col| &col[i]).collect();
+            serde_json::to_string(&texts).unwrap_or_default()
+        })
+        .collect()
 }
 
 fn micros_to_text(us: i64) -> String {
@@ -344,7 +364,26 @@ pub(crate) async fn begin(
         oid::INT2 | oid::INT4 | oid::INT8
     );
     let mut chunking = Chunking::default();
-    for b in &prev.bounds {
+    if spec.composite() {
+        // Whole-key bounds: each stored as a JSON array of its columns' texts.
+        chunking.tuple_text = vec![Vec::new(); spec.key.len()];
+        for b in &prev.bounds {
+            match serde_json::from_str::<Vec<String>>(b) {
+                Ok(texts) if texts.len() == spec.key.len() => {
+                    chunking.bounds.push(Value::Text(texts[0].clone()));
+                    chunking.bounds_text.push(texts[0].clone());
+                    for (col, t) in chunking.tuple_text.iter_mut().zip(texts) {
+                        col.push(t);
+                    }
+                }
+                _ => {
+                    pass.reason = "the stored chunk bounds are unusable".into();
+                    return Ok((pass, None));
+                }
+            }
+        }
+    }
+    for b in prev.bounds.iter().filter(|_| !spec.composite()) {
         let v = if int_key {
             match b.parse::<i64>() {
                 Ok(x) => Value::Int(x),
@@ -496,7 +535,7 @@ impl TablePass {
                 table: self.table.clone(),
                 scope: run.scope.clone(),
                 fingerprint: self.fingerprint.clone(),
-                bounds: chunking.bounds_text.clone(),
+                bounds: stored_bounds(chunking),
                 regions,
                 last_full_pass_at: last_full,
                 runs_since_full: runs,

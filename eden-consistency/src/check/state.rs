@@ -39,7 +39,8 @@ pub(crate) struct TableState {
     /// Hash of everything the digests depend on: compared columns and their types, key,
     /// `--where`, shard range, mode, tracking column, regions, the tool's version.
     pub(crate) fingerprint: String,
-    /// Chunk bounds as PostgreSQL prints them (chunk `i` holds `bounds[i-1] <= k < bounds[i]`).
+    /// Chunk bounds as PostgreSQL prints them (chunk `i` holds `bounds[i-1] <= k < bounds[i]`);
+    /// for chunks of a whole composite key, each bound a JSON array of its columns' texts.
     pub(crate) bounds: Vec<String>,
     /// One entry per region, in the run's region order.
     pub(crate) regions: Vec<RegionState>,

@@ -2,11 +2,9 @@
 //! integer keys chunked arithmetically or by sampled bounds.
 use crate::check_common::*;
 use eden_consistency::CheckOptions;
+use eden_consistency::Mode;
 use eden_test_util::TestDbs;
 use proptest::prelude::*;
-
-/// Mirrors `WHOLE_KEY_CHUNKS` in source/pg.rs.
-const WHOLE_KEY_CHUNKS: bool = false;
 
 /// A composite key whose first column has only 2 values (4000 rows): chunks are ranges of
 /// the whole key, so they stay small (the rows re-read for a few differing keys are a few
@@ -88,9 +86,7 @@ async fn composite_case(key_type: &str, name: &str) {
         .collect();
     want.sort();
     assert_eq!(got, want);
-    // Balanced chunks by the whole key are switched off for now (source/pg.rs,
-    // WHOLE_KEY_CHUNKS): the differences stay exact, the chunk sizes are not asserted.
-    for (region, s) in t.stats.0.iter().filter(|_| WHOLE_KEY_CHUNKS) {
+    for (region, s) in &t.stats.0 {
         assert!(s.chunks >= 90, "{region}: {} chunks", s.chunks);
         assert!(
             s.chunks_differing <= 7,
@@ -119,6 +115,176 @@ async fn composite_key_chunks_by_whole_key_int() {
 #[tokio::test]
 async fn composite_key_chunks_by_whole_key_text_c() {
     composite_case("text COLLATE \"C\"", "chk_comp_textc").await;
+}
+
+/// One composite-key case of [`exact_differences_composite_key_shapes`]: `cols` key columns
+/// (2: `(a int, b bigint)`, 3: `(a int, c text COLLATE "C", b bigint)`), the first with
+/// `values` values, `rows` rows; `edits` are `(row, Some(v))` updates and `(row, None)`
+/// deletes in region 2, `inserts` new keys there (some below and above every key);
+/// `nulls`: no primary key but `key_columns` naming nullable columns, with rows whose `b`
+/// is NULL (the NULL-key chunk).
+#[allow(clippy::too_many_arguments)]
+async fn composite_shape_case(
+    cols: usize,
+    values: i64,
+    rows: i64,
+    edits: &[(i64, Option<i32>)],
+    inserts: &[(i64, i64)],
+    nulls: bool,
+    chunks: usize,
+) {
+    let dbs = TestDbs::new("chk_prop_comp", 2).await;
+    let c_def = if cols == 3 {
+        "c text COLLATE \"C\", "
+    } else {
+        ""
+    };
+    let key = if cols == 3 { "a, c, b" } else { "a, b" };
+    let c_val = |g: i64| -> String {
+        if cols == 3 {
+            format!("'{}', ", ["", "x", "x y", "Z", "é"][(g % 5) as usize])
+        } else {
+            String::new()
+        }
+    };
+    let pk = if nulls {
+        String::new()
+    } else {
+        format!(", PRIMARY KEY ({key})")
+    };
+    let mut sql = format!("CREATE TABLE t(a int, {c_def}b bigint, v int{pk});");
+    let key_of = |g: i64| (g % values, g * 3);
+    for g in 0..rows {
+        let (a, b) = key_of(g);
+        sql.push_str(&format!("INSERT INTO t VALUES ({a}, {}{b}, 0);", c_val(g)));
+    }
+    if nulls {
+        for a in 0..values {
+            sql.push_str(&format!("INSERT INTO t VALUES ({a}, {}NULL, 7);", c_val(a)));
+        }
+    }
+    sql.push_str("ANALYZE t;");
+    dbs.exec_all(&sql).await;
+    // Region 2's value of each edited row (`None`: deleted); 0 everywhere at first.
+    let mut state: std::collections::BTreeMap<i64, Option<i32>> = Default::default();
+    let mut sql = String::new();
+    let c_cond = |g: i64| -> String {
+        if cols == 3 {
+            format!(" AND c = {}", c_val(g).trim_end_matches(", "))
+        } else {
+            String::new()
+        }
+    };
+    for (i, v) in edits {
+        let g = i % rows;
+        let (a, b) = key_of(g);
+        match v {
+            Some(v) => sql.push_str(&format!(
+                "UPDATE t SET v = {v} WHERE a = {a} AND b = {b}{};",
+                c_cond(g)
+            )),
+            None => sql.push_str(&format!(
+                "DELETE FROM t WHERE a = {a} AND b = {b}{};",
+                c_cond(g)
+            )),
+        }
+        let now = state.entry(g).or_insert(Some(0));
+        // An update of a deleted row changes nothing.
+        *now = match (v, *now) {
+            (Some(x), Some(_)) => Some(*x),
+            _ => None,
+        };
+    }
+    let mut want: std::collections::BTreeSet<(i64, i64)> = state
+        .iter()
+        .filter(|(_, v)| **v != Some(0))
+        .map(|(g, _)| key_of(*g))
+        .collect();
+    for (a, b) in inserts {
+        // Keys off the `b = 3g` grid: new in region 2.
+        let b = b * 3 + 1;
+        sql.push_str(&format!("INSERT INTO t VALUES ({a}, {}{b}, 1);", c_val(0)));
+        want.insert((*a, b));
+    }
+    if !sql.is_empty() {
+        dbs.exec(1, &sql).await;
+    }
+    let counts: Vec<u64> = {
+        let mut v = Vec::new();
+        for i in 0..2 {
+            let n = dbs.query_texts(i, "SELECT count(*)::text FROM t").await;
+            v.push(n[0].as_deref().unwrap().parse().unwrap());
+        }
+        v
+    };
+    let mut cfg = config_for(&dbs);
+    if nulls {
+        let k: Vec<&str> = key.split(", ").collect();
+        add_rule(&mut cfg, dbs.name(0), "t", Some(k), vec![]);
+    }
+    let c = eden_consistency::Checker::connect(cfg, dbs.name(0))
+        .await
+        .unwrap();
+    let o = CheckOptions {
+        chunks: Some(chunks),
+        ..Default::default()
+    };
+    let r = run_both(&c, &o).await;
+    let t = table(&r, "public.t");
+    let got: std::collections::BTreeSet<(i64, i64)> = diffs(t)
+        .iter()
+        .map(|(k, _, _)| (k["a"].as_i64().unwrap(), k["b"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+    // Every row lies in exactly one chunk: the chunk counts add up to the table.
+    let p = c
+        .run(&CheckOptions {
+            mode: Mode::Pushdown,
+            ..o.clone()
+        })
+        .await
+        .unwrap();
+    let t = table(&p, "public.t");
+    for (i, (region, s)) in t.stats.0.iter().enumerate() {
+        assert_eq!(s.rows_read, counts[i], "{region}: rows in the chunks");
+        // Chunks of the whole key: as many as asked for, whatever the first column.
+        if rows >= 4 * chunks as i64 {
+            assert!(
+                s.chunks as usize * 10 >= chunks * 8,
+                "{region}: {} chunks for {chunks}",
+                s.chunks
+            );
+            assert!(
+                s.chunks_differing as usize <= want.len(),
+                "{region}: {} differing chunks for {} keys",
+                s.chunks_differing,
+                want.len()
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+    /// Composite keys whose first column has few values (2 or 3 key columns, text in byte
+    /// order, NULLs in configured key columns): as many chunks as asked for, every row in
+    /// exactly one, and exact differences in both modes.
+    #[test]
+    fn exact_differences_composite_key_shapes(
+        cols in 2usize..4,
+        values in 1i64..5,
+        rows in 50i64..1200,
+        edits in proptest::collection::vec((0i64..100_000, proptest::option::of(-3i32..3)), 0..12),
+        inserts in proptest::collection::vec((-1i64..6, -5i64..1300), 0..5),
+        nulls in proptest::bool::weighted(0.25),
+        chunks in 2usize..60,
+    ) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut inserts = inserts;
+        inserts.sort();
+        inserts.dedup();
+        rt.block_on(composite_shape_case(cols, values, rows, &edits, &inserts, nulls, chunks));
+    }
 }
 
 /// A text part in the database's default collation: ranges in byte order cannot use the

@@ -70,13 +70,28 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn sql(op: &Op) -> String {
+/// The table of [`incremental_equals_full`]: keyed by `id`, or (`composite`) by `(a, id)`
+/// with `a = id % 3` (chunks of the whole composite key).
+const SETUP_COMPOSITE: &str = "CREATE TABLE t(a int, id bigint, v int, ts timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (a, id));
+                     CREATE INDEX ON t(ts);";
+
+fn sql(op: &Op, composite: bool) -> String {
+    let (Op::Insert(k, _) | Op::Update(k, _) | Op::Delete(k)) = op;
+    let (cols, vals, cond) = if composite {
+        (
+            "a, id",
+            format!("{}, {k}", k % 3),
+            format!("a = {} AND id = {k}", k % 3),
+        )
+    } else {
+        ("id", k.to_string(), format!("id = {k}"))
+    };
     match op {
-        Op::Insert(k, v) => format!(
-            "INSERT INTO t(id, v) VALUES ({k}, {v}) ON CONFLICT (id) DO UPDATE SET v = {v}, ts = now()"
+        Op::Insert(_, v) => format!(
+            "INSERT INTO t({cols}, v) VALUES ({vals}, {v}) ON CONFLICT ({cols}) DO UPDATE SET v = {v}, ts = now()"
         ),
-        Op::Update(k, v) => format!("UPDATE t SET v = {v}, ts = now() WHERE id = {k}"),
-        Op::Delete(k) => format!("DELETE FROM t WHERE id = {k}"),
+        Op::Update(_, v) => format!("UPDATE t SET v = {v}, ts = now() WHERE {cond}"),
+        Op::Delete(_) => format!("DELETE FROM t WHERE {cond}"),
     }
 }
 
@@ -89,13 +104,15 @@ proptest! {
         base in proptest::collection::btree_map(0i64..600, any::<i32>(), 0..300),
         rounds in proptest::collection::vec(proptest::collection::vec((0usize..2, op()), 0..30), 1..4),
         chunks in proptest::option::of(2usize..40),
+        composite in any::<bool>(),
     ) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let dbs = TestDbs::new("chk_inc_prop", 2).await;
-            let mut s = String::from(SETUP);
+            let mut s = String::from(if composite { SETUP_COMPOSITE } else { SETUP });
             for (k, v) in &base {
-                s.push_str(&format!("INSERT INTO t(id, v, ts) VALUES ({k}, {v}, timestamptz '2026-01-01 00:00:00+00');"));
+                let (cols, vals) = if composite { ("a, id", format!("{}, {k}", k % 3)) } else { ("id", k.to_string()) };
+                s.push_str(&format!("INSERT INTO t({cols}, v, ts) VALUES ({vals}, {v}, timestamptz '2026-01-01 00:00:00+00');"));
             }
             dbs.exec_all(&s).await;
             let c = lww_checker(&dbs).await;
@@ -105,7 +122,7 @@ proptest! {
             assert!(table(&first, "public.t").incremental.as_ref().unwrap().full_pass);
             for (n, round) in rounds.iter().enumerate() {
                 for (r, op) in round {
-                    dbs.exec(*r, &sql(op)).await;
+                    dbs.exec(*r, &sql(op, composite)).await;
                 }
                 let inc = c.run(&opts).await.unwrap();
                 let full = c.run(&CheckOptions { mode: Mode::Pushdown, ..CheckOptions::default() }).await.unwrap();

@@ -38,8 +38,12 @@
 //! # Chunks
 //!
 //! Chunks are ranges of the **key**, identical in every region: of its only column, or of
-//! the whole composite key compared column by column (`ROW(k1, k2) >= ROW($1, $2)`), so a
-//! composite key whose first column has few values still gets small, even chunks. The
+//! the whole composite key compared column by column (when all its columns are in byte
+//! order), so a composite key whose first column has few values still gets small, even
+//! chunks. A range of a composite key is read as disjoint pieces of plain per-column
+//! conditions (`k1 = $1 AND k2 >= $2 AND k2 < $4` when both bounds share the first value;
+//! see [`TableSpec::range_pieces`]), never as a row comparison, whose upper end does not
+//! stop a B-tree scan on PostgreSQL 15. The
 //! bounds are taken from the first region (all keys of a small table, else a
 //! `TABLESAMPLE SYSTEM` sample; for integer keys a small sample plus the true min/max,
 //! split by interpolation between sampled quantiles), sorted by value (`COLLATE "C"` for
@@ -67,7 +71,8 @@
 //!   the read-only snapshot transaction. Parallel workers stay on: each runs a partial
 //!   aggregate over its share of the pages.
 //! * Rows of differing chunks are read through the key's index, one range scan per chunk
-//!   (`LATERAL` over `unnest` of the bounds), when the key is in byte order (not
+//!   (per piece of a composite key's range; `LATERAL` over `unnest` of the bounds), when
+//!   the key is in byte order (not
 //!   collatable, or collated `C`/`POSIX`); a key in another collation (the database's
 //!   default included) cannot use its index for byte-order ranges, and those rows are
 //!   picked by one more scan of the table instead.
@@ -98,10 +103,6 @@ use crate::pg::{decode, expr};
 use crate::row::digest::{self, ChunkDigest};
 use crate::row::value::Value;
 use crate::source::merkle::ChunkSummary;
-
-/// Chunk composite keys by the whole key (see [`TableSpec::composite`]); off until the
-/// ranges are expanded into conditions a B-tree scan stops at.
-const WHOLE_KEY_CHUNKS: bool = false;
 
 /// Rows hashed per parallel batch in stream mode.
 const STREAM_BATCH_ROWS: usize = 8192;
@@ -489,7 +490,6 @@ impl<'a> PgSource<'a> {
     ) -> Result<Vec<KeyedRow>> {
         let spec = self.spec.clone();
         let n = chunking.bounds.len();
-        let ty = &spec.key[0].type_name;
         let sel = match self.mode {
             Mode::Stream => spec
                 .columns
@@ -524,17 +524,7 @@ impl<'a> PgSource<'a> {
             self.stats.chunks_differing += chunks.len() as u64;
             return Ok(out);
         }
-        let nk = if spec.composite() { spec.key.len() } else { 1 };
-        // The key (as compared) and a bound given as text parameters `$first..`.
-        let kx = spec.key_expr();
-        let bound = |first: usize| -> String {
-            if spec.composite() {
-                let texts: Vec<String> = (0..nk).map(|i| format!("${}::text", first + i)).collect();
-                spec.key_tuple(&texts)
-            } else {
-                format!("${first}::text::{ty}")
-            }
-        };
+        let nk = spec.chunked_columns();
         // The texts of bound `i`, one per key column.
         let bound_texts = |i: usize| spec.bound_texts(chunking, i);
         let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
@@ -555,18 +545,15 @@ impl<'a> PgSource<'a> {
                 let rows = self.query("reading rows of", &sql, &[]).await?;
                 self.keyed_rows(&rows, c, &mut out)?;
             } else if c == 0 || c == n || c == n + 1 {
-                let (cond, texts) = if c == 0 {
-                    (format!("{kx} < {}", bound(1)), bound_texts(0))
+                let params: Vec<String> = (1..=nk).map(|i| format!("${i}::text")).collect();
+                let (pieces, texts) = if c == 0 {
+                    (spec.range_pieces(None, Some(&params)), bound_texts(0))
                 } else if c == n {
-                    (format!("{kx} >= {}", bound(1)), bound_texts(n - 1))
+                    (spec.range_pieces(Some(&params), None), bound_texts(n - 1))
                 } else {
-                    (spec.key_null_sql(), Vec::new())
+                    (vec![spec.key_null_sql()], Vec::new())
                 };
-                let sql = format!(
-                    "SELECT {select} FROM {} t{}",
-                    spec.table.quoted(),
-                    spec.where_sql(&[cond])
-                );
+                let sql = spec.select_pieces(&select, &pieces);
                 let refs: Vec<&(dyn ToSql + Sync)> =
                     texts.iter().map(|t| t as &(dyn ToSql + Sync)).collect();
                 let rows = self.query("reading rows of", &sql, &refs).await?;
@@ -581,21 +568,14 @@ impl<'a> PgSource<'a> {
             }
         }
         // Ranges through the key's index: `unnest` of the low and high bounds (one array per
-        // key column each), one index range scan per chunk.
+        // key column each), index range scans per chunk (its pieces).
         let lo_cols: Vec<String> = (0..nk).map(|i| format!("lo{i}")).collect();
         let hi_cols: Vec<String> = (0..nk).map(|i| format!("hi{i}")).collect();
         let arrays: Vec<String> = (0..2 * nk).map(|i| format!("${}::text[]", i + 1)).collect();
-        let tuple = |cols: &[String]| -> String {
-            let refs: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
-            if spec.composite() {
-                spec.key_tuple(&refs)
-            } else {
-                format!("{}::{ty}", refs[0])
-            }
-        };
+        let refs =
+            |cols: &[String]| -> Vec<String> { cols.iter().map(|c| format!("r.{c}")).collect() };
         let sql = format!(
-            "SELECT x.* FROM unnest({arrays}) AS r({cols}) \
-             CROSS JOIN LATERAL (SELECT {select} FROM {tbl} t{w}) x",
+            "SELECT x.* FROM unnest({arrays}) AS r({cols}) CROSS JOIN LATERAL ({u}) x",
             arrays = arrays.join(", "),
             cols = lo_cols
                 .iter()
@@ -603,11 +583,10 @@ impl<'a> PgSource<'a> {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", "),
-            tbl = spec.table.quoted(),
-            w = spec.where_sql(&[
-                format!("{kx} >= {}", tuple(&lo_cols)),
-                format!("{kx} < {}", tuple(&hi_cols))
-            ]),
+            u = spec.select_pieces(
+                &select,
+                &spec.range_pieces(Some(&refs(&lo_cols)), Some(&refs(&hi_cols)))
+            ),
         );
         let total = lo[0].len();
         let mut start = 0;

@@ -8,52 +8,16 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{CHUNK_SEED, Chunking, PgSource, TableSpec};
+use super::{CHUNK_SEED, Chunking, PgSource};
 use crate::error::Result;
 use crate::pg::ident::quote_ident;
 use crate::pg::schema::Column;
-use crate::row::value::Value;
 use crate::source::merkle::ChunkSummary;
 
 /// Inner chunks re-hashed per query.
 const RANGES_PER_QUERY: usize = 5000;
 
-impl TableSpec {
-    /// `COALESCE(width_bucket(k0, $1), n + 1)`: the chunk of a row, as in pushdown mode.
-    fn bucket_expr(&self, chunking: &Chunking) -> String {
-        let n = chunking.bounds.len();
-        if n == 0 {
-            format!(
-                "CASE WHEN {} IS NULL THEN 1 ELSE 0 END",
-                TableSpec::col_ref(&self.key[0])
-            )
-        } else {
-            format!(
-                "COALESCE(width_bucket({}, {}), {})",
-                self.k0_expr(),
-                self.bounds_param(),
-                n + 1
-            )
-        }
-    }
-}
-
 impl PgSource<'_> {
-    /// The bounds as the `$1` parameter of [`TableSpec::bucket_expr`].
-    fn bounds_values(&self, chunking: &Chunking) -> Box<dyn ToSql + Sync> {
-        if self.spec.int_key() {
-            Box::new(
-                chunking
-                    .bounds
-                    .iter()
-                    .map(|b| if let Value::Int(x) = b { *x } else { 0 })
-                    .collect::<Vec<i64>>(),
-            )
-        } else {
-            Box::new(chunking.bounds_text.clone())
-        }
-    }
-
     /// The chunks holding a row whose `tracking` column is at least `since_us`
     /// (microseconds since the Unix epoch, UTC), under the `--where` filter.
     pub(crate) async fn changed_chunks(
@@ -63,33 +27,21 @@ impl PgSource<'_> {
         since_us: i64,
     ) -> Result<Vec<usize>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len();
         let cond = format!(
-            "t.{} >= (timestamptz 'epoch' + $2::int8 * interval '1 microsecond')::{}",
+            "t.{} >= (timestamptz 'epoch' + $1::int8 * interval '1 microsecond')::{}",
             quote_ident(&tracking.name),
             tracking.type_name
         );
-        let since = since_us;
-        let rows = if n == 0 {
-            let sql = format!(
-                "SELECT DISTINCT ({})::int4 FROM {} t{}",
-                spec.bucket_expr(chunking),
-                spec.table.quoted(),
-                spec.where_sql(&[cond.replace("$2", "$1")])
-            );
-            self.query("finding changed rows of", &sql, &[&since])
-                .await?
-        } else {
-            let sql = format!(
-                "SELECT DISTINCT ({})::int4 FROM {} t{}",
-                spec.bucket_expr(chunking),
-                spec.table.quoted(),
-                spec.where_sql(&[cond])
-            );
-            let b = self.bounds_values(chunking);
-            self.query("finding changed rows of", &sql, &[b.as_ref(), &since])
-                .await?
-        };
+        let (bucket, params) = spec.bucket_sql(chunking);
+        let np = params.refs().len();
+        let sql = format!(
+            "SELECT DISTINCT ({bucket})::int4 FROM {} t{}",
+            spec.table.quoted(),
+            spec.where_sql(&[cond.replace("$1", &format!("${}", np + 1))])
+        );
+        let mut refs = params.refs();
+        refs.push(&since_us);
+        let rows = self.query("finding changed rows of", &sql, &refs).await?;
         let mut out: Vec<usize> = rows
             .iter()
             .map(|r| r.get::<_, i32>(0).max(0) as usize)
@@ -101,19 +53,13 @@ impl PgSource<'_> {
     /// Rows per chunk now (length `chunking.len()`), reading only the first key column.
     pub(crate) async fn chunk_counts(&mut self, chunking: &Chunking) -> Result<Vec<u64>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len();
+        let (bucket, params) = spec.bucket_sql(chunking);
         let sql = format!(
-            "SELECT ({})::int4, count(*) FROM {} t{} GROUP BY 1",
-            spec.bucket_expr(chunking),
+            "SELECT ({bucket})::int4, count(*) FROM {} t{} GROUP BY 1",
             spec.table.quoted(),
             spec.where_sql(&[])
         );
-        let rows = if n == 0 {
-            self.query("counting rows of", &sql, &[]).await?
-        } else {
-            let b = self.bounds_values(chunking);
-            self.query("counting rows of", &sql, &[b.as_ref()]).await?
-        };
+        let rows = self.query("counting rows of", &sql, &params.refs()).await?;
         let mut out = vec![0u64; chunking.len()];
         for r in &rows {
             let b = r.get::<_, i32>(0).max(0) as usize;
@@ -152,79 +98,94 @@ impl PgSource<'_> {
         };
         if n == 0 || !spec.key_in_byte_order() {
             // One scan, keeping the wanted chunks.
-            let bucket = spec.bucket_expr(chunking);
+            let (bucket, params) = spec.bucket_sql(chunking);
             let wanted: Vec<i32> = chunks.iter().map(|&c| c as i32).collect();
             let sql = format!(
                 "SELECT b, count(*), bit_xor(h) FROM (SELECT ({bucket})::int4 AS b, {hash} AS h FROM {tbl} t{w}) s \
-                 WHERE b = ANY({p}::int4[]) GROUP BY b",
+                 WHERE b = ANY(${p}::int4[]) GROUP BY b",
                 w = spec.where_sql(&[]),
-                p = if n == 0 { "$1" } else { "$2" },
+                p = params.refs().len() + 1,
             );
-            let rows = if n == 0 {
-                self.query("hashing changed chunks of", &sql, &[&wanted])
-                    .await?
-            } else {
-                let b = self.bounds_values(chunking);
-                self.query("hashing changed chunks of", &sql, &[b.as_ref(), &wanted])
-                    .await?
-            };
+            let mut refs = params.refs();
+            refs.push(&wanted);
+            let rows = self.query("hashing changed chunks of", &sql, &refs).await?;
             push(&rows, &mut out);
         } else {
-            let k0 = spec.k0_expr();
-            let ty = &spec.key[0].type_name;
-            let (mut lo, mut hi, mut idx) = (Vec::new(), Vec::new(), Vec::new());
+            let nk = spec.chunked_columns();
+            let hash = format!("{hash} AS h");
+            let (mut lo, mut hi, mut idx) =
+                (vec![Vec::new(); nk], vec![Vec::new(); nk], Vec::new());
             for &c in chunks {
                 if c == 0 || c == n || c == n + 1 {
-                    let (cond, param) = if c == 0 {
+                    let ends: Vec<String> = (1..=nk).map(|i| format!("${i}::text")).collect();
+                    let (pieces, texts) = if c == 0 {
                         (
-                            format!("{k0} < $1::text::{ty}"),
-                            Some(&chunking.bounds_text[0]),
+                            spec.range_pieces(None, Some(&ends)),
+                            spec.bound_texts(chunking, 0),
                         )
                     } else if c == n {
                         (
-                            format!("{k0} >= $1::text::{ty}"),
-                            Some(&chunking.bounds_text[n - 1]),
+                            spec.range_pieces(Some(&ends), None),
+                            spec.bound_texts(chunking, n - 1),
                         )
                     } else {
-                        (
-                            format!("{} IS NULL", TableSpec::col_ref(&spec.key[0])),
-                            None,
-                        )
+                        (vec![spec.key_null_sql()], Vec::new())
                     };
                     let sql = format!(
-                        "SELECT {c}::int4, count(*), bit_xor({hash}) FROM {tbl} t{w}",
-                        w = spec.where_sql(&[cond])
+                        "SELECT {c}::int4, count(*), bit_xor(u.h) FROM ({}) u",
+                        spec.select_pieces(&hash, &pieces)
                     );
-                    let rows = match param {
-                        Some(p) => self.query("hashing changed chunks of", &sql, &[p]).await?,
-                        None => self.query("hashing changed chunks of", &sql, &[]).await?,
-                    };
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        texts.iter().map(|t| t as &(dyn ToSql + Sync)).collect();
+                    let rows = self.query("hashing changed chunks of", &sql, &refs).await?;
                     push(&rows, &mut out);
                 } else {
-                    lo.push(chunking.bounds_text[c - 1].clone());
-                    hi.push(chunking.bounds_text[c].clone());
+                    for (i, t) in spec.bound_texts(chunking, c - 1).into_iter().enumerate() {
+                        lo[i].push(t);
+                    }
+                    for (i, t) in spec.bound_texts(chunking, c).into_iter().enumerate() {
+                        hi[i].push(t);
+                    }
                     idx.push(c as i32);
                 }
             }
-            for ((lo, hi), idx) in lo
-                .chunks(RANGES_PER_QUERY)
-                .zip(hi.chunks(RANGES_PER_QUERY))
-                .zip(idx.chunks(RANGES_PER_QUERY))
-            {
-                let sql = format!(
-                    "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, i) \
-                     CROSS JOIN LATERAL (SELECT {hash} AS h FROM {tbl} t{w}) x GROUP BY r.i",
-                    w = spec
-                        .where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
-                );
-                let rows = self
-                    .query(
-                        "hashing changed chunks of",
-                        &sql,
-                        &[&lo.to_vec(), &hi.to_vec(), &idx.to_vec()],
+            let lo_cols: Vec<String> = (0..nk).map(|i| format!("r.lo{i}")).collect();
+            let hi_cols: Vec<String> = (0..nk).map(|i| format!("r.hi{i}")).collect();
+            let names: Vec<String> = (0..nk)
+                .map(|i| format!("lo{i}"))
+                .chain((0..nk).map(|i| format!("hi{i}")))
+                .collect();
+            let arrays: Vec<String> = (0..=2 * nk)
+                .map(|i| {
+                    format!(
+                        "${}::{}[]",
+                        i + 1,
+                        if i == 2 * nk { "int4" } else { "text" }
                     )
-                    .await?;
+                })
+                .collect();
+            let sql = format!(
+                "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest({arrays}) AS r({names}, i) \
+                 CROSS JOIN LATERAL ({u}) x GROUP BY r.i",
+                arrays = arrays.join(", "),
+                names = names.join(", "),
+                u = spec.select_pieces(&hash, &spec.range_pieces(Some(&lo_cols), Some(&hi_cols))),
+            );
+            let mut start = 0;
+            while start < idx.len() {
+                let end = (start + RANGES_PER_QUERY).min(idx.len());
+                let slices: Vec<Vec<String>> = lo
+                    .iter()
+                    .chain(&hi)
+                    .map(|a| a[start..end].to_vec())
+                    .collect();
+                let ids = idx[start..end].to_vec();
+                let mut refs: Vec<&(dyn ToSql + Sync)> =
+                    slices.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                refs.push(&ids);
+                let rows = self.query("hashing changed chunks of", &sql, &refs).await?;
                 push(&rows, &mut out);
+                start = end;
             }
         }
         self.stats.chunks += chunks.len() as u64;

@@ -146,8 +146,9 @@ impl PgSource<'_> {
         Ok(ch)
     }
 
-    /// Bounds of a composite key: a sample of whole keys, in the order of
-    /// [`TableSpec::key_expr`] (column by column, text in byte order), one per chunk.
+    /// Bounds of a composite key: a sample of whole keys (rows picked independently), in
+    /// the order of [`TableSpec::key_expr`] (column by column, text in byte order), one per
+    /// chunk.
     pub(super) async fn sample_composite(
         &mut self,
         estimated_rows: u64,
@@ -158,8 +159,13 @@ impl PgSource<'_> {
         let sample = if estimated_rows <= 4 * target as u64 || estimated_rows < 20_000 {
             String::new()
         } else {
+            // BERNOULLI, not SYSTEM: SYSTEM returns whole pages, i.e. runs of neighbouring
+            // keys when the table was filled in key order within each first-column value,
+            // and bounds taken from such runs make chunks of 1 row inside a run and of
+            // hundreds between runs (measured: 1M rows, 4 tenants, 600 rows per differing
+            // chunk instead of 26). BERNOULLI picks rows independently (it reads every page).
             let pct = (target as f64 * 150.0 / estimated_rows as f64).min(100.0);
-            format!(" TABLESAMPLE SYSTEM ({pct:.6})")
+            format!(" TABLESAMPLE BERNOULLI ({pct:.6})")
         };
         let renamed: Vec<Column> = spec
             .key

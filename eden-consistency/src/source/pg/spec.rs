@@ -52,16 +52,14 @@ impl TableSpec {
 
     /// True when chunks are ranges of the whole (composite) key rather than of its first
     /// column: a key of several columns, all in byte order (not collatable, or collated
-    /// `C`/`POSIX`), so that its ranges can use the key's index.
-    ///
-    /// **Off for now** ([`WHOLE_KEY_CHUNKS`]): on PostgreSQL 15 a B-tree scan bounded by
-    /// `ROW(k1, k2) < ROW($3, $4)` does not stop at the upper bound inside the same first
-    /// column value, so each chunk's index range scan read on to the end of that value
-    /// (26 ms per chunk for a 4-value first column at 1M rows: minutes per table). Ranges
-    /// must first be expanded into plain per-column conditions (`k1 = $1 AND k2 >= $2 AND
-    /// k2 < $4` when both bounds share the first value).
-    pub(super) fn composite(&self) -> bool {
-        WHOLE_KEY_CHUNKS && self.key.len() > 1 && self.key.iter().all(Self::byte_order)
+    /// `C`/`POSIX`), so that its ranges can use the key's index. Each range is read as the
+    /// pieces of [`TableSpec::range_pieces`] (plain per-column conditions), never as a row
+    /// comparison: on PostgreSQL 15 a B-tree scan bounded by `ROW(k1, k2) < ROW($3, $4)`
+    /// does not stop at the upper bound inside the same first-column value, so each chunk's
+    /// scan read on to the end of that value (26 ms per chunk for a 4-value first column
+    /// at 1M rows: minutes per table).
+    pub(crate) fn composite(&self) -> bool {
+        self.key.len() > 1 && self.key.iter().all(Self::byte_order)
     }
 
     pub(super) fn byte_order(k: &Column) -> bool {
@@ -111,10 +109,117 @@ impl TableSpec {
         }
     }
 
+    /// The number of key columns the chunks are ranges of (all of a composite key's, else 1).
+    pub(super) fn chunked_columns(&self) -> usize {
+        if self.composite() { self.key.len() } else { 1 }
+    }
+
+    /// Key column `i` compared with the text expression `text` cast to its type, in the
+    /// order of [`TableSpec::key_part`] (`COLLATE "C"` for text).
+    fn key_value(&self, i: usize, text: &str) -> String {
+        let c = &self.key[i];
+        let mut s = format!("{text}::{}", c.type_name);
+        if c.collation.is_some() && !c.is_array {
+            s.push_str(" COLLATE \"C\"");
+        }
+        s
+    }
+
+    /// The rows with `lo <= key < hi` (an end open when `None`) of the chunked key (see
+    /// [`TableSpec::chunked_columns`]), as disjoint pieces, each a conjunction of plain
+    /// per-column conditions: equalities on a prefix of the key and a range on the next
+    /// column, which a B-tree scan of the key's index uses as both its start and its stop
+    /// (a row comparison `ROW(k1, k2) < ROW($3, $4)` as the upper end does not stop the scan
+    /// inside the same first-column value on PostgreSQL 15). `lo` and `hi` hold one text
+    /// SQL expression per chunked column (parameters or lateral columns).
+    ///
+    /// With both ends, where the ends first differ (at column `j`) is decided by the server
+    /// with the key's own equality (so texts such as `1.0` and `1.00` agree): each piece
+    /// carries a guard on the ends alone (a one-time filter), true for one `j` only. For
+    /// that `j`: the rows with `lo`'s prefix and a greater tail than `lo`'s, those whose
+    /// column `j` lies strictly between, and those with `hi`'s prefix and a smaller tail;
+    /// `n²` pieces in all for `n` columns, at most `2(n-j)+1` of them read. Key columns left
+    /// unconstrained by a piece must be NOT NULL (rows with a NULL key column are the last
+    /// chunk's only), so nothing is counted twice.
+    pub(super) fn range_pieces(&self, lo: Option<&[String]>, hi: Option<&[String]>) -> Vec<String> {
+        let nk = self.chunked_columns();
+        let kp = |i: usize| Self::key_part(&self.key[i]);
+        // Column `m` compared with `op` to `end[m]`, the columns before equal to `end`'s,
+        // those after not NULL.
+        let piece = |end: &[String], m: usize, op: &str| -> Vec<String> {
+            let mut p: Vec<String> = (0..m)
+                .map(|i| format!("{} = {}", kp(i), self.key_value(i, &end[i])))
+                .collect();
+            p.push(format!("{} {op} {}", kp(m), self.key_value(m, &end[m])));
+            p.extend(
+                self.key[m + 1..nk]
+                    .iter()
+                    .filter(|c| !c.not_null)
+                    .map(|c| format!("{} IS NOT NULL", Self::col_ref(c))),
+            );
+            p
+        };
+        // `>` on the columns before the last, `>=` on the last: the tail is at least `lo`'s.
+        let ge = |m: usize| if m + 1 == nk { ">=" } else { ">" };
+        let mut out: Vec<Vec<String>> = Vec::new();
+        match (lo, hi) {
+            (None, None) => out.push(
+                self.key[..nk]
+                    .iter()
+                    .map(|c| format!("{} IS NOT NULL", Self::col_ref(c)))
+                    .collect(),
+            ),
+            (Some(a), None) => out.extend((0..nk).map(|m| piece(a, m, ge(m)))),
+            (None, Some(b)) => out.extend((0..nk).map(|m| piece(b, m, "<"))),
+            (Some(a), Some(b)) => {
+                for j in 0..nk {
+                    let guard: Vec<String> = if nk == 1 {
+                        Vec::new()
+                    } else {
+                        (0..=j)
+                            .map(|i| {
+                                format!(
+                                    "{} {} {}",
+                                    self.key_value(i, &a[i]),
+                                    if i == j { "<>" } else { "=" },
+                                    self.key_value(i, &b[i])
+                                )
+                            })
+                            .collect()
+                    };
+                    let mut middle = piece(a, j, ge(j));
+                    middle.insert(j + 1, format!("{} < {}", kp(j), self.key_value(j, &b[j])));
+                    let mut pieces = vec![middle];
+                    pieces.extend((j + 1..nk).map(|m| piece(a, m, ge(m))));
+                    pieces.extend((j + 1..nk).map(|m| piece(b, m, "<")));
+                    for p in pieces {
+                        out.push(guard.iter().cloned().chain(p).collect());
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|p| p.join(" AND ")).collect()
+    }
+
+    /// `SELECT {select} FROM` the table (alias `t`) for each of `pieces` (see
+    /// [`TableSpec::range_pieces`]) under the `--where` filter, as one `UNION ALL`.
+    pub(super) fn select_pieces(&self, select: &str, pieces: &[String]) -> String {
+        pieces
+            .iter()
+            .map(|p| {
+                format!(
+                    "SELECT {select} FROM {} t{}",
+                    self.table.quoted(),
+                    self.where_sql(std::slice::from_ref(p))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    }
+
     /// SQL that is true when some key column (of those chunked) is NULL (the last chunk).
     pub(super) fn key_null_sql(&self) -> String {
-        let n = if self.composite() { self.key.len() } else { 1 };
-        let parts: Vec<String> = self.key[..n]
+        let parts: Vec<String> = self.key[..self.chunked_columns()]
             .iter()
             .map(|c| format!("{} IS NULL", Self::col_ref(c)))
             .collect();
@@ -263,28 +368,21 @@ impl TableSpec {
     }
 
     /// The chunk query through the key's index ([`TableSpec::ranges_by_index`]): one
-    /// aggregate per chunk over an index range scan (`LATERAL` over `unnest` of the
-    /// bounds), the chunks below the first and from the last bound, and the NULL-key chunk
-    /// when a key column may be NULL. Rows come out in key order; no hash table, no
-    /// comparison against the bounds per row.
+    /// aggregate per chunk over index range scans (`LATERAL` over `unnest` of the bounds,
+    /// each range in the pieces of [`TableSpec::range_pieces`]), the chunks below the first
+    /// and from the last bound, and the NULL-key chunk when a key column may be NULL. Rows
+    /// come out in key order; no hash table, no comparison against the bounds per row.
     pub(super) fn range_summaries_sql(
         &self,
         ch: &Chunking,
     ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
         let spec = self;
         let n = ch.bounds.len();
-        let nk = if spec.composite() { spec.key.len() } else { 1 };
-        let kx = spec.key_expr();
-        let ty = &spec.key[0].type_name;
-        let h = format!("hash_record_extended({}, {CHUNK_SEED})", spec.row_expr());
-        let tbl = spec.table.quoted();
-        let tuple = |texts: Vec<String>| -> String {
-            if spec.composite() {
-                spec.key_tuple(&texts)
-            } else {
-                format!("{}::{ty}", texts[0])
-            }
-        };
+        let nk = spec.chunked_columns();
+        let h = format!(
+            "hash_record_extended({}, {CHUNK_SEED}) AS h",
+            spec.row_expr()
+        );
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let mut lo: Vec<Vec<String>> = vec![Vec::new(); nk];
         let mut hi: Vec<Vec<String>> = vec![Vec::new(); nk];
@@ -316,28 +414,25 @@ impl TableSpec {
         };
         let first = scalar(&mut params, 0);
         let last = scalar(&mut params, n - 1);
-        let edge = |b: usize, cond: String| -> String {
+        let edge = |b: usize, pieces: &[String]| -> String {
             format!(
-                "SELECT ({b}::int8 << 32) | count(*), bit_xor({h}) FROM {tbl} t{w} HAVING count(*) > 0",
-                w = spec.where_sql(&[cond])
+                "SELECT ({b}::int8 << 32) | count(*), bit_xor(u.h) FROM ({}) u HAVING count(*) > 0",
+                spec.select_pieces(&h, pieces)
             )
         };
         let mut parts = vec![
-            edge(0, format!("{kx} < {}", tuple(first))),
+            edge(0, &spec.range_pieces(None, Some(&first))),
             format!(
                 "SELECT (r.o << 32) | x.c, x.h FROM unnest({arrays}) WITH ORDINALITY AS r({names}, o) \
-                 CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor({h}) AS h FROM {tbl} t{w}) x WHERE x.c > 0",
+                 CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor(u.h) AS h FROM ({u}) u) x WHERE x.c > 0",
                 arrays = arrays.join(", "),
                 names = names.join(", "),
-                w = spec.where_sql(&[
-                    format!("{kx} >= {}", tuple(lo_cols)),
-                    format!("{kx} < {}", tuple(hi_cols)),
-                ]),
+                u = spec.select_pieces(&h, &spec.range_pieces(Some(&lo_cols), Some(&hi_cols))),
             ),
-            edge(n, format!("{kx} >= {}", tuple(last))),
+            edge(n, &spec.range_pieces(Some(&last), None)),
         ];
         if spec.key[..nk].iter().any(|c| !c.not_null) {
-            parts.push(edge(n + 1, spec.key_null_sql()));
+            parts.push(edge(n + 1, &[spec.key_null_sql()]));
         }
         (parts.join(" UNION ALL "), params)
     }
