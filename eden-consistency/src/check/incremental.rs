@@ -188,7 +188,8 @@ pub(crate) struct TablePass {
     reason: String,
     marks: Vec<RegionMarks>,
     names: Vec<String>,
-    prev: Option<TableState>,
+    /// The stored entry's last full pass and incremental runs since.
+    prev: Option<(chrono::DateTime<chrono::Utc>, u32)>,
     tracking: Option<String>,
     snapshot_unix_us: i64,
     counts: [u64; 4],
@@ -280,11 +281,7 @@ pub(crate) async fn begin(
     .into_iter()
     .collect::<Result<_>>()?;
     let fp = fingerprint(spec, mode, tracking_name.as_deref(), names);
-    let prev = run
-        .loaded
-        .as_ref()
-        .and_then(|f| f.tables.get(&key))
-        .cloned();
+    let prev = run.loaded.as_ref().and_then(|f| f.tables.get(&key));
     let mut pass = TablePass {
         table,
         key,
@@ -293,7 +290,7 @@ pub(crate) async fn begin(
         reason: String::new(),
         marks,
         names: names.to_vec(),
-        prev: prev.clone(),
+        prev: prev.map(|p| (p.last_full_pass_at, p.runs_since_full)),
         tracking: tracking_name.clone(),
         snapshot_unix_us,
         counts: [0; 4],
@@ -317,7 +314,7 @@ pub(crate) async fn begin(
             "no index leads with tracking column {} in region {r}; create one to allow incremental re-checks",
             tracking_name.as_deref().unwrap_or_default()
         ))
-    } else if let Some(prev) = &prev {
+    } else if let Some(prev) = prev {
         let same_regions = prev.regions.len() == names.len()
             && prev.regions.iter().zip(names).all(|(r, n)| r.region == *n);
         let moved = prev
@@ -353,6 +350,7 @@ pub(crate) async fn begin(
     };
 
     // Stored bounds and summaries.
+    let t0 = std::time::Instant::now();
     let int_key = matches!(
         types::ColumnType::effective_oid(&spec.key[0]),
         oid::INT2 | oid::INT4 | oid::INT8
@@ -384,6 +382,11 @@ pub(crate) async fn begin(
         }
     }
     chunking.detect_arith();
+    tracing::debug!(
+        chunks = chunking.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: stored state unpacked"
+    );
     let margin = run.opts.margin.as_micros().min(i64::MAX as u128) as i64;
     let thresholds: Vec<i64> = prev
         .regions
@@ -450,6 +453,7 @@ async fn pick_chunks(
     stored: Vec<Vec<ChunkSummary>>,
     by_index: bool,
 ) -> Result<Picked> {
+    let t0 = std::time::Instant::now();
     let m = chunking.bounds.len().div_ceil(COUNT_RANGES).max(1);
     let (coarse, groups) = chunking.coarsen(m);
     let found: Vec<(Vec<usize>, Vec<u64>)> =
@@ -474,10 +478,21 @@ async fn pick_chunks(
         .flat_map(|(ch, _)| ch.iter().copied())
         .filter(|&c| c < chunking.len())
         .collect();
+    tracing::debug!(
+        changed = changed.len(),
+        ranges = groups.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: changed chunks found, ranges counted"
+    );
     let before: BTreeSet<usize> = merkle::differing_chunks(&stored).into_iter().collect();
     let first: BTreeSet<usize> = changed.union(&before).copied().collect();
     let mut summaries = stored;
     let mut count_changed = rehash(sources, chunking, &first, &mut summaries, by_index).await?;
+    tracing::debug!(
+        chunks = first.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: changed chunks re-hashed"
+    );
 
     // Ranges whose count is off: their chunks not re-hashed yet are counted (or re-hashed).
     let mut refined: BTreeSet<usize> = BTreeSet::new();
@@ -520,6 +535,12 @@ async fn pick_chunks(
     }
     let more: BTreeSet<usize> = more.difference(&first).copied().collect();
     count_changed.extend(rehash(sources, chunking, &more, &mut summaries, by_index).await?);
+    tracing::debug!(
+        refined = refined.len(),
+        chunks = more.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: ranges refined, chunks whose count changed re-hashed"
+    );
     Ok(Picked {
         summaries,
         rehashed: (first.len() + more.len()) as u64,
@@ -587,8 +608,8 @@ impl TablePass {
         summaries: &[Vec<ChunkSummary>],
     ) -> IncrementalReport {
         let now = chrono::Utc::now();
-        let (last_full, runs) = match (&self.prev, self.full) {
-            (Some(p), false) => (p.last_full_pass_at, p.runs_since_full + 1),
+        let (last_full, runs) = match (self.prev, self.full) {
+            (Some((at, runs)), false) => (at, runs + 1),
             _ => (now, 0),
         };
         let regions: Vec<RegionState> = self

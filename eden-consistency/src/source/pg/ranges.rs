@@ -258,8 +258,8 @@ impl PgSource<'_> {
                 .zip(idx.chunks(RANGES_PER_QUERY))
             {
                 let sql = format!(
-                    "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, i) \
-                     CROSS JOIN LATERAL (SELECT {hash} AS h FROM {tbl} t{w}) x GROUP BY r.i",
+                    "SELECT r.i, x.c, x.h FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, i) \
+                     CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor({hash}) AS h FROM {tbl} t{w}) x WHERE x.c > 0",
                     w = spec
                         .where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
                 );
