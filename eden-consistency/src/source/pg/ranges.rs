@@ -1,10 +1,11 @@
 //! Queries over chosen chunks of stored [`Chunking`]s, for incremental re-checks (see
 //! `docs/incremental.md`): which chunks hold rows changed since a time (through an index
-//! on the tracking column), how many rows each chunk holds now (a key-only scan, an
-//! index-only scan where the visibility map allows), and the pushdown digests of chosen
-//! chunks only (index range scans). A partial digest of a chunk equals what
-//! [`PgSource::chunk_summaries`] computes for it in pushdown mode: same row expression,
-//! same seed, same bucket rule.
+//! on the tracking column), how many rows some key ranges hold now (one index range scan
+//! per range through the key's index, an index-only scan where the visibility map allows;
+//! or, without a usable index, one scan grouping the rows by range), and the pushdown
+//! digests of chosen chunks only (index range scans). A partial digest of a chunk equals
+//! what [`PgSource::chunk_summaries`] computes for it in pushdown mode: same row
+//! expression, same seed, same bucket rule.
 
 use super::{CHUNK_SEED, Chunking, PgSource, TableSpec};
 use crate::error::Result;
