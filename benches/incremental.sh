@@ -6,12 +6,14 @@
 # Uses two databases on the local server (127.0.0.1:5432, user postgres):
 # eden_bench_inc_east and eden_bench_inc_west (SEED=1 (re)creates them with ROWS rows of the
 # bench table of /work/shared/bench/seed.sh plus an index on last_updated_at; about 2.7 GB
-# each at 10M rows; DROP=1 drops them at the end). Needs target/release/eden-reconcile.
+# each at 10M rows; DROP=1 drops them at the end; E=... W=... name other databases). Needs
+# target/release/eden-reconcile (or BIN=...). Prints wall time and peak RSS
+# (/usr/bin/time -v) per run, the differences found and the incremental figures.
 set -euo pipefail
 N=${1:-10000000}
 BIN=${BIN:-target/release/eden-reconcile}
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
-E=eden_bench_inc_east W=eden_bench_inc_west
+E=${E:-eden_bench_inc_east} W=${W:-eden_bench_inc_west}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -52,29 +54,36 @@ replication:
       conflict_resolution_tables:
         - { table: vault_secrets, resolution: last_write_wins, tracking_column: last_updated_at }
 YAML
-run() {  # run LABEL ARGS...: prints wall seconds and the table's incremental figures
+run() {  # run LABEL ARGS...: prints wall seconds, peak RSS and the table's incremental figures
   local label=$1; shift
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$BIN" --config "$work/config.yaml" check --db bench \
+  /usr/bin/time -v -o "$work/time.txt" "$BIN" --config "$work/config.yaml" check --db bench \
     --region east=postgres://postgres@127.0.0.1:5432/$E --region west=postgres://postgres@127.0.0.1:5432/$W \
     --format json "$@" >"$work/out.json" 2>"$work/err.log" || [ $? -eq 1 ]
-  t1=$(date +%s.%N)
-  printf '%-34s %7.2f s  %s\n' "$label" "$(echo "$t1 - $t0" | bc)" \
-    "$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tables"][0]; i=t.get("incremental") or {}; print("differences", t["difference_count"], "rehashed", i.get("chunks_rehashed"), "of", i.get("chunks_total"), "full" if i.get("full_pass") else "")' "$work/out.json")"
+  printf '%-34s %s  %s\n' "$label" \
+    "$(python3 -c 'import re,sys; t=open(sys.argv[1]).read(); w=re.search(r"Elapsed \(wall clock\) time.*: (\S+)", t).group(1).split(":"); s=sum(float(x)*60**i for i,x in enumerate(reversed(w))); r=int(re.search(r"Maximum resident set size.*: (\d+)", t).group(1)); print("%7.2f s %5d MiB" % (s, r//1024))' "$work/time.txt")" \
+    "$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tables"][0]; i=t.get("incremental") or {}; print("differences", t["difference_count"], "rehashed", i.get("chunks_rehashed"), "of", i.get("chunks_total"), "count ranges", i.get("count_ranges"), "refined", i.get("count_ranges_refined"), "full" if i.get("full_pass") else "")' "$work/out.json")"
 }
 state="$work/state.json"
 run "full check"
 run "incremental, first (full) pass" --incremental --state "$state"
-# 0.1 % of the rows change in both regions alike (replicated writes): one in every 1000.
+# 0.1 % of the rows change in both regions alike (replicated writes): one in every 1000;
+# 20 rows deleted and 10 inserted in both; 5 rows inserted in east only with an old
+# tracking value (a restore: found only by the count ranges). The same tracking values in
+# both regions, as replication would write them.
+ts=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+r1=$(( (RANDOM * 32768 + RANDOM) % 500000 * 2 )) r2=$(( (RANDOM * 32768 + RANDOM) % 1000000 * 2 ))
 for db in $E $W; do
-  "${PSQL[@]}" -d $db -c "UPDATE vault_secrets SET version = version + 1, last_updated_at = timestamptz '2026-06-01 00:00:00+00' + id * interval '1 microsecond' WHERE id % 2000 = 0" &
+  "${PSQL[@]}" -d $db -c "UPDATE vault_secrets SET version = version + 1, last_updated_at = timestamptz '$ts' + id * interval '1 microsecond' WHERE id % 2000 = 0" \
+    -c "DELETE FROM vault_secrets WHERE id % 1000000 = $r1" \
+    -c "INSERT INTO vault_secrets SELECT id + 3, tenant_id, path, secret, version, metadata, timestamptz '$ts' FROM vault_secrets WHERE id % 2000000 = $r2 ON CONFLICT DO NOTHING" &
 done
 wait
+"${PSQL[@]}" -d $E -c "INSERT INTO vault_secrets SELECT id + 1, tenant_id, path, secret, version, metadata, last_updated_at FROM vault_secrets WHERE id % 4000000 = $r2 + 2 ON CONFLICT DO NOTHING"
 run "incremental after 0.1 % changed" --incremental --state "$state"
+run "full check, same data"
 for db in $E $W; do "${PSQL[@]}" -d $db -c "VACUUM vault_secrets" & done; wait
 run "incremental again, after VACUUM" --incremental --state "$state"
-run "full check" 
+run "full check"
 if [ "${DROP:-0}" = 1 ]; then
   for db in $E $W; do "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done
 fi

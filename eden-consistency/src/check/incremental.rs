@@ -6,16 +6,20 @@
 //! incremental pass reuses the stored bounds and, in every region:
 //!
 //! * finds the chunks holding a row whose tracking column is at least that time minus a
-//!   safety margin (`SELECT DISTINCT width_bucket(k, bounds) FROM t WHERE tracking >= $1`,
-//!   through an index on the tracking column);
-//! * counts the rows of every chunk (reading the key only: an index-only scan where the
-//!   visibility map allows), so that deletes and inserts that did not set the tracking
-//!   column show as a changed count;
+//!   safety margin (`SELECT DISTINCT chunk(k) FROM t WHERE tracking >= $1`, through an
+//!   index on the tracking column);
+//! * counts the rows of about [`COUNT_RANGES`] key ranges of consecutive chunks (one
+//!   index range scan of the key each, an index-only scan where the visibility map allows),
+//!   so that deletes and inserts that did not set the tracking column show as a changed
+//!   count;
 //!
 //! then re-hashes, in every region, the union of those chunks plus the chunks that differed
 //! between regions last time (a region that received a change late, or that `fix` repaired
-//! with an older tracking value, is covered by them), and reuses the stored digests of
-//! every other chunk. The comparison across regions then proceeds as in a full pass.
+//! with an older tracking value, is covered by them). A range whose count differs from the
+//! sum of its chunks' counts (stored, or new for the chunks just re-hashed) has its chunks
+//! counted one by one, and those whose count changed are re-hashed too ([`pick_chunks`]).
+//! Every other chunk keeps its stored digest. The comparison across regions then proceeds
+//! as in a full pass.
 //!
 //! A full pass is taken instead, and said why in the report, when the table has no
 //! timestamp tracking column, no index leading with it, when there is no usable stored
@@ -84,6 +88,14 @@ pub struct IncrementalReport {
     pub chunks_count_changed: u64,
     /// Chunks that differed between regions in the last pass.
     pub chunks_differing_before: u64,
+    /// Key ranges (of consecutive chunks) whose rows were counted to find deletes and
+    /// untracked inserts (incremental passes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count_ranges: Option<u64>,
+    /// Of those, the ranges whose count disagreed with the stored one in some region,
+    /// whose chunks were then counted one by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count_ranges_refined: Option<u64>,
     /// The tracking column looked at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_column: Option<String>,
@@ -176,10 +188,12 @@ pub(crate) struct TablePass {
     reason: String,
     marks: Vec<RegionMarks>,
     names: Vec<String>,
-    prev: Option<TableState>,
+    /// The stored entry's last full pass and incremental runs since.
+    prev: Option<(chrono::DateTime<chrono::Utc>, u32)>,
     tracking: Option<String>,
     snapshot_unix_us: i64,
     counts: [u64; 4],
+    coarse: Option<(u64, u64)>,
     since: Option<i64>,
 }
 
@@ -287,11 +301,7 @@ pub(crate) async fn begin(
     .into_iter()
     .collect::<Result<_>>()?;
     let fp = fingerprint(spec, mode, tracking_name.as_deref(), names);
-    let prev = run
-        .loaded
-        .as_ref()
-        .and_then(|f| f.tables.get(&key))
-        .cloned();
+    let prev = run.loaded.as_ref().and_then(|f| f.tables.get(&key));
     let mut pass = TablePass {
         table,
         key,
@@ -300,10 +310,11 @@ pub(crate) async fn begin(
         reason: String::new(),
         marks,
         names: names.to_vec(),
-        prev: prev.clone(),
+        prev: prev.map(|p| (p.last_full_pass_at, p.runs_since_full)),
         tracking: tracking_name.clone(),
         snapshot_unix_us,
         counts: [0; 4],
+        coarse: None,
         since: None,
     };
     let unindexed = pass
@@ -323,7 +334,7 @@ pub(crate) async fn begin(
             "no index leads with tracking column {} in region {r}; create one to allow incremental re-checks",
             tracking_name.as_deref().unwrap_or_default()
         ))
-    } else if let Some(prev) = &prev {
+    } else if let Some(prev) = prev {
         let same_regions = prev.regions.len() == names.len()
             && prev.regions.iter().zip(names).all(|(r, n)| r.region == *n);
         let moved = prev
@@ -359,6 +370,7 @@ pub(crate) async fn begin(
     };
 
     // Stored bounds and summaries.
+    let t0 = std::time::Instant::now();
     let int_key = matches!(
         types::ColumnType::effective_oid(&spec.key[0]),
         oid::INT2 | oid::INT4 | oid::INT8
@@ -408,87 +420,225 @@ pub(crate) async fn begin(
             }
         }
     }
+    chunking.detect_arith();
+    tracing::debug!(
+        chunks = chunking.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: stored state unpacked"
+    );
     let margin = run.opts.margin.as_micros().min(i64::MAX as u128) as i64;
     let thresholds: Vec<i64> = prev
         .regions
         .iter()
         .map(|r| r.changes_since_us.saturating_sub(margin))
         .collect();
+    let by_index = pass.marks.iter().all(|m| m.key_indexed);
+    let picked = pick_chunks(sources, &chunking, &tracking, &thresholds, stored, by_index).await?;
+    let summaries = picked.summaries;
+    for s in sources.iter_mut() {
+        // Every chunk is accounted for; the reused ones were not read again.
+        s.stats.chunks = chunking.len() as u64;
+    }
+    pass.full = false;
+    pass.counts = [
+        picked.rehashed,
+        picked.changed,
+        picked.count_changed,
+        picked.before,
+    ];
+    pass.coarse = Some((picked.coarse_ranges, picked.coarse_refined));
+    pass.since = thresholds.iter().copied().min();
+    pass.reason = format!(
+        "re-hashed the chunks holding rows whose {} is at least {} (the last pass's snapshot minus a {}s margin), whose row count changed (counted by key range), or that differed last time",
+        tracking.name,
+        pass.since.map(micros_to_text).unwrap_or_default(),
+        run.opts.margin.as_secs()
+    );
+    Ok((pass, Some((chunking, summaries))))
+}
+
+/// About this many key ranges are counted per region to find deletes (and untracked
+/// inserts); each covers `chunks / COUNT_RANGES` consecutive chunks.
+const COUNT_RANGES: usize = 1000;
+
+/// What [`pick_chunks`] found and computed.
+struct Picked {
+    /// Every region's summaries: stored ones, re-hashed ones replaced.
+    summaries: Vec<Vec<ChunkSummary>>,
+    rehashed: u64,
+    changed: u64,
+    count_changed: u64,
+    before: u64,
+    coarse_ranges: u64,
+    coarse_refined: u64,
+}
+
+/// Re-hashes, in every region, the chunks that may have changed, and returns every
+/// region's summaries (the stored ones elsewhere):
+///
+/// 1. per region, the chunks holding rows whose tracking value is recent enough, and the
+///    row count of each of about [`COUNT_RANGES`] key ranges of consecutive chunks (one
+///    index range scan each, or one scan grouping by range without a usable key index);
+/// 2. those chunks and the ones that differed last time are re-hashed;
+/// 3. a range whose count differs from the sum of its chunks' counts (stored ones, and
+///    the new ones of the chunks just re-hashed) lost rows (or gained untracked ones) in
+///    a chunk not re-hashed: its chunks are counted one by one (or, without a key index,
+///    all re-hashed), and those whose count changed re-hashed.
+async fn pick_chunks(
+    sources: &mut [PgSource<'_>],
+    chunking: &Chunking,
+    tracking: &Column,
+    thresholds: &[i64],
+    stored: Vec<Vec<ChunkSummary>>,
+    by_index: bool,
+) -> Result<Picked> {
+    let t0 = std::time::Instant::now();
+    // Re-hashing reads whole-key ranges through the key's index; counting by index reads
+    // ranges of the first key column only, so a table chunked by its whole key counts in
+    // one grouping scan.
+    let count_by_index = by_index && sources.iter().all(|s| !s.whole_key_chunks());
+    let m = chunking.bounds.len().div_ceil(COUNT_RANGES).max(1);
+    let (coarse, groups) = chunking.coarsen(m);
     let found: Vec<(Vec<usize>, Vec<u64>)> =
-        join_all(sources.iter_mut().zip(&thresholds).map(|(s, &since)| {
-            let ch = &chunking;
-            let tr = &tracking;
+        join_all(sources.iter_mut().zip(thresholds).map(|(s, &since)| {
+            let (ch, co) = (chunking, &coarse);
             async move {
-                let changed = s.changed_chunks(ch, tr, since).await?;
-                let counts = s.chunk_counts(ch).await?;
+                let changed = s.changed_chunks(ch, tracking, since).await?;
+                let counts = if count_by_index {
+                    let all: Vec<usize> = (0..co.len()).collect();
+                    s.range_counts(co, &all).await?
+                } else {
+                    s.chunk_counts(co).await?
+                };
                 Ok::<_, crate::error::Error>((changed, counts))
             }
         }))
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-    let mut changed: BTreeSet<usize> = BTreeSet::new();
-    let mut recounted: BTreeSet<usize> = BTreeSet::new();
-    for (ri, (ch, counts)) in found.iter().enumerate() {
-        changed.extend(ch.iter().copied().filter(|&c| c < chunking.len()));
-        for (c, (&now, old)) in counts.iter().zip(&stored[ri]).enumerate() {
-            if now != old.count {
-                recounted.insert(c);
+    let changed: BTreeSet<usize> = found
+        .iter()
+        .flat_map(|(ch, _)| ch.iter().copied())
+        .filter(|&c| c < chunking.len())
+        .collect();
+    tracing::debug!(
+        changed = changed.len(),
+        ranges = groups.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: changed chunks found, ranges counted"
+    );
+    let before: BTreeSet<usize> = merkle::differing_chunks(&stored).into_iter().collect();
+    let first: BTreeSet<usize> = changed.union(&before).copied().collect();
+    let mut summaries = stored;
+    let mut count_changed = rehash(sources, chunking, &first, &mut summaries, by_index).await?;
+    tracing::debug!(
+        chunks = first.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: changed chunks re-hashed"
+    );
+
+    // Ranges whose count is off: their chunks not re-hashed yet are counted (or re-hashed).
+    let mut refined: BTreeSet<usize> = BTreeSet::new();
+    let mut to_count: Vec<Vec<usize>> = vec![Vec::new(); sources.len()];
+    let mut more: BTreeSet<usize> = BTreeSet::new();
+    for (ri, (_, counts)) in found.iter().enumerate() {
+        for (j, &(a, b)) in groups.iter().enumerate() {
+            let expected: u64 = summaries[ri][a..b].iter().map(|s| s.count).sum();
+            if counts.get(j).copied().unwrap_or(0) == expected {
+                continue;
+            }
+            refined.insert(j);
+            let rest = (a..b).filter(|c| !first.contains(c));
+            if count_by_index && b - a > 1 {
+                to_count[ri].extend(rest);
+            } else {
+                more.extend(rest);
             }
         }
     }
-    let before: BTreeSet<usize> = merkle::differing_chunks(&stored).into_iter().collect();
-    let rehash: Vec<usize> = changed
-        .iter()
-        .chain(&recounted)
-        .chain(&before)
-        .copied()
-        .collect::<BTreeSet<usize>>()
-        .into_iter()
-        .collect();
-    let fresh: Vec<Vec<(usize, ChunkSummary)>> = if rehash.is_empty() {
-        vec![Vec::new(); sources.len()]
-    } else {
-        join_all(sources.iter_mut().map(|s| {
-            let ch = &chunking;
-            let rh = &rehash;
-            async move { s.summaries_of(ch, rh).await }
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?
-    };
-    let mut summaries = stored;
-    for (ri, f) in fresh.into_iter().enumerate() {
-        for &c in &rehash {
-            summaries[ri][c] = ChunkSummary::default();
+    if to_count.iter().any(|c| !c.is_empty()) {
+        let fine: Vec<Vec<u64>> =
+            join_all(sources.iter_mut().zip(&to_count).map(|(s, cs)| async move {
+                if cs.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    s.range_counts(chunking, cs).await
+                }
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        for (ri, (cs, counts)) in to_count.iter().zip(&fine).enumerate() {
+            for (&c, &now) in cs.iter().zip(counts) {
+                if summaries[ri][c].count != now {
+                    more.insert(c);
+                }
+            }
+        }
+    }
+    let more: BTreeSet<usize> = more.difference(&first).copied().collect();
+    count_changed.extend(rehash(sources, chunking, &more, &mut summaries, by_index).await?);
+    tracing::debug!(
+        refined = refined.len(),
+        chunks = more.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "incremental: ranges refined, chunks whose count changed re-hashed"
+    );
+    Ok(Picked {
+        summaries,
+        rehashed: (first.len() + more.len()) as u64,
+        changed: changed.len() as u64,
+        count_changed: count_changed.len() as u64,
+        before: before.len() as u64,
+        coarse_ranges: groups.len() as u64,
+        coarse_refined: refined.len() as u64,
+    })
+}
+
+/// Re-hashes `chunks` in every region into `summaries`; returns those whose row count
+/// changed in some region.
+async fn rehash(
+    sources: &mut [PgSource<'_>],
+    chunking: &Chunking,
+    chunks: &BTreeSet<usize>,
+    summaries: &mut [Vec<ChunkSummary>],
+    by_index: bool,
+) -> Result<BTreeSet<usize>> {
+    let mut count_changed = BTreeSet::new();
+    if chunks.is_empty() {
+        return Ok(count_changed);
+    }
+    let list: Vec<usize> = chunks.iter().copied().collect();
+    let fresh: Vec<Vec<(usize, ChunkSummary)>> = join_all(
+        sources
+            .iter_mut()
+            .map(|s| s.summaries_of(chunking, &list, by_index)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<_>>()?;
+    for (sums, f) in summaries.iter_mut().zip(fresh) {
+        let old: Vec<u64> = list
+            .iter()
+            .map(|&c| sums.get(c).map_or(0, |s| s.count))
+            .collect();
+        for &c in &list {
+            if let Some(slot) = sums.get_mut(c) {
+                *slot = ChunkSummary::default();
+            }
         }
         for (c, s) in f {
-            if let Some(slot) = summaries[ri].get_mut(c) {
+            if let Some(slot) = sums.get_mut(c) {
                 *slot = s;
             }
         }
+        for (&c, o) in list.iter().zip(old) {
+            if sums.get(c).map_or(0, |s| s.count) != o {
+                count_changed.insert(c);
+            }
+        }
     }
-    for (s, (_, counts)) in sources.iter_mut().zip(&found) {
-        // Every chunk was counted; the reused ones were not read again.
-        s.stats.chunks = chunking.len() as u64;
-        let _ = counts;
-    }
-    pass.full = false;
-    pass.counts = [
-        rehash.len() as u64,
-        changed.len() as u64,
-        recounted.len() as u64,
-        before.len() as u64,
-    ];
-    pass.since = thresholds.iter().copied().min();
-    pass.reason = format!(
-        "re-hashed the chunks holding rows whose {} is at least {} (the last pass's snapshot minus a {}s margin), whose row count changed, or that differed last time",
-        tracking.name,
-        pass.since.map(micros_to_text).unwrap_or_default(),
-        run.opts.margin.as_secs()
-    );
-    Ok((pass, Some((chunking, summaries))))
+    Ok(count_changed)
 }
 
 impl TablePass {
@@ -501,8 +651,8 @@ impl TablePass {
         summaries: &[Vec<ChunkSummary>],
     ) -> IncrementalReport {
         let now = chrono::Utc::now();
-        let (last_full, runs) = match (&self.prev, self.full) {
-            (Some(p), false) => (p.last_full_pass_at, p.runs_since_full + 1),
+        let (last_full, runs) = match (self.prev, self.full) {
+            (Some((at, runs)), false) => (at, runs + 1),
             _ => (now, 0),
         };
         let regions: Vec<RegionState> = self
@@ -556,6 +706,8 @@ impl TablePass {
             chunks_changed: self.counts[1],
             chunks_count_changed: self.counts[2],
             chunks_differing_before: self.counts[3],
+            count_ranges: self.coarse.map(|c| c.0),
+            count_ranges_refined: self.coarse.map(|c| c.1),
             tracking_column: self.tracking,
             changes_since: self.since.map(micros_to_text),
             last_full_pass_at: last_full.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -674,6 +674,16 @@ fn merge_table(parts: &[&Map<String, Json>]) -> Json {
                 ),
             );
         }
+        // Present for incremental passes only.
+        for k in ["count_ranges", "count_ranges_refined"] {
+            let vals: Vec<u64> = incs
+                .iter()
+                .filter_map(|i| i.get(k).and_then(Json::as_u64))
+                .collect();
+            if !vals.is_empty() {
+                inc.insert(k.into(), json!(vals.iter().sum::<u64>()));
+            }
+        }
         for k in ["tracking_column", "changes_since", "last_full_pass_at"] {
             if let Some(v) = incs
                 .iter()

@@ -46,6 +46,76 @@ impl Chunking {
         })
     }
 
+    /// Every `m`-th bound (bounds `0, m, 2m, ...`): a coarser chunking (of the whole key
+    /// when this one is), and for each of its chunks the half-open range of this chunking's chunks it
+    /// covers (in order, together all of them; the NULL-key chunk maps to the NULL-key
+    /// chunk). Evenly spaced bounds stay evenly spaced. Without bounds, or with `m <= 1`,
+    /// the chunking itself and one chunk per range.
+    pub(crate) fn coarsen(&self, m: usize) -> (Chunking, Vec<(usize, usize)>) {
+        let n = self.bounds.len();
+        if n == 0 || m <= 1 {
+            let mut same = self.clone();
+            same.tuples.clear();
+            same.tuple_text.clear();
+            return (same, (0..self.len()).map(|c| (c, c + 1)).collect());
+        }
+        let cuts: Vec<usize> = (0..n).step_by(m).collect();
+        let coarse = Chunking {
+            bounds_text: cuts.iter().map(|&i| self.bounds_text[i].clone()).collect(),
+            bounds: cuts.iter().map(|&i| self.bounds[i].clone()).collect(),
+            tuples: cuts
+                .iter()
+                .filter_map(|&i| self.tuples.get(i).cloned())
+                .collect(),
+            tuple_text: self
+                .tuple_text
+                .iter()
+                .map(|col| cuts.iter().filter_map(|&i| col.get(i).cloned()).collect())
+                .collect(),
+            arith: self
+                .arith
+                .and_then(|(lo, w)| Some((lo, w.checked_mul(i64::try_from(m).ok()?)?))),
+        };
+        let mut groups = vec![(0, 1)];
+        for pair in cuts.windows(2) {
+            groups.push((pair[0] + 1, pair[1] + 1));
+        }
+        groups.push((cuts[cuts.len() - 1] + 1, n + 1));
+        groups.push((n + 1, n + 2));
+        (coarse, groups)
+    }
+
+    /// Restores [`Chunking::arith`] for integer bounds that are evenly spaced (stored
+    /// bounds keep only their text).
+    pub(crate) fn detect_arith(&mut self) {
+        let ints: Vec<i64> = self
+            .bounds
+            .iter()
+            .map_while(|b| {
+                if let Value::Int(x) = b {
+                    Some(*x)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if ints.len() < 2 || ints.len() != self.bounds.len() {
+            return;
+        }
+        let w = ints[1].checked_sub(ints[0]).filter(|&w| w > 0);
+        if let Some(w) = w {
+            let even = ints.iter().enumerate().all(|(i, &b)| {
+                (i as i64)
+                    .checked_mul(w)
+                    .and_then(|d| ints[0].checked_add(d))
+                    == Some(b)
+            });
+            if even {
+                self.arith = Some((ints[0], w));
+            }
+        }
+    }
+
     /// The chunk of a first-key value.
     pub(crate) fn chunk_of(&self, k0: &Value) -> usize {
         if k0.is_null() {
@@ -115,4 +185,62 @@ pub(crate) fn even_chunking(ints: &[i64], target: usize) -> Option<Chunking> {
         ch.bounds_text.push(b.to_string());
     }
     Some(ch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(bounds: &[i64]) -> Chunking {
+        let mut ch = Chunking::default();
+        for &b in bounds {
+            ch.bounds.push(Value::Int(b));
+            ch.bounds_text.push(b.to_string());
+        }
+        ch
+    }
+
+    /// A key's coarse chunk is the range that holds its fine chunk, for every `m`.
+    #[test]
+    fn coarse_ranges_cover_the_fine_chunks() {
+        let fine = ints(&[3, 7, 8, 20, 21, 40, 41, 42, 90, 100, 130]);
+        for m in 1..14 {
+            let (coarse, groups) = fine.coarsen(m);
+            assert_eq!(groups.len(), coarse.len());
+            assert_eq!(groups[0].0, 0);
+            assert_eq!(groups[groups.len() - 1].1, fine.len());
+            assert!(
+                groups
+                    .windows(2)
+                    .all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1)
+            );
+            for k in -5..140 {
+                let (f, c) = (
+                    fine.chunk_of(&Value::Int(k)),
+                    coarse.chunk_of(&Value::Int(k)),
+                );
+                assert!(groups[c].0 <= f && f < groups[c].1, "m {m} k {k}");
+            }
+            let null = Value::Null;
+            assert_eq!(groups[coarse.chunk_of(&null)], (fine.len() - 1, fine.len()));
+        }
+    }
+
+    #[test]
+    fn evenly_spaced_bounds_are_recognised_and_stay_even() {
+        let mut even = ints(&[10, 15, 20, 25, 30, 35, 40]);
+        even.detect_arith();
+        assert_eq!(even.arith, Some((10, 5)));
+        let (coarse, _) = even.coarsen(3);
+        assert_eq!(coarse.arith, Some((10, 15)));
+        assert_eq!(coarse.bounds_text, vec!["10", "25", "40"]);
+        let mut uneven = ints(&[10, 15, 21, 25]);
+        uneven.detect_arith();
+        assert_eq!(uneven.arith, None);
+        let mut texts = Chunking::default();
+        texts.bounds.push(Value::Text("a".into()));
+        texts.bounds_text.push("a".into());
+        texts.detect_arith();
+        assert_eq!(texts.arith, None);
+    }
 }

@@ -1,14 +1,15 @@
 //! Queries over chosen chunks of stored [`Chunking`]s, for incremental re-checks (see
 //! `docs/incremental.md`): which chunks hold rows changed since a time (through an index
-//! on the tracking column), how many rows each chunk holds now (a key-only scan, an
-//! index-only scan where the visibility map allows), and the pushdown digests of chosen
-//! chunks only (index range scans). A partial digest of a chunk equals what
-//! [`PgSource::chunk_summaries`] computes for it in pushdown mode: same row expression,
-//! same seed, same bucket rule.
+//! on the tracking column), how many rows some key ranges hold now (one index range scan
+//! per range through the key's index, an index-only scan where the visibility map allows;
+//! or, without a usable index, one scan grouping the rows by range), and the pushdown
+//! digests of chosen chunks only (index range scans). A partial digest of a chunk equals
+//! what [`PgSource::chunk_summaries`] computes for it in pushdown mode: same row
+//! expression, same seed, same bucket rule.
 
 use tokio_postgres::types::ToSql;
 
-use super::{CHUNK_SEED, Chunking, PgSource};
+use super::{CHUNK_SEED, Chunking, PgSource, TableSpec};
 use crate::error::Result;
 use crate::pg::ident::quote_ident;
 use crate::pg::schema::Column;
@@ -16,8 +17,15 @@ use crate::source::merkle::ChunkSummary;
 
 /// Inner chunks re-hashed per query.
 const RANGES_PER_QUERY: usize = 5000;
+/// Chunks counted per query.
+const COUNTS_PER_QUERY: usize = 20000;
 
 impl PgSource<'_> {
+    /// True when the table is chunked by its whole (composite) key.
+    pub(crate) fn whole_key_chunks(&self) -> bool {
+        self.spec.composite()
+    }
+
     /// The chunks holding a row whose `tracking` column is at least `since_us`
     /// (microseconds since the Unix epoch, UTC), under the `--where` filter.
     pub(crate) async fn changed_chunks(
@@ -27,20 +35,21 @@ impl PgSource<'_> {
         since_us: i64,
     ) -> Result<Vec<usize>> {
         let spec = self.spec.clone();
+        let (bucket, params) = spec.bucket_sql(chunking);
+        let mut refs = params.refs();
+        refs.push(&since_us);
         let cond = format!(
-            "t.{} >= (timestamptz 'epoch' + $1::int8 * interval '1 microsecond')::{}",
+            "t.{} >= (timestamptz 'epoch' + ${}::int8 * interval '1 microsecond')::{}",
             quote_ident(&tracking.name),
+            refs.len(),
             tracking.type_name
         );
-        let (bucket, params) = spec.bucket_sql(chunking);
-        let np = params.refs().len();
         let sql = format!(
             "SELECT DISTINCT ({bucket})::int4 FROM {} t{}",
             spec.table.quoted(),
-            spec.where_sql(&[cond.replace("$1", &format!("${}", np + 1))])
+            spec.where_sql(&[cond])
         );
-        let mut refs = params.refs();
-        refs.push(&since_us);
+        self.counting_settings().await;
         let rows = self.query("finding changed rows of", &sql, &refs).await?;
         let mut out: Vec<usize> = rows
             .iter()
@@ -50,7 +59,11 @@ impl PgSource<'_> {
         Ok(out)
     }
 
-    /// Rows per chunk now (length `chunking.len()`), reading only the first key column.
+    /// Rows per chunk now (length `chunking.len()`), reading only the first key column:
+    /// one scan grouping every row by its chunk ([`TableSpec::bucket_sql`]: arithmetic
+    /// for evenly spaced integer bounds, else `width_bucket`). Meant for a coarse chunking
+    /// (about a thousand bounds); without an index on the key, the fallback of
+    /// [`PgSource::range_counts`].
     pub(crate) async fn chunk_counts(&mut self, chunking: &Chunking) -> Result<Vec<u64>> {
         let spec = self.spec.clone();
         let (bucket, params) = spec.bucket_sql(chunking);
@@ -59,6 +72,7 @@ impl PgSource<'_> {
             spec.table.quoted(),
             spec.where_sql(&[])
         );
+        self.counting_settings().await;
         let rows = self.query("counting rows of", &sql, &params.refs()).await?;
         let mut out = vec![0u64; chunking.len()];
         for r in &rows {
@@ -70,12 +84,111 @@ impl PgSource<'_> {
         Ok(out)
     }
 
-    /// The pushdown summaries of the chunks `chunks` only (each chunk read through the
-    /// key's index where it is in byte order).
+    /// No JIT for the counting queries (compiling costs more than they run), and a hash
+    /// aggregate rather than a sort.
+    async fn counting_settings(&mut self) {
+        let _ = self
+            .client
+            .batch_execute("SET LOCAL jit = off; SET LOCAL enable_sort = off")
+            .await;
+    }
+
+    /// Rows now in each of the chunks `chunks` (in the order given), one index range
+    /// scan of the first key column per chunk (an index-only scan where the visibility map
+    /// allows): no per-row comparison against the bounds, no aggregate over the table.
+    /// Needs a B-tree index leading with the key in byte order
+    /// ([`RegionMarks::key_indexed`]).
+    pub(crate) async fn range_counts(
+        &mut self,
+        chunking: &Chunking,
+        chunks: &[usize],
+    ) -> Result<Vec<u64>> {
+        let spec = self.spec.clone();
+        let n = chunking.bounds.len();
+        let k0 = spec.k0_expr();
+        let ty = &spec.key[0].type_name;
+        let tbl = spec.table.quoted();
+        let mut out: std::collections::HashMap<usize, u64> = std::collections::HashMap::new();
+        let (mut lo, mut hi, mut idx) = (Vec::new(), Vec::new(), Vec::new());
+        self.counting_settings().await;
+        for &c in chunks {
+            if c >= 1 && c < n {
+                lo.push(chunking.bounds_text[c - 1].clone());
+                hi.push(chunking.bounds_text[c].clone());
+                idx.push(c as i32);
+                continue;
+            }
+            let (cond, param) = if c == n + 1 {
+                if spec.key[0].not_null {
+                    out.insert(c, 0);
+                    continue;
+                }
+                (
+                    format!("{} IS NULL", TableSpec::col_ref(&spec.key[0])),
+                    None,
+                )
+            } else if n == 0 {
+                (
+                    format!("{} IS NOT NULL", TableSpec::col_ref(&spec.key[0])),
+                    None,
+                )
+            } else if c == 0 {
+                (
+                    format!("{k0} < $1::text::{ty}"),
+                    Some(&chunking.bounds_text[0]),
+                )
+            } else if c == n {
+                (
+                    format!("{k0} >= $1::text::{ty}"),
+                    Some(&chunking.bounds_text[n - 1]),
+                )
+            } else {
+                continue;
+            };
+            let sql = format!("SELECT count(*) FROM {tbl} t{}", spec.where_sql(&[cond]));
+            let rows = match param {
+                Some(p) => self.query("counting rows of", &sql, &[p]).await?,
+                None => self.query("counting rows of", &sql, &[]).await?,
+            };
+            out.insert(c, rows[0].get::<_, i64>(0).max(0) as u64);
+        }
+        for ((lo, hi), idx) in lo
+            .chunks(COUNTS_PER_QUERY)
+            .zip(hi.chunks(COUNTS_PER_QUERY))
+            .zip(idx.chunks(COUNTS_PER_QUERY))
+        {
+            let sql = format!(
+                "SELECT r.i, (SELECT count(*) FROM {tbl} t{w}) FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo, hi, i)",
+                w = spec.where_sql(&[format!("{k0} >= r.lo::{ty}"), format!("{k0} < r.hi::{ty}")]),
+            );
+            let rows = self
+                .query(
+                    "counting rows of",
+                    &sql,
+                    &[&lo.to_vec(), &hi.to_vec(), &idx.to_vec()],
+                )
+                .await?;
+            for r in &rows {
+                out.insert(
+                    r.get::<_, i32>(0).max(0) as usize,
+                    r.get::<_, i64>(1).max(0) as u64,
+                );
+            }
+        }
+        Ok(chunks
+            .iter()
+            .map(|c| out.get(c).copied().unwrap_or(0))
+            .collect())
+    }
+
+    /// The pushdown summaries of the chunks `chunks` only: each chunk read through the
+    /// key's index when `by_index` (a B-tree index leads with the key in byte order,
+    /// [`RegionMarks::key_indexed`]), else one scan keeping the wanted chunks.
     pub(crate) async fn summaries_of(
         &mut self,
         chunking: &Chunking,
         chunks: &[usize],
+        by_index: bool,
     ) -> Result<Vec<(usize, ChunkSummary)>> {
         let spec = self.spec.clone();
         let n = chunking.bounds.len();
@@ -96,18 +209,18 @@ impl PgSource<'_> {
                 ));
             }
         };
-        if n == 0 || !spec.key_in_byte_order() {
+        if n == 0 || !by_index || !spec.key_in_byte_order() {
             // One scan, keeping the wanted chunks.
             let (bucket, params) = spec.bucket_sql(chunking);
             let wanted: Vec<i32> = chunks.iter().map(|&c| c as i32).collect();
+            let mut refs = params.refs();
+            refs.push(&wanted);
             let sql = format!(
                 "SELECT b, count(*), bit_xor(h) FROM (SELECT ({bucket})::int4 AS b, {hash} AS h FROM {tbl} t{w}) s \
                  WHERE b = ANY(${p}::int4[]) GROUP BY b",
                 w = spec.where_sql(&[]),
-                p = params.refs().len() + 1,
+                p = refs.len(),
             );
-            let mut refs = params.refs();
-            refs.push(&wanted);
             let rows = self.query("hashing changed chunks of", &sql, &refs).await?;
             push(&rows, &mut out);
         } else {
@@ -224,14 +337,23 @@ impl PgSource<'_> {
                 FROM (SELECT $1::text::regclass AS r UNION SELECT relid FROM pg_partition_tree($1::text::regclass)) p), \
              EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
                        ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                     WHERE i.indrelid = $1::text::regclass AND a.attname = $2 AND i.indpred IS NULL)",
+                     WHERE i.indrelid = $1::text::regclass AND a.attname = $2 AND i.indpred IS NULL), \
+             EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                     JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+                     JOIN pg_opclass oc ON oc.oid = i.indclass[0] \
+                     WHERE i.indrelid = $1::text::regclass AND a.attname = $3 AND i.indpred IS NULL \
+                       AND am.amname = 'btree' AND oc.opcdefault \
+                       AND (i.indcollation[0] = 0 OR i.indcollation[0] IN \
+                            (SELECT oid FROM pg_collation WHERE collname IN ('C', 'POSIX', 'ucs_basic'))))",
             now = us("now()"),
             xs = us("min(xact_start)"),
         );
         let name = spec.table.quoted();
         let col = tracking.map(|c| c.name.clone()).unwrap_or_default();
+        let key = spec.key[0].name.clone();
         let rows = self
-            .query("reading the change marks of", &sql, &[&name, &col])
+            .query("reading the change marks of", &sql, &[&name, &col, &key])
             .await?;
         let r = &rows[0];
         Ok(RegionMarks {
@@ -241,6 +363,7 @@ impl PgSource<'_> {
             system_id: r.get(3),
             filenodes: r.get::<_, Option<String>>(4).unwrap_or_default(),
             tracking_indexed: r.get(5),
+            key_indexed: spec.key_in_byte_order() && r.get::<_, bool>(6),
         })
     }
 }
@@ -260,4 +383,8 @@ pub(crate) struct RegionMarks {
     pub filenodes: String,
     /// An index (not partial) leads with the tracking column.
     pub tracking_indexed: bool,
+    /// A B-tree index (not partial, default operator class) leads with the first key
+    /// column, which is in byte order (not collatable, or collated `C`): key ranges can
+    /// be read through it ([`PgSource::range_counts`]).
+    pub key_indexed: bool,
 }
