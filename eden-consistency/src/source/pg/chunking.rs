@@ -54,10 +54,7 @@ impl Chunking {
     pub(crate) fn coarsen(&self, m: usize) -> (Chunking, Vec<(usize, usize)>) {
         let n = self.bounds.len();
         if n == 0 || m <= 1 {
-            let mut same = self.clone();
-            same.tuples.clear();
-            same.tuple_text.clear();
-            return (same, (0..self.len()).map(|c| (c, c + 1)).collect());
+            return (self.clone(), (0..self.len()).map(|c| (c, c + 1)).collect());
         }
         let cuts: Vec<usize> = (0..n).step_by(m).collect();
         let coarse = Chunking {
