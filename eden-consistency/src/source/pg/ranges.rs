@@ -225,6 +225,7 @@ impl PgSource<'_> {
             push(&rows, &mut out);
         } else {
             let nk = spec.chunked_columns();
+            let row_hash = hash.clone();
             let hash = format!("{hash} AS h");
             let (mut lo, mut hi, mut idx) =
                 (vec![Vec::new(); nk], vec![Vec::new(); nk], Vec::new());
@@ -277,13 +278,29 @@ impl PgSource<'_> {
                     )
                 })
                 .collect();
-            let sql = format!(
-                "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest({arrays}) AS r({names}, i) \
-                 CROSS JOIN LATERAL ({u}) x GROUP BY r.i",
-                arrays = arrays.join(", "),
-                names = names.join(", "),
-                u = spec.select_pieces(&hash, &spec.range_pieces(Some(&lo_cols), Some(&hi_cols))),
-            );
+            let sql = if nk == 1 {
+                // One key column: the aggregate runs inside each chunk's index range scan.
+                let k0 = spec.k0_expr();
+                let ty = &spec.key[0].type_name;
+                format!(
+                    "SELECT r.i, x.c, x.h FROM unnest($1::text[], $2::text[], $3::int4[]) AS r(lo0, hi0, i) \
+                     CROSS JOIN LATERAL (SELECT count(*) AS c, bit_xor({row_hash}) AS h FROM {tbl} t{w}) x \
+                     WHERE x.c > 0",
+                    w = spec.where_sql(&[
+                        format!("{k0} >= r.lo0::{ty}"),
+                        format!("{k0} < r.hi0::{ty}")
+                    ]),
+                )
+            } else {
+                format!(
+                    "SELECT r.i, count(x.h), bit_xor(x.h) FROM unnest({arrays}) AS r({names}, i) \
+                     CROSS JOIN LATERAL ({u}) x GROUP BY r.i",
+                    arrays = arrays.join(", "),
+                    names = names.join(", "),
+                    u = spec
+                        .select_pieces(&hash, &spec.range_pieces(Some(&lo_cols), Some(&hi_cols))),
+                )
+            };
             let mut start = 0;
             while start < idx.len() {
                 let end = (start + RANGES_PER_QUERY).min(idx.len());
