@@ -20,9 +20,11 @@ use serde::Serialize;
 
 use super::classify::cmp_keys;
 use super::report::Difference;
+use crate::row::digest::{decode_row, encode_row};
 use crate::row::value::Value;
 
-/// Differences held in memory before a sorted run goes to disk.
+/// Differences held in memory before a sorted run goes to disk (each with its typed key in
+/// the canonical row encoding of [`crate::row::digest`]).
 const RUN: usize = 16_384;
 
 /// A masking step applied to every listed difference as it is read (see
@@ -160,12 +162,15 @@ impl Read for PositionalReader<'_> {
     }
 }
 
+/// The runs file of a [`Listing`]: the file, each run's `(offset, records)`, the end.
+type Spilled = (BufWriter<File>, Vec<(u64, usize)>, u64);
+
 /// Collects one table's listed differences (see the module docs).
 #[derive(Default)]
 pub(crate) struct Listing {
     run: Vec<(Vec<Value>, Difference)>,
-    /// The sorted runs on disk: the file and each run's `(offset, records)`.
-    spilled: Option<(BufWriter<File>, Vec<(u64, usize)>, u64)>,
+    /// The sorted runs on disk: the file, each run's `(offset, records)`, the end offset.
+    spilled: Option<Spilled>,
     len: usize,
 }
 
@@ -192,7 +197,7 @@ impl Listing {
         let mut buf = Vec::new();
         for (k, d) in self.run.drain(..) {
             buf.clear();
-            encode_key(&mut buf, &k);
+            encode_row(&mut buf, &k);
             let json = serde_json::to_vec(&d).map_err(io::Error::other)?;
             let head = [
                 (buf.len() as u32).to_le_bytes(),
@@ -303,172 +308,8 @@ fn read_record(r: &mut impl Read, left: &mut usize) -> io::Result<Option<(Vec<Va
     r.read_exact(&mut kb)?;
     let mut json = vec![0u8; jl];
     r.read_exact(&mut json)?;
-    let key = decode_key(&mut &kb[..]).ok_or_else(|| io::Error::other("corrupt spill record"))?;
+    let key = decode_row(&mut &kb[..]).ok_or_else(|| io::Error::other("corrupt spill record"))?;
     Ok(Some((key, json)))
-}
-
-// A lossless binary form of key values, for the runs only (never stored elsewhere).
-
-fn encode_key(out: &mut Vec<u8>, vals: &[Value]) {
-    out.extend_from_slice(&(vals.len() as u32).to_le_bytes());
-    for v in vals {
-        encode(out, v);
-    }
-}
-
-fn decode_key(r: &mut &[u8]) -> Option<Vec<Value>> {
-    let n = take_u32(r)? as usize;
-    (0..n).map(|_| decode(r)).collect()
-}
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s);
-}
-
-fn encode(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::Null => out.push(0),
-        Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
-        Value::Int(i) => {
-            out.push(2);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::Float(f) => {
-            out.push(3);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
-        Value::Numeric(s) => {
-            out.push(4);
-            put_str(out, s.as_bytes());
-        }
-        Value::Text(s) => {
-            out.push(5);
-            put_str(out, s.as_bytes());
-        }
-        Value::Bytes(b) => {
-            out.push(6);
-            put_str(out, b);
-        }
-        Value::Uuid(u) => {
-            out.push(7);
-            out.extend_from_slice(u.as_bytes());
-        }
-        Value::Date(d) => {
-            out.push(8);
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        Value::Time(t) => {
-            out.push(9);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        Value::Timestamp(t) => {
-            out.push(10);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        Value::TimestampTz(t) => {
-            out.push(11);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        Value::Interval {
-            months,
-            days,
-            micros,
-        } => {
-            out.push(12);
-            out.extend_from_slice(&months.to_le_bytes());
-            out.extend_from_slice(&days.to_le_bytes());
-            out.extend_from_slice(&micros.to_le_bytes());
-        }
-        Value::Json(s) => {
-            out.push(13);
-            put_str(out, s.as_bytes());
-        }
-        Value::Array(e) => {
-            out.push(14);
-            encode_key(out, e);
-        }
-        Value::BoundedArray {
-            lower_bounds,
-            elements,
-        } => {
-            out.push(15);
-            out.extend_from_slice(&(lower_bounds.len() as u32).to_le_bytes());
-            for b in lower_bounds {
-                out.extend_from_slice(&b.to_le_bytes());
-            }
-            encode_key(out, elements);
-        }
-        Value::Other(s) => {
-            out.push(16);
-            put_str(out, s.as_bytes());
-        }
-    }
-}
-
-fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if r.len() < n {
-        return None;
-    }
-    let (a, b) = r.split_at(n);
-    *r = b;
-    Some(a)
-}
-
-fn take_u32(r: &mut &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes(take(r, 4)?.try_into().ok()?))
-}
-
-fn take_i32(r: &mut &[u8]) -> Option<i32> {
-    Some(i32::from_le_bytes(take(r, 4)?.try_into().ok()?))
-}
-
-fn take_i64(r: &mut &[u8]) -> Option<i64> {
-    Some(i64::from_le_bytes(take(r, 8)?.try_into().ok()?))
-}
-
-fn take_bytes(r: &mut &[u8]) -> Option<Vec<u8>> {
-    let n = take_u32(r)? as usize;
-    Some(take(r, n)?.to_vec())
-}
-
-fn take_string(r: &mut &[u8]) -> Option<String> {
-    String::from_utf8(take_bytes(r)?).ok()
-}
-
-fn decode(r: &mut &[u8]) -> Option<Value> {
-    let tag = take(r, 1)?[0];
-    Some(match tag {
-        0 => Value::Null,
-        1 => Value::Bool(take(r, 1)?[0] != 0),
-        2 => Value::Int(take_i64(r)?),
-        3 => Value::Float(f64::from_bits(take_i64(r)? as u64)),
-        4 => Value::Numeric(take_string(r)?),
-        5 => Value::Text(take_string(r)?),
-        6 => Value::Bytes(take_bytes(r)?),
-        7 => Value::Uuid(uuid::Uuid::from_slice(take(r, 16)?).ok()?),
-        8 => Value::Date(take_i32(r)?),
-        9 => Value::Time(take_i64(r)?),
-        10 => Value::Timestamp(take_i64(r)?),
-        11 => Value::TimestampTz(take_i64(r)?),
-        12 => Value::Interval {
-            months: take_i32(r)?,
-            days: take_i32(r)?,
-            micros: take_i64(r)?,
-        },
-        13 => Value::Json(take_string(r)?),
-        14 => Value::Array(decode_key(r)?),
-        15 => {
-            let n = take_u32(r)? as usize;
-            let lower_bounds = (0..n).map(|_| take_i32(r)).collect::<Option<Vec<_>>>()?;
-            Value::BoundedArray {
-                lower_bounds,
-                elements: decode_key(r)?,
-            }
-        }
-        16 => Value::Other(take_string(r)?),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
@@ -529,10 +370,12 @@ mod tests {
         #[test]
         fn key_values_round_trip(vals in proptest::collection::vec(any_value(), 0..6)) {
             let mut b = Vec::new();
-            encode_key(&mut b, &vals);
-            let back = decode_key(&mut &b[..]).unwrap();
+            encode_row(&mut b, &vals);
+            let back = decode_row(&mut &b[..]).unwrap();
             prop_assert_eq!(cmp_keys(&back, &vals), Ordering::Equal);
-            prop_assert_eq!(format!("{back:?}"), format!("{vals:?}"));
+            let mut again = Vec::new();
+            encode_row(&mut again, &back);
+            prop_assert_eq!(again, b);
         }
     }
 

@@ -164,6 +164,82 @@ pub fn encode_row(out: &mut Vec<u8>, values: &[Value]) {
     }
 }
 
+/// The inverse of [`encode_row`]: the values back (canonical: `-0.0` comes back as `0`,
+/// numerics normalized, i.e. equal to what was encoded), or `None` for bytes that are not
+/// such an encoding. Used to keep keys in temporary files (`check`'s listing).
+pub(crate) fn decode_row(r: &mut &[u8]) -> Option<Vec<Value>> {
+    let n = take_len(r)?;
+    (0..n).map(|_| decode_value(r)).collect()
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if r.len() < n {
+        return None;
+    }
+    let (a, b) = r.split_at(n);
+    *r = b;
+    Some(a)
+}
+
+fn take_len(r: &mut &[u8]) -> Option<usize> {
+    Some(u32::from_le_bytes(take(r, 4)?.try_into().ok()?) as usize)
+}
+
+fn take_i32(r: &mut &[u8]) -> Option<i32> {
+    Some(i32::from_le_bytes(take(r, 4)?.try_into().ok()?))
+}
+
+fn take_i64(r: &mut &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(take(r, 8)?.try_into().ok()?))
+}
+
+fn take_string(r: &mut &[u8]) -> Option<String> {
+    let n = take_len(r)?;
+    String::from_utf8(take(r, n)?.to_vec()).ok()
+}
+
+fn decode_array(r: &mut &[u8]) -> Option<Vec<Value>> {
+    (take(r, 1)?[0] == tag::ARRAY).then_some(())?;
+    decode_row(r)
+}
+
+fn decode_value(r: &mut &[u8]) -> Option<Value> {
+    Some(match take(r, 1)?[0] {
+        tag::NULL => Value::Null,
+        tag::BOOL => Value::Bool(take(r, 1)?[0] != 0),
+        tag::INT => Value::Int(take_i64(r)?),
+        tag::FLOAT => Value::Float(f64::from_bits(take_i64(r)? as u64)),
+        tag::NUMERIC => Value::Numeric(take_string(r)?),
+        tag::TEXT => Value::Text(take_string(r)?),
+        tag::BYTES => {
+            let n = take_len(r)?;
+            Value::Bytes(take(r, n)?.to_vec())
+        }
+        tag::UUID => Value::Uuid(uuid::Uuid::from_slice(take(r, 16)?).ok()?),
+        tag::DATE => Value::Date(take_i32(r)?),
+        tag::TIME => Value::Time(take_i64(r)?),
+        tag::TIMESTAMP => Value::Timestamp(take_i64(r)?),
+        tag::TIMESTAMPTZ => Value::TimestampTz(take_i64(r)?),
+        tag::INTERVAL => Value::Interval {
+            months: take_i32(r)?,
+            days: take_i32(r)?,
+            micros: take_i64(r)?,
+        },
+        tag::JSON => Value::Json(take_string(r)?),
+        tag::ARRAY => Value::Array(decode_row(r)?),
+        tag::BOUNDED_ARRAY => {
+            let n = take_len(r)?;
+            let lower_bounds = (0..n).map(|_| take_i32(r)).collect::<Option<Vec<_>>>()?;
+            Value::BoundedArray {
+                lower_bounds,
+                elements: decode_array(r)?,
+            }
+        }
+        tag::OTHER => Value::Other(take_string(r)?),
+        _ => return None,
+    })
+}
+
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
