@@ -263,12 +263,7 @@ impl PgSource<'_> {
                     idx.push(c as i32);
                 }
             }
-            let lo_cols: Vec<String> = (0..nk).map(|i| format!("r.lo{i}")).collect();
-            let hi_cols: Vec<String> = (0..nk).map(|i| format!("r.hi{i}")).collect();
-            let names: Vec<String> = (0..nk)
-                .map(|i| format!("lo{i}"))
-                .chain((0..nk).map(|i| format!("hi{i}")))
-                .collect();
+            let (lo_cols, hi_cols, names) = super::spec::range_columns(nk);
             let arrays: Vec<String> = (0..=2 * nk)
                 .map(|i| {
                     format!(

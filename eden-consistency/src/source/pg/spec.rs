@@ -395,12 +395,7 @@ impl TableSpec {
             }
         }
         let arrays: Vec<String> = (0..2 * nk).map(|i| format!("${}::text[]", i + 1)).collect();
-        let lo_cols: Vec<String> = (0..nk).map(|i| format!("r.lo{i}")).collect();
-        let hi_cols: Vec<String> = (0..nk).map(|i| format!("r.hi{i}")).collect();
-        let names: Vec<String> = (0..nk)
-            .map(|i| format!("lo{i}"))
-            .chain((0..nk).map(|i| format!("hi{i}")))
-            .collect();
+        let (lo_cols, hi_cols, names) = range_columns(nk);
         for a in lo.into_iter().chain(hi) {
             params.push(Box::new(a));
         }
@@ -462,4 +457,14 @@ impl BucketParams {
             BucketParams::Texts(v) => v.iter().map(|a| a as &(dyn ToSql + Sync)).collect(),
         }
     }
+}
+
+/// The columns of an `unnest(...) AS r(lo0.., hi0.., ...)` of chunk ranges over `nk` key
+/// columns: `r.lo{i}`, `r.hi{i}`, and the names `lo0.., hi0..` to declare.
+pub(super) fn range_columns(nk: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let lo: Vec<String> = (0..nk).map(|i| format!("lo{i}")).collect();
+    let hi: Vec<String> = (0..nk).map(|i| format!("hi{i}")).collect();
+    let r = |v: &[String]| v.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>();
+    let (lo_cols, hi_cols) = (r(&lo), r(&hi));
+    (lo_cols, hi_cols, lo.into_iter().chain(hi).collect())
 }
