@@ -890,8 +890,9 @@ impl Checker {
             engine.absorb(batch);
             if stream {
                 for f in engine.take_settled() {
+                    let row = report_row(&spec, &f);
                     listing
-                        .push(f.key.values.clone(), report_row(&spec, &f))
+                        .push(f.key.values, row)
                         .map_err(|e| spill_error(table, e))?;
                 }
             }
