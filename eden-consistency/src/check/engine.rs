@@ -2,9 +2,10 @@
 //! Redis keyspace, a test's in-memory rows), in named phases:
 //!
 //! 1. **plan** the partition ([`KeyedSource::plan`]: sampled bounds, a bucket count);
-//! 2. **summaries**: every region's chunk summaries, all leaves at once, or level by level
-//!    from the top of the tree over the chunks, descending only into nodes that differ
-//!    (see [`crate::source::keyed`] for when that pays);
+//! 2. **summaries**: every region's chunk summaries, all leaves at once (streamed in chunk
+//!    order from every region and compared as they arrive, so none is kept), or level by
+//!    level from the top of the tree over the chunks, descending only into nodes that
+//!    differ (see [`crate::source::keyed`] for when that pays);
 //! 3. **differing chunks**, cut into batches bounded by their rows;
 //! 4. per batch, the **rows** (`(key, digest)`) of the batch's chunks from every region,
 //!    merged into **candidate keys** (missing somewhere or not the same digest everywhere);
@@ -260,6 +261,11 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
                         .collect();
                 }
             }
+            _ if !self.opts.keep_leaves => {
+                let (counts, differing) = merge_leaves(self.sources, plan).await?;
+                self.row_counts = counts;
+                self.differing = differing;
+            }
             _ => {
                 let sums = all_ok(join_all(
                     self.sources
@@ -454,6 +460,105 @@ impl<'a, S: KeyedSource, C: Classifier<S>> Engine<'a, S, C> {
 
 async fn all_ok<T>(f: impl std::future::Future<Output = Vec<Result<T>>>) -> Result<Vec<T>> {
     f.await.into_iter().collect()
+}
+
+/// Every region's leaves compared while they stream in, in chunk order
+/// ([`KeyedSource::ordered_summaries`]): the rows per region and the differing chunks with
+/// their largest row count. Memory is a few batches per region, whatever the chunk count.
+async fn merge_leaves<S: KeyedSource>(
+    sources: &mut [S],
+    plan: &S::Plan,
+) -> Result<(Vec<u64>, Vec<(usize, u64)>)> {
+    let n = sources.len();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::channel(4)).unzip();
+    let producers = join_all(
+        sources
+            .iter_mut()
+            .zip(txs)
+            .map(|(s, tx)| s.ordered_summaries(plan, tx)),
+    );
+    let consumer = async move {
+        let mut cursors: Vec<Cursor> = rxs.into_iter().map(Cursor::new).collect();
+        let mut counts = vec![0u64; n];
+        let mut differing = Vec::new();
+        let mut heads = vec![None; n];
+        loop {
+            for (h, c) in heads.iter_mut().zip(cursors.iter_mut()) {
+                *h = c.peek().await?;
+            }
+            let Some(i) = heads.iter().flatten().map(|h| h.0).min() else {
+                break;
+            };
+            let mut first = None;
+            let (mut differs, mut max) = (false, 0);
+            for ((h, c), count) in heads.iter().zip(cursors.iter_mut()).zip(counts.iter_mut()) {
+                let s = match h {
+                    Some((j, s)) if *j == i => {
+                        c.advance();
+                        *s
+                    }
+                    _ => ChunkSummary::default(),
+                };
+                *count += s.count;
+                max = max.max(s.count);
+                differs |= *first.get_or_insert(s) != s;
+            }
+            if differs {
+                differing.push((i, max));
+            }
+        }
+        Ok::<_, crate::Error>((counts, differing))
+    };
+    let (produced, merged) = futures_util::join!(producers, consumer);
+    for r in produced {
+        r?;
+    }
+    merged
+}
+
+/// One region's stream of ordered leaf summaries.
+struct Cursor {
+    rx: tokio::sync::mpsc::Receiver<Vec<(usize, ChunkSummary)>>,
+    buf: Vec<(usize, ChunkSummary)>,
+    pos: usize,
+    last: Option<usize>,
+}
+
+impl Cursor {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<(usize, ChunkSummary)>>) -> Self {
+        Cursor {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            last: None,
+        }
+    }
+
+    /// The next chunk's summary (`None`: the region has no more).
+    async fn peek(&mut self) -> Result<Option<(usize, ChunkSummary)>> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv().await {
+                Some(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                None => return Ok(None),
+            }
+        }
+        let (i, s) = self.buf[self.pos];
+        if self.last.is_some_and(|l| i <= l) {
+            return Err(crate::Error::Internal(format!(
+                "chunk summaries arrived out of order ({i} after {})",
+                self.last.unwrap_or_default()
+            )));
+        }
+        Ok(Some((i, s)))
+    }
+
+    fn advance(&mut self) {
+        self.last = self.buf.get(self.pos).map(|h| h.0);
+        self.pos += 1;
+    }
 }
 
 fn counts(sums: &[Vec<ChunkSummary>]) -> Vec<u64> {
@@ -755,6 +860,24 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
         }
+    }
+
+    /// Leaves that arrive out of chunk order are an error, never a wrong comparison.
+    #[test]
+    fn out_of_order_leaves_are_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let s = ChunkSummary { count: 1, hash: 7 };
+            tx.send(vec![(3, s), (2, s)]).await.unwrap();
+            drop(tx);
+            let mut c = Cursor::new(rx);
+            assert_eq!(c.peek().await.unwrap(), Some((3, s)));
+            c.advance();
+            assert!(c.peek().await.is_err());
+        });
     }
 
     /// At low drift, the descent receives fewer summaries than the leaves.

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use super::TableCheck;
 use super::report::TableStatus;
-use super::state::{self, RegionState, StateFile, TableState};
+use super::state::{self, EvenBounds, RegionState, StateFile, TableState};
 use crate::config::Resolution;
 use crate::error::Result;
 use crate::pg::schema::{Column, TableSchema};
@@ -230,9 +230,9 @@ fn fingerprint(spec: &TableSpec, mode: Mode, tracking: Option<&str>, names: &[St
 /// JSON array of the columns' texts per bound.
 fn stored_bounds(chunking: &Chunking) -> Vec<String> {
     if chunking.tuple_text.is_empty() {
-        return chunking.bounds_text.clone();
+        return chunking.bound_texts();
     }
-    (0..chunking.bounds_text.len())
+    (0..chunking.bound_count())
         .map(|i| {
             let texts: Vec<&String> = chunking.tuple_text.iter().map(|col| &col[i]).collect();
             serde_json::to_string(&texts).unwrap_or_default()
@@ -376,14 +376,26 @@ pub(crate) async fn begin(
         oid::INT2 | oid::INT4 | oid::INT8
     );
     let mut chunking = Chunking::default();
+    if let Some(e) = prev.even_bounds.filter(|e| {
+        // The last bound must fit in 64 bits.
+        let last = i64::try_from(e.count.saturating_sub(1))
+            .ok()
+            .and_then(|c| c.checked_mul(e.width))
+            .and_then(|d| d.checked_add(e.lo));
+        int_key && e.width > 0 && prev.bounds.is_empty() && last.is_some()
+    }) {
+        chunking = Chunking::even(e.lo, e.width, e.count);
+    } else if prev.even_bounds.is_some() {
+        pass.reason = "the stored chunk bounds are unusable".into();
+        return Ok((pass, None));
+    }
     if spec.composite() {
         // Whole-key bounds: each stored as a JSON array of its columns' texts.
         chunking.tuple_text = vec![Vec::new(); spec.key.len()];
         for b in &prev.bounds {
             match serde_json::from_str::<Vec<String>>(b) {
                 Ok(texts) if texts.len() == spec.key.len() => {
-                    chunking.bounds.push(Value::Text(texts[0].clone()));
-                    chunking.bounds_text.push(texts[0].clone());
+                    chunking.push_bound(Value::Text(texts[0].clone()), texts[0].clone());
                     for (col, t) in chunking.tuple_text.iter_mut().zip(texts) {
                         col.push(t);
                     }
@@ -407,8 +419,7 @@ pub(crate) async fn begin(
         } else {
             Value::Text(b.clone())
         };
-        chunking.bounds.push(v);
-        chunking.bounds_text.push(b.clone());
+        chunking.push_bound(v, b.clone());
     }
     let mut stored: Vec<Vec<ChunkSummary>> = Vec::new();
     for r in &prev.regions {
@@ -497,7 +508,7 @@ async fn pick_chunks(
     // ranges of the first key column only, so a table chunked by its whole key counts in
     // one grouping scan.
     let count_by_index = by_index && sources.iter().all(|s| !s.whole_key_chunks());
-    let m = chunking.bounds.len().div_ceil(COUNT_RANGES).max(1);
+    let m = chunking.bound_count().div_ceil(COUNT_RANGES).max(1);
     let (coarse, groups) = chunking.coarsen(m);
     let found: Vec<(Vec<usize>, Vec<u64>)> =
         join_all(sources.iter_mut().zip(thresholds).map(|(s, &since)| {
@@ -685,7 +696,16 @@ impl TablePass {
                 table: self.table.clone(),
                 scope: run.scope.clone(),
                 fingerprint: self.fingerprint.clone(),
-                bounds: stored_bounds(chunking),
+                bounds: if chunking.arith().is_some() {
+                    Vec::new()
+                } else {
+                    stored_bounds(chunking)
+                },
+                even_bounds: chunking.arith().map(|(lo, width)| EvenBounds {
+                    lo,
+                    width,
+                    count: chunking.bound_count(),
+                }),
                 regions,
                 last_full_pass_at: last_full,
                 runs_since_full: runs,

@@ -42,6 +42,10 @@ pub(crate) struct TableState {
     /// Chunk bounds as PostgreSQL prints them (chunk `i` holds `bounds[i-1] <= k < bounds[i]`);
     /// for chunks of a whole composite key, each bound a JSON array of its columns' texts.
     pub(crate) bounds: Vec<String>,
+    /// Integer bounds evenly spaced, `lo + i·width` for `i < count`, stored as these three
+    /// numbers instead of [`TableState::bounds`] (which is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) even_bounds: Option<EvenBounds>,
     /// One entry per region, in the run's region order.
     pub(crate) regions: Vec<RegionState>,
     /// When the last full pass ran.
@@ -50,6 +54,14 @@ pub(crate) struct TableState {
     pub(crate) runs_since_full: u32,
     /// When this entry was written.
     pub(crate) checked_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Evenly spaced integer bounds (see [`TableState::even_bounds`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct EvenBounds {
+    pub(crate) lo: i64,
+    pub(crate) width: i64,
+    pub(crate) count: usize,
 }
 
 /// One region's part of a [`TableState`].

@@ -101,6 +101,22 @@ pub(crate) trait KeyedSource: Send {
         plan: &Self::Plan,
     ) -> impl Future<Output = Result<Vec<ChunkSummary>>> + Send;
 
+    /// Every chunk's summary in increasing chunk order (empty chunks may be left out), sent
+    /// to `out` in batches as they arrive, so that the engine compares the regions' leaves
+    /// while they stream in and keeps none of them. Stops quietly when `out` is closed.
+    /// Default: [`KeyedSource::chunk_summaries`], then sent.
+    fn ordered_summaries(
+        &mut self,
+        plan: &Self::Plan,
+        out: SummarySender,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let sums = self.chunk_summaries(plan).await?;
+            send_in_order(sums, out).await;
+            Ok(())
+        }
+    }
+
     /// One summary per range of chunks `[lo, hi)` (ranges sorted and disjoint). Two regions'
     /// summaries of the same range are equal exactly when (but for a 2^-64 collision) their
     /// chunk summaries are all equal.
@@ -139,6 +155,55 @@ pub(crate) trait KeyedSource: Send {
 
     /// Work done so far.
     fn stats(&self) -> RegionStats;
+}
+
+/// Where [`KeyedSource::ordered_summaries`] sends its batches.
+pub(crate) type SummarySender = tokio::sync::mpsc::Sender<Vec<(usize, ChunkSummary)>>;
+
+/// Summaries batched for a [`SummarySender`] (one channel message per batch, not per
+/// chunk).
+pub(crate) struct SummaryBatch {
+    out: SummarySender,
+    buf: Vec<(usize, ChunkSummary)>,
+}
+
+impl SummaryBatch {
+    const LEN: usize = 4096;
+
+    pub(crate) fn new(out: SummarySender) -> Self {
+        SummaryBatch {
+            out,
+            buf: Vec::with_capacity(Self::LEN),
+        }
+    }
+
+    /// Adds chunk `i`'s summary; `false` when the receiver is gone (stop reading).
+    pub(crate) async fn push(&mut self, i: usize, s: ChunkSummary) -> bool {
+        self.buf.push((i, s));
+        if self.buf.len() < Self::LEN {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::LEN));
+        self.out.send(full).await.is_ok()
+    }
+
+    /// Sends what is left.
+    pub(crate) async fn flush(self) {
+        if !self.buf.is_empty() {
+            let _ = self.out.send(self.buf).await;
+        }
+    }
+}
+
+/// Sends every non-empty summary of `sums` (chunk `i` at `i`) in chunk order.
+pub(crate) async fn send_in_order(sums: Vec<ChunkSummary>, out: SummarySender) {
+    let mut batch = SummaryBatch::new(out);
+    for (i, s) in sums.into_iter().enumerate() {
+        if s != ChunkSummary::default() && !batch.push(i, s).await {
+            return;
+        }
+    }
+    batch.flush().await;
 }
 
 /// Combines leaf summaries into range summaries on the client: the node hash of a range

@@ -70,6 +70,12 @@
 //!   compilation cost ~90 ms per process at 1M rows and gained nothing), all `SET LOCAL` in
 //!   the read-only snapshot transaction. Parallel workers stay on: each runs a partial
 //!   aggregate over its share of the pages.
+//! * The server sorts its one row per chunk (`ORDER BY 1` over the aggregate: about 3 %
+//!   of the query at 30M rows, 0.8 s of 24 s), so that every region's chunk rows stream to the engine
+//!   in chunk order and are compared as they arrive: the client keeps no per-chunk
+//!   summaries ([`KeyedSource::ordered_summaries`]). Evenly spaced bounds are kept as
+//!   three numbers, other integer bounds as one `i64` each ([`Chunking`]), so the
+//!   client's memory does not grow with the table for an evenly spread integer key.
 //! * Rows of differing chunks are read through the key's index, one range scan per chunk
 //!   (per piece of a composite key's range; `LATERAL` over `unnest` of the bounds), when
 //!   the key is in byte order (not
@@ -93,7 +99,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::RegionStats;
-use super::keyed::{KeyedSource, PlanHint};
+use super::keyed::{KeyedSource, PlanHint, SummaryBatch};
 use crate::error::{Error, Result};
 use crate::pg::copy::{self, CopyBinaryParser};
 use crate::pg::ident::{TableName, quote_ident};
@@ -301,6 +307,14 @@ impl<'a> PgSource<'a> {
     }
 
     async fn pushdown_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
+        let mut out = vec![ChunkSummary::default(); chunking.len()];
+        self.pushdown(chunking, SummarySink::All(&mut out)).await?;
+        Ok(out)
+    }
+
+    /// The pushdown query of [`PgSource::pushdown_summaries`], its rows given to `sink` (in
+    /// chunk order when the sink wants them so: the server sorts its one row per chunk).
+    async fn pushdown(&mut self, chunking: &Chunking, mut sink: SummarySink<'_>) -> Result<()> {
         let spec = self.spec.clone();
         let (bucket, params) = spec.bucket_sql(chunking);
         let mut sql = format!(
@@ -311,10 +325,13 @@ impl<'a> PgSource<'a> {
             w = spec.where_sql(&[]),
         );
         let mut by_range = Vec::new();
-        if !chunking.bounds.is_empty() && chunking.arith.is_none() && spec.ranges_by_index() {
+        if chunking.bound_count() > 0 && chunking.arith().is_none() && spec.ranges_by_index() {
             let (q, p) = spec.range_summaries_sql(chunking);
             sql = q;
             by_range = p;
+        }
+        if matches!(sink, SummarySink::Ordered(_)) {
+            sql = format!("SELECT * FROM ({sql}) r ORDER BY 1");
         }
         // The planner cannot know how few chunks there are (it guesses one group per key)
         // so, left alone, it sorts the whole rows (spilling hundreds of MB) or sizes hash
@@ -345,23 +362,37 @@ impl<'a> PgSource<'a> {
             .await
             .map_err(|e| self.qerr("hashing", e))?;
         pin_mut!(stream);
-        let mut out = vec![ChunkSummary::default(); chunking.len()];
+        let n = chunking.len();
         while let Some(r) = stream.next().await {
             let r = r.map_err(|e| self.qerr("hashing", e))?;
             self.stats.bytes_received += row_bytes(&r);
             let bc: i64 = r.get(0);
-            let (b, c) = (bc >> 32, bc & 0xffff_ffff);
+            let (b, c) = ((bc >> 32) as usize, bc & 0xffff_ffff);
             let h: i64 = r.get(1);
-            if let Some(s) = out.get_mut(b as usize) {
-                s.count = c as u64;
-                s.hash = h as u64 as u128;
-                self.stats.rows_read += c as u64;
+            if b >= n {
+                continue;
             }
+            self.stats.rows_read += c as u64;
+            let s = ChunkSummary {
+                count: c as u64,
+                hash: h as u64 as u128,
+            };
+            match &mut sink {
+                SummarySink::All(out) => out[b] = s,
+                SummarySink::Ordered(batch) => {
+                    if !batch.push(b, s).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if let SummarySink::Ordered(batch) = sink {
+            batch.flush().await;
         }
         self.stats.time_ms += t0.elapsed().as_millis() as u64;
         tracing::debug!(region = %self.region, what = "hashing", ms = t0.elapsed().as_millis() as u64, "query done");
         self.stats.chunks += chunking.len() as u64;
-        Ok(out)
+        Ok(())
     }
 
     async fn stream_summaries(&mut self, chunking: &Chunking) -> Result<Vec<ChunkSummary>> {
@@ -489,7 +520,7 @@ impl<'a> PgSource<'a> {
         chunks: &[usize],
     ) -> Result<Vec<KeyedRow>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len();
+        let n = chunking.bound_count();
         let sel = match self.mode {
             Mode::Stream => spec
                 .columns
@@ -728,6 +759,12 @@ impl<'a> PgSource<'a> {
     }
 }
 
+/// Where the pushdown query's rows go: every chunk's slot, or batches in chunk order.
+enum SummarySink<'s> {
+    All(&'s mut Vec<ChunkSummary>),
+    Ordered(SummaryBatch),
+}
+
 impl KeyedSource for PgSource<'_> {
     type Key = PgKey;
     type Record = FetchedRow;
@@ -756,6 +793,26 @@ impl KeyedSource for PgSource<'_> {
         }
     }
 
+    /// Pushdown: the server sorts its one row per chunk, which streams to the engine.
+    /// Stream: the leaves digested on the client, sent in order.
+    async fn ordered_summaries(
+        &mut self,
+        chunking: &Chunking,
+        out: super::keyed::SummarySender,
+    ) -> Result<()> {
+        match self.mode {
+            Mode::Stream => {
+                let sums = self.stream_summaries(chunking).await?;
+                super::keyed::send_in_order(sums, out).await;
+                Ok(())
+            }
+            _ => {
+                self.pushdown(chunking, SummarySink::Ordered(SummaryBatch::new(out)))
+                    .await
+            }
+        }
+    }
+
     /// Pushdown: one query grouping the rows by the ranges' outer bounds (a scan of the
     /// table per call). Stream: combined from the leaves, streamed once.
     async fn range_summaries(
@@ -772,7 +829,7 @@ impl KeyedSource for PgSource<'_> {
                 ranges,
             ));
         }
-        let n = chunking.bounds.len();
+        let n = chunking.bound_count();
         let mut cuts: Vec<usize> = Vec::new();
         for &(lo, hi) in ranges {
             if lo > 0 && lo <= n {
@@ -784,25 +841,8 @@ impl KeyedSource for PgSource<'_> {
         }
         cuts.sort_unstable();
         cuts.dedup();
-        let coarse = Chunking {
-            bounds_text: cuts
-                .iter()
-                .map(|&i| chunking.bounds_text[i].clone())
-                .collect(),
-            bounds: cuts.iter().map(|&i| chunking.bounds[i].clone()).collect(),
-            tuples: if chunking.tuples.is_empty() {
-                Vec::new()
-            } else {
-                cuts.iter().map(|&i| chunking.tuples[i].clone()).collect()
-            },
-            tuple_text: chunking
-                .tuple_text
-                .iter()
-                .map(|col| cuts.iter().map(|&i| col[i].clone()).collect())
-                .collect(),
-            // A subset of evenly spaced bounds is not evenly spaced.
-            arith: None,
-        };
+        // A subset of evenly spaced bounds is not evenly spaced.
+        let coarse = chunking.select(&cuts);
         let chunks_before = self.stats.chunks;
         let sums = self.pushdown_summaries(&coarse).await?;
         self.stats.chunks = chunks_before.max(chunking.len() as u64);
@@ -869,8 +909,8 @@ mod tests {
 
     /// The server's arithmetic chunk of [`TableSpec::bucket_sql`], in Rust.
     fn arith_bucket(k: i64, ch: &Chunking) -> usize {
-        let (lo, w) = ch.arith.unwrap();
-        let n = ch.bounds.len() as i64;
+        let (lo, w) = ch.arith().unwrap();
+        let n = ch.bound_count() as i64;
         let last = lo + (n - 1) * w;
         if k < lo {
             0
@@ -888,7 +928,7 @@ mod tests {
         assert!(even_chunking(&ints, 100).is_none());
         let even: Vec<i64> = (0..2000).map(|i| i * 7).collect();
         let ch = even_chunking(&even, 100).unwrap();
-        assert!(ch.bounds.len() >= 100 && ch.bounds.len() <= 102);
+        assert!(ch.bound_count() >= 100 && ch.bound_count() <= 102);
     }
 
     proptest! {
@@ -903,9 +943,14 @@ mod tests {
         ) {
             let ints: Vec<i64> = (0..m as i64).map(|i| lo + i * step).collect();
             let ch = even_chunking(&ints, target).unwrap();
-            prop_assert!(ch.bounds.windows(2).all(|w| w[0].compare(&w[1]) == Some(std::cmp::Ordering::Less)));
+            let bounds = ch.int_bounds().unwrap();
+            prop_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+            // The same bounds listed one by one (a binary search, not arithmetic).
+            let listed = ch.select(&(0..bounds.len()).collect::<Vec<_>>());
+            prop_assert_eq!(listed.arith(), None);
             for k in probes.into_iter().chain(near).chain(ints.iter().copied()) {
                 prop_assert_eq!(arith_bucket(k, &ch), ch.chunk_of(&Value::Int(k)));
+                prop_assert_eq!(arith_bucket(k, &ch), listed.chunk_of(&Value::Int(k)));
             }
         }
 
@@ -924,17 +969,18 @@ mod tests {
 
     #[test]
     fn composite_chunk_of_key() {
-        let ch = Chunking {
-            bounds: vec![Value::Int(1), Value::Int(1), Value::Int(2)],
-            bounds_text: vec!["1".into(), "1".into(), "2".into()],
+        let mut ch = Chunking {
             tuples: vec![
                 vec![Value::Int(1), Value::Int(10)],
                 vec![Value::Int(1), Value::Int(20)],
                 vec![Value::Int(2), Value::Int(5)],
             ],
             tuple_text: vec![],
-            arith: None,
+            ..Chunking::default()
         };
+        for b in [1, 1, 2] {
+            ch.push_bound(Value::Int(b), b.to_string());
+        }
         let k = |a: i64, b: i64| ch.chunk_of_key(&[Value::Int(a), Value::Int(b)]);
         assert_eq!(k(0, 99), 0);
         assert_eq!(k(1, 9), 0);

@@ -104,7 +104,7 @@ impl PgSource<'_> {
         chunks: &[usize],
     ) -> Result<Vec<u64>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len();
+        let n = chunking.bound_count();
         let k0 = spec.k0_expr();
         let ty = &spec.key[0].type_name;
         let tbl = spec.table.quoted();
@@ -113,8 +113,8 @@ impl PgSource<'_> {
         self.counting_settings().await;
         for &c in chunks {
             if c >= 1 && c < n {
-                lo.push(chunking.bounds_text[c - 1].clone());
-                hi.push(chunking.bounds_text[c].clone());
+                lo.push(chunking.bound_text(c - 1).into_owned());
+                hi.push(chunking.bound_text(c).into_owned());
                 idx.push(c as i32);
                 continue;
             }
@@ -135,19 +135,19 @@ impl PgSource<'_> {
             } else if c == 0 {
                 (
                     format!("{k0} < $1::text::{ty}"),
-                    Some(&chunking.bounds_text[0]),
+                    Some(chunking.bound_text(0).into_owned()),
                 )
             } else if c == n {
                 (
                     format!("{k0} >= $1::text::{ty}"),
-                    Some(&chunking.bounds_text[n - 1]),
+                    Some(chunking.bound_text(n - 1).into_owned()),
                 )
             } else {
                 continue;
             };
             let sql = format!("SELECT count(*) FROM {tbl} t{}", spec.where_sql(&[cond]));
             let rows = match param {
-                Some(p) => self.query("counting rows of", &sql, &[p]).await?,
+                Some(p) => self.query("counting rows of", &sql, &[&p]).await?,
                 None => self.query("counting rows of", &sql, &[]).await?,
             };
             out.insert(c, rows[0].get::<_, i64>(0).max(0) as u64);
@@ -191,7 +191,7 @@ impl PgSource<'_> {
         by_index: bool,
     ) -> Result<Vec<(usize, ChunkSummary)>> {
         let spec = self.spec.clone();
-        let n = chunking.bounds.len();
+        let n = chunking.bound_count();
         let hash = format!("hash_record_extended({}, {CHUNK_SEED})", spec.row_expr());
         let tbl = spec.table.quoted();
         let mut out: Vec<(usize, ChunkSummary)> = Vec::new();

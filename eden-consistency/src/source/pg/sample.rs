@@ -118,8 +118,7 @@ impl PgSource<'_> {
             let mut last: Option<i64> = None;
             let mut push = |x: i64, ch: &mut Chunking| {
                 if last.is_none_or(|l| x > l) {
-                    ch.bounds.push(Value::Int(x));
-                    ch.bounds_text.push(x.to_string());
+                    ch.push_bound(Value::Int(x), x.to_string());
                     last = Some(x);
                 }
             };
@@ -138,8 +137,7 @@ impl PgSource<'_> {
             let mut i = step;
             while (i as usize) < keys.len() {
                 let (v, t) = &keys[i as usize];
-                ch.bounds.push(v.clone());
-                ch.bounds_text.push(t.clone());
+                ch.push_bound(v.clone(), t.clone());
                 i += step;
             }
         }
@@ -227,8 +225,7 @@ impl PgSource<'_> {
             for (c, col) in ch.tuple_text.iter_mut().enumerate() {
                 col.push(r.get::<_, String>(nk + c));
             }
-            ch.bounds.push(key[0].clone());
-            ch.bounds_text.push(r.get::<_, String>(nk));
+            ch.push_bound(key[0].clone(), r.get::<_, String>(nk));
             ch.tuples.push(key);
             i += step;
         }

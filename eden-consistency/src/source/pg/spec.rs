@@ -304,14 +304,14 @@ impl TableSpec {
     /// The chunk number of a row (`width_bucket` semantics, the NULL-key chunk last) as
     /// SQL, with the parameters it needs (`$1`, ...).
     pub(super) fn bucket_sql(&self, ch: &Chunking) -> (String, BucketParams) {
-        let n = ch.bounds.len();
+        let n = ch.bound_count();
         if n == 0 {
             return (
                 format!("CASE WHEN {} THEN 1 ELSE 0 END", self.key_null_sql()),
                 BucketParams::None,
             );
         }
-        if let (Some((lo, w)), true) = (ch.arith, self.int_key()) {
+        if let (Some((lo, w)), true) = (ch.arith(), self.int_key()) {
             // Evenly spread integer keys: the bounds are `lo + i·w`, so the chunk is plain
             // arithmetic (no binary search over the bounds, which costs more than hashing the
             // row). Same numbers as `width_bucket` over those bounds; the subtraction runs
@@ -330,14 +330,9 @@ impl TableSpec {
         let params = if self.composite() {
             BucketParams::Texts(ch.tuple_text.clone())
         } else if self.int_key() {
-            BucketParams::Ints(
-                ch.bounds
-                    .iter()
-                    .map(|b| if let Value::Int(x) = b { *x } else { 0 })
-                    .collect(),
-            )
+            BucketParams::Ints(ch.int_bounds().unwrap_or_default())
         } else {
-            BucketParams::Texts(vec![ch.bounds_text.clone()])
+            BucketParams::Texts(vec![ch.bound_texts()])
         };
         let sql = if self.composite() {
             format!(
@@ -363,7 +358,7 @@ impl TableSpec {
         if self.composite() {
             ch.tuple_text.iter().map(|col| col[i].clone()).collect()
         } else {
-            vec![ch.bounds_text[i].clone()]
+            vec![ch.bound_text(i).into_owned()]
         }
     }
 
@@ -377,7 +372,7 @@ impl TableSpec {
         ch: &Chunking,
     ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
         let spec = self;
-        let n = ch.bounds.len();
+        let n = ch.bound_count();
         let nk = spec.chunked_columns();
         let h = format!(
             "hash_record_extended({}, {CHUNK_SEED}) AS h",
