@@ -78,7 +78,7 @@ for db in $E $W; do
     -c "INSERT INTO vault_secrets SELECT id + 3, tenant_id, path, secret, version, metadata, timestamptz '$ts' FROM vault_secrets WHERE id % 2000000 = $r2 ON CONFLICT DO NOTHING" &
 done
 wait
-"${PSQL[@]}" -d $E -c "INSERT INTO vault_secrets SELECT id + 1, tenant_id, path, secret, version, metadata, last_updated_at FROM vault_secrets WHERE id % 4000000 = $r2 + 2 ON CONFLICT DO NOTHING"
+"${PSQL[@]}" -d $E -c "INSERT INTO vault_secrets SELECT id + 5, tenant_id, path, secret, version, metadata, last_updated_at FROM vault_secrets WHERE id % 4000000 = $r2 + 2 ON CONFLICT DO NOTHING"
 run "incremental after 0.1 % changed" --incremental --state "$state"
 run "full check, same data"
 for db in $E $W; do "${PSQL[@]}" -d $db -c "VACUUM vault_secrets" & done; wait

@@ -114,7 +114,11 @@ pub(crate) struct RunState {
     opts: IncrementalOptions,
     database: String,
     scope: String,
-    loaded: Option<StateFile>,
+    /// The state file as loaded; each table's entry is taken out when its pass begins
+    /// (the file is read again to be written).
+    loaded: Mutex<Option<StateFile>>,
+    /// Whether a usable state file was found.
+    had_file: bool,
     load_problem: Option<String>,
     staged: Mutex<Vec<(String, String, TableState)>>,
 }
@@ -130,7 +134,8 @@ impl RunState {
             opts: opts.clone(),
             database: database.to_string(),
             scope: scope.to_string(),
-            loaded,
+            had_file: loaded.is_some(),
+            loaded: Mutex::new(loaded),
             load_problem,
             staged: Mutex::new(Vec::new()),
         }
@@ -138,13 +143,17 @@ impl RunState {
 
     /// Writes the entries of the tables that were compared (`consistent` or `divergent`)
     /// into the state file, keeping every other entry. Called only after a successful run.
-    pub(crate) fn save(&self, checks: &[TableCheck]) -> Result<()> {
+    pub(crate) fn save(self: std::sync::Arc<Self>, checks: &[TableCheck]) -> Result<()> {
         let staged = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|e| e.into_inner()));
-        if staged.is_empty() && self.loaded.is_some() {
+        if staged.is_empty() && self.had_file {
             return Ok(());
         }
+        // The state as loaded is not needed any more (the file is read again below): the
+        // last reference lets it go, so that it is not held twice at the peak.
+        let path = self.opts.state_path.clone();
+        drop(self);
         // Re-read: another run may have written other tables meanwhile.
-        let mut file = match StateFile::load(&self.opts.state_path) {
+        let mut file = match StateFile::load(&path) {
             Ok(Some(f)) => f,
             _ => StateFile {
                 version: state::STATE_VERSION,
@@ -163,7 +172,7 @@ impl RunState {
                 file.tables.insert(key, entry);
             }
         }
-        file.save(&self.opts.state_path)
+        file.save(&path)
     }
 }
 
@@ -301,7 +310,15 @@ pub(crate) async fn begin(
     .into_iter()
     .collect::<Result<_>>()?;
     let fp = fingerprint(spec, mode, tracking_name.as_deref(), names);
-    let prev = run.loaded.as_ref().and_then(|f| f.tables.get(&key));
+    // Owned, so that the stored digests are freed once unpacked (before the new ones are
+    // packed).
+    let prev_entry = run
+        .loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .and_then(|f| f.tables.remove(&key));
+    let prev = prev_entry.as_ref();
     let mut pass = TablePass {
         table,
         key,

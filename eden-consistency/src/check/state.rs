@@ -141,8 +141,9 @@ impl StateFile {
     /// Reads the file: `Ok(None)` when it does not exist; `Err(reason)` (a sentence) when
     /// it cannot be used, which makes every table take a full pass.
     pub(crate) fn load(path: &Path) -> std::result::Result<Option<StateFile>, String> {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
+        // Parsed as it is read: the file is not held twice.
+        let file = match std::fs::File::open(path) {
+            Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(format!(
@@ -151,7 +152,7 @@ impl StateFile {
                 ));
             }
         };
-        let f: StateFile = serde_json::from_slice(&text).map_err(|e| {
+        let f: StateFile = serde_json::from_reader(file).map_err(|e| {
             format!(
                 "the state file {} is not a valid state file ({e})",
                 path.display()
@@ -184,12 +185,11 @@ impl StateFile {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "state".into());
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let body = serde_json::to_vec(self)
-            .map_err(|e| Error::Internal(format!("encoding the incremental state: {e}")))?;
         let res = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
+            let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+            serde_json::to_writer(&mut f, self).map_err(std::io::Error::other)?;
+            f.flush()?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, path)
         })();
         if let Err(e) = res {
