@@ -11,6 +11,9 @@ pub(super) enum Bounds {
     Even { lo: i64, width: i64, n: usize },
     /// Integers (their text is their decimal form).
     Ints(Vec<i64>),
+    /// Text values that are their own text (`text`, `varchar`, `name` keys): one string
+    /// per bound, not a value and a copy of it.
+    Texts(Vec<String>),
     /// Any other type: the values, and their texts as PostgreSQL prints them (UTC
     /// session), sent as `text[]` and cast.
     Listed {
@@ -49,6 +52,10 @@ impl Chunking {
     pub(crate) fn push_bound(&mut self, value: Value, text: String) {
         match (&mut self.bounds, value) {
             (Bounds::Ints(ints), Value::Int(x)) => ints.push(x),
+            (Bounds::Texts(texts), Value::Text(x)) if x == text => texts.push(text),
+            (Bounds::Ints(ints), Value::Text(x)) if ints.is_empty() && x == text => {
+                self.bounds = Bounds::Texts(vec![text])
+            }
             (Bounds::Even { lo, width, n }, Value::Int(x))
                 if (*n as i64)
                     .checked_mul(*width)
@@ -75,9 +82,9 @@ impl Chunking {
     fn listed(&mut self) -> (Vec<Value>, Vec<String>) {
         match std::mem::take(&mut self.bounds) {
             Bounds::Listed { values, texts } => (values, texts),
-            ints => {
+            compact => {
                 let ch = Chunking {
-                    bounds: ints,
+                    bounds: compact,
                     ..Chunking::default()
                 };
                 let values = (0..ch.bound_count()).map(|i| ch.bound(i)).collect();
@@ -91,6 +98,7 @@ impl Chunking {
         match &self.bounds {
             Bounds::Even { n, .. } => *n,
             Bounds::Ints(v) => v.len(),
+            Bounds::Texts(v) => v.len(),
             Bounds::Listed { values, .. } => values.len(),
         }
     }
@@ -100,6 +108,7 @@ impl Chunking {
         match &self.bounds {
             Bounds::Even { lo, width, .. } => Some(lo + i as i64 * width),
             Bounds::Ints(v) => v.get(i).copied(),
+            Bounds::Texts(_) => None,
             Bounds::Listed { values, .. } => match values.get(i) {
                 Some(Value::Int(x)) => Some(*x),
                 _ => None,
@@ -111,6 +120,7 @@ impl Chunking {
     pub(crate) fn bound(&self, i: usize) -> Value {
         match &self.bounds {
             Bounds::Listed { values, .. } => values[i].clone(),
+            Bounds::Texts(texts) => Value::Text(texts[i].clone()),
             _ => Value::Int(self.int_bound(i).unwrap_or_default()),
         }
     }
@@ -118,7 +128,9 @@ impl Chunking {
     /// Bound `i` as PostgreSQL prints it.
     pub(crate) fn bound_text(&self, i: usize) -> std::borrow::Cow<'_, str> {
         match &self.bounds {
-            Bounds::Listed { texts, .. } => std::borrow::Cow::Borrowed(texts[i].as_str()),
+            Bounds::Listed { texts, .. } | Bounds::Texts(texts) => {
+                std::borrow::Cow::Borrowed(texts[i].as_str())
+            }
             _ => std::borrow::Cow::Owned(self.int_bound(i).unwrap_or_default().to_string()),
         }
     }
@@ -152,6 +164,9 @@ impl Chunking {
                 values: picked.iter().map(|&i| values[i].clone()).collect(),
                 texts: picked.iter().map(|&i| texts[i].clone()).collect(),
             },
+            Bounds::Texts(texts) => {
+                Bounds::Texts(picked.iter().map(|&i| texts[i].clone()).collect())
+            }
             _ => Bounds::Ints(picked.iter().filter_map(|&i| self.int_bound(i)).collect()),
         };
         Chunking {
@@ -267,6 +282,10 @@ impl Chunking {
                 }
             }
             (Bounds::Ints(v), Value::Int(k)) => v.partition_point(|b| b <= k),
+            // Text in byte order, as [`Value::compare`].
+            (Bounds::Texts(v), Value::Text(k)) => {
+                v.partition_point(|b| b.as_bytes() <= k.as_bytes())
+            }
             (Bounds::Listed { values, .. }, _) => values.partition_point(|b| {
                 matches!(
                     b.compare(k0),
@@ -395,9 +414,21 @@ mod tests {
         let mut t = Chunking::default();
         t.push_bound(Value::Text("b".into()), "b".into());
         t.push_bound(Value::Text("d".into()), "d".into());
+        assert!(matches!(t.bounds, Bounds::Texts(_)));
         assert_eq!(t.chunk_of(&Value::Text("c".into())), 1);
+        assert_eq!(t.chunk_of(&Value::Text("d".into())), 2);
         assert_eq!(t.bound_text(1), "d");
         assert_eq!(t.int_bounds(), None);
+        assert_eq!(t.select(&[1]).bound(0), Value::Text("d".into()));
+        // A value that is not its own text: listed, both kept.
+        t.push_bound(
+            Value::Uuid(uuid::Uuid::nil()),
+            uuid::Uuid::nil().to_string(),
+        );
+        assert!(matches!(t.bounds, Bounds::Listed { .. }));
+        assert_eq!(t.bound(1), Value::Text("d".into()));
+        assert_eq!(t.bound(2), Value::Uuid(uuid::Uuid::nil()));
+        assert_eq!(t.bound_text(2), "00000000-0000-0000-0000-000000000000");
         let picked = ch.select(&[1, 3]);
         assert_eq!(picked.bound_texts(), vec!["15", "25"]);
         let even = Chunking::even(-7, 3, 1000);

@@ -74,7 +74,8 @@
 //!   of the query at 30M rows, 0.8 s of 24 s), so that every region's chunk rows stream to the engine
 //!   in chunk order and are compared as they arrive: the client keeps no per-chunk
 //!   summaries ([`KeyedSource::ordered_summaries`]). Evenly spaced bounds are kept as
-//!   three numbers, other integer bounds as one `i64` each ([`Chunking`]), so the
+//!   three numbers, other integer bounds as one `i64` each, text bounds as one string
+//!   each ([`Chunking`]), so the
 //!   client's memory does not grow with the table for an evenly spread integer key.
 //! * Rows of differing chunks are read through the key's index, one range scan per chunk
 //!   (per piece of a composite key's range; `LATERAL` over `unnest` of the bounds), when
